@@ -184,7 +184,7 @@ class Reader:
         self.prefix_ids = self._prefix_ids()
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
-        self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self.vocab_size = int(len(self.tokenizer))
 
     def _capture(self, module, inputs, output):
         self._captured = output[0] if isinstance(output, tuple) else output
@@ -225,5 +225,5 @@ class Reader:
     def describe(self) -> dict:
         """Plain-JSON facts about this reader, stored with every dataset it encodes."""
         return {**self.spec.to_json(), "d_model": self.d_model, "prefix_ids": self.prefix_ids,
-                "vocab_size": int(len(self.tokenizer))}
+                "vocab_size": self.vocab_size}
 

@@ -1,0 +1,199 @@
+"""From texts to sparse token activations, chunk by chunk, committed to a store as they finish.
+
+Rows are cut into chunks of consecutive rows by text length, so the same table always gives the same
+chunks and the same batches: a resumed run computes bit-for-bit what an uninterrupted one would.
+Inside a chunk, windows are sorted by length and packed into batches under a token budget (little
+padding); long documents are split into windows that overlap by ``window_overlap`` tokens of context,
+and every token is computed exactly once. Only the sparse SAE output leaves the device.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..store.chunk import EncodedDocument
+from ..store.store import Store
+from .reader import Reader
+from .sae import SparseAutoencoder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodePlan:
+    """How work is cut: chunk size on disk, batch size on the device, window size for long documents.
+
+    ``chunk_chars``: a chunk is committed after about this many characters of text (a crash loses at
+    most one chunk). ``batch_tokens``: padded tokens per forward batch. ``window_tokens``: the longest
+    sequence fed to the reader, template prefix included. ``window_overlap``: context tokens a window
+    repeats from the previous one (their activations come from the previous window).
+    """
+
+    chunk_chars: int = 100_000
+    batch_tokens: int = 4096
+    window_tokens: int = 1024
+    window_overlap: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_chars", "batch_tokens", "window_tokens"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if not 0 <= self.window_overlap < self.window_tokens // 2:
+            raise ValueError(f"window_overlap must be in [0, window_tokens/2), not {self.window_overlap}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def plan_chunks(text_lengths: np.ndarray, chunk_chars: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges of about ``chunk_chars`` characters each; deterministic in the lengths."""
+    ranges, start, size = [], 0, 0
+    for row, length in enumerate(text_lengths):
+        size += int(length)
+        if size >= chunk_chars:
+            ranges.append((start, row + 1))
+            start, size = row + 1, 0
+    if start < len(text_lengths):
+        ranges.append((start, len(text_lengths)))
+    return ranges
+
+
+@dataclass
+class _Window:
+    row: int
+    order: int  # position of this window within its document
+    ids: np.ndarray  # document token ids fed in this window (context overlap included)
+    keep_from: int  # first position (within ids) whose activations are kept
+
+
+def _windows(row: int, ids: np.ndarray, capacity: int, overlap: int) -> list[_Window]:
+    if len(ids) <= capacity:
+        return [_Window(row, 0, ids, 0)]
+    windows, start = [], 0
+    while True:
+        context = 0 if start == 0 else overlap
+        lo = start - context
+        hi = min(lo + capacity, len(ids))
+        windows.append(_Window(row, len(windows), ids[lo:hi], context))
+        if hi == len(ids):
+            return windows
+        start = hi
+
+
+def _batches(windows: list[_Window], prefix_len: int, batch_tokens: int) -> list[list[_Window]]:
+    """Greedy packing of length-sorted windows so that batch size × longest length ≤ batch_tokens."""
+    ordered = sorted(windows, key=lambda w: (len(w.ids), w.row))
+    batches, current = [], []
+    for window in ordered:
+        longest = prefix_len + len(window.ids)  # sorted ascending: the newcomer is the longest
+        if current and (len(current) + 1) * longest > batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(window)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Encoder:
+    """Runs a reader and an SAE over rows of a table and commits the results to a store."""
+
+    def __init__(self, reader: Reader, sae: SparseAutoencoder, plan: EncodePlan, sae_device: str | None = None):
+        if reader.spec.layer != sae.cfg.hook_layer:
+            raise ValueError(f"the SAE reads layer {sae.cfg.hook_layer} but the reader is hooked at layer {reader.spec.layer}")
+        if reader.d_model != sae.cfg.d_in:
+            raise ValueError(f"the SAE expects d_in={sae.cfg.d_in} but the reader's hidden size is {reader.d_model}")
+        self.reader, self.sae, self.plan = reader, sae, plan
+        self.sae_device = sae_device or reader.device
+        self.prefix = np.asarray(reader.prefix_ids, dtype=np.int64)
+        self.capacity = plan.window_tokens - len(self.prefix)
+        if self.capacity <= 2 * plan.window_overlap:
+            raise ValueError(f"window_tokens={plan.window_tokens} leaves no room after the {len(self.prefix)}-token "
+                             f"template prefix and the overlap of {plan.window_overlap}; raise window_tokens")
+        self.tokens_done = 0
+
+    def encode_rows(self, rows: list[int], texts: list[str]) -> list[EncodedDocument]:
+        """Encode the given rows (texts already validated) in length-sorted batches."""
+        windows: list[_Window] = []
+        tokens = {}
+        for row, text in zip(rows, texts):
+            doc = self.reader.document_tokens(text)
+            tokens[row] = doc
+            windows.extend(_windows(row, doc.ids, self.capacity, self.plan.window_overlap))
+        parts: dict[int, list] = {row: [] for row in rows}
+        for batch in _batches(windows, len(self.prefix), self.plan.batch_tokens):
+            for window, result in zip(batch, self._run_batch(batch)):
+                parts[window.row].append((window.order, result))
+        return [self._assemble(row, tokens[row], [r for _, r in sorted(parts[row], key=lambda p: p[0])]) for row in rows]
+
+    def _run_batch(self, batch: list[_Window]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        n_prefix = len(self.prefix)
+        width = n_prefix + max(len(w.ids) for w in batch)
+        input_ids = np.full((len(batch), width), self.reader.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for i, window in enumerate(batch):
+            n = n_prefix + len(window.ids)
+            input_ids[i, :n] = np.concatenate([self.prefix, window.ids])
+            mask[i, :n] = 1
+        hidden = self.reader.forward(torch.from_numpy(input_ids), torch.from_numpy(mask))
+        # Gather only the kept document positions of every window into one (tokens, d_model) matrix.
+        rows = np.concatenate([np.full(len(w.ids) - w.keep_from, i) for i, w in enumerate(batch)])
+        cols = np.concatenate([np.arange(n_prefix + w.keep_from, n_prefix + len(w.ids)) for w in batch])
+        x = hidden[torch.from_numpy(rows).to(hidden.device), torch.from_numpy(cols).to(hidden.device)]
+        acts = self.sae.encode_sparse(x.to(self.sae_device, self.sae.W_enc.dtype))
+        ptr = acts.ptr.cpu().numpy()
+        features = acts.features.cpu().numpy()
+        values = acts.values.float().cpu().numpy().astype(np.float16)
+        self.tokens_done += int(mask.sum())
+        results, t = [], 0
+        for window in batch:
+            n = len(window.ids) - window.keep_from
+            a0, a1 = ptr[t], ptr[t + n]
+            results.append((ptr[t : t + n + 1] - a0, features[a0:a1], values[a0:a1]))
+            t += n
+        return results
+
+    @staticmethod
+    def _assemble(row, doc, pieces) -> EncodedDocument:
+        ptrs, feats, vals, offset = [np.zeros(1, np.int64)], [], [], 0
+        for ptr, f, v in pieces:
+            ptrs.append(offset + ptr[1:])
+            offset += int(ptr[-1])
+            feats.append(f)
+            vals.append(v)
+        return EncodedDocument(row=row, token_ids=doc.ids, spans=doc.spans, act_ptr=np.concatenate(ptrs),
+                               act_features=np.concatenate(feats), act_values=np.concatenate(vals))
+
+
+
+def encode_pending(store: Store, encoder: Encoder, texts: list) -> None:
+    """Encode every pending row of ``store`` chunk by chunk, committing each chunk as it finishes."""
+    plan = EncodePlan(**store.body["plan"])
+    lengths = np.array([len(t) if isinstance(t, str) else 0 for t in texts], dtype=np.int64)
+    committed = {(e["start"], e["stop"]) for e in store.body["chunks"]}
+    ranges = plan_chunks(lengths, plan.chunk_chars)
+    unknown = committed - set(ranges)
+    if unknown:
+        raise ValueError(
+            f"{store.path}: committed chunks {sorted(unknown)[:3]} do not match this table's chunk plan; "
+            "the documents changed since the store was written"
+        )
+    skipped = store.skipped
+    todo = [(a, b) for a, b in ranges if (a, b) not in committed]
+    n_docs = sum(b - a for a, b in todo)
+    if not todo:
+        return
+    started, tokens_before = time.perf_counter(), encoder.tokens_done
+    with tqdm(total=n_docs, unit="doc", desc="Encoding", dynamic_ncols=True) as bar:
+        for start, stop in todo:
+            rows = [r for r in range(start, stop) if r not in skipped]
+            store.commit_chunk(start, stop, encoder.encode_rows(rows, [texts[r] for r in rows]), encoder.reader.vocab_size)
+            rate = (encoder.tokens_done - tokens_before) / max(time.perf_counter() - started, 1e-9)
+            bar.update(stop - start)
+            bar.set_postfix_str(f"{rate:,.0f} tok/s")
+    logger.info("Encoded %d rows (%d tokens read) into %s", n_docs, encoder.tokens_done - tokens_before, store.path)

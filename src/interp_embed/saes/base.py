@@ -1,0 +1,111 @@
+"""The front-door interface every SAE source shares: a reader + SAE pair, described in plain JSON.
+
+Importing this module never imports torch: a saved dataset records the spec of the SAE that encoded
+it, and that spec is only turned back into models when encoding resumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+
+Device = str | dict | None
+
+
+def split_device(device: Device) -> tuple[str | None, str | None]:
+    """``"cuda:0"`` → both on it; ``{"model": ..., "sae": ...}`` → each on its own (seed-compatible)."""
+    if device is None or isinstance(device, str):
+        return device, device
+    if isinstance(device, dict) and set(device) == {"model", "sae"}:
+        return device["model"], device["sae"]
+    raise ValueError(f"device must be a string or {{'model': ..., 'sae': ...}}, not {device!r}")
+
+
+class SAE:
+    """A reader model hooked at one layer plus the SAE that reads it.
+
+    Subclasses say where the files come from (:meth:`sae_folder`) and which reader goes with them
+    (:meth:`reader_spec`). ``role`` wraps each document in the reader's chat template as that role
+    (``"assistant"``, the original's default, or ``"user"``), or ``"raw"`` for plain text;
+    ``use_assistant_role=False`` is the original interp_embed's spelling of ``role="user"``.
+    """
+
+    kind = "base"
+
+    def __init__(self, device: Device = None, role: str = "assistant", use_assistant_role: bool | None = None):
+        if use_assistant_role is not None:
+            role = "assistant" if use_assistant_role else "user"
+        if role not in ("assistant", "user", "raw"):
+            raise ValueError(f"role must be 'assistant', 'user' or 'raw', not {role!r}")
+        self.device = device
+        self.role = role
+        self._loaded = None
+
+    # -- what subclasses provide ----------------------------------------------------------------
+    def params(self) -> dict:
+        """Constructor arguments (JSON) that rebuild this SAE, device excluded."""
+        return {"role": self.role}
+
+    def sae_folder(self) -> Path:
+        raise NotImplementedError
+
+    def reader_model(self, cfg: dict) -> str:
+        raise NotImplementedError
+
+    def _read_labels(self) -> dict[int, str]:
+        return {}
+
+    # -- shared behaviour -----------------------------------------------------------------------
+    def spec(self) -> dict:
+        return {"type": self.kind, **self.params()}
+
+    @cached_property
+    def saelens_config(self) -> dict:
+        path = self.sae_folder() / "cfg.json"
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: cannot read the SAE config ({err})") from err
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the weights file: resuming with different weights would mix two encodings."""
+        digest = hashlib.sha256()
+        with open(self.sae_folder() / "sae_weights.safetensors", "rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def feature_labels(self) -> dict[int, str]:
+        """Labels shipped with or downloaded for this SAE, ``{feature id: label}`` (may be empty)."""
+        return self._read_labels()
+
+    def load(self):
+        """Load (once) and return ``(Reader, SparseAutoencoder, sae_device)``."""
+        if self._loaded is None:
+            from ..encode.reader import Reader, ReaderSpec, default_device
+            from ..encode.sae import SAEConfig, load_sae
+
+            model_device, sae_device = split_device(self.device)
+            model_device = model_device or default_device()
+            sae_device = sae_device or model_device
+            cfg = SAEConfig.from_saelens(self.saelens_config, source=str(self.sae_folder() / "cfg.json"))
+            reader = Reader(ReaderSpec(model=self.reader_model(self.saelens_config), layer=cfg.hook_layer, role=self.role),
+                            device=model_device)
+            sae = load_sae(self.sae_folder(), device=sae_device)
+            self._loaded = (reader, sae, sae_device)
+        return self._loaded
+
+    def describe(self) -> dict:
+        """What a store records about its encoder (plain JSON)."""
+        reader, sae, _ = self.load()
+        return {"spec": self.spec(), "reader": reader.describe(), "sae": sae.cfg.to_json(),
+                "sae_sha256": self.fingerprint()}
+
+    def destroy(self) -> None:
+        """Free the models (they are reloaded on the next use)."""
+        self._loaded = None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"

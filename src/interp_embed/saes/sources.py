@@ -1,0 +1,207 @@
+"""Where SAEs come from: the bundled default, a SAELens folder or hub release, and Goodfire's releases."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from .base import SAE, Device
+
+logger = logging.getLogger(__name__)
+
+LABELS_FILE = "feature_labels.json"
+
+
+def _read_label_file(path: Path) -> dict[int, str]:
+    """A JSON object ``{feature id: label}``; a non-string label (e.g. a dict) uses its ``label`` key."""
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+        return {int(k): str(v.get("label", "") if isinstance(v, dict) else v) for k, v in raw.items()}
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{path}: not a label file ({err})") from err
+
+
+class DefaultSAE(SAE):
+    """The bundled reader (SmolLM2-135M-Instruct, offline) with the SAE this project trained for it.
+
+    >>> from interp_embed.saes import DefaultSAE
+    >>> DefaultSAE().spec()
+    {'type': 'default', 'role': 'assistant'}
+    """
+
+    kind = "default"
+
+    def sae_folder(self) -> Path:
+        folder = Path(str(resources.files("interp_embed") / "data" / "default_sae"))
+        if not (folder / "cfg.json").is_file():
+            raise FileNotFoundError(f"{folder} holds no SAE; reinstall interp_embed")
+        return folder
+
+    def reader_model(self, cfg: dict) -> str:
+        from ..encode.reader import BUNDLED_READER
+
+        return BUNDLED_READER
+
+    def _read_labels(self) -> dict[int, str]:
+        return _read_label_file(self.sae_folder() / LABELS_FILE)
+
+
+class LocalSAE(SAE):
+    """An SAE in SAELens' layout: a local folder, or ``release`` (a Hugging Face repo or SAELens release) + ``sae_id``.
+
+    ``model`` is the reader (a Hugging Face name or local folder); by default the config's ``model_name``.
+
+    >>> sae = LocalSAE(path="my_sae/", model="HuggingFaceTB/SmolLM2-135M-Instruct")   # doctest: +SKIP
+    >>> sae = LocalSAE(release="jbloom/my-saes", sae_id="blocks.8.hook_resid_post")    # doctest: +SKIP
+    """
+
+    kind = "local"
+
+    def __init__(self, sae_id: str | None = None, release: str | None = None, path: str | os.PathLike | None = None,
+                 model: str | None = None, device: Device = None, **kwargs):
+        super().__init__(device=device, **kwargs)
+        if (path is None) == (release is None):
+            raise ValueError("give either path= (a folder with cfg.json and sae_weights.safetensors) or release= and sae_id=")
+        if release is not None and not sae_id:
+            raise ValueError("release= needs sae_id= (the folder of the SAE inside the release)")
+        self.path = str(path) if path is not None else None
+        self.release, self.sae_id, self.model = release, sae_id, model
+
+    def params(self) -> dict:
+        return {**super().params(), "path": self.path, "release": self.release, "sae_id": self.sae_id, "model": self.model}
+
+    def sae_folder(self) -> Path:
+        if self.path is not None:
+            return Path(self.path)
+        return _download_saelens(self.release, self.sae_id)
+
+    def reader_model(self, cfg: dict) -> str:
+        name = self.model or (cfg.get("metadata") or {}).get("model_name") or cfg.get("model_name")
+        if not name:
+            raise ValueError(f"{self.sae_folder() / 'cfg.json'} names no model; pass model= (a Hugging Face name or folder)")
+        return name
+
+    def _read_labels(self) -> dict[int, str]:
+        return _read_label_file(self.sae_folder() / LABELS_FILE)
+
+
+def _download_saelens(release: str, sae_id: str) -> Path:
+    """Fetch ``sae_id``'s folder from a hub repo; a SAELens release name is mapped to its repo when sae_lens is installed."""
+    from huggingface_hub import snapshot_download
+
+    repo_id = release
+    try:  # optional: SAELens' registry of named releases
+        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+        entry = get_pretrained_saes_directory().get(release)
+        if entry is not None:
+            repo_id = entry.repo_id
+            sae_id = entry.saes_map.get(sae_id, sae_id)
+    except ImportError:
+        pass
+    root = Path(snapshot_download(repo_id=repo_id, allow_patterns=[f"{sae_id}/*"]))
+    folder = root / sae_id
+    if not (folder / "cfg.json").is_file():
+        raise FileNotFoundError(f"{repo_id} has no SAE folder {sae_id!r} with cfg.json")
+    return folder
+
+
+# Goodfire's releases: reader, hooked layer, weights file and where the original's labels live.
+GOODFIRE_VARIANTS = {
+    "Llama-3.1-8B-Instruct-SAE-l19": {
+        "model": "meta-llama/Llama-3.1-8B-Instruct", "repo": "Goodfire/Llama-3.1-8B-Instruct-SAE-l19",
+        "file": "Llama-3.1-8B-Instruct-SAE-l19.pth", "layer": 19, "d_in": 4096, "d_sae": 65536,
+        "labels": "goodfire/meta-llama/Llama-3.1-8B-Instruct.json",
+    },
+    "Llama-3.3-70B-Instruct-SAE-l50": {
+        "model": "meta-llama/Llama-3.3-70B-Instruct", "repo": "Goodfire/Llama-3.3-70B-Instruct-SAE-l50",
+        "file": "Llama-3.3-70B-Instruct-SAE-l50.pt", "layer": 50, "d_in": 8192, "d_sae": 65536,
+        "labels": "goodfire/meta-llama/Llama-3.3-70B-Instruct.json",
+    },
+}
+LABELS_REPO = "nickjiang/feature_labels"
+
+
+class GoodfireSAE(SAE):
+    """Goodfire's ReLU SAEs for Llama 3 (the original interp_embed's default), converted once to SAELens layout.
+
+    Goodfire ships PyTorch files; they are read with ``torch.load(weights_only=True)``, which refuses
+    anything but tensors, then cached as safetensors.
+
+    >>> sae = GoodfireSAE(variant_name="Llama-3.1-8B-Instruct-SAE-l19", device="cuda:0")   # doctest: +SKIP
+    """
+
+    kind = "goodfire"
+
+    def __init__(self, variant_name: str = "Llama-3.1-8B-Instruct-SAE-l19", device: Device = None, **kwargs):
+        super().__init__(device=device, **kwargs)
+        if variant_name not in GOODFIRE_VARIANTS:
+            raise ValueError(f"variant_name must be one of {sorted(GOODFIRE_VARIANTS)}, not {variant_name!r}")
+        self.variant_name = variant_name
+
+    def params(self) -> dict:
+        return {**super().params(), "variant_name": self.variant_name}
+
+    def sae_folder(self) -> Path:
+        from ..encode.reader import cache_root
+
+        folder = cache_root() / "saes" / "goodfire" / self.variant_name
+        if not (folder / "cfg.json").is_file():
+            _convert_goodfire(GOODFIRE_VARIANTS[self.variant_name], folder)
+        return folder
+
+    def reader_model(self, cfg: dict) -> str:
+        return GOODFIRE_VARIANTS[self.variant_name]["model"]
+
+    def _read_labels(self) -> dict[int, str]:
+        folder = self.sae_folder()
+        if not (folder / LABELS_FILE).is_file():
+            try:
+                from huggingface_hub import hf_hub_download
+
+                path = hf_hub_download(repo_id=LABELS_REPO, filename=GOODFIRE_VARIANTS[self.variant_name]["labels"],
+                                       repo_type="dataset")
+                shutil.copyfile(path, folder / LABELS_FILE)
+            except Exception as err:  # labels are optional: offline users still get activations
+                logger.warning("No labels for %s (%s)", self.variant_name, err)
+                return {}
+        return _read_label_file(folder / LABELS_FILE)
+
+
+def _convert_goodfire(variant: dict, folder: Path) -> None:
+    import torch
+    from huggingface_hub import hf_hub_download
+
+    from ..encode.sae import SAEConfig, build_sae, save_sae
+
+    path = hf_hub_download(repo_id=variant["repo"], filename=variant["file"])
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = SAEConfig(architecture="relu", d_in=variant["d_in"], d_sae=variant["d_sae"], hook_layer=variant["layer"],
+                    apply_b_dec_to_input=False, model_name=variant["model"])
+    sae = build_sae(cfg)
+    sae.load_state_dict({
+        "W_enc": state["encoder_linear.weight"].T.contiguous(), "b_enc": state["encoder_linear.bias"],
+        "W_dec": state["decoder_linear.weight"].T.contiguous(), "b_dec": state["decoder_linear.bias"],
+    })
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+    save_sae(sae, tmp)
+    os.replace(tmp, folder)
+
+
+SOURCES: dict[str, type[SAE]] = {"default": DefaultSAE, "local": LocalSAE, "goodfire": GoodfireSAE}
+
+
+def sae_from_spec(spec: dict, device: Device = None) -> SAE:
+    """Rebuild an SAE front door from the JSON a store recorded; only the classes above can be named."""
+    kind = spec.get("type")
+    if kind not in SOURCES:
+        raise ValueError(f"unknown SAE type {kind!r} in the store; known: {sorted(SOURCES)}")
+    params = {k: v for k, v in spec.items() if k != "type"}
+    return SOURCES[kind](device=device, **params)
