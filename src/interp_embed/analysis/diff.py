@@ -1,0 +1,166 @@
+"""Dataset diffing: which features are active in more documents of one dataset than of another."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .inputs import feature_counts, label_array, load_documents, presence
+from .stats import benjamini_hochberg, fisher_two_sided, newcombe_interval
+from .validation import check_choice, check_coverage, check_dataset, check_fraction
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("absolute", "relative")
+
+
+def _diff_table(
+    count_a: np.ndarray, n_a: int, count_b: np.ndarray, n_b: int, labels: np.ndarray,
+    metric: str, min_coverage: float, max_coverage: float, confidence: float,
+) -> pd.DataFrame:
+    """Per-feature frequencies, effect, Newcombe CI and two-sided Fisher p for the tested features (no q yet)."""
+    freq_a = count_a / n_a
+    freq_b = count_b / n_b
+    # Features active nowhere admit no test; the coverage bounds are the original interp_embed's filter.
+    tested = (count_a + count_b > 0) & (np.minimum(freq_a, freq_b) >= min_coverage) & (
+        np.maximum(freq_a, freq_b) <= max_coverage
+    )
+    f = np.flatnonzero(tested)
+    fa, fb, ka, kb = freq_a[f], freq_b[f], count_a[f], count_b[f]
+    if metric == "absolute":
+        effect = fa - fb
+    else:
+        effect = (fa - fb) / np.maximum(fa, fb)
+    ci_low, ci_high = newcombe_interval(ka, n_a, kb, n_b, confidence)
+    p = fisher_two_sided(ka, np.full(f.size, n_a), ka + kb, np.full(f.size, n_a + n_b))
+    return pd.DataFrame({
+        "feature_id": f,
+        "label": labels[f],
+        "count_a": ka,
+        "count_b": kb,
+        "freq_a": fa,
+        "freq_b": fb,
+        "frequency_difference": effect,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_value": p,
+    })
+
+
+def diff_counts(
+    count_a: np.ndarray, n_a: int, count_b: np.ndarray, n_b: int, labels: np.ndarray | None = None, *,
+    metric: str = "absolute", min_coverage: float = 0.0, max_coverage: float = 1.0, confidence: float = 0.95,
+) -> pd.DataFrame:
+    """The statistics of :func:`diff_features` from per-feature document counts (``count_a[f]`` of ``n_a``).
+
+    Useful when the counts come from elsewhere (a store's pooled counts, a database).
+
+    >>> diff_counts(np.array([90, 5]), 100, np.array([10, 5]), 100)[["feature_id", "freq_a", "freq_b"]].values.tolist()
+    [[0.0, 0.9, 0.1], [1.0, 0.05, 0.05]]
+    """
+    check_choice(metric, "metric", METRICS)
+    min_coverage, max_coverage = check_coverage(min_coverage, max_coverage)
+    confidence = check_fraction(confidence, "confidence", open_low=True)
+    count_a, count_b = np.asarray(count_a, dtype=np.int64), np.asarray(count_b, dtype=np.int64)
+    if count_a.shape != count_b.shape or count_a.ndim != 1:
+        raise ValueError(f"count_a and count_b must be 1-D of equal length, got {count_a.shape} and {count_b.shape}.")
+    if n_a < 1 or n_b < 1:
+        raise ValueError(f"both datasets need at least one encoded document (got n_a={n_a}, n_b={n_b}).")
+    if labels is None:
+        labels = np.full(count_a.size, "", dtype=object)
+    table = _diff_table(count_a, n_a, count_b, n_b, labels, metric, min_coverage, max_coverage, confidence)
+    table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
+    return table.sort_values(["frequency_difference", "freq_a"], ascending=False, ignore_index=True)
+
+
+def diff_features(
+    ds_a: Any, ds_b: Any, metric: str = "absolute", min_coverage: float = 0.0, max_coverage: float = 1.0, *,
+    activated_threshold: float = 0.0, confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Compare how often each feature is active in the documents of two datasets.
+
+    A feature is active in a document when its max activation over the document's tokens exceeds
+    ``activated_threshold``. Only encoded documents count. Per feature: ``freq_a``/``freq_b`` (fraction of
+    documents where it is active), ``frequency_difference`` (``freq_a − freq_b``, or divided by the larger
+    of the two when ``metric="relative"``), ``ci_low``/``ci_high`` (Newcombe hybrid score interval for
+    ``freq_a − freq_b`` at ``confidence``), ``p_value`` (two-sided Fisher exact test on the 2x2 table
+    dataset × active) and ``q_value`` (Benjamini–Hochberg over every tested feature).
+
+    Tested features are those active in at least one document whose frequencies satisfy
+    ``min(freq_a, freq_b) >= min_coverage`` and ``max(freq_a, freq_b) <= max_coverage`` (the original
+    interp_embed's coverage filter); the others are left out of the table and of the BH family. Rows are
+    sorted by ``frequency_difference`` descending.
+
+    Example::
+
+        table = diff_features(english, german)
+        table.query("q_value < 0.05").head(10)[["feature_id", "label", "freq_a", "freq_b", "q_value"]]
+    """
+    check_choice(metric, "metric", METRICS)
+    check_dataset(ds_a, "ds_a")
+    check_dataset(ds_b, "ds_b")
+    if ds_a.d_sae != ds_b.d_sae:
+        raise ValueError(
+            f"ds_a and ds_b were encoded with different SAEs ({ds_a.d_sae} vs {ds_b.d_sae} features); "
+            "diff datasets encoded with the same SAE."
+        )
+    docs_a, docs_b = load_documents(ds_a, "ds_a"), load_documents(ds_b, "ds_b")
+    count_a = feature_counts(presence(docs_a.activations, activated_threshold))
+    count_b = feature_counts(presence(docs_b.activations, activated_threshold))
+    logger.info("diffing %d vs %d encoded documents over %d features", docs_a.n, docs_b.n, count_a.size)
+    labels = label_array(ds_a)
+    return diff_counts(count_a, docs_a.n, count_b, docs_b.n, labels, metric=metric,
+                       min_coverage=min_coverage, max_coverage=max_coverage, confidence=confidence)
+
+
+def diff_many(
+    datasets: Mapping[str, Any], metric: str = "absolute", min_coverage: float = 0.0, max_coverage: float = 1.0, *,
+    activated_threshold: float = 0.0, confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Compare each of several datasets against all the others pooled (one vs. rest).
+
+    The statistics are those of :func:`diff_features` with ``a`` = the named dataset and ``b`` = the union of
+    the rest, in columns ``freq_in``/``freq_rest``; one row per (dataset, tested feature). The
+    Benjamini–Hochberg family is every test in the table (all datasets together), so a q-value below 0.05
+    keeps the expected share of false discoveries in the whole table under 5%. Sorted by dataset, then
+    ``frequency_difference`` descending.
+
+    Example::
+
+        table = diff_many({"llama": ds_llama, "qwen": ds_qwen, "gemma": ds_gemma})
+        table.groupby("dataset").head(5)
+    """
+    if not isinstance(datasets, Mapping) or len(datasets) < 2:
+        raise ValueError("datasets must be a dict of at least two named datasets, e.g. {'a': ds_a, 'b': ds_b}.")
+    check_choice(metric, "metric", METRICS)
+    min_coverage, max_coverage = check_coverage(min_coverage, max_coverage)
+    confidence = check_fraction(confidence, "confidence", open_low=True)
+    names = list(datasets)
+    for name in names:
+        check_dataset(datasets[name], f"datasets[{name!r}]")
+    d_sae = {name: ds.d_sae for name, ds in datasets.items()}
+    if len(set(d_sae.values())) > 1:
+        raise ValueError(f"all datasets must share one SAE; feature counts differ: {d_sae}.")
+    counts, sizes = {}, {}
+    for name in names:
+        docs = load_documents(datasets[name], f"datasets[{name!r}]")
+        counts[name] = feature_counts(presence(docs.activations, activated_threshold))
+        sizes[name] = docs.n
+    total_count, total_n = sum(counts.values()), sum(sizes.values())
+    labels = label_array(datasets[names[0]])
+    tables = []
+    for name in names:
+        t = _diff_table(counts[name], sizes[name], total_count - counts[name], total_n - sizes[name], labels,
+                        metric, min_coverage, max_coverage, confidence)
+        t.insert(0, "dataset", name)
+        tables.append(t)
+    table = pd.concat(tables, ignore_index=True).rename(columns={
+        "count_a": "count_in", "count_b": "count_rest", "freq_a": "freq_in", "freq_b": "freq_rest"})
+    table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
+    order = {name: i for i, name in enumerate(names)}
+    table = table.sort_values(["dataset", "frequency_difference"], ascending=[True, False],
+                              key=lambda s: s.map(order) if s.name == "dataset" else s, ignore_index=True)
+    return table

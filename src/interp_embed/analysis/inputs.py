@@ -1,0 +1,86 @@
+"""The bridge from a Dataset to the matrices the analyses work on.
+
+Every analysis reads documents through here so that rows the user skipped (not encoded) are excluded from
+every statistic in one place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .validation import check_dataset, check_threshold
+
+
+@dataclass(frozen=True)
+class Documents:
+    """Pooled activations of the encoded documents of one dataset.
+
+    ``rows`` are positions in the dataset (``ds[rows[i]]`` is the document of matrix row i).
+    """
+
+    activations: sp.csr_matrix  # (n_encoded, d_sae) max over tokens, float32
+    rows: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.activations.shape[0]
+
+
+def load_documents(ds: Any, name: str = "ds") -> Documents:
+    """Max-pooled activations of the encoded rows of ``ds``; raise if none was encoded."""
+    check_dataset(ds, name)
+    mask = np.asarray(ds.encoded_mask(), dtype=bool)
+    if not mask.any():
+        raise ValueError(f"{name} has no encoded documents; encode it first (the analyses skip rows not encoded).")
+    rows = np.flatnonzero(mask)
+    X = ds.latents(aggregation_method="max")
+    X = sp.csr_matrix(X)
+    if X.shape != (len(mask), ds.d_sae):
+        raise ValueError(f"{name}.latents() has shape {X.shape}, expected ({len(mask)}, {ds.d_sae}).")
+    if rows.size < len(mask):
+        X = X[rows]
+    return Documents(activations=X, rows=rows)
+
+
+def presence(X: sp.spmatrix, activated_threshold: float = 0.0) -> sp.csr_matrix:
+    """Binary (int32) document × feature matrix: 1 where the pooled activation exceeds the threshold.
+
+    Stored entries are exactly the active pairs, so column counts are a bincount of the indices.
+    """
+    t = check_threshold(activated_threshold)
+    X = sp.csr_matrix(X)
+    if not X.has_canonical_format:  # duplicate entries would be counted twice; never modify the caller's matrix
+        X = X.copy()
+        X.sum_duplicates()
+    keep = X.data > t
+    if keep.all():  # the usual case: the store keeps only positive activations
+        indices, indptr = X.indices, X.indptr
+    else:
+        kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+        indices, indptr = X.indices[keep], kept_before[X.indptr]
+    return sp.csr_matrix((np.ones(indices.size, dtype=np.int32), indices, indptr), shape=X.shape)
+
+
+def feature_counts(P: sp.csr_matrix) -> np.ndarray:
+    """Number of documents in which each feature is active (P must be a presence matrix)."""
+    return np.bincount(P.indices, minlength=P.shape[1]).astype(np.int64)
+
+
+def label_array(ds: Any, d_sae: int | None = None) -> np.ndarray:
+    """Feature labels as an object array indexed by feature id, "" where a feature has no label."""
+    d = ds.d_sae if d_sae is None else d_sae
+    labels = np.full(d, "", dtype=object)
+    for f, text in (ds.feature_labels() or {}).items():
+        f = int(f)
+        if 0 <= f < d and text is not None:
+            labels[f] = str(text)
+    return labels
+
+
+def metadata(ds: Any, docs: Documents) -> pd.DataFrame:
+    """Metadata rows of the encoded documents, in matrix-row order."""
+    return ds.pandas().iloc[docs.rows].reset_index(drop=True)

@@ -1,0 +1,79 @@
+"""Parameter checks at the door of every analysis, with errors that say what to do."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+DATASET_METHODS = ("latents", "encoded_mask", "feature_labels", "pandas")
+
+
+def check_dataset(ds: Any, name: str = "ds") -> None:
+    """Raise TypeError unless ``ds`` looks like an interp_embed Dataset (duck-typed, so no import of torch)."""
+    missing = [m for m in DATASET_METHODS if not hasattr(ds, m)]
+    if missing or not hasattr(ds, "d_sae"):
+        raise TypeError(
+            f"{name} must be an interp_embed Dataset (it lacks {', '.join(missing) or 'd_sae'}); "
+            f"got {type(ds).__name__}. Build one with Dataset(data=df, field='text') or Dataset.load(path)."
+        )
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; use one of {', '.join(map(repr, choices))}.")
+    return value
+
+
+def check_fraction(value: Any, name: str, *, open_low: bool = False) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number between 0 and 1, got {value!r}.") from None
+    if not (0.0 < x <= 1.0 if open_low else 0.0 <= x <= 1.0):
+        bound = "(0, 1]" if open_low else "[0, 1]"
+        raise ValueError(f"{name} must lie in {bound}, got {value!r}.")
+    return x
+
+
+def check_int(value: Any, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_threshold(value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"activated_threshold must be a number >= 0, got {value!r}.") from None
+    if not np.isfinite(x) or x < 0:
+        raise ValueError(f"activated_threshold must be a finite number >= 0, got {value!r}.")
+    return x
+
+
+def check_features(features: Iterable[int] | None, d_sae: int, name: str = "features") -> np.ndarray | None:
+    """Return the feature ids as a sorted unique int array, or None when ``features`` is None."""
+    if features is None:
+        return None
+    if isinstance(features, (int, np.integer)):
+        features = [features]
+    arr = np.asarray(list(features))
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty; pass at least one feature id, or None for all features.")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be integer feature ids, got dtype {arr.dtype}.")
+    bad = arr[(arr < 0) | (arr >= d_sae)]
+    if bad.size:
+        raise ValueError(f"{name} contains ids outside [0, {d_sae}): {bad[:5].tolist()}; this SAE has {d_sae} features.")
+    return np.unique(arr)
+
+
+def check_coverage(min_coverage: Any, max_coverage: Any) -> tuple[float, float]:
+    lo = check_fraction(min_coverage, "min_coverage")
+    hi = check_fraction(max_coverage, "max_coverage")
+    if lo > hi:
+        raise ValueError(f"min_coverage ({lo}) must not exceed max_coverage ({hi}).")
+    return lo, hi

@@ -1,0 +1,375 @@
+"""The analyses on a small synthetic corpus with planted structure, through a stand-in of the Dataset interface.
+
+The stand-in implements exactly the interface the analyses use (latents, encoded_mask, d_sae, feature_labels,
+pandas, rows with token_activations), from token-level activations, so these tests pin the math and the
+plumbing without a reader model; tests/test_analysis_real.py repeats the key checks on real text.
+"""
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from matplotlib.figure import Figure
+from scipy import stats
+from sklearn.metrics import adjusted_rand_score
+from statsmodels.stats.multitest import multipletests
+
+from interp_embed import analysis as A
+
+D_SAE = 40
+LABELS = {0: "English function words", 1: "German function words", 2: "animals and pets",
+          3: "weather, rain and snow", 4: "programming and software bugs", 5: "any token"}
+VOCAB = {  # word -> features it fires (value)
+    "the": {0: 2.0}, "and": {0: 1.5}, "of": {0: 1.0}, "is": {0: 1.2},
+    "der": {1: 2.0}, "und": {1: 1.5}, "nicht": {1: 1.0}, "ist": {1: 1.2},
+    "cat": {2: 3.0}, "dog": {2: 2.5}, "rain": {3: 2.0}, "snow": {3: 1.8}, "code": {4: 2.2}, "bug": {4: 2.0},
+}
+FUNCTION = {"en": ["the", "and", "of", "is"], "de": ["der", "und", "nicht", "ist"]}
+TOPICS = {"pets": ["cat", "dog"], "weather": ["rain", "snow"], "code": ["code", "bug"]}
+
+
+class StandInRow:
+    def __init__(self, tokens: list[str], acts: sp.csr_matrix):
+        self.tokens, self.acts = tokens, acts
+
+    def token_activations(self, feature, as_string=True, left_marker="<<", right_marker=">>"):
+        values = self.acts[:, feature].toarray().ravel()
+        return " ".join(f"{left_marker}{t}{right_marker}" if v > 0 else t for t, v in zip(self.tokens, values))
+
+
+class StandInDataset:
+    """Token-level activations in memory; ``encoded`` False rows have no activations (the user skipped them)."""
+
+    field = "text"
+
+    def __init__(self, token_lists, meta: pd.DataFrame, encoded=None, rng_seed=0, labels=LABELS):
+        rng = np.random.default_rng(rng_seed)
+        self._rows, self._meta, self._labels = [], meta.reset_index(drop=True), dict(labels)
+        self._encoded = np.ones(len(token_lists), bool) if encoded is None else np.asarray(encoded, bool)
+        for tokens in token_lists:
+            acts = sp.lil_matrix((len(tokens), D_SAE), dtype=np.float32)
+            for i, t in enumerate(tokens):
+                for f, v in VOCAB.get(t, {}).items():
+                    acts[i, f] = v
+                acts[i, 5] = 0.5
+                if rng.random() < 0.3:  # background noise features
+                    acts[i, rng.integers(6, D_SAE)] = rng.uniform(0.1, 1.0)
+            self._rows.append(StandInRow(tokens, acts.tocsr()))
+
+    d_sae = D_SAE
+
+    def __len__(self):
+        return len(self._rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, (int, np.integer)):
+            return self._rows[i]
+        idx = np.arange(len(self))[i]
+        view = object.__new__(StandInDataset)
+        view._rows = [self._rows[j] for j in idx]
+        view._meta = self._meta.iloc[idx].reset_index(drop=True)
+        view._encoded, view._labels = self._encoded[idx], self._labels
+        return view
+
+    def latents(self, aggregation_method="max", activated_threshold=0.0):
+        assert aggregation_method == "max"
+        rows = [r.acts.max(axis=0) if e else sp.csr_matrix((1, D_SAE), dtype=np.float32)
+                for r, e in zip(self._rows, self._encoded)]
+        return sp.vstack(rows, format="csr").astype(np.float32)
+
+    def encoded_mask(self):
+        return self._encoded.copy()
+
+    def feature_labels(self):
+        return dict(self._labels)
+
+    def pandas(self):
+        return self._meta.copy()
+
+
+def make_corpus(n, lang, topic_of=None, seed=0):
+    """n token lists in one language; topic_of(i) picks a topic name or None."""
+    rng = np.random.default_rng(seed)
+    docs, topics = [], []
+    for i in range(n):
+        topic = topic_of(i) if topic_of else None
+        words = list(rng.choice(FUNCTION[lang], size=4))
+        if topic:
+            words += list(rng.choice(TOPICS[topic], size=2))
+        rng.shuffle(words)
+        docs.append([str(w) for w in words])
+        topics.append(topic)
+    return docs, topics
+
+
+def standin(n, lang, topic_of=None, seed=0, encoded=None, **meta):
+    docs, topics = make_corpus(n, lang, topic_of, seed)
+    df = pd.DataFrame({"text": [" ".join(d) for d in docs], "topic": topics, **meta})
+    return StandInDataset(docs, df, encoded=encoded, rng_seed=seed + 1)
+
+
+@pytest.fixture(scope="module")
+def english():
+    return standin(60, "en", lambda i: ["pets", "weather", None][i % 3], seed=1)
+
+
+@pytest.fixture(scope="module")
+def german():
+    return standin(50, "de", lambda i: ["code", None][i % 2], seed=2)
+
+
+# ---------------------------------------------------------------- diffing
+
+def test_diff_recovers_the_planted_language_feature(english, german):
+    table = A.diff_features(english, german)
+    assert list(table.columns) == ["feature_id", "label", "count_a", "count_b", "freq_a", "freq_b",
+                                   "frequency_difference", "ci_low", "ci_high", "p_value", "q_value"]
+    top, bottom = table.iloc[0], table.iloc[-1]
+    assert (top.feature_id, top.freq_a, top.freq_b) == (0, 1.0, 0.0) and top.label == "English function words"
+    assert bottom.feature_id == 1 and bottom.frequency_difference == -1.0
+    assert top.q_value < 1e-20 and top.ci_low > 0.9
+    row = table.set_index("feature_id").loc[2]  # pets: a third of English docs, no German doc
+    assert row.count_a == 20 and row.freq_a == pytest.approx(20 / 60)
+    assert row.p_value == pytest.approx(stats.fisher_exact([[20, 40], [0, 50]]).pvalue)
+    assert table["frequency_difference"].is_monotonic_decreasing
+    np.testing.assert_allclose(table["q_value"], multipletests(table["p_value"], method="fdr_bh")[1])
+    assert 5 in set(table.feature_id) and table.set_index("feature_id").loc[5, "p_value"] == 1.0
+
+
+def test_diff_relative_metric_and_coverage_filter(english, german):
+    rel = A.diff_features(english, german, metric="relative").set_index("feature_id")
+    assert rel.loc[2, "frequency_difference"] == 1.0 and rel.loc[1, "frequency_difference"] == -1.0
+    # Features rarer than 50% in either dataset are excluded (original semantics) and leave the BH family.
+    kept = A.diff_features(english, german, min_coverage=0.5)
+    assert set(kept.feature_id) == {5}
+    assert kept.q_value.tolist() == kept.p_value.tolist()
+
+
+def test_diff_ignores_documents_that_were_not_encoded(english, german):
+    encoded = np.ones(60, bool)
+    encoded[:15] = False
+    partial = standin(60, "en", lambda i: ["pets", "weather", None][i % 3], seed=1, encoded=encoded)
+    table = A.diff_features(partial, german).set_index("feature_id")
+    assert table.loc[0, "count_a"] == 45 and table.loc[0, "freq_a"] == 1.0
+    assert table.loc[2, "count_a"] == sum(1 for i in range(15, 60) if i % 3 == 0)
+
+
+def test_diff_many_is_one_vs_rest_with_one_bh_family(english, german):
+    third = standin(40, "en", lambda i: "code", seed=3)
+    table = A.diff_many({"en": english, "de": german, "en_code": third})
+    assert set(table.dataset) == {"en", "de", "en_code"}
+    de = table[table.dataset == "de"].set_index("feature_id")
+    assert de.index[0] == 1 and de.loc[1, "freq_in"] == 1.0 and de.loc[1, "freq_rest"] == 0.0
+    # The rest of "de" is the union of the English sets: 100 documents, all with feature 0.
+    assert de.loc[0, "count_rest"] == 100
+    assert de.loc[4, "p_value"] == pytest.approx(stats.fisher_exact([[25, 25], [40, 60]]).pvalue)
+    np.testing.assert_allclose(table.q_value, multipletests(table.p_value, method="fdr_bh")[1])
+
+
+# ---------------------------------------------------------------- correlations
+
+def brute_force_pairs(X: np.ndarray, min_count: int):
+    """NPMI, one-sided Fisher p and BH q for every pair, with plain loops and scipy/statsmodels."""
+    n, d = X.shape
+    counts = X.sum(axis=0)
+    cand = [f for f in range(d) if counts[f] >= min_count]
+    rows = []
+    for ii, i in enumerate(cand):
+        for j in cand[ii + 1:]:
+            ab = int((X[:, i] & X[:, j]).sum())
+            pa, pb, pab = counts[i] / n, counts[j] / n, ab / n
+            if ab == 0:
+                value = -1.0
+            elif ab == n:
+                value = 1.0
+            else:
+                value = math.log(pab / (pa * pb)) / -math.log(pab)
+            table = [[ab, counts[i] - ab], [counts[j] - ab, n - counts[i] - counts[j] + ab]]
+            rows.append((i, j, ab, value, stats.fisher_exact(table, alternative="greater").pvalue))
+    df = pd.DataFrame(rows, columns=["feature_a", "feature_b", "count_ab", "npmi", "p_value"])
+    df["q_value"] = multipletests(df.p_value, method="fdr_bh")[1]
+    return df[df.count_ab > 0]
+
+
+def test_npmi_and_tests_match_brute_force():
+    rng = np.random.default_rng(5)
+    X = rng.random((80, 12)) < np.linspace(0.05, 0.7, 12)
+    X[:, 3] = X[:, 2] | (rng.random(80) < 0.05)  # a correlated pair
+    X[:, 7] = ~X[:, 6] & (rng.random(80) < 0.5)  # an exclusive pair (never co-occurs)
+    X[:, 11] = True  # in every document
+    X[:, 0] = False
+    X[:2, 0] = True  # below min_count
+    P = sp.csr_matrix(X.astype(np.int32))
+    got = A.correlate_presence(P, min_count=3, block_size=5)
+    want = brute_force_pairs(X, 3)
+    assert len(got) == len(want) and 0 not in set(got.feature_a) | set(got.feature_b)
+    merged = got.merge(want, on=["feature_a", "feature_b"], suffixes=("", "_ref"))
+    assert len(merged) == len(want)
+    np.testing.assert_array_equal(merged.count_ab, merged.count_ab_ref)
+    np.testing.assert_allclose(merged.npmi, merged.npmi_ref, atol=1e-12)
+    np.testing.assert_allclose(merged.p_value, merged.p_value_ref, rtol=1e-9)
+    np.testing.assert_allclose(merged.q_value, merged.q_value_ref, rtol=1e-9)
+    assert got.iloc[0][["feature_a", "feature_b"]].tolist() == [2, 3]
+    assert got.npmi.is_monotonic_decreasing
+
+
+def test_top_correlations_streams_the_same_answer(english):
+    full = A.feature_correlations(english, min_count=2)
+    top = A.top_correlations(english, k=7, min_count=2, block_size=3)
+    pd.testing.assert_frame_equal(top.reset_index(drop=True), full.head(7).reset_index(drop=True))
+    # Topic words co-occur with nothing in particular, but "any token" co-occurs with everything.
+    assert {0, 5} == set(full.iloc[0][["feature_a", "feature_b"]]) or full.iloc[0].npmi == 1.0
+    only = A.feature_correlations(english, features=[0, 2, 3])
+    assert set(only.feature_a) | set(only.feature_b) <= {0, 2, 3}
+    none_common = A.feature_correlations(english, min_count=2, max_coverage=0.5)
+    assert not ({0, 5} & (set(none_common.feature_a) | set(none_common.feature_b)))
+
+
+# ---------------------------------------------------------------- association
+
+def test_associate_binary_target(english, german):
+    both = _concat(english, german)
+    table = A.associate_features(both, target="is_german", random_state=0)
+    best = table.iloc[0]
+    assert best.feature_id in (0, 1) and best.q_value < 1e-20
+    row = table.set_index("feature_id").loc[1]
+    assert row.mean_active == 1.0 and row.mean_inactive == 0.0 and row.separation == 1.0
+    model = table.attrs["model"]
+    assert model["metric"] == "auc" and model["held_out"] > 0.95 and model["positive_class"] == 1
+    assert table.query("selected").feature_id.isin([0, 1]).any()
+    np.testing.assert_allclose(table.q_value, multipletests(table.p_value, method="fdr_bh")[1])
+
+
+def test_associate_numeric_target_matches_welch(english):
+    rng = np.random.default_rng(0)
+    y = rng.normal(0, 1, len(english)) + 3.0 * (english.pandas().topic == "weather")
+    y[::10] = np.nan  # missing values are skipped
+    ds = english[np.arange(len(english))]
+    ds._meta["score"] = y
+    table = A.associate_features(ds, target="score").set_index("feature_id")
+    active = english.latents().toarray()[:, 3] > 0
+    known = ~np.isnan(y)
+    ref = stats.ttest_ind(y[known & active], y[known & ~active], equal_var=False)
+    assert table.loc[3, "p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert table.loc[3, "separation"] == pytest.approx(y[known & active].mean() - y[known & ~active].mean())
+    assert table.index[0] == 3 and table.attrs["model"]["metric"] == "r2"
+    assert table.attrs["model"]["n_documents"] == known.sum()
+
+
+# ---------------------------------------------------------------- clustering and retrieval
+
+def test_directed_clustering_recovers_topics(english):
+    assignments, clusters = A.cluster_documents(english, features=[2, 3], n_clusters=2)
+    topic = english.pandas().topic
+    has_axis = topic.isin(["pets", "weather"]).to_numpy()
+    assert (assignments.cluster.to_numpy()[~has_axis] == -1).all()
+    assert adjusted_rand_score(topic[has_axis], assignments.cluster[has_axis]) == 1.0
+    best = clusters.query("rank == 1 and cluster >= 0").set_index("cluster")
+    assert set(best.feature_id) == {2, 3} and (best["size"] == 20).all()
+    by_query, described = A.cluster_documents(english, query="weather pets", n_clusters=2)
+    assert set(described.attrs["axis"]) == {2, 3}
+    assert adjusted_rand_score(topic[has_axis], by_query.cluster[has_axis]) == 1.0
+    hd, _ = A.cluster_documents(english, features=[2, 3], method="hdbscan", min_cluster_size=5)
+    assert adjusted_rand_score(topic[has_axis], hd.cluster[has_axis]) == 1.0
+
+
+def test_search_documents_returns_highlighted_evidence(english):
+    hits = A.search_documents(english, query="animals", k=5)
+    assert len(hits) == 5 and (hits.feature_id == 2).all()
+    assert (english.pandas().topic.iloc[hits.document] == "pets").all()
+    assert hits.score.is_monotonic_decreasing
+    for text in hits.highlighted:
+        marked = {w[2:-2] for w in text.split() if w.startswith("<<")}
+        assert marked and marked <= {"cat", "dog"}
+    assert hits.attrs["features"].feature_id.iloc[0] == 2
+    explicit = A.search_documents(english, features=[3], k=100, highlight=False)
+    assert len(explicit) == 20 and "highlighted" not in explicit
+
+
+# ---------------------------------------------------------------- plots
+
+def test_plots_return_figures_and_save(tmp_path, english, german):
+    diff = A.diff_features(english, german)
+    pairs = A.feature_correlations(english, min_count=2)
+    _, clusters = A.cluster_documents(english, features=[2, 3, 4], n_clusters=2)
+    for name, fig in [("diff", A.plot_diff(diff, top=5, path=tmp_path / "diff.png")),
+                      ("npmi", A.plot_correlations(pairs, top=10, path=tmp_path / "npmi.png")),
+                      ("clusters", A.plot_clusters(clusters, path=tmp_path / "clusters.png"))]:
+        assert isinstance(fig, Figure)
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    assert len(A.plot_diff(diff, top=3).axes[0].patches) == 6
+    with pytest.raises(ValueError, match="diff_features"):
+        A.plot_diff(pairs)
+
+
+# ---------------------------------------------------------------- validation at the door
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda e, g: A.diff_features(e, g, metric="ratio"), ValueError, "'absolute', 'relative'"),
+    (lambda e, g: A.diff_features(e, g, min_coverage=0.6, max_coverage=0.5), ValueError, "must not exceed"),
+    (lambda e, g: A.diff_features(e, "not a dataset"), TypeError, "Dataset"),
+    (lambda e, g: A.diff_many({"a": e}), ValueError, "at least two"),
+    (lambda e, g: A.feature_correlations(e, features=[0, 99]), ValueError, "outside"),
+    (lambda e, g: A.top_correlations(e, k=0), ValueError, "k must be"),
+    (lambda e, g: A.associate_features(e, target="nope"), KeyError, "columns are"),
+    (lambda e, g: A.associate_features(e, target="text"), ValueError, "neither numeric nor binary"),
+    (lambda e, g: A.cluster_documents(e, method="dbscan"), ValueError, "'kmeans', 'hdbscan'"),
+    (lambda e, g: A.cluster_documents(e, features=[1], query="x"), ValueError, "not both"),
+    (lambda e, g: A.search_documents(e, query="zebra"), ValueError, "no word of query"),
+    (lambda e, g: A.search_documents(e), ValueError, "exactly one"),
+    (lambda e, g: A.diff_features(e, g, activated_threshold=-1), ValueError, "activated_threshold"),
+])
+def test_bad_parameters_say_what_to_do(english, german, call, error, message):
+    with pytest.raises(error, match=message):
+        call(english, german)
+
+
+def test_dataset_with_nothing_encoded_is_refused(german):
+    empty = standin(5, "en", encoded=np.zeros(5, bool))
+    with pytest.raises(ValueError, match="no encoded documents"):
+        A.diff_features(empty, german)
+
+
+# ---------------------------------------------------------------- the torch boundary
+
+def test_analysis_runs_without_torch_or_transformers():
+    # A finder that refuses torch/transformers. (sys.modules["torch"] = None would also break scipy, whose
+    # array-API layer looks torch up in sys.modules and expects a module or nothing.)
+    script = textwrap.dedent(f"""
+        import sys
+        class Refuse:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "transformers"):
+                    raise ImportError("analysis must not import " + name)
+        sys.meta_path.insert(0, Refuse())
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import test_analysis_methods as t
+        from interp_embed import analysis as A
+        e, g = t.standin(30, "en", lambda i: "pets" if i % 2 else None), t.standin(30, "de", seed=4)
+        A.diff_features(e, g); A.top_correlations(e, k=3, min_count=2); A.search_documents(e, query="pets")
+        A.cluster_documents(e, features=[2], n_clusters=1); A.plot_diff(A.diff_features(e, g))
+        e._meta["y"] = [i % 2 for i in range(30)]; A.associate_features(e, target="y")
+        assert not {{"torch", "transformers"}} & set(sys.modules)
+        print("ok")
+    """)
+    env = dict(os.environ, MPLBACKEND="Agg")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
+
+
+def _concat(english, german):
+    """One stand-in holding both corpora, with an is_german column."""
+    both = object.__new__(StandInDataset)
+    both._rows = english._rows + german._rows
+    both._meta = pd.concat([english.pandas().assign(is_german=False), german.pandas().assign(is_german=True)],
+                           ignore_index=True)
+    both._encoded = np.ones(len(both._rows), bool)
+    both._labels = english._labels
+    return both

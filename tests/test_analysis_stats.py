@@ -1,0 +1,102 @@
+"""The statistics of interp_embed.analysis checked against scipy and statsmodels."""
+import doctest
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+from interp_embed.analysis import stats as S
+from interp_embed.analysis import correlations, diff, label_search
+
+
+def random_tables(rng, count, max_n):
+    n = rng.integers(2, max_n, count)
+    row = rng.integers(0, n + 1)
+    col = rng.integers(0, n + 1)
+    lo, hi = np.maximum(0, row + col - n), np.minimum(row, col)
+    a = lo + (rng.random(count) * (hi - lo + 1)).astype(np.int64)
+    return a, row, col, n
+
+
+@pytest.mark.parametrize("max_n", [30, 400, 2_000_000])
+def test_fisher_two_sided_matches_scipy(max_n):
+    rng = np.random.default_rng(max_n)
+    a, row, col, n = random_tables(rng, 400, max_n)
+    got = S.fisher_two_sided(a, row, col, n)
+    want = [stats.fisher_exact([[x, r - x], [c - x, m - r - c + x]]).pvalue for x, r, c, m in zip(a, row, col, n)]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12)
+
+
+def test_fisher_two_sided_on_balanced_tables_with_exact_ties():
+    # Equal group sizes make the pmf symmetric: mirror-image tables tie and must both count.
+    a = np.arange(0, 11)
+    got = S.fisher_two_sided(a, np.full(11, 10), np.full(11, 10), np.full(11, 20))
+    want = [stats.fisher_exact([[x, 10 - x], [10 - x, x]]).pvalue for x in a]
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_fisher_greater_matches_scipy():
+    rng = np.random.default_rng(7)
+    a, row, col, n = random_tables(rng, 300, 5000)
+    got = S.fisher_greater(a, row, col, n)
+    want = [stats.fisher_exact([[x, r - x], [c - x, m - r - c + x]], alternative="greater").pvalue
+            for x, r, c, m in zip(a, row, col, n)]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-300)
+
+
+def test_benjamini_hochberg_matches_statsmodels():
+    rng = np.random.default_rng(1)
+    p = np.concatenate([rng.random(500), rng.random(50) * 1e-4, [0.5, 0.5, 1e-3, 1e-3]])
+    np.testing.assert_allclose(S.benjamini_hochberg(p), multipletests(p, method="fdr_bh")[1], rtol=1e-12)
+
+
+def test_benjamini_hochberg_family_size_equals_padding_with_ones():
+    p = np.random.default_rng(2).random(40) ** 3
+    padded = multipletests(np.concatenate([p, np.ones(60)]), method="fdr_bh")[1][:40]
+    np.testing.assert_allclose(S.benjamini_hochberg(p, n_tests=100), padded, rtol=1e-12)
+    with pytest.raises(ValueError, match="n_tests"):
+        S.benjamini_hochberg(p, n_tests=10)
+
+
+def test_q_of_subset_agrees_with_full_bh():
+    p_all = np.random.default_rng(3).random(300) ** 4
+    p_all[:20] = p_all[0]  # ties
+    subset = np.array([0, 5, 25, 299])
+    want = S.benjamini_hochberg(np.concatenate([p_all, np.ones(100)]))[subset]
+    np.testing.assert_allclose(correlations._q_of_subset(p_all[subset], p_all, 400), want, rtol=1e-12)
+
+
+def test_wilson_and_newcombe_match_statsmodels():
+    k1, n1, k2, n2 = np.array([0, 3, 50, 99, 7]), np.array([10, 40, 100, 99, 7]), np.array([5, 0, 20, 1, 3]), \
+        np.array([10, 30, 60, 80, 9])
+    lo, hi = S.wilson_interval(k1, n1, 0.9)
+    ref = np.array([proportion_confint(k, n, alpha=0.1, method="wilson") for k, n in zip(k1, n1)])
+    np.testing.assert_allclose(np.c_[lo, hi], ref, atol=1e-12)
+    lo, hi = S.newcombe_interval(k1, n1, k2, n2)
+    ref = np.array([confint_proportions_2indep(a, m, b, o, method="newcomb", compare="diff")
+                    for a, m, b, o in zip(k1, n1, k2, n2)])
+    np.testing.assert_allclose(np.c_[lo, hi], ref, atol=1e-12)
+
+
+def test_welch_matches_scipy():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        x, y = rng.normal(0.3, 1, rng.integers(2, 30)), rng.normal(0, 2, rng.integers(2, 30))
+        p, lo, hi = S.welch_t_test(x.mean(), x.var(ddof=1), x.size, y.mean(), y.var(ddof=1), y.size, 0.9)
+        ref = stats.ttest_ind(x, y, equal_var=False)
+        ci = ref.confidence_interval(0.9)
+        np.testing.assert_allclose([p, lo, hi], [ref.pvalue, ci.low, ci.high], rtol=1e-9)
+
+
+def test_welch_degenerate_groups():
+    p, lo, hi = S.welch_t_test(np.array([1.0, 1.0]), np.zeros(2), np.array([3, 3]), np.array([1.0, 0.0]),
+                               np.zeros(2), np.array([4, 4]))
+    assert p.tolist() == [1.0, 0.0] and lo.tolist() == hi.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("module", [S, diff, correlations, label_search])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, extraglobs={"np": np}, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
