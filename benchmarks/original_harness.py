@@ -31,10 +31,13 @@ import json
 import os
 import resource
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub is reachable; fail fast instead of retrying
+# SAELens suggests its registered release name for the Goodfire repo id; our converter never reads the hub.
+warnings.filterwarnings("ignore", message="You are loading an SAE using the HuggingFace repo_id")
 
 import pandas as pd
 import torch
