@@ -84,8 +84,13 @@ class DatasetRow:
         return tokens
 
     def tokens(self) -> list[str]:
-        """The document's tokens as exact slices of its text."""
-        return [self.document[s:e] for s, e in self._tokens()["spans"]]
+        """The document's tokens as slices of its text; a character split over two tokens goes to the first."""
+        pieces, done = [], 0
+        for start, end in self._tokens()["spans"]:
+            start = max(int(start), done)
+            pieces.append(self.document[start:end] if end > start else "")
+            done = max(done, int(end))
+        return pieces
 
     def latents(self, aggregation_method: str = "all") -> sp.csr_matrix:
         """``"all"``: token × feature activations (csr); otherwise the pooled 1 × features row."""
@@ -106,7 +111,7 @@ class DatasetRow:
         column = self.latents("all")[:, feature].toarray().ravel()
         if as_string:
             return _highlight(self.document, t["spans"], column > 0, left_marker, right_marker)
-        return [{"token": self.document[s:e], "activation": float(a)} for (s, e), a in zip(t["spans"], column)]
+        return [{"token": token, "activation": float(a)} for token, a in zip(self.tokens(), column)]
 
     def __repr__(self) -> str:
         text = self.document if len(self.document) <= 60 else self.document[:57] + "..."
