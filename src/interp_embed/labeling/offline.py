@@ -1,0 +1,129 @@
+"""Offline feature labels from token statistics: no LLM, no network, plain JSON out.
+
+For each feature, over a labelling corpus: the tokens most distinctive of it (activation-weighted token
+frequency against the corpus token frequency, scored as ``p(t|f) * log(p(t|f) / p(t))``, the token's
+share of the KL divergence between the two distributions, which favours tokens that are both frequent
+under the feature and rare elsewhere), and its top-activating contexts with the activating token marked
+``<<like this>>``. A label reads ``'Paris', 'France', 'Berlin' — “… the capital <<Paris>> …”``.
+
+Loading the files is ``json.loads``: it can never run code.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+LABELS_FILE = "feature_labels.json"
+SUMMARIES_FILE = "feature_summaries.json"
+
+
+def token_strings(tokenizer, vocab_size: int) -> list[str]:
+    """Each token id decoded on its own, as it reads in text."""
+    return [tokenizer.decode([i]) for i in range(vocab_size)]
+
+
+def _shown(token: str) -> str:
+    """A token as a label shows it: trimmed, with invisible ones spelled out."""
+    stripped = token.strip()
+    return stripped if stripped else repr(token)[1:-1] or "∅"
+
+
+def _context(doc: np.ndarray, pos: int, strings: list[str], left: int, right: int) -> str:
+    before = "".join(strings[t] for t in doc[max(0, pos - left) : pos])
+    after = "".join(strings[t] for t in doc[pos + 1 : pos + 1 + right])
+    text = f"{before}<<{strings[doc[pos]]}>>{after}"
+    return " ".join(text.split())  # one line: newlines and runs of spaces collapse
+
+
+def build_labels(
+    docs: list[np.ndarray],
+    doc_idx: np.ndarray,
+    pos: np.ndarray,
+    features: np.ndarray,
+    values: np.ndarray,
+    strings: list[str],
+    d_sae: int,
+    n_tokens: int = 3,
+    n_contexts: int = 3,
+    window: tuple[int, int] = (12, 4),
+) -> tuple[dict[str, str], dict[str, dict]]:
+    """(labels, summaries) keyed by feature id (as a string, for JSON) for every feature that fired.
+
+    ``doc_idx, pos, features, values`` list every nonzero activation: document, token position, feature, value.
+    """
+    vocab = len(strings)
+    all_tokens = np.concatenate(docs)
+    total = len(all_tokens)
+    p_token = (np.bincount(all_tokens, minlength=vocab) + 1.0) / (total + vocab)  # add-one: no zero division
+    starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]])
+    tok = all_tokens[starts[doc_idx] + pos]
+
+    n_active = np.bincount(features, minlength=d_sae)
+    mass = np.bincount(features, weights=values, minlength=d_sae)
+    max_act = np.zeros(d_sae)
+    np.maximum.at(max_act, features, values)
+
+    # Activation-weighted token mass per (feature, token), summed over a sorted key.
+    key = features.astype(np.int64) * vocab + tok
+    uniq, inverse = np.unique(key, return_inverse=True)
+    weight = np.bincount(inverse, weights=values)
+    count = np.bincount(inverse)
+    feat_of = uniq // vocab
+    p_tf = weight / mass[feat_of]
+    score = p_tf * np.log(p_tf / p_token[uniq % vocab])
+    score[count < 2] = -np.inf  # a token seen once under a feature is an anecdote, not a pattern
+    by_feature = np.lexsort((-score, feat_of))
+    bounds = np.searchsorted(feat_of[by_feature], np.arange(d_sae + 1))
+
+    # Top contexts: strongest activations first, one per document.
+    order = np.lexsort((-values, features))
+    ctx_bounds = np.searchsorted(features[order], np.arange(d_sae + 1))
+
+    labels, summaries = {}, {}
+    for f in np.flatnonzero(n_active):
+        entries = by_feature[bounds[f] : bounds[f + 1]]
+        entries = entries[np.isfinite(score[entries])] if np.isfinite(score[entries]).any() else entries
+        top_tokens = [(_shown(strings[int(uniq[e] % vocab)]), round(float(score[e]), 4)) for e in entries[:8]]
+        seen = []
+        contexts = []
+        for e in order[ctx_bounds[f] : ctx_bounds[f + 1]]:
+            if doc_idx[e] in seen:
+                continue
+            seen.append(doc_idx[e])
+            contexts.append({"text": _context(docs[doc_idx[e]], int(pos[e]), strings, *window),
+                             "activation": round(float(values[e]), 3)})
+            if len(contexts) == n_contexts:
+                break
+        names = []
+        for name, _ in top_tokens:  # distinct shown forms: ' the' and 'the' are one word to a reader
+            if name not in names:
+                names.append(name)
+        quoted = ", ".join(f"'{t}'" for t in names[:n_tokens])
+        labels[str(f)] = f"{quoted} — “{contexts[0]['text']}”"
+        summaries[str(f)] = {
+            "frequency": round(float(n_active[f]) / total, 6),
+            "max_activation": round(float(max_act[f]), 3),
+            "mean_activation": round(float(mass[f] / n_active[f]), 3),
+            "top_tokens": top_tokens,
+            "top_contexts": contexts,
+        }
+    return labels, summaries
+
+
+def write_labels(folder: str | Path, labels: dict[str, str], summaries: dict[str, dict], about: dict) -> None:
+    """``feature_labels.json`` ({id: label}) and ``feature_summaries.json`` ({"about": ..., "features": {id: ...}})."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LABELS_FILE).write_text(json.dumps(labels, ensure_ascii=False, indent=0), encoding="utf-8")
+    body = {"about": about, "features": summaries}
+    (folder / SUMMARIES_FILE).write_text(json.dumps(body, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+
+
+def load_summaries(folder: str | Path) -> dict[int, dict]:
+    """Per-feature summaries (frequency, max/mean activation, top tokens, top contexts) from plain JSON."""
+    path = Path(folder) / SUMMARIES_FILE
+    if not path.is_file():
+        return {}
+    return {int(k): v for k, v in json.loads(path.read_text("utf-8"))["features"].items()}

@@ -1,0 +1,124 @@
+"""Reader activations streamed in shuffled buffers, in an order that a checkpoint can resume exactly.
+
+The stream is a pure function of (documents, seed): epoch ``e`` visits the documents in a permutation
+seeded by ``(seed, e)`` and cuts that order into buffers of about ``buffer_tokens`` tokens. A buffer's
+activations are harvested (document tokens only, prefix excluded), then shuffled by a generator seeded by
+``(seed, e, buffer)``. A position ``(epoch, buffer, batch)`` therefore names the same batch in every run,
+and resuming re-harvests one buffer instead of replaying the whole stream.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..encode.reader import Reader
+from .config import HarvestConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where the stream is: the next batch to train on."""
+
+    epoch: int = 0
+    buffer: int = 0
+    batch: int = 0
+
+
+def tokenize(reader: Reader, texts: list[str], max_doc_tokens: int) -> list[np.ndarray]:
+    """Document token ids (no template), long documents cut into windows of ``max_doc_tokens``."""
+    docs = []
+    for text in texts:
+        ids = reader.document_tokens(text).ids
+        docs.extend(ids[start : start + max_doc_tokens] for start in range(0, len(ids), max_doc_tokens))
+    return [d for d in docs if len(d)]
+
+
+def fingerprint(docs: list[np.ndarray]) -> str:
+    """A short hash of the token stream, so a checkpoint is never resumed on another corpus."""
+    h = hashlib.blake2b(digest_size=8)
+    for d in docs:
+        h.update(np.asarray(d, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+class ActivationStream:
+    """Shuffled batches of reader activations over ``docs`` for any number of epochs."""
+
+    def __init__(self, reader: Reader, docs: list[np.ndarray], cfg: HarvestConfig, seed: int, device: str):
+        self.reader, self.docs, self.cfg, self.seed, self.device = reader, docs, cfg, seed, device
+        self.lengths = np.array([len(d) for d in docs], dtype=np.int64)
+        self._cache: tuple[tuple[int, ...], torch.Tensor] | None = None
+
+    def buffers(self, epoch: int) -> list[np.ndarray]:
+        """The document indices of each buffer of ``epoch`` (sorted within a buffer)."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.docs))
+        out, current, tokens = [], [], 0
+        for i in order:  # close a buffer as soon as it holds buffer_tokens tokens
+            current.append(i)
+            tokens += int(self.lengths[i])
+            if tokens >= self.cfg.buffer_tokens:
+                out.append(np.sort(current))
+                current, tokens = [], 0
+        if current:
+            out.append(np.sort(current))
+        return out
+
+    def batches_per_buffer(self, epoch: int, batch_size: int) -> list[int]:
+        return [int(-(-self.lengths[b].sum() // batch_size)) for b in self.buffers(epoch)]
+
+    @torch.inference_mode()
+    def harvest(self, doc_ids: np.ndarray) -> torch.Tensor:
+        """Activations (tokens, d_model) of the documents' own tokens, in ``doc_ids`` order, float32."""
+        key = tuple(int(i) for i in doc_ids)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]  # the whole corpus fits in one buffer: harvest it once for all epochs
+        prefix = list(self.reader.prefix_ids)
+        out: list[torch.Tensor | None] = [None] * len(doc_ids)
+        by_length = sorted(range(len(doc_ids)), key=lambda i: -self.lengths[doc_ids[i]])
+        start = 0
+        while start < len(by_length):
+            width = len(prefix) + int(self.lengths[doc_ids[by_length[start]]])
+            rows = max(1, self.cfg.forward_tokens // width)
+            group = by_length[start : start + rows]
+            start += len(group)
+            ids = torch.full((len(group), width), self.reader.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for row, i in enumerate(group):
+                seq = prefix + self.docs[doc_ids[i]].tolist()
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            hidden = self.reader.forward(ids, mask)
+            for row, i in enumerate(group):
+                n = int(self.lengths[doc_ids[i]])
+                out[i] = hidden[row, len(prefix) : len(prefix) + n].to(self.device, torch.float32)
+        acts = torch.cat(out)
+        if len(doc_ids) == len(self.docs):
+            self._cache = (key, acts)
+        return acts
+
+    def iterate(self, batch_size: int, epochs: int, start: Position = Position()) -> Iterator[tuple[Position, torch.Tensor]]:
+        """(position, batch) from ``start`` to the end of the last epoch; position names the batch yielded."""
+        for epoch in range(start.epoch, epochs):
+            for b, doc_ids in enumerate(self.buffers(epoch)):
+                if (epoch, b) < (start.epoch, start.buffer):
+                    continue
+                acts = self.harvest(doc_ids)
+                gen = torch.Generator().manual_seed(_mix(self.seed, epoch, b))
+                perm = torch.randperm(acts.shape[0], generator=gen).to(acts.device)
+                first = start.batch if (epoch, b) == (start.epoch, start.buffer) else 0
+                for i in range(first, -(-acts.shape[0] // batch_size)):
+                    yield Position(epoch, b, i), acts[perm[i * batch_size : (i + 1) * batch_size]]
+
+
+def _mix(*parts: int) -> int:
+    """A 63-bit seed from integers (torch generators take one integer)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1

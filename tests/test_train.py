@@ -1,0 +1,129 @@
+"""The SAE trainer on a tiny random Llama: it learns, AuxK revives latents, and a killed run resumes exactly."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from interp_embed.train import HarvestConfig, TrainConfig, read_texts, train_sae
+
+SENTENCES = [
+    "The cat sat on the mat and looked at the rain.", "Der Hund läuft schnell über die grüne Wiese.",
+    "import numpy as np\nx = np.zeros(3)", "El perro corre rápido por el parque verde.",
+    "Le chat dort sur le canapé depuis ce matin.", "Compile the kernel with make -j4 and reboot.",
+    "In the beginning was the word, and the word was good.", "for i in range(10):\n    print(i * i)",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_reader(tmp_path_factory) -> str:
+    """A 2-layer, 64-wide random Llama with the bundled reader's tokenizer (no download)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from interp_embed.encode.reader import BUNDLED_READER, resolve_model_path
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def corpus(n_docs: int = 120) -> list[str]:
+    rng = np.random.default_rng(0)
+    return [" ".join(rng.choice(SENTENCES, size=3)) for _ in range(n_docs)]  # ~4-5k tokens
+
+
+def configs(model: str, **train) -> tuple[HarvestConfig, TrainConfig]:
+    harvest = HarvestConfig(model=model, layer=1, forward_tokens=2048, buffer_tokens=1500, max_doc_tokens=64)
+    base = dict(d_sae=256, k=8, k_aux=32, batch_size=256, epochs=2, dead_tokens=512, lr=3e-3, warmup_steps=5,
+                checkpoint_every=4, log_every=1, device="cpu", seed=1)
+    return harvest, TrainConfig(**{**base, **train})
+
+
+def test_loss_decreases_without_nans(tiny_reader, tmp_path):
+    sae = train_sae(tmp_path, *configs(tiny_reader), texts=corpus(), progress=False)
+    log = json.loads((tmp_path / "state.json").read_text())["log"]
+    fvus = [e["fvu"] for e in log]
+    assert all(np.isfinite(fvus))
+    assert np.mean(fvus[-5:]) < 0.6 * np.mean(fvus[:3])
+    assert all(torch.isfinite(p).all() for p in sae.parameters())
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(256), atol=1e-5)  # unit-norm decoder rows
+    assert (tmp_path / "sae" / "cfg.json").is_file()
+
+
+def test_auxk_keeps_latents_alive(tiny_reader, tmp_path):
+    def dead_at_end(alpha: float) -> float:
+        out = tmp_path / f"alpha{alpha}"
+        train_sae(out, *configs(tiny_reader, auxk_alpha=alpha, epochs=3), texts=corpus(), progress=False)
+        return json.loads((out / "state.json").read_text())["log"][-1]["dead_frac"]
+
+    without, with_auxk = dead_at_end(0.0), dead_at_end(1.0)
+    assert without > 0.05  # the setting does produce dead latents
+    assert with_auxk < without
+
+
+def test_txt_csv_jsonl_parquet_corpora(tmp_path):
+    import pandas as pd
+
+    (tmp_path / "c.txt").write_text("first doc\n\nsecond doc\n")
+    frame = pd.DataFrame({"body": ["a", "b"], "split": ["train", "heldout"]})
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    frame.to_json(tmp_path / "c.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "c.parquet")
+    assert read_texts(tmp_path / "c.txt") == ["first doc", "second doc"]
+    for name in ("c.csv", "c.jsonl", "c.parquet"):
+        assert read_texts(tmp_path / name, field="body", split="train") == ["a"]
+    with pytest.raises(ValueError, match="available columns"):
+        read_texts(tmp_path / "c.csv", field="text")
+
+
+RUN = textwrap.dedent(
+    """
+    import sys, json, torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {tests!r})
+    from test_train import configs, corpus
+    from interp_embed.train import train_sae
+    train_sae(sys.argv[1], *configs({model!r}), texts=corpus(), progress=False)
+    """
+)
+
+
+def test_kill_and_resume_gives_identical_weights(tiny_reader, tmp_path):
+    script = RUN.format(tests=str(Path(__file__).parent), model=tiny_reader)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run([sys.executable, "-c", script, str(full)], check=True, env=env, timeout=600)
+
+    proc = subprocess.Popen([sys.executable, "-c", script, str(killed)], env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # kill once a mid-run checkpoint exists
+        state = killed / "state.json"
+        if state.is_file() and json.loads(state.read_text())["step"] >= 8:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not json.loads((killed / "state.json").read_text())["done"]
+
+    subprocess.run([sys.executable, "-c", script, str(killed)], check=True, env=env, timeout=600)
+    a = load_file(str(full / "sae" / "sae_weights.safetensors"))
+    b = load_file(str(killed / "sae" / "sae_weights.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
