@@ -48,7 +48,7 @@ HARNESS = Path(__file__).resolve().parent / "original_harness.py"
 # Versions the harness was written against; interp-embed 0.1.0 itself pins pandas, scikit-learn, goodfire.
 ORIGINAL_PACKAGES = ["interp-embed==0.1.0", "torch==2.13.0", "sae-lens==6.54.12", "transformer-lens==3.9.0"]
 SAME_AS_OURS = ["transformers", "gguf"]
-DEV_SAE_DIR = REPO / ".cache" / "bench-dev-sae"  # random TopK SAE until DefaultSAE ships one
+COMPARED_DOCUMENTS = 5  # the first documents whose activations are compared between the two pipelines
 
 
 def ensure_original_venv() -> Path:
@@ -70,7 +70,7 @@ def ensure_original_venv() -> Path:
 
 def run_measured(command: list[str], result_path: Path) -> tuple[dict, int]:
     """Run one measured pipeline in its own process; its JSON result and its peak RSS in bytes."""
-    process = subprocess.Popen(command)
+    process = subprocess.Popen(command, stdout=sys.stderr)  # stdout is kept for the figures alone
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here; tell Popen not to wait again
     if process.returncode != 0:
@@ -78,8 +78,8 @@ def run_measured(command: list[str], result_path: Path) -> tuple[dict, int]:
     return json.loads(result_path.read_text()), usage.ru_maxrss * 1024  # Linux reports KiB
 
 
-def count_tokens(documents: list[str]) -> tuple[list[int], list[int]]:
-    """Per document: tokens of the chat-templated document (the original's own count) and of the text alone.
+def count_tokens(documents: list[str]) -> tuple[list[int], list[int], int]:
+    """Per document: tokens of the chat-templated document and of its text alone; and the template prefix length.
 
     The first is the count every rate below divides by, for all three measurements alike, so their
     ratios are ratios of wall time. It is the number of positions the original encodes and stores.
@@ -92,27 +92,58 @@ def count_tokens(documents: list[str]) -> tuple[list[int], list[int]]:
     wrapped = [tokenizer.apply_chat_template([{"role": "assistant", "content": d}], tokenize=False) for d in documents]
     templated = [len(ids) for ids in tokenizer(wrapped, add_special_tokens=False)["input_ids"]]
     alone = [len(ids) for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]]
-    return templated, alone
+    marker = "\uE000"  # a private-use character: the text before it is the template's prefix
+    prefix = tokenizer.apply_chat_template([{"role": "assistant", "content": marker}], tokenize=False).split(marker)[0]
+    return templated, alone, len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
 
 
-def measure_ceiling(documents: list[str], layer: int) -> dict:
-    """Time our Reader's forward passes alone over length-sorted batches under the pipeline's token budget."""
+def csr_as_json(matrix) -> dict:
+    return {"indptr": matrix.indptr.tolist(), "indices": matrix.indices.tolist(), "data": matrix.data.tolist()}
+
+
+def measure_ours(documents: list[str], batch_tokens: int, save_path: Path) -> dict:
+    """Time the public API encoding and saving the documents, with the models already loaded."""
+    import pandas as pd
+    import torch
+
+    from interp_embed import Dataset
+    from interp_embed.saes import DefaultSAE
+
+    sae = DefaultSAE(device="cpu")
+    start = time.perf_counter()
+    sae.load()
+    load_s = time.perf_counter() - start
+    start = time.perf_counter()
+    dataset = Dataset(data=pd.DataFrame({"text": documents}), sae=sae, field="text", save_path=save_path,
+                      batch_tokens=batch_tokens)
+    encode_s = time.perf_counter() - start
+    return {"load_s": load_s, "encode_s": encode_s,
+            "bytes_on_disk": sum(f.stat().st_size for f in save_path.rglob("*") if f.is_file()),
+            "stored_tokens": sum(dataset[i].latents("all").shape[0] for i in range(len(dataset))),
+            "sample_activations": [csr_as_json(dataset[i].latents("all")) for i in range(COMPARED_DOCUMENTS)],
+            "torch_threads": torch.get_num_threads()}
+
+
+def measure_ceiling(documents: list[str], batch_tokens: int) -> dict:
+    """Time the pipeline's Reader alone: forward passes to the hook layer, length-sorted, under `batch_tokens`."""
     import torch
 
     from interp_embed.encode.pipeline import EncodePlan
-    from interp_embed.encode.reader import Reader, ReaderSpec
+    from interp_embed.saes import DefaultSAE
 
-    plan = EncodePlan()
     start = time.perf_counter()
-    reader = Reader(ReaderSpec(layer=layer), device="cpu")
+    reader, _, _ = DefaultSAE(device="cpu").load()  # the very reader our pipeline runs
     load_s = time.perf_counter() - start
+    # The sequences our pipeline feeds: template prefix + the document's tokens (nothing after them).
     sequences = sorted((reader.prefix_ids + reader.document_tokens(d).ids.tolist() for d in documents), key=len)
-    if len(sequences[-1]) > plan.window_tokens:
-        raise SystemExit(f"a document needs {len(sequences[-1])} > {plan.window_tokens} tokens: the ceiling does not split windows")
-    # Greedy packing of the sorted sequences, as the pipeline does: batch size × longest ≤ batch_tokens.
+    window_tokens = EncodePlan().window_tokens
+    if len(sequences[-1]) > window_tokens:
+        raise SystemExit(f"a document needs {len(sequences[-1])} > {window_tokens} tokens: the ceiling does not split windows")
+    # Greedy packing of all sequences sorted together (the pipeline sorts within each chunk, so this
+    # pads no more than it does): batch size × longest sequence ≤ batch_tokens.
     batches: list[list[list[int]]] = [[]]
     for sequence in sequences:
-        if batches[-1] and (len(batches[-1]) + 1) * len(sequence) > plan.batch_tokens:
+        if batches[-1] and (len(batches[-1]) + 1) * len(sequence) > batch_tokens:
             batches.append([])
         batches[-1].append(sequence)
     tensors = []
@@ -127,24 +158,49 @@ def measure_ceiling(documents: list[str], layer: int) -> dict:
     for ids, mask in tensors:
         reader.forward(ids, mask)
     return {"load_s": load_s, "encode_s": time.perf_counter() - start, "batches": len(batches),
-            "batch_tokens": plan.batch_tokens, "positions": sum(map(len, sequences)),
             "torch_threads": torch.get_num_threads()}
-
-
-def sae_files() -> tuple[Path, int]:
-    """The SAE folder (SAELens layout) both pipelines use, and the layer it reads."""
-    from interp_embed.encode.sae import SAEConfig
-
-    cfg_path = DEV_SAE_DIR / "cfg.json"
-    return DEV_SAE_DIR, SAEConfig.from_saelens(json.loads(cfg_path.read_text()), source=str(cfg_path)).hook_layer
 
 
 def child(kind: str, work: Path) -> None:
     """Body of a measured subprocess: read the shared inputs from `work`, write `work/<kind>.json`."""
     inputs = json.loads((work / "inputs.json").read_text())
-    if kind == "ceiling":
-        result = measure_ceiling(inputs["documents"], inputs["layer"])
+    if kind == "ours":
+        result = measure_ours(inputs["documents"], inputs["batch_tokens"], work / "ours.iembed")
+    else:
+        result = measure_ceiling(inputs["documents"], inputs["batch_tokens"])
     (work / f"{kind}.json").write_text(json.dumps(result))
+
+
+def compare_activations(ours: list[dict], original: list[dict], prefix: int, alone: list[int], d_sae: int) -> str:
+    """How closely our stored activations match the original's on the same document tokens."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    same_features = tokens = 0
+    largest = differences = 0.0
+    for a, b, n in zip(ours, original, alone):
+        mine = sp.csr_matrix((a["data"], a["indices"], a["indptr"]), shape=(len(a["indptr"]) - 1, d_sae)).toarray()
+        # The original also stores the template's positions; keep the document's own tokens.
+        theirs = sp.csr_matrix((b["data"], b["indices"], b["indptr"]), shape=(len(b["indptr"]) - 1, d_sae)).toarray()
+        theirs = theirs[prefix : prefix + n]
+        if mine.shape != theirs.shape:
+            return f"token counts differ ({mine.shape[0]} vs {theirs.shape[0]} in a compared document)"
+        same_features += int(((mine > 0) == (theirs > 0)).all(axis=1).sum())
+        tokens += n
+        largest = max(largest, float(np.abs(theirs).max()))
+        differences = max(differences, float(np.abs(mine - theirs).max()))
+    return (f"same active features on {same_features}/{tokens} tokens of the first {len(ours)} documents; "
+            f"largest activation difference {differences:.3g} (largest activation {largest:.3g})")
+
+
+def sae_files() -> tuple[Path, int, int]:
+    """The SAE folder (SAELens layout) that DefaultSAE, and so both pipelines, use; its layer and width."""
+    from interp_embed.encode.sae import SAEConfig
+    from interp_embed.saes import DefaultSAE
+
+    sae = DefaultSAE()
+    cfg = SAEConfig.from_saelens(sae.saelens_config, source=str(sae.sae_folder() / "cfg.json"))
+    return sae.sae_folder(), cfg.hook_layer, cfg.d_sae
 
 
 def gib(n_bytes: float) -> str:
@@ -155,48 +211,64 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark our encoding pipeline against its ceiling and the original.")
     parser.add_argument("--documents", type=int, default=500, help="how many fortunes to encode (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fortunes sample")
-    parser.add_argument("--child", choices=["ceiling"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["ours", "ceiling"], help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.work)
         return
 
+    from interp_embed.encode.pipeline import EncodePlan
+
     documents = sample_fortunes(args.documents, seed=args.seed)
-    sae_dir, layer = sae_files()
-    templated, alone = count_tokens(documents)
+    sae_dir, layer, d_sae = sae_files()
+    templated, alone, prefix = count_tokens(documents)
     tokens = sum(templated)
+    batch_tokens = EncodePlan().batch_tokens  # our pipeline's default, given to it and to the ceiling alike
     original_python = ensure_original_venv()
 
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
         work = Path(tmp)
-        (work / "inputs.json").write_text(json.dumps({"documents": documents, "layer": layer, "sae_dir": str(sae_dir)}))
+        (work / "inputs.json").write_text(json.dumps({"documents": documents, "batch_tokens": batch_tokens}))
         (work / "documents.json").write_text(json.dumps(documents))
-        me = [sys.executable, str(Path(__file__).resolve())]
-        ceiling, ceiling_rss = run_measured(me + ["--child", "ceiling", "--work", str(work)], work / "ceiling.json")
+        me = [sys.executable, str(Path(__file__).resolve()), "--work", str(work), "--child"]
+        load = [os.getloadavg()[0]]  # the machine is shared: show how busy it was around each measurement
+        ours, ours_rss = run_measured(me + ["ours"], work / "ours.json")
+        load.append(os.getloadavg()[0])
+        ceiling, ceiling_rss = run_measured(me + ["ceiling"], work / "ceiling.json")
+        load.append(os.getloadavg()[0])
         original, original_rss = run_measured(
             [str(original_python), str(HARNESS), "--docs", str(work / "documents.json"), "--sae-dir", str(sae_dir),
-             "--layer", str(layer), "--save-path", str(work / "original.pkl"), "--result", str(work / "original.json")],
+             "--layer", str(layer), "--save-path", str(work / "original.pkl"), "--result", str(work / "original.json"),
+             "--compare", str(COMPARED_DOCUMENTS)],
             work / "original.json",
         )
+        load.append(os.getloadavg()[0])
 
     if original["tokens_per_document"] != templated:
         raise SystemExit("the original stored a different number of tokens per document than counted here")
+    agreement = compare_activations(ours["sample_activations"], original["sample_activations"], prefix, alone, d_sae)
 
-    ceiling_rate = tokens / ceiling["encode_s"]
-    original_rate = tokens / original["encode_s"]
-    print(f"\nencode benchmark: {len(documents)} Debian fortunes (seed {args.seed}), "
-          f"{tokens:,} tokens ({sum(alone):,} of document text), reader SmolLM2-135M-Instruct at layer {layer}, "
-          f"SAE {sae_dir}")
-    print(f"tokens counted the same way for all: each document wrapped in the reader's chat template as the "
-          f"assistant turn, tokenised by the reader's tokenizer (the positions the original stores)")
-    print(f"ceiling (reader forward to layer {layer} alone, length-sorted, {ceiling['batch_tokens']}-token batches): "
-          f"{ceiling_rate:,.0f} tokens/s  peak RSS {gib(ceiling_rss)}")
-    print(f"original interp-embed 0.1.0 (batches of 8 in input order, dense SAE output, pickle): "
-          f"{original_rate:,.0f} tokens/s  peak RSS {gib(original_rss)}  "
-          f"{original['bytes_on_disk'] / tokens:,.0f} bytes/token on disk")
-    print(f"models loaded in: ceiling {ceiling['load_s']:.1f} s, original {original['load_s']:.1f} s (not in the rates); "
-          f"torch threads: {ceiling['torch_threads']} / {original['torch_threads']}")
+    ours_rate, ceiling_rate, original_rate = (tokens / r["encode_s"] for r in (ours, ceiling, original))
+    ours_bpt, original_bpt = ours["bytes_on_disk"] / tokens, original["bytes_on_disk"] / tokens
+    print(f"""
+encode benchmark: {len(documents)} Debian fortunes (seed {args.seed}); reader SmolLM2-135M-Instruct (bundled GGUF)
+hooked at layer {layer}; SAE {sae_dir} ({d_sae:,} latents); CPU, torch threads {ceiling['torch_threads']}.
+tokens: {tokens:,}, counted the same way for every figure: each document wrapped in the reader's chat template
+as the assistant turn and tokenised by the reader's tokenizer (the positions the original stores). Of these,
+{sum(alone):,} are the documents' own text (the positions we store: {ours['stored_tokens']:,}). Rates are these tokens
+over the seconds spent encoding and saving; loading the models is excluded.
+
+  ours (Dataset(...), {batch_tokens}-token length-sorted batches)   {ours_rate:8,.0f} tokens/s   peak RSS {gib(ours_rss)}   {ours_bpt:6,.1f} bytes/token on disk
+  ceiling (our Reader alone, same sequences and budget)       {ceiling_rate:8,.0f} tokens/s   peak RSS {gib(ceiling_rss)}
+  original interp-embed 0.1.0 (batches of 8, dense, pickle)   {original_rate:8,.0f} tokens/s   peak RSS {gib(original_rss)}   {original_bpt:6,.1f} bytes/token on disk
+
+  ours / ceiling: {ours_rate / ceiling_rate:.2f} (target >= 0.8)
+  speed-up over the original: {ours_rate / original_rate:.2f}x;  bytes per token: {original_bpt / ours_bpt:.1f}x fewer;  peak RSS: {original_rss / ours_rss:.2f}x lower
+  agreement with the original: {agreement}
+  seconds: ours {ours['encode_s']:.1f}, ceiling {ceiling['encode_s']:.1f}, original {original['encode_s']:.1f}; model loading (excluded): ours {ours['load_s']:.1f}, original {original['load_s']:.1f}
+  1-minute load average before/between/after the runs (2 cores, shared): {' / '.join(f'{x:.1f}' for x in load)}
+  peak RSS: each pipeline in its own process, ru_maxrss of that child from os.wait4""")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ are redirected, by replacing names in the original's module `interp_embed.saes.l
   cfg.json + sae_weights.safetensors with SAELens' own disk loader, so SAELens builds the TopK / standard /
   JumpReLU SAE that the cfg names;
 - `try_to_load_feature_labels`: the labels file beside our SAE if there is one, else {} (what the original
-  gets offline).
+  gets offline), so both pipelines store the same labels.
 
 The original only accepts two Goodfire variant names, fixed in a dict inside `load_models`, and parses the
 hook layer from the name with `l(\\d+)`. `StandInVariant` is a name whose text carries OUR layer but which
@@ -52,7 +52,7 @@ from interp_embed.saes import GoodfireSAE
 GOODFIRE_VARIANT = "Llama-3.1-8B-Instruct-SAE-l19"
 GOODFIRE_HUB_MODEL = "meta-llama/Llama-3.1-8B-Instruct"  # what that variant's config asks the hub for
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-LABEL_FILES = ("labels.json", "feature_labels.json")
+LABELS_FILE = "feature_labels.json"  # beside our SAE, as interp_embed.saes.DefaultSAE reads it
 
 
 class StandInVariant(str):
@@ -83,15 +83,19 @@ def point_original_at_local_files(sae_dir: Path) -> None:
         return cfg, state_dict, None
 
     def load_labels(_location: str) -> dict:
-        for name in LABEL_FILES:
-            if (sae_dir / name).is_file():
-                return json.loads((sae_dir / name).read_text())
-        return {}
+        # The same {feature: label string} that our pipeline stores, so both files carry the same labels.
+        path = sae_dir / LABELS_FILE
+        raw = json.loads(path.read_text()) if path.is_file() else {}
+        return {k: v.get("label", "") if isinstance(v, dict) else v for k, v in raw.items()}
 
     local_sae.AutoModelForCausalLM = SimpleNamespace(from_pretrained=load_reader)
     local_sae.AutoTokenizer = SimpleNamespace(from_pretrained=load_tokenizer)
     local_sae.goodfire_sae_loader = load_sae
     local_sae.try_to_load_feature_labels = load_labels
+
+
+def csr_as_json(matrix) -> dict:
+    return {"indptr": matrix.indptr.tolist(), "indices": matrix.indices.tolist(), "data": matrix.data.tolist()}
 
 
 def main() -> None:
@@ -101,6 +105,7 @@ def main() -> None:
     parser.add_argument("--layer", type=int, required=True, help="hook layer (output of model.model.layers[layer])")
     parser.add_argument("--save-path", type=Path, required=True, help="where the original writes its pickle")
     parser.add_argument("--result", type=Path, required=True, help="where to write the figures as JSON")
+    parser.add_argument("--compare", type=int, default=5, help="return the activations of this many first documents")
     args = parser.parse_args()
 
     documents = json.loads(args.docs.read_text())
@@ -132,6 +137,8 @@ def main() -> None:
         "bytes_on_disk": args.save_path.stat().st_size,
         "self_peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "torch_threads": torch.get_num_threads(),
+        # All stored positions (template scaffolding included), to check that both pipelines agree.
+        "sample_activations": [csr_as_json(row.activations) for row in dataset.rows[: args.compare]],
         "versions": {
             name: importlib.metadata.version(name)
             for name in ("interp-embed", "torch", "transformers", "sae-lens", "transformer-lens", "pandas", "gguf")
