@@ -39,8 +39,12 @@ def sample_fortunes(n: int, seed: int = 0, directory: Path = FORTUNES_DIR) -> li
     entries = load_fortunes(directory)
     long_entries = [e for e in entries if len(e) >= LONG_CHARS]
     short_entries = [e for e in entries if len(e) < LONG_CHARS]
+    n_long = n // 2
+    if len(long_entries) < n_long or len(short_entries) < n - n_long:
+        # fortunes-min alone has no long entries: a sample without them would not be the same benchmark.
+        raise ValueError(f"{directory} has {len(long_entries)} long and {len(short_entries)} short entries, too few for "
+                         f"{n} documents (the full set comes with `apt-get install fortunes`)")
     rng = random.Random(seed)
-    n_long = min(n // 2, len(long_entries))
     sample = rng.sample(long_entries, n_long) + rng.sample(short_entries, n - n_long)
     rng.shuffle(sample)  # input order mixes lengths, as a real dataset would
     return sample
