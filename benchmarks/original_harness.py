@@ -59,7 +59,7 @@ class StandInVariant(str):
     """A variant name with our hook layer in its text that the original's variant lookup takes for GOODFIRE_VARIANT."""
 
     def __eq__(self, other: object) -> bool:
-        return str.__eq__(GOODFIRE_VARIANT, other) or str.__eq__(self, other)
+        return isinstance(other, str) and (str.__eq__(other, GOODFIRE_VARIANT) or str.__eq__(self, other))
 
     def __hash__(self) -> int:
         return hash(GOODFIRE_VARIANT)
@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--compare", type=int, default=5, help="return the activations of this many first documents")
     args = parser.parse_args()
 
+    if interp_embed.__version__ != "0.1.0":
+        raise RuntimeError(f"expected interp-embed 0.1.0 in this venv, found {interp_embed.__version__}")
     documents = json.loads(args.docs.read_text())
     point_original_at_local_files(args.sae_dir)
     sae = GoodfireSAE(variant_name=StandInVariant(f"SmolLM2-135M-Instruct-SAE-l{args.layer}"), device="cpu")
@@ -144,7 +146,6 @@ def main() -> None:
             for name in ("interp-embed", "torch", "transformers", "sae-lens", "transformer-lens", "pandas", "gguf")
         },
     }
-    assert interp_embed.__version__ == "0.1.0", interp_embed.__version__
     args.result.write_text(json.dumps(result))
 
 
