@@ -62,8 +62,8 @@ def correlate_presence(
     S = P[:, cand].tocsc()
     St = S.T.tocsr()
     c = counts[cand]
-    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    all_p: list[np.ndarray] = []
+    kept: list[tuple[np.ndarray, ...]] = []
+    family_p: list[np.ndarray] = []
     for start in range(0, cand.size, block_size):
         block = (St[start:start + block_size] @ S).tocoo()
         i = block.row.astype(np.int64) + start
@@ -71,20 +71,25 @@ def correlate_presence(
         upper = j > i  # each unordered pair once, no diagonal
         i, j, ab = i[upper], j[upper], block.data[upper].astype(np.int64)
         score = npmi(ab, c[i], c[j], n)
-        # One-sided (enrichment) test: pairs that never co-occur have p = 1 exactly, so leaving them out of
-        # the listing and counting them only in the BH family size is exact.
-        p = fisher_greater(ab, c[i], c[j], n)
-        all_p.append(p)
-        kept.append((i, j, ab, score, p))
+        # One-sided (enrichment) test. A hypergeometric median is floor or ceil of its mean, so a pair seen
+        # at most floor(expected) times has p >= 0.5: such pairs enter BH as p = 1, which leaves every
+        # q < 0.5 exact and spares the costly tail sums. Pairs that never co-occur have p = 1 exactly.
+        enriched = ab > (c[i] * c[j]) // n
+        p = np.ones(ab.size)
+        p[enriched] = fisher_greater(ab[enriched], c[i][enriched], c[j][enriched], n)
+        family_p.append(p[enriched])
+        kept.append((i, j, ab, score, p, enriched))
         if top is not None:
             kept = [_top_pairs(*map(np.concatenate, zip(*kept)), top=top)]
     if kept:
-        i, j, ab, score, p = map(np.concatenate, zip(*kept))
+        i, j, ab, score, p, enriched = map(np.concatenate, zip(*kept))
     else:
         i = j = ab = np.zeros(0, np.int64)
         score = p = np.zeros(0)
-    p_all = np.concatenate(all_p) if all_p else np.zeros(0)
-    q = _q_of_subset(p, p_all, n_pairs)
+        enriched = np.zeros(0, bool)
+    q = _q_of_subset(p, np.concatenate(family_p) if family_p else np.zeros(0), n_pairs)
+    # The listed pairs get their exact p-value for display; their q (>= 0.5) is a conservative bound.
+    p[~enriched] = fisher_greater(ab[~enriched], c[i][~enriched], c[j][~enriched], n)
     fa, fb = cand[i], cand[j]
     table = pd.DataFrame({
         "feature_a": fa, "label_a": labels[fa], "feature_b": fb, "label_b": labels[fb],
@@ -95,11 +100,13 @@ def correlate_presence(
     return table if top is None else table.head(top)
 
 
-def _top_pairs(i, j, ab, score, p, top: int):
+def _top_pairs(*columns: np.ndarray, top: int) -> tuple[np.ndarray, ...]:
+    """Keep the ``top`` pairs by NPMI (then joint count); columns are (i, j, ab, score, ...)."""
+    ab, score = columns[2], columns[3]
     if score.size <= top:
-        return i, j, ab, score, p
+        return columns
     keep = np.lexsort((-ab, -score))[:top]
-    return i[keep], j[keep], ab[keep], score[keep], p[keep]
+    return tuple(col[keep] for col in columns)
 
 
 def _q_of_subset(p_subset: np.ndarray, p_all: np.ndarray, n_tests: int) -> np.ndarray:
@@ -107,13 +114,14 @@ def _q_of_subset(p_subset: np.ndarray, p_all: np.ndarray, n_tests: int) -> np.nd
 
     q(p) = min over p' >= p of p' * m / rank(p'), so it depends only on the sorted p-values of the family.
     """
-    if p_subset.size == 0:
-        return p_subset.copy()
-    sorted_p = np.sort(p_all)
-    q_sorted = benjamini_hochberg(sorted_p, n_tests)  # already sorted, so q_sorted is aligned with sorted_p
-    # The largest rank holding a value <= p carries q(p) (ties share the step-up minimum).
-    pos = np.searchsorted(sorted_p, p_subset, side="right") - 1
-    return q_sorted[pos]
+    q = np.ones(p_subset.size)
+    inside = p_subset < 1.0  # p = 1 always has q = 1; such pairs may be absent from p_all
+    if inside.any():
+        sorted_p = np.sort(p_all)
+        q_sorted = benjamini_hochberg(sorted_p, n_tests)  # sorted input, so q_sorted aligns with sorted_p
+        # The largest rank holding a value <= p carries q(p) (ties share the step-up minimum).
+        q[inside] = q_sorted[np.searchsorted(sorted_p, p_subset[inside], side="right") - 1]
+    return q
 
 
 def feature_correlations(
@@ -128,7 +136,8 @@ def feature_correlations(
     (documents with both), ``expected_ab`` under independence, ``npmi`` (see :func:`npmi`), ``p_value`` from
     the one-sided Fisher exact (hypergeometric) test that the pair co-occurs more than chance, and
     ``q_value`` (Benjamini–Hochberg over *all* candidate pairs, including those that never co-occur, which
-    have p = 1). Sorted by NPMI descending. The listing grows with the number of co-occurring pairs; use
+    have p = 1). Pairs seen no more often than expected have p >= 0.5 and enter the BH family as p = 1,
+    so every q-value below 0.5 is exact and larger ones are conservative. Sorted by NPMI descending. The listing grows with the number of co-occurring pairs; use
     :func:`top_correlations` for large datasets.
 
     Example::
