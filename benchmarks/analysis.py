@@ -89,7 +89,7 @@ def planted_target(X: sp.csr_matrix, seed: int = 1) -> np.ndarray:
     """A binary column that depends on three mid-frequency features (plus noise)."""
     rng = np.random.default_rng(seed)
     counts = np.bincount(X.indices, minlength=X.shape[1])
-    middle = np.flatnonzero((counts > 0.02 * X.shape[0]) & (counts < 0.2 * X.shape[0]))[:3]
+    middle = np.flatnonzero((counts > 0.1 * X.shape[0]) & (counts < 0.5 * X.shape[0]))[:3]
     signal = np.asarray((X[:, middle] > 0).sum(axis=1)).ravel()
     return (rng.random(X.shape[0]) < 0.2 + 0.2 * signal).astype(np.int8)
 

@@ -19,7 +19,7 @@ from .validation import check_fraction, check_int
 logger = logging.getLogger(__name__)
 
 # Regularisation strengths tried for the sparse model, strongest first; the best on a validation split wins.
-L1_GRID = np.logspace(-3, 1, 9)
+L1_GRID = np.logspace(-3, 1, 5)
 
 
 def encode_target(values: pd.Series, name: str) -> tuple[np.ndarray, bool, Any]:
