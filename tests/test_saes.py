@@ -1,0 +1,155 @@
+"""SAE architectures, the SAELens layout, and the hub front doors tested on locally made files."""
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from interp_embed.encode.sae import SAEConfig, build_sae, load_sae, save_sae
+from interp_embed.saes import DefaultSAE, GoodfireSAE, LocalSAE, sae_from_spec
+from interp_embed.saes import sources
+from interp_embed.saes.base import split_device
+
+
+def _random_sae(architecture, d_in=16, d_sae=64, k=None, seed=0):
+    torch.manual_seed(seed)
+    sae = build_sae(SAEConfig(architecture=architecture, d_in=d_in, d_sae=d_sae, hook_layer=3, k=k))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.normal_()
+        if architecture == "jumprelu":
+            sae.threshold.uniform_(0, 3)
+    return sae
+
+
+@pytest.mark.parametrize("architecture,k", [("relu", None), ("topk", 5), ("jumprelu", None)])
+def test_sparse_encoding_equals_dense(architecture, k):
+    sae = _random_sae(architecture, k=k)
+    x = torch.randn(37, 16)
+    acts = sae.encode_sparse(x, token_block=8)
+    csr = sp.csr_matrix((acts.values.numpy(), acts.features.numpy(), acts.ptr.numpy()), shape=(37, 64))
+    with torch.no_grad():
+        dense = sae.encode(x).numpy()
+    assert csr.has_sorted_indices and (csr.data > 0).all()
+    np.testing.assert_allclose(csr.toarray(), dense, rtol=1e-5, atol=1e-5)
+    if architecture == "topk":
+        assert (np.diff(csr.indptr) <= k).all()
+    if architecture == "jumprelu":
+        pre = sae.pre_activations(x).detach().numpy()
+        assert ((dense > 0) == (pre > sae.threshold.detach().numpy()) & (pre > 0)).all()
+
+
+def test_save_and_load_round_trip(tmp_path):
+    sae = _random_sae("topk", k=5)
+    save_sae(sae, tmp_path / "s")
+    cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
+    assert cfg["architecture"] == "topk" and cfg["metadata"]["hook_name"] == "blocks.3.hook_resid_post"
+    loaded = load_sae(tmp_path / "s")
+    x = torch.randn(4, 16)
+    with torch.no_grad():
+        np.testing.assert_array_equal(loaded.encode(x).numpy(), sae.encode(x).numpy())
+
+
+def test_reads_flat_saelens_configs_and_resid_pre(tmp_path):
+    sae = _random_sae("topk", k=5)
+    save_sae(sae, tmp_path / "s")
+    flat = {"d_in": 16, "d_sae": 64, "hook_name": "blocks.4.hook_resid_pre", "activation_fn_str": "topk",
+            "activation_fn_kwargs": {"k": 5}, "model_name": "gpt2", "architecture": "standard"}
+    (tmp_path / "s" / "cfg.json").write_text(json.dumps(flat))
+    loaded = load_sae(tmp_path / "s")
+    assert (loaded.cfg.architecture, loaded.cfg.k, loaded.cfg.hook_layer, loaded.cfg.model_name) == ("topk", 5, 3, "gpt2")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"architecture": "gated"}, "not supported"),
+    ({"metadata": {"hook_name": "blocks.3.hook_mlp_out"}}, "not a residual-stream hook"),
+    ({"normalize_activations": "expected_average_only_in"}, "normalize_activations"),
+    ({"d_sae": 65}, "expected tensors"),
+])
+def test_unsupported_or_inconsistent_configs_name_the_file(tmp_path, change, message):
+    save_sae(_random_sae("relu"), tmp_path / "s")
+    cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
+    cfg.update(change)
+    (tmp_path / "s" / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=message) as err:
+        load_sae(tmp_path / "s")
+    assert "s/cfg.json" in str(err.value) or "sae_weights.safetensors" in str(err.value)
+
+
+def test_local_sae_from_a_hub_release_uses_the_downloaded_folder(tmp_path, monkeypatch):
+    save_sae(_random_sae("relu"), tmp_path / "repo" / "blocks.3.hook_resid_post")
+    (tmp_path / "repo" / "blocks.3.hook_resid_post" / "feature_labels.json").write_text('{"0": "dogs", "5": "cats"}')
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns):
+        calls.append((repo_id, allow_patterns))
+        return str(tmp_path / "repo")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
+    sae = LocalSAE(release="someone/saes", sae_id="blocks.3.hook_resid_post", model="some/model")
+    assert sae.sae_folder() == tmp_path / "repo" / "blocks.3.hook_resid_post"
+    assert calls == [("someone/saes", ["blocks.3.hook_resid_post/*"])]
+    assert sae.feature_labels() == {0: "dogs", 5: "cats"}
+    assert sae_from_spec(sae.spec()).spec() == sae.spec()
+    with pytest.raises(ValueError, match="either path="):
+        LocalSAE()
+
+
+def test_goodfire_files_are_converted_without_unpickling_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERP_EMBED_CACHE", str(tmp_path / "cache"))
+    variant = {"model": "tiny/llama", "repo": "Goodfire/tiny", "file": "tiny.pth", "layer": 1, "d_in": 8, "d_sae": 32,
+               "labels": "goodfire/tiny.json"}
+    monkeypatch.setitem(sources.GOODFIRE_VARIANTS, "tiny-l1", variant)
+    torch.manual_seed(1)
+    state = {"encoder_linear.weight": torch.randn(32, 8), "encoder_linear.bias": torch.randn(32),
+             "decoder_linear.weight": torch.randn(8, 32), "decoder_linear.bias": torch.randn(8)}
+    torch.save(state, tmp_path / "tiny.pth")
+    (tmp_path / "labels.json").write_text('{"3": "friendly greeting"}')
+
+    def fake_download(repo_id, filename, repo_type=None):
+        return str(tmp_path / ("labels.json" if repo_type == "dataset" else "tiny.pth"))
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
+    sae = GoodfireSAE(variant_name="tiny-l1")
+    model = load_sae(sae.sae_folder())
+    x = torch.randn(5, 8)
+    expected = torch.relu(x @ state["encoder_linear.weight"].T + state["encoder_linear.bias"])
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode(x), expected)
+        torch.testing.assert_close(model.decode(expected), expected @ state["decoder_linear.weight"].T + state["decoder_linear.bias"])
+    assert sae.feature_labels() == {3: "friendly greeting"}
+    assert sae.reader_model({}) == "tiny/llama" and model.cfg.hook_layer == 1
+
+    # A .pth that carries code is refused by torch.load(weights_only=True), and the code never runs.
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    import shutil
+    shutil.rmtree(tmp_path / "cache")
+    torch.save({"encoder_linear.weight": Exploit()}, tmp_path / "tiny.pth", pickle_module=pickle)
+    with pytest.raises(pickle.UnpicklingError):
+        GoodfireSAE(variant_name="tiny-l1").sae_folder()
+    assert not marker.exists()
+
+
+def test_specs_rebuild_only_known_front_doors():
+    assert sae_from_spec(DefaultSAE(role="user").spec()).role == "user"
+    assert sae_from_spec(GoodfireSAE().spec()).variant_name == "Llama-3.1-8B-Instruct-SAE-l19"
+    with pytest.raises(ValueError, match="unknown SAE type"):
+        sae_from_spec({"type": "os.system"})
+    with pytest.raises(ValueError, match="variant_name"):
+        GoodfireSAE(variant_name="nope")
+    assert DefaultSAE(use_assistant_role=False).role == "user"
+
+
+def test_device_configuration():
+    assert split_device("cuda:0") == ("cuda:0", "cuda:0")
+    assert split_device({"model": "cuda:0", "sae": "cpu"}) == ("cuda:0", "cpu")
+    with pytest.raises(ValueError, match="model"):
+        split_device({"gpu": 0})
