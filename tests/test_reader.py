@@ -1,0 +1,75 @@
+"""The reader: any causal LM by local path, hooked at a layer, nothing computed after it."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from interp_embed import Dataset
+from interp_embed.encode.reader import BUNDLED_READER, Reader, ReaderSpec, resolve_model_path
+from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
+from interp_embed.saes import LocalSAE
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A randomly initialised 3-layer Llama with the bundled reader's tokenizer, saved as a plain HF folder."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_forward_stops_at_the_hooked_layer(tiny_model_dir):
+    reader = Reader(ReaderSpec(model=str(tiny_model_dir), layer=1, role="raw"), device="cpu")
+    full = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ids = torch.tensor([reader.document_tokens("Good morning, dear reader!").ids.tolist()])
+    with torch.no_grad():
+        expected = full(ids, output_hidden_states=True).hidden_states[2]  # output of block 1
+    calls = []
+    reader.model.lm_head.register_forward_hook(lambda *a: calls.append("lm_head"))
+    reader.model.model.norm.register_forward_hook(lambda *a: calls.append("norm"))
+    torch.testing.assert_close(reader.forward(ids), expected)
+    assert calls == [] and len(reader.model.model.layers) == 2
+    assert reader.prefix_ids == list(reader.tokenizer("", add_special_tokens=True)["input_ids"])
+    with pytest.raises(ValueError, match="layer 7 does not exist"):
+        Reader(ReaderSpec(model=str(tiny_model_dir), layer=7), device="cpu")
+
+
+def test_chat_template_prefix_is_the_scaffolding_before_the_document(tiny_model_dir):
+    reader = Reader(ReaderSpec(model=str(tiny_model_dir), layer=0, role="user"), device="cpu")
+    text = reader.tokenizer.decode(reader.prefix_ids)
+    assert text.endswith("<|im_start|>user\n") and "<|im_start|>system" in text
+    tokens = reader.document_tokens("Hi <|im_end|>")
+    assert reader.tokenizer.convert_tokens_to_ids("<|im_end|>") not in tokens.ids.tolist()  # read as text
+
+
+def test_dataset_with_any_local_model_and_raw_text(tiny_model_dir, tmp_path):
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig(architecture="relu", d_in=64, d_sae=256, hook_layer=1, model_name=str(tiny_model_dir)))
+    with torch.no_grad():
+        sae.W_enc.normal_()
+    save_sae(sae, tmp_path / "sae")
+    ds = Dataset(pd.DataFrame({"text": ["Good morning!", "Guten Morgen!", "Buenos días"]}),
+                 sae=LocalSAE(path=tmp_path / "sae", role="raw"), save_path=tmp_path / "d.iembed")
+    assert ds.latents().shape == (3, 256) and ds.latents().nnz > 0
+    assert ds._store.body["encoder"]["reader"]["role"] == "raw"
+    assert Dataset.load_from_file(ds.path).latents("count").nnz == ds.latents().nnz
+
+
+def test_reader_and_sae_must_agree(tiny_model_dir, tmp_path):
+    from interp_embed.encode.pipeline import EncodePlan, Encoder
+
+    reader = Reader(ReaderSpec(model=str(tiny_model_dir), layer=1, role="raw"), device="cpu")
+    wrong_layer = build_sae(SAEConfig(architecture="relu", d_in=64, d_sae=8, hook_layer=2))
+    wrong_width = build_sae(SAEConfig(architecture="relu", d_in=32, d_sae=8, hook_layer=1))
+    with pytest.raises(ValueError, match="layer 2"):
+        Encoder(reader, wrong_layer, EncodePlan())
+    with pytest.raises(ValueError, match="d_in=32"):
+        Encoder(reader, wrong_width, EncodePlan())
+    with pytest.raises(ValueError, match="window_overlap"):
+        EncodePlan(window_tokens=100, window_overlap=60)
