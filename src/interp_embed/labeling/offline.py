@@ -96,12 +96,6 @@ def build_labels(
                              "activation": round(float(values[e]), 3)})
             if len(contexts) == n_contexts:
                 break
-        names = []
-        for name, _ in top_tokens:  # distinct shown forms: ' the' and 'the' are one word to a reader
-            if name not in names:
-                names.append(name)
-        quoted = ", ".join(f"'{t}'" for t in names[:n_tokens])
-        labels[str(f)] = f"{quoted} — “{contexts[0]['text']}”"
         summaries[str(f)] = {
             "frequency": round(float(n_active[f]) / total, 6),
             "max_activation": round(float(max_act[f]), 3),
@@ -109,7 +103,19 @@ def build_labels(
             "top_tokens": top_tokens,
             "top_contexts": contexts,
         }
+        labels[str(f)] = label_from_summary(summaries[str(f)], n_tokens)
     return labels, summaries
+
+
+def label_from_summary(summary: dict, n_tokens: int = 3) -> str:
+    """``'tok', 'tok', 'tok' — “top context”`` from a feature summary's top tokens and first context."""
+    names = []
+    for name, _ in summary["top_tokens"]:
+        # Distinct shown forms (' the' and 'the' read as one word); byte fragments of a character say nothing.
+        if name not in names and "\ufffd" not in name:
+            names.append(name)
+    quoted = ", ".join(f"'{t}'" for t in names[:n_tokens])
+    return f"{quoted} — “{summary['top_contexts'][0]['text']}”"
 
 
 def write_labels(folder: str | Path, labels: dict[str, str], summaries: dict[str, dict], about: dict) -> None:
