@@ -54,8 +54,9 @@ def configs(model: str, **train) -> tuple[HarvestConfig, TrainConfig]:
     return harvest, TrainConfig(**{**base, **train})
 
 
-def test_loss_decreases_without_nans(tiny_reader, tmp_path):
-    sae = train_sae(tmp_path, *configs(tiny_reader), texts=corpus(), progress=False)
+@pytest.mark.parametrize("batch_topk", [False, True])
+def test_loss_decreases_without_nans(tiny_reader, tmp_path, batch_topk):
+    sae = train_sae(tmp_path, *configs(tiny_reader, batch_topk=batch_topk), texts=corpus(), progress=False)
     log = json.loads((tmp_path / "state.json").read_text())["log"]
     fvus = [e["fvu"] for e in log]
     assert all(np.isfinite(fvus))
@@ -93,11 +94,18 @@ def test_txt_csv_jsonl_parquet_corpora(tmp_path):
 
 RUN = textwrap.dedent(
     """
-    import sys, json, torch
+    import sys, time, torch
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from test_train import configs, corpus
+    import interp_embed.train.trainer as trainer
     from interp_embed.train import train_sae
+
+    save = trainer.save_checkpoint
+    def save_then_pause(*args, **kwargs):  # so that the parent sees a mid-run checkpoint on any machine
+        save(*args, **kwargs)
+        time.sleep(0.3)
+    trainer.save_checkpoint = save_then_pause
     train_sae(sys.argv[1], *configs({model!r}), texts=corpus(), progress=False)
     """
 )
@@ -115,7 +123,7 @@ def test_kill_and_resume_gives_identical_weights(tiny_reader, tmp_path):
         state = killed / "state.json"
         if state.is_file() and json.loads(state.read_text())["step"] >= 8:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
