@@ -27,6 +27,7 @@ its own dependencies are not needed to read the file. Delete `.bench-venv` to re
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -203,6 +204,15 @@ def sae_files() -> tuple[Path, int, int]:
     return sae.sae_folder(), cfg.hook_layer, cfg.d_sae
 
 
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over a folder's files, to notice SAE files replaced while the benchmark runs."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def gib(n_bytes: float) -> str:
     return f"{n_bytes / 2**30:.2f} GiB"
 
@@ -226,6 +236,7 @@ def main() -> None:
     tokens = sum(templated)
     batch_tokens = EncodePlan().batch_tokens  # our pipeline's default, given to it and to the ceiling alike
     original_python = ensure_original_venv()
+    sae_digest = folder_digest(sae_dir)
 
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
         work = Path(tmp)
@@ -245,6 +256,10 @@ def main() -> None:
         )
         load.append(os.getloadavg()[0])
 
+    # Both pipelines read the SAE folder when they start, minutes apart: a folder replaced in between
+    # (a new SAE shipped) would make them compute different things.
+    if folder_digest(sae_dir) != sae_digest:
+        raise SystemExit(f"the SAE files in {sae_dir} changed during the run; run the benchmark again")
     if original["tokens_per_document"] != templated:
         raise SystemExit("the original stored a different number of tokens per document than counted here")
     agreement = compare_activations(ours["sample_activations"], original["sample_activations"], prefix, alone, d_sae)
