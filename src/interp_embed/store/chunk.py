@@ -3,8 +3,9 @@
 Token level (CSR): ``token_ptr`` splits tokens by document; ``act_count`` splits activations by token;
 ``act_features`` / ``act_values`` hold the active features (narrowest unsigned type) and values (float16).
 Each token keeps its id and the [start, start+len) character span in the original text, so highlights
-are exact. Document level: pooled ``max`` / ``sum`` / ``count`` per active feature, written with the
-chunk so ``latents()`` only concatenates.
+are exact. Document level: pooled ``max`` / ``count`` per active feature, and the ``sum`` only where
+the feature fired on more than one token (elsewhere the sum is the max: most entries of short
+documents), written with the chunk so ``latents()`` only concatenates.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .files import StoreCorruptError, fsync_dir, sha256_file
 
 ARRAYS = (
     "doc_rows", "token_ptr", "token_ids", "char_start", "char_len", "act_count", "act_features", "act_values",
-    "pool_ptr", "pool_features", "pool_max", "pool_sum", "pool_count",
+    "pool_ptr", "pool_features", "pool_max", "pool_count", "pool_sum_repeated",
 )
 
 
@@ -82,8 +83,8 @@ def build_arrays(docs: list[EncodedDocument], d_sae: int, vocab_size: int) -> di
         "pool_ptr": pool_ptr,
         "pool_features": pool_features.astype(narrowest_uint(d_sae - 1)),
         "pool_max": pool_max,
-        "pool_sum": pool_sum.astype(np.float32),
         "pool_count": pool_count.astype(narrowest_uint(pool_count.max(initial=0))),
+        "pool_sum_repeated": pool_sum[pool_count > 1].astype(np.float32),
     }
 
 
@@ -150,9 +151,12 @@ class Chunk:
 
     def pooled(self) -> tuple[np.ndarray, ...]:
         """``(doc_rows, n_tokens, pool_ptr, pool_features, pool_max, pool_sum, pool_count)``."""
-        token_ptr = self.array("token_ptr")
-        return (self.array("doc_rows"), np.diff(token_ptr), self.array("pool_ptr"), self.array("pool_features"),
-                self.array("pool_max"), self.array("pool_sum"), self.array("pool_count"))
+        pool_max, pool_count = self.array("pool_max"), self.array("pool_count")
+        pool_sum = pool_max.astype(np.float32)
+        repeated = pool_count > 1
+        pool_sum[repeated] = self.array("pool_sum_repeated")
+        return (self.array("doc_rows"), np.diff(self.array("token_ptr")), self.array("pool_ptr"),
+                self.array("pool_features"), pool_max, pool_sum, pool_count)
 
     def document(self, row: int) -> dict[str, np.ndarray] | None:
         """Tokens, spans and per-token CSR activations of one row, or None if the row was skipped."""
