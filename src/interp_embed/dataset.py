@@ -331,6 +331,46 @@ class Dataset:
         """A view without the rows that have no activations."""
         return self._view(np.flatnonzero(self.encoded_mask()))
 
+    # ---- analyses (interp_embed.analysis; none of them imports torch) ---------------------------------
+    def diff(self, other: "Dataset", **kwargs):
+        """Features more frequent here than in ``other``: see :func:`interp_embed.analysis.diff_features`.
+
+        >>> german.diff(english).head(3)[["feature_id", "label", "frequency_difference", "q_value"]]  # doctest: +SKIP
+        """
+        from .analysis import diff_features
+
+        return diff_features(self, other, **kwargs)
+
+    def feature_correlations(self, **kwargs):
+        """Co-occurring feature pairs with NPMI and q-values: see :func:`interp_embed.analysis.feature_correlations`."""
+        from .analysis import feature_correlations
+
+        return feature_correlations(self, **kwargs)
+
+    def top_correlations(self, k: int = 20, **kwargs):
+        """The ``k`` strongest co-occurring pairs: see :func:`interp_embed.analysis.top_correlations`."""
+        from .analysis import top_correlations
+
+        return top_correlations(self, k=k, **kwargs)
+
+    def associate(self, target: str, **kwargs):
+        """Features that predict the metadata column ``target``: see :func:`interp_embed.analysis.associate_features`."""
+        from .analysis import associate_features
+
+        return associate_features(self, target, **kwargs)
+
+    def cluster(self, features=None, query: str | None = None, n_clusters: int = 8, **kwargs):
+        """Clusters along an axis of features: see :func:`interp_embed.analysis.cluster_documents`."""
+        from .analysis import cluster_documents
+
+        return cluster_documents(self, features=features, query=query, n_clusters=n_clusters, **kwargs)
+
+    def search(self, query: str | None = None, k: int = 10, **kwargs):
+        """Documents with a property, with highlights: see :func:`interp_embed.analysis.search_documents`."""
+        from .analysis import search_documents
+
+        return search_documents(self, query=query, k=k, **kwargs)
+
     # ---- table access -----------------------------------------------------------------------------
     def pandas(self) -> pd.DataFrame:
         return self._store.documents().iloc[self._rows]
