@@ -26,3 +26,11 @@ def test_associate_on_a_metadata_column(encoded, sample):
     pd.testing.assert_frame_equal(table, analysis.associate_features(two_languages, "language"))
     assert table.q_value.iloc[0] < 1e-3 and abs(table.separation.iloc[0]) > 0.8
     assert table.attrs["model"]["held_out"] > 0.8
+
+
+def test_search_by_example_text_finds_documents_of_that_kind(encoded, sample):
+    features = encoded.features_of_text("Wer nicht wagt, der nicht gewinnt, sagt man in Deutschland.")
+    assert 0 < len(features) <= 5
+    hits = encoded.search("Wer nicht wagt, der nicht gewinnt, sagt man in Deutschland.", by="example", k=10)
+    languages = sample.language.to_numpy()[hits.document.to_numpy()]
+    assert (languages == "de").mean() >= 0.8, languages

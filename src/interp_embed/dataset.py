@@ -365,11 +365,46 @@ class Dataset:
 
         return cluster_documents(self, features=features, query=query, n_clusters=n_clusters, **kwargs)
 
-    def search(self, query: str | None = None, k: int = 10, **kwargs):
-        """Documents with a property, with highlights: see :func:`interp_embed.analysis.search_documents`."""
+    def search(self, query: str | None = None, k: int = 10, by: Literal["labels", "example"] = "labels", **kwargs):
+        """Documents with a property, with highlights: see :func:`interp_embed.analysis.search_documents`.
+
+        ``by="labels"`` finds the property's features by matching ``query`` against feature labels;
+        ``by="example"`` reads ``query`` as an example text, runs the reader on it and uses the features
+        most specific to it (:meth:`features_of_text`), which works even where labels are poor.
+
+        >>> ds.search("German", k=3).highlighted.tolist()                    # doctest: +SKIP
+        >>> ds.search("Guten Morgen, wie geht es?", by="example", k=3)       # doctest: +SKIP
+        """
         from .analysis import search_documents
 
+        if by not in ("labels", "example"):
+            raise ValueError(f"by must be 'labels' or 'example', not {by!r}")
+        if by == "example":
+            if query is None:
+                raise ValueError("by='example' needs query= (an example text)")
+            return search_documents(self, features=self.features_of_text(query), k=k, **kwargs)
         return search_documents(self, query=query, k=k, **kwargs)
+
+    def features_of_text(self, text: str, n_features: int = 5, max_coverage: float = 0.5) -> list[int]:
+        """The features most active on ``text`` among those active in at most ``max_coverage`` of this dataset.
+
+        Runs the reader and SAE that encoded the dataset on ``text`` (same template); features firing
+        on most documents (punctuation, position) are left out because they say nothing specific.
+        """
+        from .encode.pipeline import Encoder, EncodePlan
+        from .saes import sae_from_spec
+
+        if _problem(text) is not None:
+            raise ValueError(f"text cannot be encoded: {_problem(text)}")
+        sae = self.sae if self.sae is not None else sae_from_spec(self._store.body["encoder"]["spec"])
+        reader, model, sae_device = sae.load()
+        [doc] = Encoder(reader, model, EncodePlan(**self._store.body["plan"]), sae_device).encode_rows([0], [text])
+        peak = np.zeros(self.d_sae, dtype=np.float32)
+        np.maximum.at(peak, doc.act_features, doc.act_values.astype(np.float32))
+        coverage = np.asarray((self.latents("binarize").mean(axis=0))).ravel()
+        peak[coverage > max_coverage] = 0
+        ranked = np.argsort(-peak, kind="stable")[:n_features]
+        return [int(f) for f in ranked if peak[f] > 0]
 
     # ---- table access -----------------------------------------------------------------------------
     def pandas(self) -> pd.DataFrame:
