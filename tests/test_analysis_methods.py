@@ -208,7 +208,7 @@ def test_npmi_and_tests_match_brute_force():
     X[:, 0] = False
     X[:2, 0] = True  # below min_count
     P = sp.csr_matrix(X.astype(np.int32))
-    got = A.correlate_presence(P, min_count=3, block_size=5)
+    got = A.correlate_presence(P, min_count=3, block_size=5, exact_q_below=0.5)
     want = brute_force_pairs(X, 3)
     assert len(got) == len(want) and 0 not in set(got.feature_a) | set(got.feature_b)
     merged = got.merge(want, on=["feature_a", "feature_b"], suffixes=("", "_ref"))
@@ -216,13 +216,36 @@ def test_npmi_and_tests_match_brute_force():
     np.testing.assert_array_equal(merged.count_ab, merged.count_ab_ref)
     np.testing.assert_allclose(merged.npmi, merged.npmi_ref, atol=1e-12)
     np.testing.assert_allclose(merged.p_value, merged.p_value_ref, rtol=1e-9)
-    # q-values below 0.5 are exact; above, pairs seen no more than expected enter BH as p = 1 (conservative).
+    # q-values below exact_q_below are exact; the others are upper bounds (BH saw only the p-values <= p_cutoff).
+    assert got.attrs["n_tests"] == 55 and got.attrs["p_cutoff"] < 0.5
     exact = merged.q_value_ref < 0.5
-    assert exact.sum() >= 3
+    assert exact.sum() >= 3 and (merged.p_value[exact] <= got.attrs["p_cutoff"]).all()
     np.testing.assert_allclose(merged.q_value[exact], merged.q_value_ref[exact], rtol=1e-9)
+    assert (merged.q_value[~exact] >= 0.5).all()
     assert (merged.q_value[~exact] >= merged.q_value_ref[~exact] - 1e-12).all()
     assert got.iloc[0][["feature_a", "feature_b"]].tolist() == [2, 3]
     assert got.npmi.is_monotonic_decreasing
+
+
+def test_blocks_and_top_k_do_not_change_any_pair():
+    # 3,000 documents, 300 features, some planted pairs: many blocks, chunked pair lists, a truncated BH family.
+    rng = np.random.default_rng(6)
+    X = rng.random((3000, 300)) < rng.uniform(0.002, 0.05, 300)
+    X[:, 1::7] |= X[:, 0::7][:, :X[:, 1::7].shape[1]] & (rng.random((3000, 43)) < 0.3)
+    P = sp.csr_matrix(X.astype(np.int32))
+    full = A.correlate_presence(P, min_count=5, exact_q_below=0.1)
+    small = A.correlate_presence(P, min_count=5, exact_q_below=0.1, block_size=7, block_bytes=4_000)
+    pd.testing.assert_frame_equal(small, full)
+    assert full.attrs == small.attrs and full.attrs["p_cutoff"] < 0.1
+    assert 10 < (full.q_value < 0.1).sum() < (full.p_value <= 0.1).sum()
+    top = A.correlate_presence(P, min_count=5, exact_q_below=0.1, top=200, block_size=11, block_bytes=4_000)
+    pd.testing.assert_frame_equal(top, full.head(200))
+    # Exact Fisher p for every pair, BH over the whole family (non-co-occurring pairs have p = 1).
+    want = multipletests(np.concatenate([full.p_value, np.ones(full.attrs["n_tests"] - len(full))]),
+                         method="fdr_bh")[1][:len(full)]
+    exact = want < 0.1
+    np.testing.assert_allclose(full.q_value[exact], want[exact], rtol=1e-9)
+    assert (full.q_value[~exact] >= np.maximum(0.1, want[~exact] - 1e-12)).all()
 
 
 def test_top_correlations_streams_the_same_answer(english):

@@ -60,12 +60,53 @@ def test_benjamini_hochberg_family_size_equals_padding_with_ones():
         S.benjamini_hochberg(p, n_tests=10)
 
 
-def test_q_of_subset_agrees_with_full_bh():
-    p_all = np.random.default_rng(3).random(300) ** 4
-    p_all[:20] = p_all[0]  # ties
-    subset = np.array([0, 5, 25, 299])
-    want = S.benjamini_hochberg(np.concatenate([p_all, np.ones(100)]))[subset]
-    np.testing.assert_allclose(correlations._q_of_subset(p_all[subset], p_all, 400), want, rtol=1e-12)
+@pytest.mark.parametrize("alpha", [0.05, 0.3])
+def test_q_values_from_the_p_values_below_the_cutoff(alpha):
+    # A family of m tests: nulls, planted signals and ties; correlations keeps only p <= tau = alpha * S / m,
+    # where S >= R(alpha) counts the pairs its screen could not rule out.
+    rng = np.random.default_rng(3)
+    p = np.concatenate([rng.random(3000), rng.random(60) * 1e-4, np.full(20, 2e-5), np.ones(900)])
+    m = p.size
+    screened = int((p <= alpha).sum() * 1.3)
+    tau = alpha * screened / m
+    kept = p <= tau
+    q = correlations._q_values(p, kept, np.sort(p[kept]), m)
+    want = multipletests(p, method="fdr_bh")[1]
+    exact = want < alpha
+    assert 20 < exact.sum() < kept.sum()  # truncation bites: some kept p-values have q >= alpha
+    np.testing.assert_allclose(q[exact], want[exact], rtol=1e-12)
+    assert (q >= want * (1 - 1e-12)).all() and (q[~exact] >= alpha).all()
+
+
+@pytest.mark.parametrize("max_n", [12, 300, 3_000_000])
+def test_fisher_greater_threshold_matches_scipy(max_n):
+    rng = np.random.default_rng(max_n)
+    _, row, col, n = random_tables(rng, 300, max_n)
+    for level in (1e-6, 0.05, 0.4):
+        t = S.fisher_greater_threshold(row, col, n, level)
+        at, below = stats.hypergeom.sf(t - 1, n, col, row), stats.hypergeom.sf(t - 2, n, col, row)
+        assert (at <= level * (1 + 1e-9)).all()
+        assert ((below > level * (1 - 1e-9)) | (t == 0)).all()
+
+
+@pytest.mark.parametrize("max_count,n", [(6, 10), (400, 1000), (20_000, 2_000_000), (900_000, 1_000_000)])
+def test_screen_skips_only_pairs_whose_exact_p_exceeds_the_level(max_count, n):
+    rng = np.random.default_rng(max_count)
+    counts = rng.integers(1, max_count + 1, 500)
+    i, j = rng.integers(0, 500, (2, 4000))
+    ca, cb = counts[i], counts[j]
+    n_skipped = n_significant = 0
+    for level in (1e-4, 0.05):
+        screen = correlations._Screen(counts, n, level)
+        # Joint counts around each pair's own exact threshold, where a careless screen would fail.
+        ab = S.fisher_greater_threshold(ca, cb, n, level) + rng.integers(-4, 3, i.size)
+        ab = np.clip(ab, np.maximum(0, ca + cb - n), np.minimum(ca, cb))
+        exact_p = stats.hypergeom.sf(ab - 1, n, cb, ca)
+        skipped = ~screen.admits(ab, i, j)
+        assert (exact_p[skipped] > level * (1 - 1e-9)).all()
+        n_skipped += skipped.sum()
+        n_significant += (exact_p[~skipped] <= level).sum()
+    assert n_skipped > 100 and n_significant > 100
 
 
 def test_wilson_and_newcombe_match_statsmodels():

@@ -9,7 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .inputs import feature_counts, label_array, load_documents, presence
-from .stats import benjamini_hochberg, fisher_greater
+from .stats import benjamini_hochberg, fisher_greater, fisher_greater_threshold
 from .validation import check_fraction, check_features, check_int
 
 logger = logging.getLogger(__name__)
@@ -43,90 +43,201 @@ def _candidates(counts: np.ndarray, n: int, features: np.ndarray | None, min_cou
     return np.flatnonzero((counts >= min_count) & (counts <= max_coverage * n))
 
 
+# Bytes of one block's dense co-occurrence counts (int64); the pair arrays drawn from a block and the list of
+# enumerated document-level pairs that fills it stay within a small multiple of this.
+BLOCK_BYTES = 128 * 2**20
+# Relative width of the count classes that share a screening threshold (see _Screen).
+_CLASS_WIDTH = 0.02
+
+
+def _co_occurrence_blocks(S: sp.csr_matrix, block_size: int, block_bytes: int):
+    """Yield ``(start, counts)``: ``counts[r, x]`` documents holding both features ``start + r`` and ``start + x``.
+
+    Only pairs ``start + x > start + r`` are counted (each unordered pair once; the rest is 0). ``S`` is a
+    binary document × feature CSR matrix with sorted indices, so the features of a document that come after
+    an entry are the rest of its row: the pairs are enumerated from those row tails and counted with one
+    ``bincount`` into a dense block, whose rows are chosen so it holds at most ``block_bytes``. (scipy's
+    sparse product costs ~30 ns per co-occurrence here and builds a COO of every pair.)
+    """
+    F = S.shape[1]
+    # The entries of S in feature order, as positions in S.indices, and how many later features each sees.
+    by_feature = sp.csr_matrix((np.arange(S.nnz, dtype=np.int64), S.indices, S.indptr), shape=S.shape).tocsc()
+    colptr, position = by_feature.indptr, by_feature.data
+    later = S.indptr[by_feature.indices + 1] - position - 1
+    del by_feature
+    item_limit = max(1, block_bytes // 32)  # four int64 arrays of enumerated pairs
+    start = 0
+    while start < F:
+        width = F - start
+        stop = start + max(1, min(block_size, block_bytes // (8 * width), width))
+        counts = np.zeros((stop - start) * width, dtype=np.int64)
+        lo, hi = colptr[start], colptr[stop]
+        row = np.repeat(np.arange(stop - start, dtype=np.int64) * width - start, np.diff(colptr[start:stop + 1]))
+        cum = np.cumsum(later[lo:hi])
+        a = 0
+        while a < hi - lo:  # entries a..b of the block enumerate at most item_limit pairs (or one entry's)
+            b = max(a + 1, int(np.searchsorted(cum, (cum[a - 1] if a else 0) + item_limit, side="right")))
+            k = later[lo + a:lo + b]
+            first = np.cumsum(k) - k
+            tail = np.repeat(position[lo + a:lo + b] + 1 - first, k) + np.arange(first[-1] + k[-1])
+            counts += np.bincount(np.repeat(row[a:b], k) + S.indices[tail], minlength=counts.size)
+            a = b
+        yield start, counts.reshape(stop - start, width)
+        start = stop
+
+
+class _Screen:
+    """A provably safe screen for one-sided Fisher p-values <= ``level`` of many feature pairs.
+
+    Candidate counts fall into classes ~``_CLASS_WIDTH`` wide; ``threshold[u, v]`` is the least joint count
+    whose p-value is <= ``level`` for the *smallest* counts of classes u and v. Safety: X ~ Hypergeom(n,
+    count_a, count_b) only grows when a margin grows (mark one more ball, or draw one more, and the number of
+    marked draws rises by 0 or 1), so P(X >= ab) >= the same tail at the class minima, which is > ``level``
+    whenever ab < threshold (tails do not increase in ab). A pair below its threshold therefore has
+    p > ``level`` for certain and may be skipped; pairs at or above it still need their exact p.
+    """
+
+    def __init__(self, counts: np.ndarray, n: int, level: float):
+        key = np.floor(np.log1p(counts) / np.log1p(_CLASS_WIDTH)).astype(np.int64)
+        classes, self.cls = np.unique(key, return_inverse=True)
+        low = np.full(classes.size, np.iinfo(np.int64).max)
+        np.minimum.at(low, self.cls, counts)
+        u, v = np.triu_indices(classes.size)
+        self.threshold = np.zeros((classes.size, classes.size), dtype=np.int64)
+        # A hair above level so that rounding in the tail sums can only admit more pairs, never skip one.
+        self.threshold[u, v] = fisher_greater_threshold(low[u], low[v], n, level * (1 + 1e-9))
+        self.threshold[v, u] = self.threshold[u, v]
+
+    def admits(self, ab: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """False only for pairs (candidate indices i, j; joint count ab) whose p-value is surely > level."""
+        return ab >= self.threshold[self.cls[i], self.cls[j]]
+
+
 def correlate_presence(
     P: sp.csr_matrix, labels: np.ndarray | None = None, *, features: np.ndarray | None = None, min_count: int = 5,
-    max_coverage: float = 1.0, top: int | None = None, block_size: int = 1024,
+    max_coverage: float = 1.0, top: int | None = None, exact_q_below: float = 0.05, block_size: int = 4096,
+    block_bytes: int = BLOCK_BYTES,
 ) -> pd.DataFrame:
     """Pairwise NPMI and co-occurrence test on a binary document × feature matrix (see feature_correlations).
 
-    Co-occurrence counts come from ``P_s.T @ P_s`` over the candidate features, one block of ``block_size``
-    features at a time, so memory holds one block of counts plus the p-values of co-occurring pairs, never
-    a dense F × F array. With ``top`` set, only the ``top`` pairs by NPMI are kept between blocks.
+    Co-occurrence counts are made one block of candidate features at a time (at most ``block_size``
+    features and ``block_bytes`` of counts), so memory never holds a dense F × F array. With ``top`` set,
+    only the ``top`` pairs by NPMI are kept between blocks.
+
+    q-values (Benjamini–Hochberg over all m = F(F-1)/2 candidate pairs) without every p-value. Write
+    α = ``exact_q_below`` and R(t) = #pairs with p <= t, and recall q(p) = min over p' >= p of p'·m/R(p').
+    While the blocks stream past, a safe screen (:class:`_Screen`) keeps the S pairs that may have p <= α
+    (R(α) <= S). Afterwards only the pairs with p <= τ = α·S/m get an exact p and enter BH. Every term left
+    out is >= α: for p' > α it is >= p' (R <= m), and for τ < p' <= α it is >= τ·m/R(α) >= τ·m/S = α. So a
+    q-value computed from the kept p-values is exact whenever it is below α; at or above α it is an upper
+    bound (a minimum over fewer terms). A pair with p > τ gets the bound min(1, p·m/R(τ)), which is > α.
     """
     n, d = P.shape
+    if not 0.0 < exact_q_below < 1.0:
+        raise ValueError(f"exact_q_below must lie in (0, 1), got {exact_q_below!r}.")
     counts = feature_counts(P)
     labels = np.full(d, "", dtype=object) if labels is None else labels
     cand = _candidates(counts, n, features, min_count, max_coverage)
-    n_pairs = cand.size * (cand.size - 1) // 2
-    logger.info("correlating %d candidate features (%d pairs) over %d documents", cand.size, n_pairs, n)
-    S = P[:, cand].tocsc()
-    St = S.T.tocsr()
+    F = cand.size
+    n_pairs = F * (F - 1) // 2
+    logger.info("correlating %d candidate features (%d pairs) over %d documents", F, n_pairs, n)
+    S = P[:, cand].tocsr()
+    S.sort_indices()
     c = counts[cand]
+    screen = _Screen(c, n, exact_q_below)
     kept: list[tuple[np.ndarray, ...]] = []
-    family_p: list[np.ndarray] = []
-    for start in range(0, cand.size, block_size):
-        block = (St[start:start + block_size] @ S).tocoo()
-        i = block.row.astype(np.int64) + start
-        j = block.col.astype(np.int64)
-        upper = j > i  # each unordered pair once, no diagonal
-        i, j, ab = i[upper], j[upper], block.data[upper].astype(np.int64)
+    maybe_key: list[np.ndarray] = []  # pairs (key i·F + j) that may have p <= exact_q_below, in key order
+    maybe_ab: list[np.ndarray] = []
+    for start, block in _co_occurrence_blocks(S, block_size, block_bytes):
+        flat = np.flatnonzero(block)
+        ab = block.ravel()[flat]
+        del block
+        i, j = np.divmod(flat, F - start)
+        i += start
+        j += start
+        del flat
+        maybe = screen.admits(ab, i, j)
+        maybe_key.append(i[maybe] * F + j[maybe])
+        maybe_ab.append(ab[maybe])
         score = npmi(ab, c[i], c[j], n)
-        # One-sided (enrichment) test. A hypergeometric median is floor or ceil of its mean, so a pair seen
-        # at most floor(expected) times has p >= 0.5: such pairs enter BH as p = 1, which leaves every
-        # q < 0.5 exact and spares the costly tail sums. Pairs that never co-occur have p = 1 exactly.
-        enriched = ab > (c[i] * c[j]) // n
-        p = np.ones(ab.size)
-        p[enriched] = fisher_greater(ab[enriched], c[i][enriched], c[j][enriched], n)
-        family_p.append(p[enriched])
-        kept.append((i, j, ab, score, p, enriched))
+        if top is not None and score.size > top:  # the block's own best (ties included) before merging
+            best = score >= np.partition(score, score.size - top)[score.size - top]
+            i, j, ab, score = i[best], j[best], ab[best], score[best]
+        kept.append((i, j, ab, score))
         if top is not None:
             kept = [_top_pairs(*map(np.concatenate, zip(*kept)), top=top)]
     if kept:
-        i, j, ab, score, p, enriched = map(np.concatenate, zip(*kept))
+        i, j, ab, score = map(np.concatenate, zip(*kept))
     else:
         i = j = ab = np.zeros(0, np.int64)
-        score = p = np.zeros(0)
-        enriched = np.zeros(0, bool)
-    q = _q_of_subset(p, np.concatenate(family_p) if family_p else np.zeros(0), n_pairs)
-    # The listed pairs get their exact p-value for display; their q (>= 0.5) is a conservative bound.
-    p[~enriched] = fisher_greater(ab[~enriched], c[i][~enriched], c[j][~enriched], n)
+        score = np.zeros(0)
+    family_key, family_p, cutoff = _family(np.concatenate(maybe_key) if maybe_key else np.zeros(0, np.int64),
+                                           np.concatenate(maybe_ab) if maybe_ab else np.zeros(0, np.int64),
+                                           c, n, exact_q_below)
+    p = fisher_greater(ab, c[i], c[j], n)
+    key = i * F + j
+    slot = np.minimum(np.searchsorted(family_key, key), max(family_key.size - 1, 0))
+    in_family = family_key[slot] == key if family_key.size else np.zeros(key.size, bool)
+    p[in_family] = family_p[slot[in_family]]  # one value per pair, whichever path computed it
+    q = _q_values(p, in_family, np.sort(family_p), n_pairs)
     fa, fb = cand[i], cand[j]
     table = pd.DataFrame({
         "feature_a": fa, "label_a": labels[fa], "feature_b": fb, "label_b": labels[fb],
         "count_a": c[i], "count_b": c[j], "count_ab": ab, "expected_ab": c[i] * c[j] / n,
         "npmi": score, "p_value": p, "q_value": q,
     }, columns=PAIR_COLUMNS)
-    table = table.sort_values(["npmi", "count_ab"], ascending=False, ignore_index=True)
-    return table if top is None else table.head(top)
+    table = table.sort_values(["npmi", "count_ab", "feature_a", "feature_b"], ascending=[False, False, True, True],
+                              ignore_index=True)
+    table = table if top is None else table.head(top)
+    table.attrs.update(n_tests=n_pairs, exact_q_below=exact_q_below, p_cutoff=cutoff)
+    return table
+
+
+def _family(key: np.ndarray, ab: np.ndarray, c: np.ndarray, n: int, alpha: float):
+    """The p-values the BH family needs: (keys, p-values, τ) of the pairs with p <= τ = α·S/m.
+
+    ``key``/``ab`` are the S screened pairs that may have p <= α (see correlate_presence); a second screen
+    at τ spares the exact tails of most of them.
+    """
+    F = c.size
+    n_pairs = F * (F - 1) // 2
+    cutoff = alpha * key.size / n_pairs if n_pairs else 0.0
+    i, j = np.divmod(key, F)
+    keep = _Screen(c, n, cutoff).admits(ab, i, j)
+    key, i, j, ab = key[keep], i[keep], j[keep], ab[keep]
+    p = fisher_greater(ab, c[i], c[j], n)
+    keep = p <= cutoff
+    return key[keep], p[keep], cutoff
+
+
+def _q_values(p: np.ndarray, in_family: np.ndarray, family_p: np.ndarray, n_tests: int) -> np.ndarray:
+    """BH q-values of pairs with p-values ``p``, knowing only the sorted family p-values <= the cutoff τ.
+
+    ``in_family`` marks the pairs whose p-value is among ``family_p`` (those with p <= τ). Their q is the
+    step-up minimum over the known p-values (exact below α, see correlate_presence); the others get the
+    valid bound p·m/R(τ), since R(p) >= R(τ) = len(family_p) for p > τ.
+    """
+    q = np.ones(p.size)
+    if family_p.size:
+        q_sorted = benjamini_hochberg(family_p, n_tests)  # sorted input, so q_sorted aligns with family_p
+        # The largest rank holding a value <= p carries q(p) (ties share the step-up minimum).
+        q[in_family] = q_sorted[np.searchsorted(family_p, p[in_family], side="right") - 1]
+        q[~in_family] = np.minimum(1.0, p[~in_family] * n_tests / family_p.size)
+    return q
 
 
 def _top_pairs(*columns: np.ndarray, top: int) -> tuple[np.ndarray, ...]:
-    """Keep the ``top`` pairs by NPMI (then joint count); columns are (i, j, ab, score, ...)."""
-    ab, score = columns[2], columns[3]
+    """Keep the ``top`` pairs by NPMI, then joint count, then (i, j); columns are (i, j, ab, score)."""
+    i, j, ab, score = columns
     if score.size <= top:
         return columns
-    keep = np.lexsort((-ab, -score))[:top]
+    keep = np.lexsort((j, i, -ab, -score))[:top]
     return tuple(col[keep] for col in columns)
-
-
-def _q_of_subset(p_subset: np.ndarray, p_all: np.ndarray, n_tests: int) -> np.ndarray:
-    """BH q-values of ``p_subset`` (drawn from ``p_all``) within a family of ``n_tests`` tests.
-
-    q(p) = min over p' >= p of p' * m / rank(p'), so it depends only on the sorted p-values of the family.
-    """
-    q = np.ones(p_subset.size)
-    inside = p_subset < 1.0  # p = 1 always has q = 1; such pairs may be absent from p_all
-    if inside.any():
-        sorted_p = np.sort(p_all)
-        q_sorted = benjamini_hochberg(sorted_p, n_tests)  # sorted input, so q_sorted aligns with sorted_p
-        # The largest rank holding a value <= p carries q(p) (ties share the step-up minimum).
-        q[inside] = q_sorted[np.searchsorted(sorted_p, p_subset[inside], side="right") - 1]
-    return q
 
 
 def feature_correlations(
     ds: Any, features: Any = None, min_count: int = 5, *, max_coverage: float = 1.0,
-    activated_threshold: float = 0.0, block_size: int = 1024,
+    activated_threshold: float = 0.0, exact_q_below: float = 0.05, block_size: int = 4096,
 ) -> pd.DataFrame:
     """Every pair of features that co-occurs in at least one document, with NPMI and a significance test.
 
@@ -136,41 +247,42 @@ def feature_correlations(
     (documents with both), ``expected_ab`` under independence, ``npmi`` (see :func:`npmi`), ``p_value`` from
     the one-sided Fisher exact (hypergeometric) test that the pair co-occurs more than chance, and
     ``q_value`` (Benjamini–Hochberg over *all* candidate pairs, including those that never co-occur, which
-    have p = 1). Pairs seen no more often than expected have p >= 0.5 and enter the BH family as p = 1,
-    so every q-value below 0.5 is exact and larger ones are conservative. Sorted by NPMI descending. The listing grows with the number of co-occurring pairs; use
-    :func:`top_correlations` for large datasets.
+    have p = 1). q-values below ``exact_q_below`` are exact; larger ones are conservative upper bounds
+    (never below the exact q), which spares computing the p-value of every pair in the family. The table's
+    ``attrs`` hold ``n_tests`` (the family size), ``exact_q_below`` and ``p_cutoff`` (the largest p-value the
+    BH computation needed). Sorted by NPMI descending. The listing grows with the number of co-occurring
+    pairs; use :func:`top_correlations` for large datasets.
 
     Example::
 
         pairs = feature_correlations(ds, min_count=20)
         pairs.query("q_value < 0.05").head()
     """
-    docs = load_documents(ds)
-    P = presence(docs.activations, activated_threshold)
+    P = presence(load_documents(ds).activations, activated_threshold)
     return correlate_presence(P, label_array(ds), features=check_features(features, ds.d_sae),
                               min_count=check_int(min_count, "min_count", 1),
                               max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True),
-                              block_size=check_int(block_size, "block_size", 1))
+                              exact_q_below=exact_q_below, block_size=check_int(block_size, "block_size", 1))
 
 
 def top_correlations(
     ds: Any, k: int = 20, features: Any = None, min_count: int = 5, *, max_coverage: float = 1.0,
-    activated_threshold: float = 0.0, block_size: int = 1024,
+    activated_threshold: float = 0.0, exact_q_below: float = 0.05, block_size: int = 4096,
 ) -> pd.DataFrame:
     """The ``k`` most strongly co-occurring feature pairs by NPMI, with labels and q-values.
 
-    Same statistics and BH family as :func:`feature_correlations`, but only the best ``k`` pairs are kept
-    while the co-occurrence blocks stream past, so memory stays bounded on large datasets. Raise
-    ``min_count`` to keep rare features (whose NPMI is 1 after a handful of joint occurrences) from
-    crowding the list.
+    Same statistics, BH family and q-values as :func:`feature_correlations` (a pair gets the same q in
+    both), but only the best ``k`` pairs are kept while the co-occurrence blocks stream past, so memory
+    stays bounded on large datasets. Raise ``min_count`` to keep rare features (whose NPMI is 1 after a
+    handful of joint occurrences) from crowding the list.
 
     Example::
 
         top_correlations(ds, k=10, min_count=50)[["label_a", "label_b", "npmi", "q_value"]]
     """
-    docs = load_documents(ds)
-    P = presence(docs.activations, activated_threshold)
+    P = presence(load_documents(ds).activations, activated_threshold)
     return correlate_presence(P, label_array(ds), features=check_features(features, ds.d_sae),
                               min_count=check_int(min_count, "min_count", 1),
                               max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True),
-                              top=check_int(k, "k", 1), block_size=check_int(block_size, "block_size", 1))
+                              top=check_int(k, "k", 1), exact_q_below=exact_q_below,
+                              block_size=check_int(block_size, "block_size", 1))

@@ -99,6 +99,29 @@ def fisher_greater(a: np.ndarray, row: np.ndarray, col: np.ndarray, n: np.ndarra
     return np.clip(p, 0.0, 1.0).reshape(shape)
 
 
+def fisher_greater_threshold(row: np.ndarray, col: np.ndarray, n: np.ndarray, level: float) -> np.ndarray:
+    """Smallest joint count ``a`` whose one-sided Fisher p-value P(X >= a) is at most ``level``, per table.
+
+    X is hypergeometric with margins ``row``, ``col`` and total ``n``. P(X >= a) does not increase with a and
+    is 0 at a = min(row, col) + 1, so a vectorised binary search over [0, min(row, col) + 1] finds the
+    threshold in ~log2(min(row, col)) passes of :func:`fisher_greater`.
+
+    >>> fisher_greater_threshold(np.array([10]), np.array([9]), np.array([20]), 0.01).tolist()
+    [8]
+    """
+    row, col, n = (np.asarray(x, dtype=np.int64) for x in np.broadcast_arrays(row, col, n))
+    lo = np.zeros(row.shape, dtype=np.int64)  # P(X >= lo - 1) > level is known; lo itself is untested
+    hi = np.minimum(row, col) + 1  # qualifies: P(X >= hi) = 0
+    live = np.flatnonzero(lo < hi)
+    while live.size:
+        mid = (lo[live] + hi[live]) // 2
+        ok = fisher_greater(mid, row[live], col[live], n[live]) <= level
+        hi[live] = np.where(ok, mid, hi[live])
+        lo[live] = np.where(ok, lo[live], mid + 1)
+        live = live[lo[live] < hi[live]]
+    return hi
+
+
 def fisher_two_sided(a: np.ndarray, row: np.ndarray, col: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Two-sided Fisher exact p-values for many 2x2 tables at once.
 
