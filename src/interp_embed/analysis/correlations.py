@@ -45,7 +45,7 @@ def _candidates(counts: np.ndarray, n: int, features: np.ndarray | None, min_cou
 
 # Bytes of one block's dense co-occurrence counts (int64); the pair arrays drawn from a block and the list of
 # enumerated document-level pairs that fills it stay within a small multiple of this.
-BLOCK_BYTES = 128 * 2**20
+BLOCK_BYTES = 16 * 2**20
 # Relative width of the count classes that share a screening threshold (see _Screen).
 _CLASS_WIDTH = 0.02
 
@@ -108,6 +108,10 @@ class _Screen:
         self.threshold[u, v] = fisher_greater_threshold(low[u], low[v], n, level * (1 + 1e-9))
         self.threshold[v, u] = self.threshold[u, v]
 
+    def thresholds(self, start: int, stop: int) -> np.ndarray:
+        """The thresholds of the pairs (i, j) for i in [start, stop) and j >= start, as a dense block."""
+        return np.take(self.threshold[self.cls[start:stop]], self.cls[start:], axis=1)
+
     def admits(self, ab: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """False only for pairs (candidate indices i, j; joint count ab) whose p-value is surely > level."""
         return ab >= self.threshold[self.cls[i], self.cls[j]]
@@ -148,17 +152,22 @@ def correlate_presence(
     kept: list[tuple[np.ndarray, ...]] = []
     maybe_key: list[np.ndarray] = []  # pairs (key i·F + j) that may have p <= exact_q_below, in key order
     maybe_ab: list[np.ndarray] = []
+    log_c, log_n = np.log(np.maximum(c, 1)), np.log(n)
     for start, block in _co_occurrence_blocks(S, block_size, block_bytes):
-        flat = np.flatnonzero(block)
-        ab = block.ravel()[flat]
-        del block
-        i, j = np.divmod(flat, F - start)
-        i += start
-        j += start
-        del flat
-        maybe = screen.admits(ab, i, j)
-        maybe_key.append(i[maybe] * F + j[maybe])
-        maybe_ab.append(ab[maybe])
+        stop = start + block.shape[0]
+        i, j, ab = _pairs_where(block >= screen.thresholds(start, stop), block, start)
+        maybe_key.append(i * F + j)
+        maybe_ab.append(ab)
+        floor = kept[0][3].min() if top is not None and kept and kept[0][3].size == top else -1.0  # to beat
+        if floor > -1.0:
+            # NPMI rises with ab for fixed counts, and NPMI >= floor <=> ab * exp(-log c_b / (1 + floor)) >=
+            # exp((log c_a - (1 - floor) log n) / (1 + floor)); a hair lower so that rounding only admits more.
+            row_bound = np.exp((log_c[start:stop] - (1 - floor) * log_n) / (1 + floor)) * (1 - 1e-9)
+            listed = block * np.exp(-log_c[start:] / (1 + floor)) >= row_bound[:, None]
+        else:
+            listed = block > 0
+        i, j, ab = _pairs_where(listed, block, start)
+        del block, listed
         score = npmi(ab, c[i], c[j], n)
         if top is not None and score.size > top:  # the block's own best (ties included) before merging
             best = score >= np.partition(score, score.size - top)[score.size - top]
@@ -191,6 +200,12 @@ def correlate_presence(
     table = table if top is None else table.head(top)
     table.attrs.update(n_tests=n_pairs, exact_q_below=exact_q_below, p_cutoff=cutoff)
     return table
+
+
+def _pairs_where(mask: np.ndarray, block: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate indices (i, j) and joint counts of the cells of a block (see _co_occurrence_blocks) in mask."""
+    r, x = np.divmod(np.flatnonzero(mask), block.shape[1])
+    return r + start, x + start, block[r, x]
 
 
 def _family(key: np.ndarray, ab: np.ndarray, c: np.ndarray, n: int, alpha: float):
