@@ -18,16 +18,21 @@ its peak RSS (``os.wait4``) is its own:
   (one sparse row per document, ``vstack``, dense ``toarray()``, binarise, column means) against ours on
   the same rows, with the ratio.
 
-Targets on a 2-core machine at 1,000,000 × 65,536: each measurement under 60 s and 8 GiB.
+Targets on a 2-core machine at 1,000,000 × 65,536: each measurement under 60 s and 8 GiB. Each child runs
+under an address-space limit (``--memory-limit-gib``, RLIMIT_AS), so a measurement that overruns fails
+cleanly (MemoryError) instead of pushing a shared machine out of memory; the others still run and print.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +105,12 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     from interp_embed import analysis as A
 
     note = ""
+    if name == "setup":  # a child too, so the parent stays small: a child's ru_maxrss starts at its parent's RSS
+        t0 = time.perf_counter()
+        X = synthetic_latents(args.docs, args.features, args.active)
+        note = f"generated {args.docs:,} × {args.features:,} ({X.nnz / args.docs:.1f} active per document)"
+        write_store(X, args.workdir / "store.iembed", planted_target(X))
+        return {"seconds": time.perf_counter() - t0, "note": note + ", written through Store.commit_chunk"}
     if name in ("original_diff", "our_diff"):
         X = synthetic_latents(args.small_docs, args.features, args.active, seed=2)
         half = args.small_docs // 2
@@ -146,17 +157,31 @@ def measure(name: str, args: argparse.Namespace) -> dict:
 
 
 def run_child(name: str, args: argparse.Namespace) -> dict:
-    """Run one measurement in a child process; its peak RSS comes from os.wait4 on exactly that child."""
-    command = [sys.executable, __file__, "--measure", name, "--workdir", str(args.workdir),
+    """Run one measurement in a child process; its peak RSS comes from os.wait4 on exactly that child.
+
+    A child that fails (MemoryError under the address-space limit, or killed after ``--time-limit``) yields a
+    result with an ``error`` (its wait status and last stderr line) instead of stopping the benchmark.
+    """
+    command = [sys.executable, __file__, "--measure", name, "--workdir", str(args.workdir), "--docs", str(args.docs),
                "--features", str(args.features), "--active", str(args.active), "--small-docs", str(args.small_docs),
-               "--corr-min-count", str(args.corr_min_count), "--corr-max-coverage", str(args.corr_max_coverage)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    out = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"measurement {name} failed with status {status}")
+               "--corr-min-count", str(args.corr_min_count), "--corr-max-coverage", str(args.corr_max_coverage),
+               "--memory-limit-gib", str(args.memory_limit_gib)]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: the child never blocks on it
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
+        timer = threading.Timer(args.time_limit, child.kill)  # a runaway measurement ends; the rest still run
+        timer.start()
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        timer.cancel()
+        err.seek(0)
+        last = (err.read().strip().splitlines() or ["(no stderr)"])[-1]
+    peak = usage.ru_maxrss * 1024 / GIB  # ru_maxrss is in KiB on Linux
+    if status != 0 or not out.strip():
+        return {"seconds": time.perf_counter() - t0, "peak_rss_gib": peak,
+                "error": f"wait status {status}: {last}"}
     result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_gib"] = usage.ru_maxrss * 1024 / GIB  # ru_maxrss is in KiB on Linux
+    result["peak_rss_gib"] = peak
     return result
 
 
@@ -170,37 +195,43 @@ def main() -> None:
     parser.add_argument("--corr-max-coverage", type=float, default=0.01)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/interp_embed-bench-analysis"))
     parser.add_argument("--keep", action="store_true", help="keep the synthetic store for another run")
+    parser.add_argument("--memory-limit-gib", type=float, default=12.0,
+                        help="address-space limit of each measurement's process (RLIMIT_AS)")
+    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds before a measurement is killed")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
+        limit = int(args.memory_limit_gib * GIB)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         print(json.dumps(measure(args.measure, args)))
         return
 
-    store_path = args.workdir / "store.iembed"
-    reuse = store_path.exists() and json.loads((args.workdir / "shape.json").read_text()) == [args.docs, args.features,
-                                                                                             args.active]
+    shape = args.workdir / "shape.json"  # written once the store is complete
+    reuse = shape.exists() and json.loads(shape.read_text()) == [args.docs, args.features, args.active]
     if not reuse:
         shutil.rmtree(args.workdir, ignore_errors=True)
         args.workdir.mkdir(parents=True)
-        t0 = time.perf_counter()
-        X = synthetic_latents(args.docs, args.features, args.active)
-        print(f"generated {args.docs:,} × {args.features:,} ({X.nnz / args.docs:.1f} active per document) "
-              f"in {time.perf_counter() - t0:.1f} s")
-        t0 = time.perf_counter()
-        write_store(X, store_path, planted_target(X))
-        (args.workdir / "shape.json").write_text(json.dumps([args.docs, args.features, args.active]))
-        print(f"wrote the store through Store.commit_chunk in {time.perf_counter() - t0:.1f} s (setup, not timed)")
-        del X
+        r = run_child("setup", args)
+        if "error" in r:
+            raise SystemExit(f"could not write the synthetic store: {r['error']}")
+        shape.write_text(json.dumps([args.docs, args.features, args.active]))
+        print(f"{r['note']} in {r['seconds']:.1f} s (setup, not timed)")
     print(f"{'measurement':<16}{'seconds':>9}{'peak RSS GiB':>14}  note")
     results = {}
     for name in ("latents", "diff", "correlations", "associate", "original_diff", "our_diff"):
         r = results[name] = run_child(name, args)
+        if "error" in r:
+            print(f"{name:<16}{r['seconds']:>9.2f}{r['peak_rss_gib']:>14.2f}  FAILED ({r['error']})", flush=True)
+            continue
         flag = "" if r["seconds"] < 60 and r["peak_rss_gib"] < 8 else "  OVER TARGET"
         print(f"{name:<16}{r['seconds']:>9.2f}{r['peak_rss_gib']:>14.2f}  {r['note']}{flag}", flush=True)
-    ratio = results["original_diff"]["seconds"] / results["our_diff"]["seconds"]
-    print(f"original/ours diff at {args.small_docs:,} documents: {ratio:.1f}x the time, "
-          f"{results['original_diff']['peak_rss_gib'] / results['our_diff']['peak_rss_gib']:.1f}x the peak RSS "
-          "(whole process, Python and libraries included)")
+    original, ours = results["original_diff"], results["our_diff"]
+    if "error" in original or "error" in ours:
+        print("original/ours diff ratio: not available (a measurement failed)")
+    else:
+        print(f"original/ours diff at {args.small_docs:,} documents: {original['seconds'] / ours['seconds']:.1f}x "
+              f"the time, {original['peak_rss_gib'] / ours['peak_rss_gib']:.1f}x the peak RSS "
+              "(whole process, Python and libraries included)")
     if not args.keep:
         shutil.rmtree(args.workdir, ignore_errors=True)
 
