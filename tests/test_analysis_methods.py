@@ -346,6 +346,7 @@ def test_plots_return_figures_and_save(tmp_path, english, german):
     (lambda e, g: A.diff_many({"a": e}), ValueError, "at least two"),
     (lambda e, g: A.feature_correlations(e, features=[0, 99]), ValueError, "outside"),
     (lambda e, g: A.top_correlations(e, k=0), ValueError, "k must be"),
+    (lambda e, g: A.top_correlations(e, exact_q_below=1.0), ValueError, "exact_q_below must lie"),
     (lambda e, g: A.associate_features(e, target="nope"), KeyError, "columns are"),
     (lambda e, g: A.associate_features(e, target="text"), ValueError, "neither numeric nor binary"),
     (lambda e, g: A.cluster_documents(e, method="dbscan"), ValueError, "'kmeans', 'hdbscan'"),

@@ -128,8 +128,8 @@ def correlate_presence(
     features and ``block_bytes`` of counts), so memory never holds a dense F × F array. With ``top`` set,
     only the ``top`` pairs by NPMI are kept between blocks.
 
-    q-values (Benjamini–Hochberg over all m = F(F-1)/2 candidate pairs) without every p-value. Write
-    α = ``exact_q_below`` and R(t) = #pairs with p <= t, and recall q(p) = min over p' >= p of p'·m/R(p').
+    The q-values are Benjamini–Hochberg over all m = F(F-1)/2 candidate pairs, found without the p-value of
+    every pair. Write α = ``exact_q_below``, R(t) = #pairs with p <= t; q(p) = min over p' >= p of p'·m/R(p').
     While the blocks stream past, a safe screen (:class:`_Screen`) keeps the S pairs that may have p <= α
     (R(α) <= S). Afterwards only the pairs with p <= τ = α·S/m get an exact p and enter BH. Every term left
     out is >= α: for p' > α it is >= p' (R <= m), and for τ < p' <= α it is >= τ·m/R(α) >= τ·m/S = α. So a
