@@ -21,5 +21,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Benchmarks (not tests): each prints its figures. bench-encode and bench-sae need Debian's fortunes.
+bench-encode: $(STAMP)
+	$(PY) benchmarks/encode.py --documents 500
+
+bench-analysis: $(STAMP)
+	$(PY) benchmarks/analysis.py --docs 1000000
+
+bench-sae: $(STAMP)
+	$(PY) benchmarks/sae_quality.py
+
 clean:
 	rm -rf $(VENV) .bench-venv .pytest_cache

@@ -1,0 +1,40 @@
+"""The interp-embed command line on real text."""
+import json
+
+from typer.testing import CliRunner
+
+from interp_embed.cli import app, demo_sample
+from interp_embed.encode.sae import load_sae
+
+runner = CliRunner()
+
+
+def test_encode_info_top(tmp_path):
+    table = tmp_path / "docs.csv"
+    demo_sample().head(12).to_csv(table, index=False)
+    store = tmp_path / "docs.iembed"
+    done = runner.invoke(app, ["encode", str(table), "--out", str(store)])
+    assert done.exit_code == 0, done.output
+    assert "Dataset(12 rows" in done.output
+    info = runner.invoke(app, ["info", str(store)])
+    assert info.exit_code == 0 and "12 rows, 12 encoded, 0 skipped, 0 pending" in info.output
+    assert "bytes per token" in info.output and "layer 15" in info.output
+    from interp_embed import Dataset
+
+    feature = int(Dataset.load_from_file(store).latents()[0].indices[0])
+    top = runner.invoke(app, ["top", str(store), "--feature", str(feature), "--k", "2"])
+    assert top.exit_code == 0 and top.output.count("<<") >= 1
+    again = runner.invoke(app, ["encode", str(table), "--out", str(store)])
+    assert again.exit_code != 0 and "resume=True" in str(again.exception)
+
+
+def test_train_sae_writes_a_loadable_sae(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    texts = demo_sample().text.tolist()[:60]
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    out = tmp_path / "run"
+    done = runner.invoke(app, ["train-sae", str(corpus), "--out", str(out), "--d-sae", "256", "--k", "8",
+                               "--batch-size", "256", "--buffer-tokens", "1024", "--device", "cpu"])
+    assert done.exit_code == 0, done.output
+    sae = load_sae(out / "sae")
+    assert (sae.cfg.architecture, sae.cfg.d_sae, sae.cfg.k, sae.cfg.hook_layer) == ("topk", 256, 8, 15)
