@@ -73,3 +73,21 @@ def test_reader_and_sae_must_agree(tiny_model_dir, tmp_path):
         Encoder(reader, wrong_width, EncodePlan())
     with pytest.raises(ValueError, match="window_overlap"):
         EncodePlan(window_tokens=100, window_overlap=60)
+
+
+@pytest.mark.parametrize("model", ["bundled", "tiny"])
+def test_cached_template_prefix_gives_the_hidden_states_of_the_full_sequence(model, tiny_model_dir):
+    path = BUNDLED_READER if model == "bundled" else str(tiny_model_dir)
+    reader = Reader(ReaderSpec(model=path, layer=1, role="user"), device="cpu")
+    docs = [reader.document_tokens(t).ids for t in ("Good morning!", "Guten Morgen, wie geht es Ihnen heute?", "¡Hola!")]
+    width = max(map(len, docs))
+    ids = torch.full((3, width), reader.pad_id)
+    mask = torch.zeros(3, width, dtype=torch.long)
+    for i, d in enumerate(docs):
+        ids[i, : len(d)], mask[i, : len(d)] = torch.tensor(d), 1
+    cached = reader.forward_documents(ids, mask)
+    assert reader._prefix_cache_ok is True
+    prefix = reader.prefix_ids
+    for i, d in enumerate(docs):
+        full = reader.forward(torch.tensor([prefix + d.tolist()]))[0, len(prefix):]
+        torch.testing.assert_close(cached[i, : len(d)], full, atol=1e-4, rtol=1e-4)

@@ -85,12 +85,15 @@ def _windows(row: int, ids: np.ndarray, capacity: int, overlap: int) -> list[_Wi
         start = hi
 
 
-def _batches(windows: list[_Window], prefix_len: int, batch_tokens: int) -> list[list[_Window]]:
-    """Greedy packing of length-sorted windows so that batch size × longest length ≤ batch_tokens."""
+def _batches(windows: list[_Window], batch_tokens: int) -> list[list[_Window]]:
+    """Greedy packing of length-sorted windows so that batch size × longest window ≤ batch_tokens.
+
+    Only document tokens count: the template prefix is computed once and shared (Reader.forward_documents).
+    """
     ordered = sorted(windows, key=lambda w: (len(w.ids), w.row))
     batches, current = [], []
     for window in ordered:
-        longest = prefix_len + len(window.ids)  # sorted ascending: the newcomer is the longest
+        longest = len(window.ids)  # sorted ascending: the newcomer is the longest
         if current and (len(current) + 1) * longest > batch_tokens:
             batches.append(current)
             current = []
@@ -110,10 +113,10 @@ class Encoder:
             raise ValueError(f"the SAE expects d_in={sae.cfg.d_in} but the reader's hidden size is {reader.d_model}")
         self.reader, self.sae, self.plan = reader, sae, plan
         self.sae_device = sae_device or reader.device
-        self.prefix = np.asarray(reader.prefix_ids, dtype=np.int64)
-        self.capacity = plan.window_tokens - len(self.prefix)
+        n_prefix = len(reader.prefix_ids)
+        self.capacity = plan.window_tokens - n_prefix
         if self.capacity <= 2 * plan.window_overlap:
-            raise ValueError(f"window_tokens={plan.window_tokens} leaves no room after the {len(self.prefix)}-token "
+            raise ValueError(f"window_tokens={plan.window_tokens} leaves no room after the {n_prefix}-token "
                              f"template prefix and the overlap of {plan.window_overlap}; raise window_tokens")
         self.tokens_done = 0
 
@@ -126,24 +129,22 @@ class Encoder:
             tokens[row] = doc
             windows.extend(_windows(row, doc.ids, self.capacity, self.plan.window_overlap))
         parts: dict[int, list] = {row: [] for row in rows}
-        for batch in _batches(windows, len(self.prefix), self.plan.batch_tokens):
+        for batch in _batches(windows, self.plan.batch_tokens):
             for window, result in zip(batch, self._run_batch(batch)):
                 parts[window.row].append((window.order, result))
         return [self._assemble(row, tokens[row], [r for _, r in sorted(parts[row], key=lambda p: p[0])]) for row in rows]
 
     def _run_batch(self, batch: list[_Window]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        n_prefix = len(self.prefix)
-        width = n_prefix + max(len(w.ids) for w in batch)
+        width = max(len(w.ids) for w in batch)
         input_ids = np.full((len(batch), width), self.reader.pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
         for i, window in enumerate(batch):
-            n = n_prefix + len(window.ids)
-            input_ids[i, :n] = np.concatenate([self.prefix, window.ids])
-            mask[i, :n] = 1
-        hidden = self.reader.forward(torch.from_numpy(input_ids), torch.from_numpy(mask))
+            input_ids[i, : len(window.ids)] = window.ids
+            mask[i, : len(window.ids)] = 1
+        hidden = self.reader.forward_documents(torch.from_numpy(input_ids), torch.from_numpy(mask))
         # Gather only the kept document positions of every window into one (tokens, d_model) matrix.
         rows = np.concatenate([np.full(len(w.ids) - w.keep_from, i) for i, w in enumerate(batch)])
-        cols = np.concatenate([np.arange(n_prefix + w.keep_from, n_prefix + len(w.ids)) for w in batch])
+        cols = np.concatenate([np.arange(w.keep_from, len(w.ids)) for w in batch])
         x = hidden[torch.from_numpy(rows).to(hidden.device), torch.from_numpy(cols).to(hidden.device)]
         acts = self.sae.encode_sparse(x.to(self.sae_device, self.sae.W_enc.dtype))
         ptr = acts.ptr.cpu().numpy()
@@ -196,4 +197,4 @@ def encode_pending(store: Store, encoder: Encoder, texts: list) -> None:
             rate = (encoder.tokens_done - tokens_before) / max(time.perf_counter() - started, 1e-9)
             bar.update(stop - start)
             bar.set_postfix_str(f"{rate:,.0f} tok/s")
-    logger.info("Encoded %d rows (%d tokens read) into %s", n_docs, encoder.tokens_done - tokens_before, store.path)
+    logger.info("Encoded %d rows (%d document tokens read) into %s", n_docs, encoder.tokens_done - tokens_before, store.path)
