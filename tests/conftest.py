@@ -27,6 +27,24 @@ def encoded(sample, sae, tmp_path_factory) -> Dataset:
     return Dataset(sample, sae=sae, save_path=path, chunk_chars=1500)
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A randomly initialised 3-layer, 64-wide Llama with the bundled reader's tokenizer (no download)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from interp_embed.encode.reader import BUNDLED_READER, resolve_model_path
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def token_matrix(row) -> np.ndarray:
     """Dense token × feature activations of one row (small documents only)."""
     return row.latents("all").toarray()

@@ -3,25 +3,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM
 
 from interp_embed import Dataset
-from interp_embed.encode.reader import BUNDLED_READER, Reader, ReaderSpec, resolve_model_path
+from interp_embed.encode.reader import BUNDLED_READER, Reader, ReaderSpec
 from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
 from interp_embed.saes import LocalSAE
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    """A randomly initialised 3-layer Llama with the bundled reader's tokenizer, saved as a plain HF folder."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_forward_stops_at_the_hooked_layer(tiny_model_dir):

@@ -26,20 +26,8 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="module")
-def tiny_reader(tmp_path_factory) -> str:
-    """A 2-layer, 64-wide random Llama with the bundled reader's tokenizer (no download)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from interp_embed.encode.reader import BUNDLED_READER, resolve_model_path
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+def tiny_reader(tiny_model_dir) -> str:
+    return str(tiny_model_dir)
 
 
 def corpus(n_docs: int = 120) -> list[str]:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..encode.reader import Reader, ReaderSpec, default_device
 from ..encode.sae import SAEConfig, TopKSAE, save_sae
+from ..store.files import fsync_dir
 from .config import HarvestConfig, TrainConfig
 from .harvest import ActivationStream, Position, fingerprint, tokenize
 
@@ -140,14 +141,6 @@ class SAETrainer:
         self.step_count = step
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(path: Path, write) -> None:
     """``write(tmp_path)``, fsync, rename over ``path``: readers see the old file or the new, never half."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -157,7 +150,7 @@ def _atomic_write(path: Path, write) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
