@@ -40,7 +40,9 @@ def _candidates(counts: np.ndarray, n: int, features: np.ndarray | None, min_cou
                 max_coverage: float) -> np.ndarray:
     if features is not None:
         return features
-    return np.flatnonzero((counts >= min_count) & (counts <= max_coverage * n))
+    # A feature present in every document has no variation: its co-occurrence with anything is
+    # uninformative (NPMI's 0/0), so it is never a candidate, whatever max_coverage says.
+    return np.flatnonzero((counts >= min_count) & (counts <= max_coverage * n) & (counts < n))
 
 
 # Bytes of one block's dense co-occurrence counts (int64); the pair arrays drawn from a block and the list of
