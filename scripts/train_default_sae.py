@@ -7,6 +7,10 @@ The same recipe in three steps when the heavy part runs on a GPU machine that ca
     python scripts/train_default_sae.py pack .gpu            # here: reader blocks 0..15 + token ids, ~60 MB
     python scripts/train_default_sae.py from-pack .gpu OUT   # there: train, evaluate, label; writes OUT/ (< 16 MB files)
     python scripts/train_default_sae.py assemble OUT         # here: OUT/ -> src/interp_embed/data/default_sae/
+
+Relabel the shipped SAE without retraining (reader + SAE over the labelling split: 8-17 minutes on 2 shared CPU cores):
+
+    python scripts/train_default_sae.py label [--max-tokens N]
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from interp_embed.encode.reader import BUNDLED_READER, Reader, ReaderSpec  # noqa: E402
 from interp_embed.encode.sae import load_sae, save_sae  # noqa: E402
-from interp_embed.labeling.offline import build_labels, token_strings, write_labels  # noqa: E402
+from interp_embed.labeling.offline import build_labels, token_bytes, write_labels  # noqa: E402
 from interp_embed.train import HarvestConfig, TrainConfig, train_sae  # noqa: E402
 from interp_embed.train.evaluate import activation_chunks, reconstruction_quality, sparse_codes  # noqa: E402
 
@@ -54,6 +58,18 @@ def load_splits(corpus: Path) -> dict[str, list[np.ndarray]]:
     return {s: [np.asarray(i, dtype=np.int64) for i in table[table.split == s].ids] for s in SPLITS}
 
 
+def label_features(sae, reader: Reader, docs: list[np.ndarray]) -> tuple[dict, dict, dict]:
+    """Offline labels, summaries and their ``about`` record from the SAE's codes over ``docs``."""
+    lengths = np.array([len(d) for d in docs])
+    chunks = activation_chunks(reader, docs, str(reader.device), chunk_tokens=262_144)
+    parts = list(sparse_codes(sae, chunks, lengths))
+    doc_idx, pos, feats, vals = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    labels, summaries = build_labels(docs, doc_idx, pos, feats, vals, token_bytes(reader.tokenizer), sae.cfg.d_sae)
+    about = {"labelling_tokens": int(lengths.sum()), "labelling_documents": len(docs),
+             "method": "interp_embed.labeling.offline: p(t|f)*log(p(t|f)/p(t)) token scores + top contexts"}
+    return labels, summaries, about
+
+
 def recipe(splits: dict[str, list[np.ndarray]], reader: Reader, work: Path, ship: Path, buffer_tokens: int) -> dict:
     """Train on the train split, measure on heldout, label on labelling; write the SAE folder ``ship``."""
     device = str(reader.device)
@@ -70,12 +86,7 @@ def recipe(splits: dict[str, list[np.ndarray]], reader: Reader, work: Path, ship
     logger.info("held-out: %s", quality)
 
     started = time.perf_counter()
-    docs = splits["labelling"]
-    lengths = np.array([len(d) for d in docs])
-    parts = list(sparse_codes(sae, activation_chunks(reader, docs, device, chunk_tokens=262_144), lengths))
-    doc_idx, pos, feats, vals = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    strings = token_strings(reader.tokenizer, len(reader.tokenizer))
-    labels, summaries = build_labels(docs, doc_idx, pos, feats, vals, strings, sae.cfg.d_sae)
+    labels, summaries, about = label_features(sae, reader, splits["labelling"])
     label_seconds = time.perf_counter() - started
 
     ship.mkdir(parents=True, exist_ok=True)
@@ -83,8 +94,6 @@ def recipe(splits: dict[str, list[np.ndarray]], reader: Reader, work: Path, ship
     shipped.cfg.extra.update({"dataset_path": "scripts/build_corpus.py (Debian docs, man pages, code, Bible; en/de/es/fr/it/pt)",
                               "training_tokens": int(state["corpus_tokens"]) * train.epochs, "context_size": 512})
     save_sae(shipped, ship, dtype=torch.float16)
-    about = {"labelling_tokens": int(lengths.sum()), "labelling_documents": len(docs),
-             "method": "interp_embed.labeling.offline: p(t|f)*log(p(t|f)/p(t)) token scores + top contexts"}
     write_labels(ship, labels, summaries, about)
     metrics = {"heldout": quality.to_json(), "live_labelled_features": len(labels),
                "train_tokens_per_epoch": state["corpus_tokens"], "steps": state["step"],
@@ -101,6 +110,20 @@ def cmd_all(args) -> None:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "build_corpus.py"), "--out", str(args.corpus)], check=True)
     reader = Reader(ReaderSpec(model=BUNDLED_READER, layer=LAYER), dtype=torch.float32)
     recipe(load_splits(args.corpus), reader, args.work, args.ship, args.buffer_tokens)
+
+
+def cmd_label(args) -> None:
+    """Relabel the shipped SAE on the labelling split (its weights are only read), e.g. after a labeller fix."""
+    docs = load_splits(args.corpus)["labelling"]
+    if args.max_tokens:  # the longest prefix of documents within the budget, for a slow machine
+        docs = docs[: int(np.searchsorted(np.cumsum([len(d) for d in docs]), args.max_tokens, side="right"))]
+    reader = Reader(ReaderSpec(model=BUNDLED_READER, layer=LAYER), dtype=torch.float32)
+    sae = load_sae(args.ship)
+    started = time.perf_counter()
+    labels, summaries, about = label_features(sae, reader, docs)
+    write_labels(args.ship, labels, summaries, about)
+    logger.info("%d features labelled from %d tokens in %.0f s", len(labels), about["labelling_tokens"],
+                time.perf_counter() - started)
 
 
 def cmd_pack(args) -> None:
@@ -186,6 +209,8 @@ def main() -> None:
     ap.add_argument("--ship", type=Path, default=SHIPPED)
     ap.add_argument("--buffer-tokens", type=int, default=HARVEST.buffer_tokens)
     sub = ap.add_subparsers(dest="command")
+    p = sub.add_parser("label")
+    p.add_argument("--max-tokens", type=int, default=0, help="label on this many tokens of the split (0: all)")
     p = sub.add_parser("pack")
     p.add_argument("dir", type=Path)
     p = sub.add_parser("from-pack")
@@ -196,7 +221,7 @@ def main() -> None:
     p.add_argument("out", type=Path)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    {"pack": cmd_pack, "from-pack": cmd_from_pack, "assemble": cmd_assemble, None: cmd_all}[args.command](args)
+    {"label": cmd_label, "pack": cmd_pack, "from-pack": cmd_from_pack, "assemble": cmd_assemble, None: cmd_all}[args.command](args)
 
 
 if __name__ == "__main__":

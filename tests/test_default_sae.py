@@ -12,6 +12,7 @@ import torch
 from interp_embed.encode.reader import BUNDLED_READER, Reader, ReaderSpec
 from interp_embed.encode.sae import load_sae
 from interp_embed.labeling.offline import LABELS_FILE, load_summaries
+from interp_embed.saes import DefaultSAE
 
 FOLDER = Path(str(resources.files("interp_embed") / "data" / "default_sae"))
 
@@ -56,6 +57,16 @@ def test_labels_and_summaries_are_plain_json_for_live_features():
     assert {"frequency", "max_activation", "top_tokens", "top_contexts"} <= set(some)
     assert all("<<" in c["text"] for c in some["top_contexts"])
     assert all(" — “" in label for label in labels.values())
+
+
+def test_shipped_labels_read_as_text():
+    """Contexts are decoded from the tokens' joined bytes: a character that byte-level BPE splits over two
+    tokens reads whole, never as '\ufffd' (the labelling corpus has no '\ufffd' of its own)."""
+    labels = DefaultSAE().feature_labels()
+    assert len(labels) >= 0.95 * 8192 and all(isinstance(f, int) for f in labels)
+    assert [f for f, label in labels.items() if "\ufffd" in label] == []
+    contexts = [(f, c["text"]) for f, s in load_summaries(FOLDER).items() for c in s["top_contexts"]]
+    assert [fc for fc in contexts if "\ufffd" in fc[1]] == []
 
 
 @pytest.mark.slow

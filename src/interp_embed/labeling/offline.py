@@ -19,9 +19,30 @@ LABELS_FILE = "feature_labels.json"
 SUMMARIES_FILE = "feature_summaries.json"
 
 
-def token_strings(tokenizer, vocab_size: int) -> list[str]:
-    """Each token id decoded on its own, as it reads in text."""
-    return [tokenizer.decode([i]) for i in range(vocab_size)]
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: each byte is written as one printable character in token strings."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = [b for b in range(256) if b not in printable]
+    return {**{chr(b): b for b in printable}, **{chr(256 + i): b for i, b in enumerate(shifted)}}
+
+
+def token_bytes(tokenizer) -> list[bytes]:
+    """Each token id's exact UTF-8 bytes, for a byte-level BPE tokenizer (GPT-2, SmolLM2, Llama 3, Qwen ...).
+
+    A character can be split over two tokens, so text is decoded from the tokens' joined bytes, never
+    token by token (which turns each half into '\ufffd').
+    """
+    alphabet = _byte_level_alphabet()
+    added = {i: t.content for i, t in tokenizer.added_tokens_decoder.items()}  # stored as plain text
+    out = []
+    for i, piece in enumerate(tokenizer.convert_ids_to_tokens(range(len(tokenizer)))):
+        if i in added:
+            out.append(added[i].encode())
+        elif all(c in alphabet for c in piece):
+            out.append(bytes(alphabet[c] for c in piece))
+        else:
+            raise ValueError(f"token {i} ({piece!r}) is not byte-level BPE: offline labels need a byte-level tokenizer")
+    return out
 
 
 def _shown(token: str) -> str:
@@ -30,10 +51,25 @@ def _shown(token: str) -> str:
     return stripped if stripped else repr(token)[1:-1] or "∅"
 
 
-def _context(doc: np.ndarray, pos: int, strings: list[str], left: int, right: int) -> str:
-    before = "".join(strings[t] for t in doc[max(0, pos - left) : pos])
-    after = "".join(strings[t] for t in doc[pos + 1 : pos + 1 + right])
-    text = f"{before}<<{strings[doc[pos]]}>>{after}"
+def _continues(byte: int) -> bool:
+    """A UTF-8 continuation byte (10xxxxxx): it belongs to the character started before it."""
+    return byte & 0xC0 == 0x80
+
+
+def _context(doc: np.ndarray, pos: int, pieces: list[bytes], left: int, right: int) -> str:
+    before = b"".join(pieces[t] for t in doc[max(0, pos - left) : pos])
+    token = pieces[doc[pos]]
+    after = b"".join(pieces[t] for t in doc[pos + 1 : pos + 1 + right])
+    # A token that is only part of a character is marked with the whole character.
+    while before and token and _continues(token[0]):
+        before, token = before[:-1], before[-1:] + token
+    while after and _continues(after[0]):
+        token, after = token + after[:1], after[1:]
+    # Now only the window's outer edges can cut a character: drop those bytes. The marked token can still
+    # be a fragment where the document itself starts or ends mid-character (long texts are cut into
+    # token windows): show its bytes, as '\xe5\x8f', rather than nothing or '\ufffd'.
+    marked = token.decode("utf-8", "backslashreplace")
+    text = f"{before.decode('utf-8', 'ignore')}<<{marked}>>{after.decode('utf-8', 'ignore')}"
     return " ".join(text.split())  # one line: newlines and runs of spaces collapse
 
 
@@ -43,7 +79,7 @@ def build_labels(
     pos: np.ndarray,
     features: np.ndarray,
     values: np.ndarray,
-    strings: list[str],
+    pieces: list[bytes],
     d_sae: int,
     n_tokens: int = 3,
     n_contexts: int = 3,
@@ -52,8 +88,9 @@ def build_labels(
     """(labels, summaries) keyed by feature id (as a string, for JSON) for every feature that fired.
 
     ``doc_idx, pos, features, values`` list every nonzero activation: document, token position, feature, value.
+    ``pieces`` are the tokens' bytes (:func:`token_bytes`).
     """
-    vocab = len(strings)
+    vocab = len(pieces)
     all_tokens = np.concatenate(docs)
     total = len(all_tokens)
     p_token = (np.bincount(all_tokens, minlength=vocab) + 1.0) / (total + vocab)  # add-one: no zero division
@@ -85,14 +122,16 @@ def build_labels(
     for f in np.flatnonzero(n_active):
         entries = by_feature[bounds[f] : bounds[f + 1]]
         entries = entries[np.isfinite(score[entries])] if np.isfinite(score[entries]).any() else entries
-        top_tokens = [(_shown(strings[int(uniq[e] % vocab)]), round(float(score[e]), 4)) for e in entries[:8]]
+        # A token decoded alone: a byte fragment of a character reads '\ufffd' (label_from_summary skips those).
+        names = [_shown(pieces[int(uniq[e] % vocab)].decode("utf-8", "replace")) for e in entries[:8]]
+        top_tokens = [(name, round(float(score[e]), 4)) for name, e in zip(names, entries[:8])]
         seen = []
         contexts = []
         for e in order[ctx_bounds[f] : ctx_bounds[f + 1]]:
             if doc_idx[e] in seen:
                 continue
             seen.append(doc_idx[e])
-            contexts.append({"text": _context(docs[doc_idx[e]], int(pos[e]), strings, *window),
+            contexts.append({"text": _context(docs[doc_idx[e]], int(pos[e]), pieces, *window),
                              "activation": round(float(values[e]), 3)})
             if len(contexts) == n_contexts:
                 break

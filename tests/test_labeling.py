@@ -1,0 +1,95 @@
+"""Offline labels on real multilingual text: contexts are decoded from the tokens' bytes, so a character that
+byte-level BPE splits over two tokens reads whole instead of as two '\ufffd'."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from interp_embed.encode.reader import BUNDLED_READER, resolve_model_path
+from interp_embed.labeling.offline import _context, build_labels, token_bytes
+
+TEXTS = [
+    "Ärger über Öl: Grüße aus München, wo die Straßen heute überfüllt sind.",
+    "¿Qué tal, señor Muñoz? El niño comió piña y jalapeños en la montaña.",
+    "Party time 🎉🥳 with friends 👩‍👩‍👧 and coffee ☕ — naïve café déjà vu 😀",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))
+
+
+@pytest.fixture(scope="module")
+def pieces(tokenizer) -> list[bytes]:
+    return token_bytes(tokenizer)
+
+
+def _ids(tokenizer, text: str) -> np.ndarray:
+    return np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def test_token_bytes_rebuild_the_text_exactly(tokenizer, pieces):
+    for text in TEXTS:
+        assert b"".join(pieces[t] for t in _ids(tokenizer, text)).decode("utf-8") == text
+    assert pieces[tokenizer.convert_tokens_to_ids("<|im_start|>")] == b"<|im_start|>"
+
+
+def test_contexts_never_split_a_character(tokenizer, pieces):
+    split_tokens = 0
+    for text in TEXTS:
+        ids = _ids(tokenizer, text)
+        for pos in range(len(ids)):
+            try:
+                pieces[ids[pos]].decode("utf-8")
+            except UnicodeDecodeError:
+                split_tokens += 1  # decoded alone, this token would read '\ufffd'
+            context = _context(ids, pos, pieces, 12, 4)
+            assert "\ufffd" not in context, context
+            before, marked, after = re.fullmatch(r"(.*)<<(.*)>>(.*)", context).groups()
+            assert marked.strip(), context  # a fragment of a character is marked as the whole character
+            assert f"{before}{marked}{after}" in " ".join(text.split())
+    assert split_tokens >= 5  # the texts do make the tokenizer split characters
+
+
+@pytest.mark.parametrize("text, char, expected", [("Party time 🎉 now", "🎉", "Party time <<🎉>> now"),
+                                                  ("Heute über die Brücke", "ü", "Heute <<ü>>ber die Brü")])
+def test_a_character_split_over_tokens_is_marked_whole(tokenizer, pieces, text, char, expected):
+    ids = _ids(tokenizer, text)
+    # Tokens made only of the character's continuation bytes, which alone decode to nothing readable.
+    fragments = [p for p in range(len(ids)) if pieces[ids[p]] in char.encode()[1:]]
+    assert fragments, f"the tokenizer does not split {char!r} here: pick another text"
+    assert [_context(ids, p, pieces, 12, 4) for p in fragments] == [expected] * len(fragments)
+
+
+def test_a_document_cut_inside_a_character_shows_the_fragment_as_bytes(tokenizer, pieces):
+    ids = _ids(tokenizer, "Heute über")
+    lead = [pieces[t] for t in ids].index(b" \xc3")  # ' ü' is split into ' \xc3' + '\xbc'
+    cut = ids[: lead + 1]  # a token window of a long text that ends inside 'ü'
+    assert _context(cut, len(cut) - 1, pieces, 12, 4) == "Heute<< \\xc3>>"
+
+
+def test_labels_and_summaries_of_real_text_have_no_replacement_character(tokenizer, pieces):
+    docs = [_ids(tokenizer, text) for text in TEXTS]
+    doc_idx = np.concatenate([np.full(len(d), i) for i, d in enumerate(docs)])
+    pos = np.concatenate([np.arange(len(d)) for d in docs])
+    # Feature f fires on every token of document f, strongest on its last one (often part of an emoji).
+    values = np.concatenate([np.linspace(0.1, 1.0, len(d)) for d in docs])
+    labels, summaries = build_labels(docs, doc_idx, pos, doc_idx, values, pieces, d_sae=4)
+    assert sorted(labels) == ["0", "1", "2"]
+    assert all("\ufffd" not in summaries[f]["top_contexts"][0]["text"] for f in summaries)
+    assert all("\ufffd" not in label for label in labels.values())
+    assert summaries["1"]["top_contexts"][0]["text"].endswith("la montaña<<.>>")
+
+
+def test_a_tokenizer_that_is_not_byte_level_is_refused():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    words = Tokenizer(WordLevel({"▁über": 0, "<unk>": 1}, unk_token="<unk>"))
+    sentencepiece_like = PreTrainedTokenizerFast(tokenizer_object=words)
+    with pytest.raises(ValueError, match="byte-level"):
+        token_bytes(sentencepiece_like)
