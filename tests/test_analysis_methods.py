@@ -403,3 +403,10 @@ def _concat(english, german):
     both._encoded = np.ones(len(both._rows), bool)
     both._labels = english._labels
     return both
+
+
+def test_label_match_below_the_minimum_score_is_an_error():
+    labels = np.array(["German words", "code snippets", ""], dtype=object)
+    assert A.match_features(labels, "German", k=2)["feature_id"].tolist() == [0]
+    with pytest.raises(ValueError, match="well enough"):
+        A.match_features(labels, "German", min_score=0.99)

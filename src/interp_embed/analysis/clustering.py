@@ -117,10 +117,7 @@ def cluster_documents(
         raise ValueError("pass either features=[...] or query='...', not both.")
     labels = label_array(ds)
     if query is not None:
-        matched = match_features(labels, query, k=check_int(n_query_features, "n_query_features", 1))
-        if matched.empty:
-            raise ValueError(f"no feature label matches {query!r} well enough; try other words or features=[...].")
-        axis = matched["feature_id"].to_numpy()
+        axis = match_features(labels, query, k=check_int(n_query_features, "n_query_features", 1))["feature_id"].to_numpy()
     else:
         axis = check_features(features, ds.d_sae)
     docs = load_documents(ds)

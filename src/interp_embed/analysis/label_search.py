@@ -11,7 +11,7 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
 
     Words are lower-cased unigrams and bigrams, with English stop words removed; features without a label
     never match. Returns ``feature_id``, ``label``, ``score`` (in [0, 1]) for at most ``k`` features scoring
-    at least ``min_score``, best first.
+    at least ``min_score``, best first; raises ValueError when none does.
 
     >>> labels = np.array(["German words", "code", "german compound nouns", ""], dtype=object)
     >>> match_features(labels, "German", k=2)["feature_id"].tolist()
@@ -35,5 +35,7 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
     score = np.asarray((L @ q.T).todense()).ravel()
     order = np.argsort(-score, kind="stable")[:k]
     order = order[score[order] >= min_score]
+    if order.size == 0:
+        raise ValueError(f"no feature label matches {query!r} well enough; try other words or features=[...].")
     f = labelled[order]
     return pd.DataFrame({"feature_id": f, "label": labels[f], "score": score[order]})

@@ -42,8 +42,6 @@ def search_documents(
     labels = label_array(ds)
     if query is not None:
         used = match_features(labels, query, k=check_int(n_features, "n_features", 1))
-        if used.empty:
-            raise ValueError(f"no feature label matches {query!r} well enough; try other words or features=[...].")
     else:
         ids = check_features(features, ds.d_sae)
         used = pd.DataFrame({"feature_id": ids, "label": labels[ids], "score": np.ones(ids.size)})
