@@ -173,8 +173,11 @@ class Encoder:
 
 
 def encode_pending(store: Store, encoder: Encoder, texts: list) -> None:
-    """Encode every pending row of ``store`` chunk by chunk, committing each chunk as it finishes."""
-    plan = EncodePlan(**store.body["plan"])
+    """Encode every pending row of ``store`` chunk by chunk, committing each chunk as it finishes.
+
+    ``encoder.plan`` must be the plan the store was created with: it decides the chunks.
+    """
+    plan = encoder.plan
     lengths = np.array([len(t) if isinstance(t, str) else 0 for t in texts], dtype=np.int64)
     committed = {(e["start"], e["stop"]) for e in store.body["chunks"]}
     ranges = plan_chunks(lengths, plan.chunk_chars)
