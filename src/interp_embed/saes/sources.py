@@ -70,7 +70,8 @@ class LocalSAE(SAE):
             raise ValueError("give either path= (a folder with cfg.json and sae_weights.safetensors) or release= and sae_id=")
         if release is not None and not sae_id:
             raise ValueError("release= needs sae_id= (the folder of the SAE inside the release)")
-        self.path = str(path) if path is not None else None
+        # Absolute, so that resuming a store from another working directory finds the same files.
+        self.path = str(Path(path).resolve()) if path is not None else None
         self.release, self.sae_id, self.model = release, sae_id, model
 
     def params(self) -> dict:
