@@ -189,10 +189,8 @@ class Store:
         return self.pending_rows().size == 0
 
     def encoded_mask(self) -> np.ndarray:
-        mask = np.zeros(self.n_documents, dtype=bool)
-        for chunk in self.chunks():
-            mask[np.asarray(chunk.array("doc_rows"))] = True
-        return mask
+        """True for rows with activations: every encoded row has at least one token (empty texts are skipped)."""
+        return self.document_token_counts() > 0
 
     def _verified(self, entry: dict) -> Path:
         path = self.path / entry["file"]
