@@ -28,6 +28,7 @@ from fortunes import FORTUNES_DIR, load_fortunes  # noqa: E402
 
 from interp_embed.encode.reader import BUNDLED_READER, Reader, ReaderSpec, resolve_model_path  # noqa: E402
 from interp_embed.encode.sae import SparseAutoencoder, load_sae  # noqa: E402
+from interp_embed.files import FEATURE_LABELS  # noqa: E402
 from interp_embed.train.evaluate import activation_chunks, reconstruction_quality  # noqa: E402
 
 SHIPPED = ROOT / "src" / "interp_embed" / "data" / "default_sae"
@@ -164,7 +165,7 @@ def main() -> None:
     print(f"German vs English fortunes ({args.fortunes} each): feature {f} chosen on half, balanced accuracy on the "
           f"other half {(tpr + tnr) / 2:.3f} (German active {tpr:.0%}, English active {1 - tnr:.0%}); "
           f"best on all: feature {f_all}, {bal_all:.3f}")
-    labels_file = args.sae / "feature_labels.json"
+    labels_file = args.sae / FEATURE_LABELS
     if labels_file.is_file():
         import json
 

@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+from interp_embed.files import (FEATURE_LABELS, FEATURE_SUMMARIES, SAE_CONFIG, SAE_WEIGHTS,  # noqa: E402
+                                TRAINING_REPORT, TRAINING_STATE, write_atomically)
 from interp_embed.encode.reader import BUNDLED_READER, Reader, ReaderSpec  # noqa: E402
 from interp_embed.encode.sae import load_sae, save_sae  # noqa: E402
 from interp_embed.labeling.offline import build_labels, token_bytes, write_labels  # noqa: E402
@@ -78,7 +80,7 @@ def recipe(splits: dict[str, list[np.ndarray]], reader: Reader, work: Path, ship
     started = time.perf_counter()
     sae = train_sae(work / "train", harvest, train, docs=splits["train"], reader=reader)
     train_seconds = time.perf_counter() - started
-    state = json.loads((work / "train" / "state.json").read_text())
+    state = json.loads((work / "train" / TRAINING_STATE).read_text())
 
     started = time.perf_counter()
     quality = reconstruction_quality(sae, activation_chunks(reader, splits["heldout"], device, chunk_tokens=262_144))
@@ -101,7 +103,7 @@ def recipe(splits: dict[str, list[np.ndarray]], reader: Reader, work: Path, ship
                            "labels": round(label_seconds, 1)},
                "train_tokens_per_second": round(state["corpus_tokens"] * train.epochs / train_seconds),
                "device": device, "harvest": harvest.to_json(), "train": train.to_json(), "curve": state["log"]}
-    (ship / "training.json").write_text(json.dumps(metrics, indent=1))
+    write_atomically(ship / TRAINING_REPORT, json.dumps(metrics, indent=1))
     return metrics
 
 
@@ -181,12 +183,12 @@ def cmd_from_pack(args) -> None:
         metrics["gpu"] = torch.cuda.get_device_name()
         metrics["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     ship = args.work / "ship"
-    weights = load_file(str(ship / "sae_weights.safetensors"))  # one file is > 16 MiB: send it in two
+    weights = load_file(str(ship / SAE_WEIGHTS))  # one file is > 16 MiB: send it in two
     save_file({"W_enc": weights["W_enc"]}, str(out / "sae_enc.safetensors"))
     save_file({k: v for k, v in weights.items() if k != "W_enc"}, str(out / "sae_rest.safetensors"))
-    for name in ("cfg.json", "feature_labels.json", "feature_summaries.json"):
+    for name in (SAE_CONFIG, FEATURE_LABELS, FEATURE_SUMMARIES):
         (out / name).write_bytes((ship / name).read_bytes())
-    (out / "training.json").write_text(json.dumps(metrics, indent=1))
+    (out / TRAINING_REPORT).write_text(json.dumps(metrics, indent=1))
     print(json.dumps({k: v for k, v in metrics.items() if k != "curve"}, indent=1))
 
 
@@ -195,9 +197,9 @@ def cmd_assemble(args) -> None:
     src, ship = args.out, args.ship
     ship.mkdir(parents=True, exist_ok=True)
     weights = {**load_file(str(src / "sae_enc.safetensors")), **load_file(str(src / "sae_rest.safetensors"))}
-    save_file(weights, str(ship / "sae_weights.safetensors"))
-    for name in ("cfg.json", "feature_labels.json", "feature_summaries.json", "training.json"):
-        (ship / name).write_bytes((src / name).read_bytes())
+    write_atomically(ship / SAE_WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
+    for name in (SAE_CONFIG, FEATURE_LABELS, FEATURE_SUMMARIES, TRAINING_REPORT):
+        write_atomically(ship / name, (src / name).read_bytes())
     sae = load_sae(ship)
     logger.info("assembled %s: %s, d_sae=%d, k=%s", ship, sae.cfg.architecture, sae.cfg.d_sae, sae.cfg.k)
 

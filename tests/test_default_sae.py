@@ -11,7 +11,8 @@ import torch
 
 from interp_embed.encode.reader import BUNDLED_READER, Reader, ReaderSpec
 from interp_embed.encode.sae import load_sae
-from interp_embed.labeling.offline import LABELS_FILE, load_summaries
+from interp_embed.files import FEATURE_LABELS
+from interp_embed.labeling.offline import load_summaries
 from interp_embed.saes import DefaultSAE
 
 FOLDER = Path(str(resources.files("interp_embed") / "data" / "default_sae"))
@@ -49,7 +50,7 @@ def test_shipped_files_load_in_saelens_layout():
 
 
 def test_labels_and_summaries_are_plain_json_for_live_features():
-    labels = json.loads((FOLDER / LABELS_FILE).read_text("utf-8"))
+    labels = json.loads((FOLDER / FEATURE_LABELS).read_text("utf-8"))
     summaries = load_summaries(FOLDER)
     assert len(labels) >= 0.95 * 8192
     assert set(map(int, labels)) == set(summaries)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .files import TEMPORARY_PREFIX
 from .saes.base import SAE
 from .store import Store
 
@@ -253,7 +254,7 @@ class Dataset:
         target = Path(file_path)
         if target.exists():
             raise FileExistsError(f"{target} exists; choose a new path")
-        shutil.copytree(self._store.path, target, ignore=shutil.ignore_patterns(".tmp-*", ".*.tmp-*"))
+        shutil.copytree(self._store.path, target, ignore=shutil.ignore_patterns(f"{TEMPORARY_PREFIX}*", ".*.tmp-*"))
         return target
 
     # ---- activations ----------------------------------------------------------------------------

@@ -11,14 +11,14 @@ import importlib.util
 import inspect
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+
+from ..files import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -106,18 +106,12 @@ def _bundled_model_dir() -> Path:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     del model.config.quantization_config  # the weights are de-quantised now; keep the config plain
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
+    with atomic_folder(target, replace=False) as tmp:  # a conversion finished meanwhile by another process wins
         model.config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
         state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
         save_file(state, str(tmp / "model.safetensors"))
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

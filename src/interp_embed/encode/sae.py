@@ -19,6 +19,8 @@ from typing import Literal
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..files import SAE_CONFIG, SAE_WEIGHTS, write_atomically
+
 Architecture = Literal["relu", "topk", "jumprelu"]
 _ARCHITECTURE_ALIASES = {"standard": "relu", "relu": "relu", "topk": "topk", "jumprelu": "jumprelu"}
 
@@ -66,7 +68,7 @@ class SAEConfig:
         return cfg
 
     @classmethod
-    def from_saelens(cls, cfg: dict, source: str = "cfg.json") -> "SAEConfig":
+    def from_saelens(cls, cfg: dict, source: str = SAE_CONFIG) -> "SAEConfig":
         """Read a SAELens cfg.json (flat ≤5 style or v6 style with ``metadata``)."""
         meta = cfg.get("metadata") or {}
         arch_name = cfg.get("architecture") or cfg.get("activation_fn_str") or "standard"
@@ -228,7 +230,7 @@ def load_sae(folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch
     ('topk', 8192)
     """
     folder = Path(folder)
-    cfg_path, weights_path = folder / "cfg.json", folder / "sae_weights.safetensors"
+    cfg_path, weights_path = folder / SAE_CONFIG, folder / SAE_WEIGHTS
     for path in (cfg_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: an SAE folder holds cfg.json and sae_weights.safetensors")
@@ -250,11 +252,15 @@ def load_sae(folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch
 
 
 def save_sae(sae: SparseAutoencoder, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-    """Write ``cfg.json`` + ``sae_weights.safetensors`` (SAELens layout)."""
+    """Write ``cfg.json`` + ``sae_weights.safetensors`` (SAELens layout), each file atomically.
+
+    The weights are written first and the config last, so a folder whose config is readable holds weights.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = sae.cfg.to_saelens()
     cfg["dtype"] = str(dtype).removeprefix("torch.")
-    save_file({k: v.to("cpu", dtype) for k, v in sae.state_for_saving().items()}, str(folder / "sae_weights.safetensors"))
-    (folder / "cfg.json").write_text(json.dumps(cfg, indent=2))
+    state = {k: v.to("cpu", dtype) for k, v in sae.state_for_saving().items()}
+    write_atomically(folder / SAE_WEIGHTS, lambda tmp: save_file(state, str(tmp)))
+    write_atomically(folder / SAE_CONFIG, json.dumps(cfg, indent=2))
     return folder

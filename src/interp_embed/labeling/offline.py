@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-LABELS_FILE = "feature_labels.json"
-SUMMARIES_FILE = "feature_summaries.json"
+from ..files import FEATURE_LABELS, FEATURE_SUMMARIES, write_atomically
 
 
 def _byte_level_alphabet() -> dict[str, int]:
@@ -161,14 +160,14 @@ def write_labels(folder: str | Path, labels: dict[str, str], summaries: dict[str
     """``feature_labels.json`` ({id: label}) and ``feature_summaries.json`` ({"about": ..., "features": {id: ...}})."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / LABELS_FILE).write_text(json.dumps(labels, ensure_ascii=False, indent=0), encoding="utf-8")
     body = {"about": about, "features": summaries}
-    (folder / SUMMARIES_FILE).write_text(json.dumps(body, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    write_atomically(folder / FEATURE_SUMMARIES, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    write_atomically(folder / FEATURE_LABELS, json.dumps(labels, ensure_ascii=False, indent=0))
 
 
 def load_summaries(folder: str | Path) -> dict[int, dict]:
     """Per-feature summaries (frequency, max/mean activation, top tokens, top contexts) from plain JSON."""
-    path = Path(folder) / SUMMARIES_FILE
+    path = Path(folder) / FEATURE_SUMMARIES
     if not path.is_file():
         return {}
     return {int(k): v for k, v in json.loads(path.read_text("utf-8"))["features"].items()}

@@ -5,10 +5,11 @@ it, and that spec is only turned back into models when encoding resumes.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
+
+from ..files import SAE_CONFIG, SAE_WEIGHTS, sha256_file
 
 Device = str | dict | None
 
@@ -62,7 +63,7 @@ class SAE:
 
     @cached_property
     def saelens_config(self) -> dict:
-        path = self.sae_folder() / "cfg.json"
+        path = self.sae_folder() / SAE_CONFIG
         try:
             return json.loads(path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -70,11 +71,7 @@ class SAE:
 
     def fingerprint(self) -> str:
         """SHA-256 of the weights file: resuming with different weights would mix two encodings."""
-        digest = hashlib.sha256()
-        with open(self.sae_folder() / "sae_weights.safetensors", "rb") as handle:
-            while block := handle.read(1 << 22):
-                digest.update(block)
-        return digest.hexdigest()
+        return sha256_file(self.sae_folder() / SAE_WEIGHTS)
 
     def feature_labels(self) -> dict[int, str]:
         """Labels shipped with or downloaded for this SAE, ``{feature id: label}`` (may be empty)."""
@@ -89,7 +86,7 @@ class SAE:
             model_device, sae_device = split_device(self.device)
             model_device = model_device or default_device()
             sae_device = sae_device or model_device
-            cfg = SAEConfig.from_saelens(self.saelens_config, source=str(self.sae_folder() / "cfg.json"))
+            cfg = SAEConfig.from_saelens(self.saelens_config, source=str(self.sae_folder() / SAE_CONFIG))
             reader = Reader(ReaderSpec(model=self.reader_model(self.saelens_config), layer=cfg.hook_layer, role=self.role),
                             device=model_device)
             sae = load_sae(self.sae_folder(), device=sae_device)

@@ -4,16 +4,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
+from ..files import FEATURE_LABELS, SAE_CONFIG, atomic_folder, write_atomically
 from .base import SAE, Device
 
 logger = logging.getLogger(__name__)
-
-LABELS_FILE = "feature_labels.json"
 
 
 def _read_label_file(path: Path) -> dict[int, str]:
@@ -39,7 +36,7 @@ class DefaultSAE(SAE):
 
     def sae_folder(self) -> Path:
         folder = Path(str(resources.files("interp_embed") / "data" / "default_sae"))
-        if not (folder / "cfg.json").is_file():
+        if not (folder / SAE_CONFIG).is_file():
             raise FileNotFoundError(f"{folder} holds no SAE; reinstall interp_embed")
         return folder
 
@@ -49,7 +46,7 @@ class DefaultSAE(SAE):
         return BUNDLED_READER
 
     def _read_labels(self) -> dict[int, str]:
-        return _read_label_file(self.sae_folder() / LABELS_FILE)
+        return _read_label_file(self.sae_folder() / FEATURE_LABELS)
 
 
 class LocalSAE(SAE):
@@ -85,11 +82,11 @@ class LocalSAE(SAE):
     def reader_model(self, cfg: dict) -> str:
         name = self.model or (cfg.get("metadata") or {}).get("model_name") or cfg.get("model_name")
         if not name:
-            raise ValueError(f"{self.sae_folder() / 'cfg.json'} names no model; pass model= (a Hugging Face name or folder)")
+            raise ValueError(f"{self.sae_folder() / SAE_CONFIG} names no model; pass model= (a Hugging Face name or folder)")
         return name
 
     def _read_labels(self) -> dict[int, str]:
-        return _read_label_file(self.sae_folder() / LABELS_FILE)
+        return _read_label_file(self.sae_folder() / FEATURE_LABELS)
 
 
 def _download_saelens(release: str, sae_id: str) -> Path:
@@ -108,7 +105,7 @@ def _download_saelens(release: str, sae_id: str) -> Path:
         pass
     root = Path(snapshot_download(repo_id=repo_id, allow_patterns=[f"{sae_id}/*"]))
     folder = root / sae_id
-    if not (folder / "cfg.json").is_file():
+    if not (folder / SAE_CONFIG).is_file():
         raise FileNotFoundError(f"{repo_id} has no SAE folder {sae_id!r} with cfg.json")
     return folder
 
@@ -153,7 +150,7 @@ class GoodfireSAE(SAE):
         from ..encode.reader import cache_root
 
         folder = cache_root() / "saes" / "goodfire" / self.variant_name
-        if not (folder / "cfg.json").is_file():
+        if not (folder / SAE_CONFIG).is_file():
             _convert_goodfire(GOODFIRE_VARIANTS[self.variant_name], folder)
         return folder
 
@@ -162,17 +159,17 @@ class GoodfireSAE(SAE):
 
     def _read_labels(self) -> dict[int, str]:
         folder = self.sae_folder()
-        if not (folder / LABELS_FILE).is_file():
+        if not (folder / FEATURE_LABELS).is_file():
             try:
                 from huggingface_hub import hf_hub_download
 
                 path = hf_hub_download(repo_id=LABELS_REPO, filename=GOODFIRE_VARIANTS[self.variant_name]["labels"],
                                        repo_type="dataset")
-                shutil.copyfile(path, folder / LABELS_FILE)
+                write_atomically(folder / FEATURE_LABELS, Path(path).read_bytes())
             except Exception as err:  # labels are optional: offline users still get activations
                 logger.warning("No labels for %s (%s)", self.variant_name, err)
                 return {}
-        return _read_label_file(folder / LABELS_FILE)
+        return _read_label_file(folder / FEATURE_LABELS)
 
 
 def _convert_goodfire(variant: dict, folder: Path) -> None:
@@ -190,10 +187,8 @@ def _convert_goodfire(variant: dict, folder: Path) -> None:
         "W_enc": state["encoder_linear.weight"].T.contiguous(), "b_enc": state["encoder_linear.bias"],
         "W_dec": state["decoder_linear.weight"].T.contiguous(), "b_dec": state["decoder_linear.bias"],
     })
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-    save_sae(sae, tmp)
-    os.replace(tmp, folder)
+    with atomic_folder(folder, replace=False) as tmp:
+        save_sae(sae, tmp)
 
 
 SOURCES: dict[str, type[SAE]] = {"default": DefaultSAE, "local": LocalSAE, "goodfire": GoodfireSAE}

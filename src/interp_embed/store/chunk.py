@@ -9,14 +9,13 @@ documents), written with the chunk so ``latents()`` only concatenates.
 """
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .files import StoreCorruptError, fsync_dir, sha256_file
+from ..files import atomic_folder, sha256_file
+from .errors import StoreCorruptError
 
 ARRAYS = (
     "doc_rows", "token_ptr", "token_ids", "char_start", "char_len", "act_count", "act_features", "act_values",
@@ -94,22 +93,12 @@ def write_chunk(folder: Path, arrays: dict[str, np.ndarray]) -> dict[str, dict]:
     Returns ``{file name: {"sha256", "bytes"}}`` for the manifest. A folder of the same name left by a
     crash (never committed to the manifest) is replaced.
     """
-    tmp = folder.with_name(f".tmp-{folder.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     files = {}
-    for name in ARRAYS:
-        path = tmp / f"{name}.npy"
-        with open(path, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        files[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    fsync_dir(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    fsync_dir(folder.parent)
+    with atomic_folder(folder) as tmp:
+        for name in ARRAYS:
+            path = tmp / f"{name}.npy"
+            np.save(path, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            files[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     return files
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import bisect
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +27,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, MANIFEST, canonical_json, fsync_path, sha256_file,
+                     sha256_json, write_atomically)
 from .chunk import Chunk, EncodedDocument, build_arrays, write_chunk
-from .files import (StoreCorruptError, StoreError, canonical_json, fsync_dir, replace_atomically,
-                    sha256_file, sha256_json, write_durably)
+from .errors import StoreCorruptError, StoreError
 
 FORMAT = "interp_embed.store"
 VERSION = 1
-MANIFEST = "manifest.json"
-DOCUMENTS = "documents.parquet"
-LABELS = "feature_labels.json"
 
 
 def _documents_bytes(documents: pd.DataFrame) -> bytes:
@@ -85,11 +82,9 @@ class Store:
                 "resume=True), or choose another save_path."
             )
         path.mkdir(parents=True, exist_ok=True)
-        (path / "chunks").mkdir(exist_ok=True)
+        (path / CHUNKS).mkdir(exist_ok=True)
         docs_path = path / DOCUMENTS
-        tmp = docs_path.with_name(f".{DOCUMENTS}.tmp")
-        write_durably(tmp, _documents_bytes(documents))
-        os.replace(tmp, docs_path)
+        write_atomically(docs_path, _documents_bytes(documents))
         body = {
             "format": FORMAT,
             "version": VERSION,
@@ -104,9 +99,9 @@ class Store:
             "chunks": [],
         }
         if labels:
-            replace_atomically(path / LABELS, canonical_json({str(k): v for k, v in labels.items()}).encode())
-            body["labels"] = {"file": LABELS, "sha256": sha256_file(path / LABELS)}
-        fsync_dir(path)
+            write_atomically(path / FEATURE_LABELS, canonical_json({str(k): v for k, v in labels.items()}))
+            body["labels"] = {"file": FEATURE_LABELS, "sha256": sha256_file(path / FEATURE_LABELS)}
+        fsync_path(path)
         store = cls(path, body)
         store._write_manifest()
         return store
@@ -139,7 +134,7 @@ class Store:
         return cls(path, body)
 
     def _write_manifest(self) -> None:
-        replace_atomically(self.path / MANIFEST, canonical_json({"body": self.body, "sha256": sha256_json(self.body)}).encode())
+        write_atomically(self.path / MANIFEST, canonical_json({"body": self.body, "sha256": sha256_json(self.body)}))
 
     # ---- writing --------------------------------------------------------------------------------
     def commit_chunk(self, start: int, stop: int, docs: list[EncodedDocument], vocab_size: int) -> None:
@@ -148,7 +143,7 @@ class Store:
         if not all(start <= row < stop for row in covered):
             raise ValueError(f"documents outside rows [{start}, {stop})")
         name = f"{start:09d}-{stop:09d}"
-        files = write_chunk(self.path / "chunks" / name, build_arrays(docs, self.d_sae, vocab_size))
+        files = write_chunk(self.path / CHUNKS / name, build_arrays(docs, self.d_sae, vocab_size))
         entry = {"name": name, "start": start, "stop": stop, "n_encoded": len(covered),
                  "n_tokens": int(sum(len(d.token_ids) for d in docs)), "files": files}
         self.body["chunks"] = sorted(self.body["chunks"] + [entry], key=lambda e: e["start"])
@@ -174,7 +169,7 @@ class Store:
 
     def chunks(self) -> list[Chunk]:
         if self._chunks is None:
-            self._chunks = [Chunk(self.path / "chunks" / e["name"], e) for e in self.body["chunks"]]
+            self._chunks = [Chunk(self.path / CHUNKS / e["name"], e) for e in self.body["chunks"]]
         return self._chunks
 
     def pending_rows(self) -> np.ndarray:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,12 +25,11 @@ from tqdm.auto import tqdm
 
 from ..encode.reader import Reader, ReaderSpec, default_device
 from ..encode.sae import SAEConfig, TopKSAE, save_sae
-from ..store.files import fsync_dir
+from ..files import TRAINED_SAE, TRAINING_STATE, write_atomically
 from .config import HarvestConfig, TrainConfig
 from .harvest import ActivationStream, Position, fingerprint, tokenize
 
 logger = logging.getLogger(__name__)
-STATE_FILE = "state.json"
 
 
 def geometric_median(x: torch.Tensor, iters: int = 64) -> torch.Tensor:
@@ -141,27 +138,12 @@ class SAETrainer:
         self.step_count = step
 
 
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)``, fsync, rename over ``path``: readers see the old file or the new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(out_dir: Path, trainer: SAETrainer, position: Position, meta: dict, done: bool = False) -> None:
     weights = out_dir / f"checkpoint-{trainer.step_count:08d}.safetensors"
-    _atomic_write(weights, lambda tmp: save_file(trainer.tensors(), tmp))
+    write_atomically(weights, lambda tmp: save_file(trainer.tensors(), str(tmp)))
     state = {**meta, "format": 1, "step": trainer.step_count, "done": done, "weights": weights.name,
              "position": [position.epoch, position.buffer, position.batch]}
-    _atomic_write(out_dir / STATE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=1)))
+    write_atomically(out_dir / TRAINING_STATE, json.dumps(state, indent=1))
     for old in out_dir.glob("checkpoint-*.safetensors"):  # only after the JSON names the new one
         if old.name != weights.name:
             old.unlink()
@@ -202,7 +184,7 @@ def train_sae(
     meta = {"harvest": harvest_cfg.to_json(), "train": train_cfg.to_json(), "corpus": fingerprint(docs),
             "corpus_tokens": int(stream.lengths.sum()), "total_steps": total_steps, "log": []}
 
-    start, state_path = Position(), out_dir / STATE_FILE
+    start, state_path = Position(), out_dir / TRAINING_STATE
     if resume and state_path.is_file():
         state = json.loads(state_path.read_text())
         for key in ("harvest", "train", "corpus"):
@@ -237,7 +219,7 @@ def train_sae(
     bar.close()
     meta["seconds_this_run"] = round(time.perf_counter() - started, 1)
     save_checkpoint(out_dir, trainer, Position(train_cfg.epochs, 0, 0), meta, done=True)
-    save_sae(trainer.sae, out_dir / "sae")
+    save_sae(trainer.sae, out_dir / TRAINED_SAE)
     return trainer.sae.eval()
 
 
@@ -249,4 +231,4 @@ def train_from_file(corpus: str | Path, out_dir: str | Path, harvest_cfg: Harves
     texts = read_texts(corpus, field=field, split=split)
     logger.info("Training on %d documents from %s", len(texts), corpus)
     train_sae(out_dir, harvest_cfg, train_cfg, texts, resume=resume)
-    return Path(out_dir) / "sae"
+    return Path(out_dir) / TRAINED_SAE
