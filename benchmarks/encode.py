@@ -87,7 +87,8 @@ def count_tokens(documents: list[str]) -> tuple[list[int], list[int], int]:
     """
     from transformers import AutoTokenizer
 
-    from interp_embed.encode.reader import BUNDLED_READER, resolve_model_path
+    from interp_embed.encode.config import BUNDLED_READER
+    from interp_embed.encode.reader import resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))
     wrapped = [tokenizer.apply_chat_template([{"role": "assistant", "content": d}], tokenize=False) for d in documents]
@@ -129,7 +130,7 @@ def measure_ceiling(documents: list[str], batch_tokens: int) -> dict:
     """Time the pipeline's Reader alone: forward passes to the hook layer, length-sorted, under `batch_tokens`."""
     import torch
 
-    from interp_embed.encode.pipeline import EncodePlan
+    from interp_embed.encode.config import EncodePlan
     from interp_embed.saes import DefaultSAE
 
     start = time.perf_counter()
@@ -229,7 +230,7 @@ def main() -> None:
         child(args.child, args.work)
         return
 
-    from interp_embed.encode.pipeline import EncodePlan
+    from interp_embed.encode.config import EncodePlan
 
     documents = sample_fortunes(args.documents, seed=args.seed)
     sae_dir, layer, d_sae = sae_files()

@@ -189,7 +189,8 @@ def _texts_until(pool, to_text, items, done, chunk: int = 16):
 
 
 def build(out: Path, seed: int, scale: float) -> pd.DataFrame:
-    from interp_embed.encode.reader import BUNDLED_READER, resolve_model_path
+    from interp_embed.encode.config import BUNDLED_READER
+    from interp_embed.encode.reader import resolve_model_path
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))

@@ -33,7 +33,8 @@ def tiny_model_dir(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from interp_embed.encode.reader import BUNDLED_READER, resolve_model_path
+    from interp_embed.encode.config import BUNDLED_READER
+    from interp_embed.encode.reader import resolve_model_path
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))

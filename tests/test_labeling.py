@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from interp_embed.encode.reader import BUNDLED_READER, resolve_model_path
+from interp_embed.encode.config import BUNDLED_READER
+from interp_embed.encode.reader import resolve_model_path
 from interp_embed.labeling.offline import _context, build_labels, token_bytes
 
 TEXTS = [

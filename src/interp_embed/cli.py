@@ -121,7 +121,7 @@ def train_sae_command(
     resume: bool = typer.Option(True, help="Continue an interrupted run found in OUT."),
 ) -> None:
     """Train a TopK SAE (Gao et al. 2024) on a reader's activations; a killed run resumes to the same weights."""
-    from .encode.reader import BUNDLED_READER
+    from .encode.config import BUNDLED_READER
     from .train import HarvestConfig, TrainConfig, train_from_file
 
     logging.getLogger().setLevel(logging.INFO)

@@ -186,7 +186,7 @@ class Dataset:
                              "Fix them, or pass on_error='skip' to keep those rows without activations.")
         self.sae = sae if sae is not None else DefaultSAE()
         self.dataset_description = dataset_description
-        from .encode.pipeline import EncodePlan  # torch is needed to encode, not to load
+        from .encode.config import EncodePlan
 
         plan = EncodePlan(chunk_chars=chunk_chars, batch_tokens=batch_tokens, window_tokens=window_tokens,
                           window_overlap=window_overlap)
@@ -209,7 +209,8 @@ class Dataset:
         return view
 
     def _compute(self) -> None:
-        from .encode.pipeline import Encoder, EncodePlan, encode_pending
+        from .encode.config import EncodePlan
+        from .encode.pipeline import Encoder, encode_pending
 
         store = self._store
         if store.is_complete():
@@ -392,7 +393,8 @@ class Dataset:
         Runs the reader and SAE that encoded the dataset on ``text`` (same template); features firing
         on most documents (punctuation, position) are left out because they say nothing specific.
         """
-        from .encode.pipeline import Encoder, EncodePlan
+        from .encode.config import EncodePlan
+        from .encode.pipeline import Encoder
         from .saes import sae_from_spec
 
         if _problem(text) is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,36 +18,11 @@ from tqdm.auto import tqdm
 
 from ..store.chunk import EncodedDocument
 from ..store.store import Store
+from .config import EncodePlan
 from .reader import Reader
 from .sae import SparseAutoencoder
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EncodePlan:
-    """How work is cut: chunk size on disk, batch size on the device, window size for long documents.
-
-    ``chunk_chars``: a chunk is committed after about this many characters of text (a crash loses at
-    most one chunk). ``batch_tokens``: padded tokens per forward batch. ``window_tokens``: the longest
-    sequence fed to the reader, template prefix included. ``window_overlap``: context tokens a window
-    repeats from the previous one (their activations come from the previous window).
-    """
-
-    chunk_chars: int = 100_000
-    batch_tokens: int = 4096
-    window_tokens: int = 1024
-    window_overlap: int = 128
-
-    def __post_init__(self) -> None:
-        for name in ("chunk_chars", "batch_tokens", "window_tokens"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
-        if not 0 <= self.window_overlap < self.window_tokens // 2:
-            raise ValueError(f"window_overlap must be in [0, window_tokens/2), not {self.window_overlap}")
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def plan_chunks(text_lengths: np.ndarray, chunk_chars: int) -> list[tuple[int, int]]:

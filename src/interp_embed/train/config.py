@@ -5,7 +5,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
-from ..encode.reader import BUNDLED_READER
+from ..encode.config import BUNDLED_READER, Role
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class HarvestConfig:
 
     model: str = BUNDLED_READER
     layer: int = 15
-    role: Literal["assistant", "user", "raw"] = "assistant"
+    role: Role = "assistant"
     forward_tokens: int = 8192  # padded tokens per reader forward pass
     buffer_tokens: int = 131_072  # activations shuffled together (x d_model x 4 bytes of memory)
     max_doc_tokens: int = 512  # longer documents are read in windows of this many tokens

@@ -23,7 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..encode.reader import Reader, ReaderSpec, default_device
+from ..encode.config import ReaderSpec
+from ..encode.reader import Reader, default_device
 from ..encode.sae import SAEConfig, TopKSAE, save_sae
 from ..files import TRAINED_SAE, TRAINING_STATE, write_atomically
 from .config import HarvestConfig, TrainConfig
