@@ -73,12 +73,16 @@ def synthetic_latents(n_docs: int, n_features: int, mean_active: float, seed: in
 
 def write_store(X: sp.csr_matrix, path: Path, y: np.ndarray, chunk_docs: int = 50_000) -> None:
     """Write X through the store API: each document is one token whose activations are its pooled row."""
-    from interp_embed.store import EncodedDocument, Store
+    from interp_embed.encode.config import EncodePlan
+    from interp_embed.store import EncodedDocument, EncoderRecord, Store
 
     n, d = X.shape
     documents = pd.DataFrame({"text": ["x"] * n, "y": y, "half": np.arange(n) % 2})
-    encoder = {"spec": None, "sae": {"d_sae": d}, "synthetic": "benchmarks/analysis.py"}
-    store = Store.create(path, documents, "text", encoder=encoder, d_sae=d, skipped={}, labels=None, plan={})
+    # No reader or SAE made these activations: the store says so (it can be analysed, never resumed).
+    encoder = EncoderRecord(source=None, reader=None, sae={"architecture": "synthetic (benchmarks/analysis.py)",
+                                                           "d_sae": d}, sae_sha256=None)
+    store = Store.create(path, documents, "text", encoder=encoder, plan=EncodePlan(chunk_chars=chunk_docs),
+                         skipped={}, labels=None)
     one_token, span = np.ones(1, np.int64), np.array([[0, 1]])
     for start in range(0, n, chunk_docs):
         stop = min(n, start + chunk_docs)
@@ -87,7 +91,7 @@ def write_store(X: sp.csr_matrix, path: Path, y: np.ndarray, chunk_docs: int = 5
                                 act_features=X.indices[X.indptr[r]:X.indptr[r + 1]],
                                 act_values=X.data[X.indptr[r]:X.indptr[r + 1]].astype(np.float16))
                 for r in range(start, stop)]
-        store.commit_chunk(start, stop, docs, vocab_size=2)
+        store.commit_chunk(start, stop, docs)
 
 
 def planted_target(X: sp.csr_matrix, seed: int = 1) -> np.ndarray:

@@ -29,6 +29,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from interp_embed import Dataset
 from interp_embed.cli import demo_sample
+from interp_embed.encode.config import EncodePlan
 from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
 from interp_embed.saes import LocalSAE
 
@@ -109,15 +110,14 @@ def main() -> None:
     results.update(reader_device=str(reader.device), reader_dtype=str(reader.dtype), sae_dtype=str(model.W_enc.dtype),
                    documents=len(df))
     Dataset(df.head(50), sae=sae, save_path=args.work / "warm.iembed")  # warm-up, and the prefix check runs here
-    sae.destroy = lambda: None  # keep the models loaded between the measured runs
     for batch_tokens in (4096, 32768):
         path = args.work / f"b{batch_tokens}.iembed"
         synchronize(device)
         start = time.perf_counter()
-        ds = Dataset(df, sae=sae, save_path=path, batch_tokens=batch_tokens)
+        ds = Dataset(df, sae=sae, save_path=path, plan=EncodePlan(batch_tokens=batch_tokens))
         synchronize(device)
         ours = time.perf_counter() - start
-        doc_tokens = int(ds._store.document_token_counts().sum())
+        doc_tokens = int(ds._store.pooled().n_tokens.sum())
         template_tokens = doc_tokens + len(reader.prefix_ids) * len(df)
         ceiling_s = ceiling(sae, df.text.tolist(), batch_tokens)
         results[f"batch_tokens={batch_tokens}"] = {

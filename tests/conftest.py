@@ -1,9 +1,15 @@
 """Shared fixtures: real text (the bundled sample of Debian fortunes) encoded once per session."""
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from interp_embed import Dataset
+from interp_embed.encode.config import EncodePlan
 from interp_embed.cli import demo_sample
 from interp_embed.saes import DefaultSAE
 
@@ -24,7 +30,7 @@ def sae() -> DefaultSAE:
 def encoded(sample, sae, tmp_path_factory) -> Dataset:
     """The sample encoded with the default SAE, small chunks so that it spans several."""
     path = tmp_path_factory.mktemp("stores") / "sample.iembed"
-    return Dataset(sample, sae=sae, save_path=path, chunk_chars=1500)
+    return Dataset(sample, sae=sae, save_path=path, plan=EncodePlan(chunk_chars=1500))
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +55,26 @@ def tiny_model_dir(tmp_path_factory):
 def token_matrix(row) -> np.ndarray:
     """Dense token × feature activations of one row (small documents only)."""
     return row.latents("all").toarray()
+
+
+# A finder that refuses torch and transformers. (sys.modules["torch"] = None would also break scipy, whose
+# array-API layer looks torch up in sys.modules and expects a module or nothing.)
+_REFUSE_TORCH = """
+import sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ImportError("this code must not import " + name)
+sys.meta_path.insert(0, Refuse())
+"""
+
+
+def run_without_torch(script: str) -> str:
+    """Run ``script`` in a fresh Python where importing torch or transformers fails; return its stdout."""
+    code = _REFUSE_TORCH + textwrap.dedent(script) + """
+assert not {"torch", "transformers"} & {name.split(".")[0] for name in sys.modules}, "torch got imported"
+"""
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), *sys.path]))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout

@@ -5,11 +5,6 @@ pandas, rows with token_activations), from token-level activations, so these tes
 plumbing without a reader model; tests/test_analysis_real.py repeats the key checks on real text.
 """
 import math
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +16,8 @@ from sklearn.metrics import adjusted_rand_score
 from statsmodels.stats.multitest import multipletests
 
 from interp_embed import analysis as A
+
+from conftest import run_without_torch
 
 D_SAE = 40
 LABELS = {0: "English function words", 1: "German function words", 2: "animals and pets",
@@ -369,29 +366,16 @@ def test_dataset_with_nothing_encoded_is_refused(german):
 # ---------------------------------------------------------------- the torch boundary
 
 def test_analysis_runs_without_torch_or_transformers():
-    # A finder that refuses torch/transformers. (sys.modules["torch"] = None would also break scipy, whose
-    # array-API layer looks torch up in sys.modules and expects a module or nothing.)
-    script = textwrap.dedent(f"""
-        import sys
-        class Refuse:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "transformers"):
-                    raise ImportError("analysis must not import " + name)
-        sys.meta_path.insert(0, Refuse())
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+    out = run_without_torch("""
         import test_analysis_methods as t
         from interp_embed import analysis as A
         e, g = t.standin(30, "en", lambda i: "pets" if i % 2 else None), t.standin(30, "de", seed=4)
         A.diff_features(e, g); A.top_correlations(e, k=3, min_count=2); A.search_documents(e, query="pets")
         A.cluster_documents(e, features=[2], n_clusters=1); A.plot_diff(A.diff_features(e, g))
         e._meta["y"] = [i % 2 for i in range(30)]; A.associate_features(e, target="y")
-        assert not {{"torch", "transformers"}} & set(sys.modules)
         print("ok")
     """)
-    env = dict(os.environ, MPLBACKEND="Agg")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().endswith("ok")
+    assert out.strip().endswith("ok")
 
 
 def _concat(english, german):

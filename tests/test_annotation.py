@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 
 from interp_embed import Dataset
-from interp_embed.dataset import _highlight
+from interp_embed.highlight import highlight
 
 from conftest import token_matrix
 
@@ -27,7 +27,7 @@ def _marked_positions(annotated: str, left="<<", right=">>") -> set[int]:
 def test_markers_wrap_exactly_the_active_tokens(encoded):
     for i in range(0, len(encoded), 7):
         row = encoded[i]
-        spans = encoded._store.document(int(encoded._rows[i]))["spans"]
+        spans = encoded._store.document(int(encoded._rows[i])).spans
         dense = token_matrix(row)
         for feature in np.flatnonzero(dense.max(0) > 0)[:5]:
             annotated = row.token_activations(int(feature))
@@ -59,4 +59,4 @@ def test_highlight_keeps_leading_space_outside_and_merges_split_characters():
     text = "Good morning 😀!"
     spans = np.array([[0, 4], [4, 12], [12, 13], [13, 14], [13, 14], [14, 15]])
     active = np.array([False, True, False, True, True, False])
-    assert _highlight(text, spans, active, "<<", ">>") == "Good <<morning>> <<😀>>!"
+    assert highlight(text, spans, active, "<<", ">>") == "Good <<morning>> <<😀>>!"

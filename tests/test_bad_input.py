@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from interp_embed import Dataset
+from interp_embed.encode.config import EncodePlan
 from interp_embed.store import StoreError
 
 
@@ -74,8 +75,8 @@ def test_existing_store_is_never_overwritten(encoded, sample, sae):
 def test_documents_longer_than_the_window_keep_every_token(sae, sample, tmp_path):
     long_text = " ".join(sample.text.tolist()[:40])  # ~3,000 real tokens of mixed languages
     df = pd.DataFrame({"text": [long_text, "Good morning!"]})
-    windowed = Dataset(df, sae=sae, save_path=tmp_path / "w", window_tokens=256, window_overlap=32)
-    whole = Dataset(df, sae=sae, save_path=tmp_path / "f", window_tokens=8192, window_overlap=0)
+    windowed = Dataset(df, sae=sae, save_path=tmp_path / "w", plan=EncodePlan(window_tokens=256, window_overlap=32))
+    whole = Dataset(df, sae=sae, save_path=tmp_path / "f", plan=EncodePlan(window_tokens=8192, window_overlap=0))
     row, reference = windowed[0], whole[0]
     assert "".join(row.tokens()) == long_text
     n = len(row.tokens())

@@ -13,6 +13,7 @@ import pytest
 
 from interp_embed import Dataset
 from interp_embed.cli import demo_sample
+from interp_embed.encode.config import EncodePlan
 
 CHUNK_CHARS = 500  # ~5 documents per chunk: ~24 commits for 120 documents
 N_DOCS = 120
@@ -21,11 +22,12 @@ SCRIPT = textwrap.dedent(f"""
     import sys
     from interp_embed import Dataset
     from interp_embed.cli import demo_sample
+    from interp_embed.encode.config import EncodePlan
     path, mode = sys.argv[1], sys.argv[2]
     if mode == "resume":
         Dataset.load_from_file(path, resume=True)
     else:
-        Dataset(demo_sample().head({N_DOCS}), save_path=path, chunk_chars={CHUNK_CHARS})
+        Dataset(demo_sample().head({N_DOCS}), save_path=path, plan=EncodePlan(chunk_chars={CHUNK_CHARS}))
 """)
 
 
@@ -49,7 +51,8 @@ def _run_and_kill(path: Path, mode: str, kill_when) -> None:
 
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_uninterrupted_result(sae, tmp_path):
-    reference = Dataset(demo_sample().head(N_DOCS), sae=sae, save_path=tmp_path / "ref.iembed", chunk_chars=CHUNK_CHARS)
+    reference = Dataset(demo_sample().head(N_DOCS), sae=sae, save_path=tmp_path / "ref.iembed",
+                        plan=EncodePlan(chunk_chars=CHUNK_CHARS))
     total_chunks = _committed(reference.path)
     assert total_chunks > 15
 
@@ -70,6 +73,6 @@ def test_kill_and_resume_gives_the_uninterrupted_result(sae, tmp_path):
     for i in range(0, len(reference), 17):
         assert (resumed[i].latents("all") != reference[i].latents("all")).nnz == 0
         assert resumed[i].tokens() == reference[i].tokens()
-    rows = np.concatenate([np.asarray(c.array("doc_rows")) for c in resumed._store.chunks()])
+    rows = np.concatenate([c.rows for c in resumed._store.chunks()])
     np.testing.assert_array_equal(np.sort(rows), np.arange(len(reference)))  # none twice, none missing
     assert resumed._store.is_complete()

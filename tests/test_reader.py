@@ -45,7 +45,7 @@ def test_dataset_with_any_local_model_and_raw_text(tiny_model_dir, tmp_path):
     ds = Dataset(pd.DataFrame({"text": ["Good morning!", "Guten Morgen!", "Buenos días"]}),
                  sae=LocalSAE(path=tmp_path / "sae", role="raw"), save_path=tmp_path / "d.iembed")
     assert ds.latents().shape == (3, 256) and ds.latents().nnz > 0
-    assert ds._store.body["encoder"]["reader"]["role"] == "raw"
+    assert ds._store.encoder.reader.role == "raw"
     assert Dataset.load_from_file(ds.path).latents("count").nnz == ds.latents().nnz
 
 

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from interp_embed import Dataset
+from interp_embed.encode.config import EncodePlan
 from interp_embed.store import StoreError
 
 
@@ -31,7 +32,7 @@ def _same(a: dict, b: dict) -> bool:
 @pytest.fixture(scope="module")
 def small_store(sample, sae, tmp_path_factory):
     path = tmp_path_factory.mktemp("robust") / "s.iembed"
-    Dataset(sample.head(6), sae=sae, save_path=path, chunk_chars=300)
+    Dataset(sample.head(6), sae=sae, save_path=path, plan=EncodePlan(chunk_chars=300))
     return path, _read_everything(path), sorted(p.relative_to(path) for p in path.rglob("*") if p.is_file())
 
 

@@ -77,15 +77,15 @@ def info(path: Path) -> None:
     from .store import Store
 
     store = Store.open(path)
-    chunks = store.body["chunks"]
-    tokens = sum(c["n_tokens"] for c in chunks)
-    size = sum(f["bytes"] for c in chunks for f in c["files"].values())
-    encoder = store.body["encoder"]
-    typer.echo(f"{path}: {store.n_documents} rows, {sum(c['n_encoded'] for c in chunks)} encoded, "
+    chunks = store.manifest.chunks
+    tokens = sum(c.n_tokens for c in chunks)
+    size = sum(c.bytes for c in chunks)
+    reader = store.encoder.reader
+    typer.echo(f"{path}: {store.n_documents} rows, {sum(c.n_encoded for c in chunks)} encoded, "
                f"{len(store.skipped)} skipped, {store.pending_rows().size} pending")
     typer.echo(f"{tokens} tokens in {len(chunks)} chunks, {size / max(tokens, 1):.1f} bytes per token")
-    typer.echo(f"reader {encoder['reader']['model']} layer {encoder['reader']['layer']} ({encoder['reader']['role']}); "
-               f"SAE {encoder['sae']['architecture']} with {store.d_sae} features")
+    encoded_by = f"reader {reader.model} layer {reader.layer} ({reader.role}); " if reader else ""
+    typer.echo(f"{encoded_by}SAE {store.encoder.sae.get('architecture', '?')} with {store.d_sae} features")
 
 
 @app.command()

@@ -7,12 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import sklearn
-from sklearn.linear_model import Lasso, LogisticRegression
-from sklearn.metrics import r2_score, roc_auc_score
-from sklearn.model_selection import train_test_split
 
-from .inputs import feature_counts, label_array, load_documents, metadata, presence
+from .inputs import EncodedDataset, feature_counts, label_array, load_documents, metadata, presence
 from .stats import benjamini_hochberg, fisher_two_sided, newcombe_interval, welch_t_test
 from .validation import check_fraction, check_int
 
@@ -69,6 +65,9 @@ def _univariate(P: sp.csr_matrix, y: np.ndarray, binary: bool, min_count: int, c
 
 
 def _l1_model(binary: bool, strength: float, random_state: int):
+    import sklearn  # scikit-learn is imported where it is used: importing interp_embed stays fast
+    from sklearn.linear_model import Lasso, LogisticRegression
+
     if not binary:
         return Lasso(alpha=strength, max_iter=5000)
     # scikit-learn 1.8 replaced penalty="l1" by l1_ratio=1; support both sides of that change.
@@ -78,6 +77,8 @@ def _l1_model(binary: bool, strength: float, random_state: int):
 
 
 def _score(model, X, y, binary: bool) -> float:
+    from sklearn.metrics import r2_score, roc_auc_score
+
     if binary:
         return float(roc_auc_score(y, model.decision_function(X)))
     return float(r2_score(y, model.predict(X)))
@@ -95,6 +96,8 @@ def fit_sparse_model(
     screening. ``candidates`` limits the features the model may use. Returns the held-out metric ("auc" or "r2"), its value, and the selected features with their
     coefficients.
     """
+    from sklearn.model_selection import train_test_split
+
     n = P.shape[0]
     stratify = y if binary else None
     idx = np.arange(n)
@@ -134,13 +137,13 @@ def fit_sparse_model(
 
 
 def associate_features(
-    ds: Any, target: str, *, min_count: int = 2, activated_threshold: float = 0.0, confidence: float = 0.95,
-    test_size: float = 0.25, max_model_features: int = 2000, max_train_docs: int = 100_000, random_state: int = 0,
+    ds: EncodedDataset, target: str, *, min_count: int = 2, aggregation: str = "max", activated_threshold: float = 0.0,
+    confidence: float = 0.95, test_size: float = 0.25, max_model_features: int = 2000, max_train_docs: int = 100_000, random_state: int = 0,
 ) -> pd.DataFrame:
     """Which features separate the values of a binary or numeric metadata column ``target``.
 
-    Per feature (presence = max activation > ``activated_threshold``; encoded documents with a non-missing
-    target only): ``mean_active``/``mean_inactive`` (E[y | active], E[y | inactive]), ``separation`` (their
+    Per feature (presence = pooled activation > ``activated_threshold``, where ``aggregation`` (``max``, ``mean``, ``sum``, ``binarize`` or ``count``) pools each document's token activations,
+    max by default; encoded documents with a non-missing target only): ``mean_active``/``mean_inactive`` (E[y | active], E[y | inactive]), ``separation`` (their
     difference), ``ci_low``/``ci_high`` and ``p_value`` — for binary y the Newcombe interval and the
     two-sided Fisher exact test, for numeric y Welch's t interval and test — and ``q_value``
     (Benjamini–Hochberg over every tested feature). Tested features are those with at least ``min_count``
@@ -160,7 +163,7 @@ def associate_features(
     test_size = check_fraction(test_size, "test_size", open_low=True)
     check_int(max_model_features, "max_model_features", 1)
     check_int(max_train_docs, "max_train_docs", 10)
-    docs = load_documents(ds)
+    docs = load_documents(ds, aggregation=aggregation)
     meta = metadata(ds, docs)
     if target not in meta.columns:
         raise KeyError(f"target {target!r} is not a column of the dataset; columns are {list(meta.columns)}.")

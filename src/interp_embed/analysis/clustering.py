@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.cluster import HDBSCAN, KMeans
-from sklearn.preprocessing import normalize
 
-from .inputs import feature_counts, label_array, load_documents, presence
+from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .label_search import match_features
 from .validation import check_choice, check_features, check_int, check_threshold
 
@@ -34,6 +33,9 @@ def cluster_matrix(X: sp.csr_matrix, n_clusters: int, method: str, random_state:
                    min_cluster_size: int = 5) -> np.ndarray:
     """Cluster labels for the rows of X (already restricted to the axis features); rows with no active axis
     feature get -1, as do HDBSCAN's noise points."""
+    from sklearn.cluster import HDBSCAN, KMeans  # imported where used: importing interp_embed stays fast
+    from sklearn.preprocessing import normalize
+
     labels = np.full(X.shape[0], NO_AXIS_FEATURE, dtype=np.int64)
     active = np.flatnonzero(X.getnnz(axis=1) > 0)
     if active.size == 0:
@@ -85,15 +87,15 @@ def describe_clusters(P: sp.csr_matrix, labels: np.ndarray, feature_labels: np.n
 
 
 def cluster_documents(
-    ds: Any, features: Any = None, query: str | None = None, n_clusters: int = 8, method: str = "kmeans", *,
-    n_query_features: int = 20, top_features: int = 5, min_cluster_size: int = 5, activated_threshold: float = 0.0,
-    random_state: int = 0,
+    ds: EncodedDataset, features: Iterable[int] | None = None, query: str | None = None, n_clusters: int = 8,
+    method: str = "kmeans", *, n_query_features: int = 20, top_features: int = 5, min_cluster_size: int = 5,
+    aggregation: str = "max", activated_threshold: float = 0.0, random_state: int = 0,
 ) -> Clustering:
     """Cluster documents along a chosen axis and describe each cluster by its over-represented features.
 
     The axis is ``features`` (feature ids), or the ``n_query_features`` features whose labels best match
     ``query`` (see :func:`match_features`), or every feature when both are None. Documents are embedded by
-    their max activations on the axis features, rows scaled to unit length, and clustered with k-means
+    their pooled activations on the axis features (``aggregation`` (``max``, ``mean``, ``sum``, ``binarize`` or ``count``) pools each document's token activations, max by default), rows scaled to unit length, and clustered with k-means
     (``n_clusters``) or HDBSCAN (``min_cluster_size``; finds the number itself, noise = -1). Documents with
     no active axis feature get cluster -1. Each cluster is described over *all* features by
     :func:`describe_clusters` (frequency inside vs. outside, lift; no p-values, as the clusters come from
@@ -120,7 +122,7 @@ def cluster_documents(
         axis = match_features(labels, query, k=check_int(n_query_features, "n_query_features", 1))["feature_id"].to_numpy()
     else:
         axis = check_features(features, ds.d_sae)
-    docs = load_documents(ds)
+    docs = load_documents(ds, aggregation=aggregation)
     X = docs.activations
     if activated_threshold > 0:  # the axis embedding sees exactly the activations that count as active
         X = X.multiply(X > activated_threshold).tocsr()

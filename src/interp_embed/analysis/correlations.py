@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .inputs import feature_counts, label_array, load_documents, presence
+from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import benjamini_hochberg, fisher_greater, fisher_greater_threshold
 from .validation import check_fraction, check_features, check_int
 
@@ -253,13 +253,13 @@ def _top_pairs(*columns: np.ndarray, top: int) -> tuple[np.ndarray, ...]:
 
 
 def feature_correlations(
-    ds: Any, features: Any = None, min_count: int = 5, *, max_coverage: float = 1.0,
-    activated_threshold: float = 0.0, exact_q_below: float = 0.05, block_size: int = 4096,
+    ds: EncodedDataset, features: Iterable[int] | None = None, min_count: int = 5, *, max_coverage: float = 1.0,
+    aggregation: str = "max", activated_threshold: float = 0.0, exact_q_below: float = 0.05, block_size: int = 4096,
 ) -> pd.DataFrame:
     """Every pair of features that co-occurs in at least one document, with NPMI and a significance test.
 
-    Presence is document level (max activation over tokens > ``activated_threshold``; encoded documents
-    only). Candidate features are ``features`` if given, else those active in at least ``min_count``
+    Presence is document level: the pooled activation exceeds ``activated_threshold`` (encoded documents
+    only; ``aggregation`` (``max``, ``mean``, ``sum``, ``binarize`` or ``count``) pools each document's token activations, max by default). Candidate features are ``features`` if given, else those active in at least ``min_count``
     documents and in at most ``max_coverage`` of them. Per pair: ``count_a``, ``count_b``, ``count_ab``
     (documents with both), ``expected_ab`` under independence, ``npmi`` (see :func:`npmi`), ``p_value`` from
     the one-sided Fisher exact (hypergeometric) test that the pair co-occurs more than chance, and
@@ -275,7 +275,7 @@ def feature_correlations(
         pairs = feature_correlations(ds, min_count=20)
         pairs.query("q_value < 0.05").head()
     """
-    P = presence(load_documents(ds).activations, activated_threshold)
+    P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
     return correlate_presence(P, label_array(ds), features=check_features(features, ds.d_sae),
                               min_count=check_int(min_count, "min_count", 1),
                               max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True),
@@ -283,8 +283,9 @@ def feature_correlations(
 
 
 def top_correlations(
-    ds: Any, k: int = 20, features: Any = None, min_count: int = 5, *, max_coverage: float = 1.0,
-    activated_threshold: float = 0.0, exact_q_below: float = 0.05, block_size: int = 4096,
+    ds: EncodedDataset, k: int = 20, features: Iterable[int] | None = None, min_count: int = 5, *,
+    max_coverage: float = 1.0, aggregation: str = "max", activated_threshold: float = 0.0, exact_q_below: float = 0.05,
+    block_size: int = 4096,
 ) -> pd.DataFrame:
     """The ``k`` most strongly co-occurring feature pairs by NPMI, with labels and q-values.
 
@@ -297,7 +298,7 @@ def top_correlations(
 
         top_correlations(ds, k=10, min_count=50)[["label_a", "label_b", "npmi", "q_value"]]
     """
-    P = presence(load_documents(ds).activations, activated_threshold)
+    P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
     return correlate_presence(P, label_array(ds), features=check_features(features, ds.d_sae),
                               min_count=check_int(min_count, "min_count", 1),
                               max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True),

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .inputs import feature_counts, label_array, load_documents, presence
+from .inputs import EncodedDataset, check_dataset, feature_counts, label_array, load_documents, presence
 from .stats import benjamini_hochberg, fisher_two_sided, newcombe_interval
-from .validation import check_choice, check_coverage, check_dataset, check_fraction
+from .validation import check_choice, check_coverage, check_fraction
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +76,13 @@ def diff_counts(
 
 
 def diff_features(
-    ds_a: Any, ds_b: Any, metric: str = "absolute", min_coverage: float = 0.0, max_coverage: float = 1.0, *,
-    activated_threshold: float = 0.0, confidence: float = 0.95,
+    ds_a: EncodedDataset, ds_b: EncodedDataset, metric: str = "absolute", min_coverage: float = 0.0,
+    max_coverage: float = 1.0, *, aggregation: str = "max", activated_threshold: float = 0.0, confidence: float = 0.95,
 ) -> pd.DataFrame:
     """Compare how often each feature is active in the documents of two datasets.
 
-    A feature is active in a document when its max activation over the document's tokens exceeds
-    ``activated_threshold``. Only encoded documents count. Per feature: ``freq_a``/``freq_b`` (fraction of
+    A feature is active in a document when its pooled activation exceeds ``activated_threshold``;
+    ``aggregation`` (``max``, ``mean``, ``sum``, ``binarize`` or ``count``) pools each document's token activations (max by default). Only encoded documents count. Per feature: ``freq_a``/``freq_b`` (fraction of
     documents where it is active), ``frequency_difference`` (``freq_a − freq_b``, or divided by the larger
     of the two when ``metric="relative"``), ``ci_low``/``ci_high`` (Newcombe hybrid score interval for
     ``freq_a − freq_b`` at ``confidence``), ``p_value`` (two-sided Fisher exact test on the 2x2 table
@@ -107,7 +106,7 @@ def diff_features(
             f"ds_a and ds_b were encoded with different SAEs ({ds_a.d_sae} vs {ds_b.d_sae} features); "
             "diff datasets encoded with the same SAE."
         )
-    docs_a, docs_b = load_documents(ds_a, "ds_a"), load_documents(ds_b, "ds_b")
+    docs_a, docs_b = load_documents(ds_a, "ds_a", aggregation), load_documents(ds_b, "ds_b", aggregation)
     count_a = feature_counts(presence(docs_a.activations, activated_threshold))
     count_b = feature_counts(presence(docs_b.activations, activated_threshold))
     logger.info("diffing %d vs %d encoded documents over %d features", docs_a.n, docs_b.n, count_a.size)
@@ -117,8 +116,8 @@ def diff_features(
 
 
 def diff_many(
-    datasets: Mapping[str, Any], metric: str = "absolute", min_coverage: float = 0.0, max_coverage: float = 1.0, *,
-    activated_threshold: float = 0.0, confidence: float = 0.95,
+    datasets: Mapping[str, EncodedDataset], metric: str = "absolute", min_coverage: float = 0.0,
+    max_coverage: float = 1.0, *, aggregation: str = "max", activated_threshold: float = 0.0, confidence: float = 0.95,
 ) -> pd.DataFrame:
     """Compare each of several datasets against all the others pooled (one vs. rest).
 
@@ -146,7 +145,7 @@ def diff_many(
         raise ValueError(f"all datasets must share one SAE; feature counts differ: {d_sae}.")
     counts, sizes = {}, {}
     for name in names:
-        docs = load_documents(datasets[name], f"datasets[{name!r}]")
+        docs = load_documents(datasets[name], f"datasets[{name!r}]", aggregation)
         counts[name] = feature_counts(presence(docs.activations, activated_threshold))
         sizes[name] = docs.n
     total_count, total_n = sum(counts.values()), sum(sizes.values())

@@ -6,13 +6,53 @@ every statistic in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .validation import check_dataset, check_threshold
+from ..store.pooling import check_aggregation
+from .validation import check_threshold
+
+
+@runtime_checkable
+class EncodedDataset(Protocol):
+    """What the analyses read from a dataset. ``interp_embed.Dataset`` and its views have it; so can any
+    object with these members (tests use a small stand-in)."""
+
+    d_sae: int
+    """Number of SAE features."""
+
+    def latents(self, aggregation_method: str = "max", activated_threshold: float = 0.0) -> sp.csr_matrix:
+        """Documents × features pooled activations (rows without activations are all zero)."""
+
+    def encoded_mask(self) -> np.ndarray:
+        """True for the rows that have activations."""
+
+    def feature_labels(self) -> dict[int, str]:
+        """Feature id → label (may be empty)."""
+
+    def pandas(self) -> pd.DataFrame:
+        """The metadata table, one row per document."""
+
+    def __getitem__(self, index):
+        """A row with ``token_activations(feature, ...)`` (for highlighted evidence)."""
+
+    def __len__(self) -> int:
+        """Number of documents."""
+
+
+def check_dataset(ds, name: str = "ds") -> EncodedDataset:
+    """``ds`` if it is an encoded dataset (see :class:`EncodedDataset`), else a TypeError saying what it lacks."""
+    if not isinstance(ds, EncodedDataset):
+        missing = [m for m in ("d_sae", "latents", "encoded_mask", "feature_labels", "pandas", "__getitem__",
+                               "__len__") if not hasattr(ds, m)]
+        raise TypeError(
+            f"{name} must be an interp_embed Dataset (it lacks {', '.join(missing)}); got {type(ds).__name__}. "
+            f"Build one with Dataset(data=df, field='text') or open one with Dataset.load_from_file(path)."
+        )
+    return ds
 
 
 @dataclass(frozen=True)
@@ -22,7 +62,8 @@ class Documents:
     ``rows`` are positions in the dataset (``ds[rows[i]]`` is the document of matrix row i).
     """
 
-    activations: sp.csr_matrix  # (n_encoded, d_sae) max over tokens, float32
+    activations: sp.csr_matrix
+    """(n_encoded, d_sae) float32, pooled by the aggregation asked for."""
     rows: np.ndarray
 
     @property
@@ -30,14 +71,16 @@ class Documents:
         return self.activations.shape[0]
 
 
-def load_documents(ds: Any, name: str = "ds") -> Documents:
-    """Max-pooled activations of the encoded rows of ``ds``; raise if none was encoded."""
+def load_documents(ds: EncodedDataset, name: str = "ds", aggregation: str = "max") -> Documents:
+    """Pooled activations (``aggregation``: max, mean, sum, binarize, count) of the encoded rows of ``ds``;
+    raise if none was encoded."""
     check_dataset(ds, name)
+    check_aggregation(aggregation)
     mask = np.asarray(ds.encoded_mask(), dtype=bool)
     if not mask.any():
         raise ValueError(f"{name} has no encoded documents; encode it first (the analyses skip rows not encoded).")
     rows = np.flatnonzero(mask)
-    X = ds.latents(aggregation_method="max")
+    X = ds.latents(aggregation_method=aggregation)
     X = sp.csr_matrix(X)
     if X.shape != (len(mask), ds.d_sae):
         raise ValueError(f"{name}.latents() has shape {X.shape}, expected ({len(mask)}, {ds.d_sae}).")
@@ -70,7 +113,7 @@ def feature_counts(P: sp.csr_matrix) -> np.ndarray:
     return np.bincount(P.indices, minlength=P.shape[1]).astype(np.int64)
 
 
-def label_array(ds: Any, d_sae: int | None = None) -> np.ndarray:
+def label_array(ds: EncodedDataset, d_sae: int | None = None) -> np.ndarray:
     """Feature labels as an object array indexed by feature id, "" where a feature has no label."""
     d = ds.d_sae if d_sae is None else d_sae
     labels = np.full(d, "", dtype=object)
@@ -81,6 +124,6 @@ def label_array(ds: Any, d_sae: int | None = None) -> np.ndarray:
     return labels
 
 
-def metadata(ds: Any, docs: Documents) -> pd.DataFrame:
+def metadata(ds: EncodedDataset, docs: Documents) -> pd.DataFrame:
     """Metadata rows of the encoded documents, in matrix-row order."""
     return ds.pandas().iloc[docs.rows].reset_index(drop=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 
 def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float = 0.1) -> pd.DataFrame:
@@ -17,6 +16,8 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
     >>> match_features(labels, "German", k=2)["feature_id"].tolist()
     [0, 2]
     """
+    from sklearn.feature_extraction.text import TfidfVectorizer  # imported where used: importing interp_embed stays fast
+
     if not isinstance(query, str) or not query.strip():
         raise ValueError("query must be a non-empty string describing the property, e.g. query='German'.")
     labelled = np.flatnonzero([bool(str(x).strip()) for x in labels])

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # matplotlib is imported by the functions that draw: importing interp_embed stays fast
+    from matplotlib.figure import Figure
 
 
 def _name(feature_id: int, label: str, width: int = 40) -> str:
@@ -19,6 +22,12 @@ def _require(table: pd.DataFrame, columns: list[str], producer: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks columns {missing}; pass the DataFrame returned by {producer}.")
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
 
 
 def _finish(fig: Figure, path: str | Path | None) -> Figure:
@@ -43,7 +52,7 @@ def plot_diff(table: pd.DataFrame, top: int = 10, path: str | Path | None = None
     order = np.argsort(d, kind="stable")
     pick = np.unique(np.concatenate([order[:top][d[order[:top]] < 0], order[::-1][:top][d[order[::-1][:top]] > 0]]))
     rows = table.iloc[pick].assign(_d=d[pick]).sort_values("_d")
-    fig = Figure(figsize=(8, 0.35 * max(len(rows), 2) + 1.2))
+    fig = _figure(8, 0.35 * max(len(rows), 2) + 1.2)
     ax = fig.subplots()
     y = np.arange(len(rows))
     err = np.vstack([rows["_d"] - rows["ci_low"], rows["ci_high"] - rows["_d"]])
@@ -77,7 +86,7 @@ def plot_correlations(table: pd.DataFrame, top: int = 20, path: str | Path | Non
     for a, b, v in zip(pairs["feature_a"], pairs["feature_b"], pairs["npmi"]):
         M[pos[int(a)], pos[int(b)]] = M[pos[int(b)], pos[int(a)]] = v
     size = 0.3 * max(len(ids), 4) + 2
-    fig = Figure(figsize=(size + 2, size))
+    fig = _figure(size + 2, size)
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(M), cmap="viridis", vmin=-1, vmax=1)
     ax.set_xticks(range(len(ids)), [names[f] for f in ids], rotation=90, fontsize=6)
@@ -97,7 +106,7 @@ def plot_clusters(clusters: pd.DataFrame, path: str | Path | None = None, title:
     """
     _require(clusters, ["cluster", "size", "rank", "feature_id", "label"], "cluster_documents")
     first = clusters.sort_values("rank").groupby("cluster", sort=True).head(1).sort_values("cluster")
-    fig = Figure(figsize=(8, 0.45 * max(len(first), 2) + 1.2))
+    fig = _figure(8, 0.45 * max(len(first), 2) + 1.2)
     ax = fig.subplots()
     y = np.arange(len(first))
     ax.barh(y, first["size"], color="tab:green")

@@ -6,18 +6,6 @@ from typing import Any
 
 import numpy as np
 
-DATASET_METHODS = ("latents", "encoded_mask", "feature_labels", "pandas")
-
-
-def check_dataset(ds: Any, name: str = "ds") -> None:
-    """Raise TypeError unless ``ds`` looks like an interp_embed Dataset (duck-typed, so no import of torch)."""
-    missing = [m for m in DATASET_METHODS if not hasattr(ds, m)]
-    if missing or not hasattr(ds, "d_sae"):
-        raise TypeError(
-            f"{name} must be an interp_embed Dataset (it lacks {', '.join(missing) or 'd_sae'}); "
-            f"got {type(ds).__name__}. Build one with Dataset(data=df, field='text') or Dataset.load(path)."
-        )
-
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if value not in choices:

@@ -79,3 +79,16 @@ class EncodePlan:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def chunk_ranges(self, text_lengths) -> list[tuple[int, int]]:
+        """Consecutive row ranges [start, stop) of about ``chunk_chars`` characters each, a function of
+        the lengths alone: the same table is always cut the same way."""
+        ranges, start, size = [], 0, 0
+        for row, length in enumerate(text_lengths):
+            size += int(length)
+            if size >= self.chunk_chars:
+                ranges.append((start, row + 1))
+                start, size = row + 1, 0
+        if start < len(text_lengths):
+            ranges.append((start, len(text_lengths)))
+        return ranges

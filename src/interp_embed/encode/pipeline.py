@@ -1,8 +1,8 @@
 """From texts to sparse token activations, chunk by chunk, committed to a store as they finish.
 
-Rows are cut into chunks of consecutive rows by text length, so the same table always gives the same
-chunks and the same batches: a resumed run computes bit-for-bit what an uninterrupted one would.
-Inside a chunk, windows are sorted by length and packed into batches under a token budget (little
+Rows are cut into chunks of consecutive rows by text length (``EncodePlan.chunk_ranges``), so the same
+table always gives the same chunks and the same batches: a resumed run computes bit-for-bit what an
+uninterrupted one would. Inside a chunk, windows are sorted by length and packed into batches under a token budget (little
 padding); long documents are split into windows that overlap by ``window_overlap`` tokens of context,
 and every token is computed exactly once. Only the sparse SAE output leaves the device.
 """
@@ -23,19 +23,6 @@ from .reader import Reader
 from .sae import SparseAutoencoder
 
 logger = logging.getLogger(__name__)
-
-
-def plan_chunks(text_lengths: np.ndarray, chunk_chars: int) -> list[tuple[int, int]]:
-    """Consecutive row ranges of about ``chunk_chars`` characters each; deterministic in the lengths."""
-    ranges, start, size = [], 0, 0
-    for row, length in enumerate(text_lengths):
-        size += int(length)
-        if size >= chunk_chars:
-            ranges.append((start, row + 1))
-            start, size = row + 1, 0
-    if start < len(text_lengths):
-        ranges.append((start, len(text_lengths)))
-    return ranges
 
 
 @dataclass
@@ -147,31 +134,19 @@ class Encoder:
 
 
 
-def encode_pending(store: Store, encoder: Encoder, texts: list) -> None:
-    """Encode every pending row of ``store`` chunk by chunk, committing each chunk as it finishes.
-
-    ``encoder.plan`` must be the plan the store was created with: it decides the chunks.
-    """
-    plan = encoder.plan
-    lengths = np.array([len(t) if isinstance(t, str) else 0 for t in texts], dtype=np.int64)
-    committed = {(e["start"], e["stop"]) for e in store.body["chunks"]}
-    ranges = plan_chunks(lengths, plan.chunk_chars)
-    unknown = committed - set(ranges)
-    if unknown:
-        raise ValueError(
-            f"{store.path}: committed chunks {sorted(unknown)[:3]} do not match this table's chunk plan; "
-            "the documents changed since the store was written"
-        )
-    skipped = store.skipped
-    todo = [(a, b) for a, b in ranges if (a, b) not in committed]
-    n_docs = sum(b - a for a, b in todo)
+def encode_chunks(store: Store, encoder: Encoder) -> None:
+    """Encode the store's pending chunks in order, committing each as it finishes (``encoder.plan`` is the
+    store's plan: it decides the chunks and the batches)."""
+    todo = store.pending_chunks()
     if not todo:
         return
+    texts, skipped = store.documents()[store.field].tolist(), store.skipped
+    n_docs = sum(b - a for a, b in todo)
     started, tokens_before = time.perf_counter(), encoder.tokens_done
     with tqdm(total=n_docs, unit="doc", desc="Encoding", dynamic_ncols=True) as bar:
         for start, stop in todo:
             rows = [r for r in range(start, stop) if r not in skipped]
-            store.commit_chunk(start, stop, encoder.encode_rows(rows, [texts[r] for r in rows]), encoder.reader.vocab_size)
+            store.commit_chunk(start, stop, encoder.encode_rows(rows, [texts[r] for r in rows]))
             rate = (encoder.tokens_done - tokens_before) / max(time.perf_counter() - started, 1e-9)
             bar.update(stop - start)
             bar.set_postfix_str(f"{rate:,.0f} tok/s")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..files import atomic_folder
+from ..store.manifest import ReaderRecord
 from .config import BUNDLED_READER, ReaderSpec
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class Reader:
         getattr(owner, name)[spec.layer].register_forward_hook(self._capture)
         self.model = model.to(self.device).eval()
         self.d_model = int(model.config.hidden_size)
-        self.prefix_ids = self._prefix_ids()
+        self.prefix_ids = template_prefix_ids(self.tokenizer, spec.role)
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
         self.vocab_size = int(len(self.tokenizer))
@@ -153,15 +154,6 @@ class Reader:
     def _capture(self, module, inputs, output):
         self._captured = output[0] if isinstance(output, tuple) else output
         raise _ReachedHookLayer
-
-    def _prefix_ids(self) -> list[int]:
-        """Token ids of the scaffolding before the document (chat template up to the content, or BOS)."""
-        tok = self.tokenizer
-        if self.spec.role == "raw" or not getattr(tok, "chat_template", None):
-            return list(tok("", add_special_tokens=True)["input_ids"])
-        rendered = tok.apply_chat_template([{"role": self.spec.role, "content": _TEMPLATE_SENTINEL}], tokenize=False)
-        prefix = rendered.split(_TEMPLATE_SENTINEL)[0]
-        return list(tok(prefix, add_special_tokens=False)["input_ids"])
 
     def document_tokens(self, text: str) -> DocumentTokens:
         """Tokenise a document on its own; special-token strings inside it are read as plain text."""
@@ -240,8 +232,22 @@ class Reader:
                            error, self.spec.model)
         return error <= tolerance
 
-    def describe(self) -> dict:
-        """Plain-JSON facts about this reader, stored with every dataset it encodes."""
-        return {**self.spec.to_json(), "d_model": self.d_model, "prefix_ids": self.prefix_ids,
-                "vocab_size": self.vocab_size}
 
+def template_prefix_ids(tokenizer, role: str) -> list[int]:
+    """Token ids of the scaffolding before a document: the chat template up to the message, or BOS for raw text."""
+    if role == "raw" or not getattr(tokenizer, "chat_template", None):
+        return list(tokenizer("", add_special_tokens=True)["input_ids"])
+    rendered = tokenizer.apply_chat_template([{"role": role, "content": _TEMPLATE_SENTINEL}], tokenize=False)
+    prefix = rendered.split(_TEMPLATE_SENTINEL)[0]
+    return list(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+
+
+def describe_reader(spec: ReaderSpec) -> ReaderRecord:
+    """What a store records about the reader of ``spec``, from its tokenizer and config alone (no weights loaded)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = resolve_model_path(spec.model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return ReaderRecord(model=spec.model, layer=spec.layer, role=spec.role,
+                        d_model=int(AutoConfig.from_pretrained(path).hidden_size), vocab_size=len(tokenizer),
+                        prefix_ids=tuple(template_prefix_ids(tokenizer, spec.role)))

@@ -9,8 +9,9 @@ import json
 from functools import cached_property
 from pathlib import Path
 
-from ..encode.config import check_role
+from ..encode.config import ReaderSpec, check_role
 from ..files import SAE_CONFIG, SAE_WEIGHTS, sha256_file
+from ..store.manifest import EncoderRecord, encoder_identity
 
 Device = str | dict | None
 
@@ -68,36 +69,58 @@ class SAE:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: cannot read the SAE config ({err})") from err
 
-    def fingerprint(self) -> str:
-        """SHA-256 of the weights file: resuming with different weights would mix two encodings."""
+    @cached_property
+    def _weights_sha256(self) -> str:
         return sha256_file(self.sae_folder() / SAE_WEIGHTS)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the weights file (read once per object): resuming with other weights would mix two encodings."""
+        return self._weights_sha256
 
     def feature_labels(self) -> dict[int, str]:
         """Labels shipped with or downloaded for this SAE, ``{feature id: label}`` (may be empty)."""
         return self._read_labels()
 
+    def sae_config(self):
+        """The SAE's configuration (architecture, width, hooked layer …) read from its ``cfg.json``."""
+        from ..encode.sae import SAEConfig
+
+        return SAEConfig.from_saelens(self.saelens_config, source=str(self.sae_folder() / SAE_CONFIG))
+
+    def reader_spec(self) -> ReaderSpec:
+        """The reader this SAE reads: model, hooked layer, role."""
+        return ReaderSpec(model=self.reader_model(self.saelens_config), layer=self.sae_config().hook_layer,
+                          role=self.role)
+
+    def identity(self) -> dict:
+        """What a store compares with its own record before this SAE may add to it or search it."""
+        spec = self.reader_spec()
+        return encoder_identity(spec.model, spec.layer, spec.role, self.fingerprint())
+
+    def describe(self) -> EncoderRecord:
+        """What a store records about this encoder; reads tokenizer and configs, never the models' weights."""
+        from ..encode.reader import describe_reader
+
+        return EncoderRecord(source=self.spec(), reader=describe_reader(self.reader_spec()),
+                             sae=self.sae_config().to_json(), sae_sha256=self.fingerprint())
+
     def load(self):
-        """Load (once) and return ``(Reader, SparseAutoencoder, sae_device)``."""
+        """Load (once) and return ``(Reader, SparseAutoencoder, sae_device)``; :meth:`destroy` frees them."""
         if self._loaded is None:
-            from ..encode.config import ReaderSpec
             from ..encode.reader import Reader, default_device
-            from ..encode.sae import SAEConfig, load_sae
+            from ..encode.sae import load_sae
 
             model_device, sae_device = split_device(self.device)
             model_device = model_device or default_device()
             sae_device = sae_device or model_device
-            cfg = SAEConfig.from_saelens(self.saelens_config, source=str(self.sae_folder() / SAE_CONFIG))
-            reader = Reader(ReaderSpec(model=self.reader_model(self.saelens_config), layer=cfg.hook_layer, role=self.role),
-                            device=model_device)
+            reader = Reader(self.reader_spec(), device=model_device)
             sae = load_sae(self.sae_folder(), device=sae_device)
             self._loaded = (reader, sae, sae_device)
         return self._loaded
 
-    def describe(self) -> dict:
-        """What a store records about its encoder (plain JSON)."""
-        reader, sae, _ = self.load()
-        return {"spec": self.spec(), "reader": reader.describe(), "sae": sae.cfg.to_json(),
-                "sae_sha256": self.fingerprint()}
+    def is_loaded(self) -> bool:
+        """Whether the models are in memory (:meth:`load` loads them, :meth:`destroy` frees them)."""
+        return self._loaded is not None
 
     def destroy(self) -> None:
         """Free the models (they are reloaded on the next use)."""

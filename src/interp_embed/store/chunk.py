@@ -3,9 +3,9 @@
 Token level (CSR): ``token_ptr`` splits tokens by document; ``act_count`` splits activations by token;
 ``act_features`` / ``act_values`` hold the active features (narrowest unsigned type) and values (float16).
 Each token keeps its id and the [start, start+len) character span in the original text, so highlights
-are exact. Document level: pooled ``max`` / ``count`` per active feature, and the ``sum`` only where
-the feature fired on more than one token (elsewhere the sum is the max: most entries of short
-documents), written with the chunk so ``latents()`` only concatenates.
+are exact. Document level: the pooled statistics (see pooling.py) — ``max`` and ``count`` per active
+feature, and the ``sum`` only where the feature fired on more than one token (elsewhere the sum is the
+max: most entries of short documents) — written with the chunk so ``latents()`` only concatenates.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import numpy as np
 
 from ..files import atomic_folder, sha256_file
 from .errors import StoreCorruptError
+from .manifest import ChunkEntry, FileRecord, chunk_name
+from .pooling import PooledStatistics, above_threshold, pool_tokens
 
 ARRAYS = (
     "doc_rows", "token_ptr", "token_ids", "char_start", "char_len", "act_count", "act_features", "act_values",
@@ -25,14 +27,20 @@ ARRAYS = (
 
 @dataclass
 class EncodedDocument:
-    """What the encoder produced for one document: its tokens and their sparse activations."""
+    """One document's tokens and their sparse activations, as the encoder made them and a chunk keeps them."""
 
     row: int
-    token_ids: np.ndarray  # (n,)
-    spans: np.ndarray  # (n, 2) character [start, end) in the original text
-    act_ptr: np.ndarray  # (n + 1,) CSR row pointers over tokens
-    act_features: np.ndarray  # (nnz,)
-    act_values: np.ndarray  # (nnz,) float16, > 0
+    """Position of the document in the store's table."""
+    token_ids: np.ndarray
+    """(n,) the document's own token ids (template excluded)."""
+    spans: np.ndarray
+    """(n, 2) each token's character [start, end) in the original text."""
+    act_ptr: np.ndarray
+    """(n + 1,) CSR pointers: token t's activations are entries ``act_ptr[t]:act_ptr[t + 1]``."""
+    act_features: np.ndarray
+    """Feature id of each activation, ascending within a token."""
+    act_values: np.ndarray
+    """Value of each activation (> 0)."""
 
 
 def narrowest_uint(max_value: int) -> np.dtype:
@@ -40,24 +48,7 @@ def narrowest_uint(max_value: int) -> np.dtype:
     return np.min_scalar_type(max(int(max_value), 0))
 
 
-def _pool(doc_of_entry: np.ndarray, features: np.ndarray, values: np.ndarray, n_docs: int, d_sae: int):
-    """Per-document max, sum and count of every active feature, as CSR over documents."""
-    key = doc_of_entry.astype(np.int64) * d_sae + features.astype(np.int64)
-    order = np.argsort(key, kind="stable")
-    key, vals = key[order], values[order].astype(np.float32)
-    if key.size == 0:
-        empty = np.zeros(0)
-        return np.zeros(n_docs + 1, np.int64), empty.astype(np.int64), empty.astype(np.float16), empty.astype(np.float32), empty.astype(np.int64)
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    pool_max = np.maximum.reduceat(vals, starts).astype(np.float16)  # exact: a max of float16 values
-    pool_sum = np.add.reduceat(vals, starts)
-    pool_count = np.diff(np.r_[starts, key.size])
-    docs, feats = np.divmod(key[starts], d_sae)
-    ptr = np.r_[0, np.cumsum(np.bincount(docs, minlength=n_docs))].astype(np.int64)
-    return ptr, feats, pool_max, pool_sum, pool_count
-
-
-def build_arrays(docs: list[EncodedDocument], d_sae: int, vocab_size: int) -> dict[str, np.ndarray]:
+def build_arrays(docs: list[EncodedDocument], d_sae: int) -> dict[str, np.ndarray]:
     """All arrays of a chunk, pooled levels included, from the encoded documents (sorted by row)."""
     docs = sorted(docs, key=lambda d: d.row)
     n_tokens = np.array([len(d.token_ids) for d in docs], dtype=np.int64)
@@ -66,71 +57,66 @@ def build_arrays(docs: list[EncodedDocument], d_sae: int, vocab_size: int) -> di
     act_count = np.concatenate([np.diff(d.act_ptr) for d in docs]) if docs else np.zeros(0, np.int64)
     features = np.concatenate([d.act_features for d in docs]) if docs else np.zeros(0, np.int64)
     values = np.concatenate([d.act_values for d in docs]).astype(np.float16) if docs else np.zeros(0, np.float16)
-    token_doc = np.repeat(np.arange(len(docs)), n_tokens)
-    entry_doc = np.repeat(token_doc, act_count)
-    pool_ptr, pool_features, pool_max, pool_sum, pool_count = _pool(entry_doc, features, values, len(docs), d_sae)
+    token_ids = np.concatenate([d.token_ids for d in docs]) if docs else np.zeros(0, np.int64)
+    pooled = pool_tokens(n_tokens, act_count, features, values, d_sae)
     char_len = spans[:, 1] - spans[:, 0]
     return {
         "doc_rows": np.array([d.row for d in docs], dtype=np.int64),
         "token_ptr": token_ptr,
-        "token_ids": np.concatenate([d.token_ids for d in docs]).astype(narrowest_uint(vocab_size)) if docs else np.zeros(0, np.uint32),
+        "token_ids": token_ids.astype(narrowest_uint(token_ids.max(initial=0))),
         "char_start": spans[:, 0].astype(narrowest_uint(spans[:, 0].max(initial=0))),
         "char_len": char_len.astype(narrowest_uint(char_len.max(initial=0))),
         "act_count": act_count.astype(narrowest_uint(act_count.max(initial=0))),
         "act_features": features.astype(narrowest_uint(d_sae - 1)),
         "act_values": values,
-        "pool_ptr": pool_ptr,
-        "pool_features": pool_features.astype(narrowest_uint(d_sae - 1)),
-        "pool_max": pool_max,
-        "pool_count": pool_count.astype(narrowest_uint(pool_count.max(initial=0))),
-        "pool_sum_repeated": pool_sum[pool_count > 1].astype(np.float32),
+        "pool_ptr": pooled.indptr,
+        "pool_features": pooled.features.astype(narrowest_uint(d_sae - 1)),
+        "pool_max": pooled.max.astype(np.float16),  # exact: a max of float16 values
+        "pool_count": pooled.count.astype(narrowest_uint(pooled.count.max(initial=0))),
+        "pool_sum_repeated": pooled.sum[pooled.count > 1].astype(np.float32),
     }
 
 
-def write_chunk(folder: Path, arrays: dict[str, np.ndarray]) -> dict[str, dict]:
-    """Write a chunk folder durably under a temporary name, then rename it into place.
+def write_chunk(chunks_folder: Path, start: int, stop: int, docs: list[EncodedDocument], d_sae: int) -> ChunkEntry:
+    """Write the chunk of rows [start, stop) durably under a temporary name, then rename it into place.
 
-    Returns ``{file name: {"sha256", "bytes"}}`` for the manifest. A folder of the same name left by a
-    crash (never committed to the manifest) is replaced.
+    Returns its manifest entry. A folder of the same name left by a crash (never committed) is replaced.
     """
-    files = {}
-    with atomic_folder(folder) as tmp:
+    if not all(start <= d.row < stop for d in docs):
+        raise ValueError(f"documents outside rows [{start}, {stop})")
+    arrays, files = build_arrays(docs, d_sae), {}
+    with atomic_folder(chunks_folder / chunk_name(start, stop)) as tmp:
         for name in ARRAYS:
             path = tmp / f"{name}.npy"
             np.save(path, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            files[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    return files
+            files[path.name] = FileRecord(sha256=sha256_file(path), bytes=path.stat().st_size)
+    return ChunkEntry(start=start, stop=stop, n_encoded=len({d.row for d in docs}),
+                      n_tokens=int(sum(len(d.token_ids) for d in docs)), files=files)
 
 
 class Chunk:
     """Read side of a committed chunk: arrays are memory-mapped and checksum-verified on first access."""
 
-    def __init__(self, folder: Path, entry: dict):
+    def __init__(self, folder: Path, entry: ChunkEntry):
         self.folder = folder
         self.entry = entry
         self._arrays: dict[str, np.ndarray] = {}
-
-    @property
-    def start(self) -> int:
-        return self.entry["start"]
-
-    @property
-    def stop(self) -> int:
-        return self.entry["stop"]
+        self._act_ptr: np.ndarray | None = None
 
     def array(self, name: str) -> np.ndarray:
         if name not in self._arrays:
             file_name = f"{name}.npy"
             path = self.folder / file_name
-            expected = self.entry["files"].get(file_name)
+            expected = self.entry.files.get(file_name)
             if expected is None:
                 raise StoreCorruptError(f"{path}: not listed in the manifest; the manifest or the chunk is damaged")
             if not path.is_file():
                 raise StoreCorruptError(f"{path} is missing; re-encode these rows with resume=True after deleting the chunk")
-            if sha256_file(path) != expected["sha256"]:
+            if sha256_file(path) != expected.sha256:
                 raise StoreCorruptError(
                     f"{path} does not match its checksum (truncated or altered). Its rows "
-                    f"{self.start}..{self.stop - 1} cannot be trusted; remove the chunk from the store and resume."
+                    f"{self.entry.start}..{self.entry.stop - 1} cannot be trusted; remove the chunk from the store "
+                    "and resume."
                 )
             try:
                 self._arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -138,34 +124,41 @@ class Chunk:
                 raise StoreCorruptError(f"{path}: not a readable array ({err})") from err
         return self._arrays[name]
 
-    def pooled(self) -> tuple[np.ndarray, ...]:
-        """``(doc_rows, n_tokens, pool_ptr, pool_features, pool_max, pool_sum, pool_count)``."""
+    @property
+    def rows(self) -> np.ndarray:
+        """The rows of this chunk that have activations, ascending."""
+        return self.array("doc_rows")
+
+    def pooled(self) -> PooledStatistics:
+        """The pooled statistics written with the chunk, one document per entry of :attr:`rows`."""
         pool_max, pool_count = self.array("pool_max"), self.array("pool_count")
         pool_sum = pool_max.astype(np.float32)
-        repeated = pool_count > 1
-        pool_sum[repeated] = self.array("pool_sum_repeated")
-        return (self.array("doc_rows"), np.diff(self.array("token_ptr")), self.array("pool_ptr"),
-                self.array("pool_features"), pool_max, pool_sum, pool_count)
+        pool_sum[pool_count > 1] = self.array("pool_sum_repeated")
+        return PooledStatistics(indptr=self.array("pool_ptr"), features=self.array("pool_features"), max=pool_max,
+                                sum=pool_sum, count=pool_count, n_tokens=np.diff(self.array("token_ptr")))
 
-    def document(self, row: int) -> dict[str, np.ndarray] | None:
-        """Tokens, spans and per-token CSR activations of one row, or None if the row was skipped."""
-        rows = self.array("doc_rows")
+    def pooled_above(self, threshold: float, d_sae: int) -> PooledStatistics:
+        """The statistics of only the token activations above ``threshold``, pooled from the token level."""
+        return above_threshold(np.diff(self.array("token_ptr")), self.array("act_count"), self.array("act_features"),
+                               self.array("act_values"), threshold, d_sae)
+
+    def document(self, row: int) -> EncodedDocument | None:
+        """Tokens, spans and per-token activations of one row, or None if the row has none (skipped)."""
+        rows = self.rows
         pos = int(np.searchsorted(rows, row))
         if pos >= len(rows) or rows[pos] != row:
             return None
         token_ptr = self.array("token_ptr")
         t0, t1 = int(token_ptr[pos]), int(token_ptr[pos + 1])
-        counts = self.array("act_count")
-        # Activation offsets: a running sum over the chunk, computed once per chunk.
-        if "_act_ptr" not in self._arrays:
-            self._arrays["_act_ptr"] = np.r_[0, np.cumsum(counts, dtype=np.int64)]
-        act_ptr = self._arrays["_act_ptr"]
-        a0, a1 = int(act_ptr[t0]), int(act_ptr[t1])
+        if self._act_ptr is None:  # activation offsets: a running sum over the chunk, computed once
+            self._act_ptr = np.r_[0, np.cumsum(self.array("act_count"), dtype=np.int64)]
+        a0, a1 = int(self._act_ptr[t0]), int(self._act_ptr[t1])
         start = np.asarray(self.array("char_start")[t0:t1], dtype=np.int64)
-        return {
-            "token_ids": np.asarray(self.array("token_ids")[t0:t1], dtype=np.int64),
-            "spans": np.stack([start, start + self.array("char_len")[t0:t1]], axis=1),
-            "act_ptr": act_ptr[t0 : t1 + 1] - a0,
-            "act_features": np.asarray(self.array("act_features")[a0:a1], dtype=np.int64),
-            "act_values": np.asarray(self.array("act_values")[a0:a1], dtype=np.float32),
-        }
+        return EncodedDocument(
+            row=row,
+            token_ids=np.asarray(self.array("token_ids")[t0:t1], dtype=np.int64),
+            spans=np.stack([start, start + self.array("char_len")[t0:t1]], axis=1),
+            act_ptr=self._act_ptr[t0 : t1 + 1] - a0,
+            act_features=np.asarray(self.array("act_features")[a0:a1], dtype=np.int64),
+            act_values=np.asarray(self.array("act_values")[a0:a1], dtype=np.float32),
+        )

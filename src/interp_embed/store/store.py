@@ -3,7 +3,7 @@
 Layout::
 
     my_dataset.iembed/
-      manifest.json          {"body": {...}, "sha256": <hash of body>}; rewritten atomically per commit
+      manifest.json          {"body": {...}, "sha256": <hash of body>} (see manifest.py); rewritten atomically per commit
       documents.parquet      every row and metadata column of the user's table
       feature_labels.json    {feature id: label} copied from the SAE (optional)
       chunks/<start>-<stop>/ one folder of .npy arrays per committed range of rows (see chunk.py)
@@ -19,6 +19,8 @@ from __future__ import annotations
 import bisect
 import io
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +29,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, MANIFEST, canonical_json, fsync_path, sha256_file,
-                     sha256_json, write_atomically)
-from .chunk import Chunk, EncodedDocument, build_arrays, write_chunk
+from ..encode.config import EncodePlan
+from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, MANIFEST, TEMPORARY_PREFIX, canonical_json, fsync_path,
+                     sha256_file, write_atomically)
+from .chunk import Chunk, EncodedDocument, write_chunk
 from .errors import StoreCorruptError, StoreError
-
-FORMAT = "interp_embed.store"
-VERSION = 1
+from .manifest import EncoderRecord, FileRecord, Manifest
+from .pooling import PooledStatistics, aggregate
 
 
 def _documents_bytes(documents: pd.DataFrame) -> bytes:
@@ -59,21 +61,21 @@ class Store:
     """A dataset folder on disk. Create it with :meth:`create`, open it with :meth:`open`.
 
     >>> store = Store.open("greetings.iembed")   # doctest: +SKIP
-    >>> store.pooled_latents("max").shape        # doctest: +SKIP
+    >>> store.latents("max").shape               # doctest: +SKIP
     (3, 8192)
     """
 
-    def __init__(self, path: Path, body: dict):
+    def __init__(self, path: Path, manifest: Manifest):
         self.path = path
-        self.body = body
+        self.manifest = manifest
         self._chunks: list[Chunk] | None = None
         self._documents: pd.DataFrame | None = None
-        self._pooled: dict[str, np.ndarray] | None = None
+        self._pooled: PooledStatistics | None = None
 
     # ---- creation and opening -------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, documents: pd.DataFrame, field: str, encoder: dict, d_sae: int,
-               skipped: dict[int, str], labels: dict[int, str] | None, plan: dict) -> "Store":
+    def create(cls, path: str | Path, documents: pd.DataFrame, field: str, encoder: EncoderRecord, plan: EncodePlan,
+               skipped: dict[int, str], labels: dict[int, str] | None, dataset_description: str = "") -> "Store":
         """Write a new, empty store (documents table, labels, manifest) and return it."""
         path = Path(path)
         if path.exists() and any(path.iterdir()):
@@ -83,26 +85,16 @@ class Store:
             )
         path.mkdir(parents=True, exist_ok=True)
         (path / CHUNKS).mkdir(exist_ok=True)
-        docs_path = path / DOCUMENTS
-        write_atomically(docs_path, _documents_bytes(documents))
-        body = {
-            "format": FORMAT,
-            "version": VERSION,
-            "field": field,
-            "n_documents": len(documents),
-            "d_sae": int(d_sae),
-            "encoder": encoder,
-            "plan": plan,
-            "skipped": {str(row): reason for row, reason in sorted(skipped.items())},
-            "documents": {"file": DOCUMENTS, "sha256": sha256_file(docs_path)},
-            "labels": None,
-            "chunks": [],
-        }
+        write_atomically(path / DOCUMENTS, _documents_bytes(documents))
+        label_record = None
         if labels:
             write_atomically(path / FEATURE_LABELS, canonical_json({str(k): v for k, v in labels.items()}))
-            body["labels"] = {"file": FEATURE_LABELS, "sha256": sha256_file(path / FEATURE_LABELS)}
+            label_record = FileRecord(sha256_file(path / FEATURE_LABELS))
         fsync_path(path)
-        store = cls(path, body)
+        manifest = Manifest(field=field, n_documents=len(documents), encoder=encoder, plan=plan, skipped=dict(skipped),
+                            documents=FileRecord(sha256_file(path / DOCUMENTS)), labels=label_record,
+                            dataset_description=dataset_description)
+        store = cls(path, manifest)
         store._write_manifest()
         return store
 
@@ -119,86 +111,129 @@ class Store:
         manifest = path / MANIFEST
         if not manifest.is_file():
             raise StoreError(f"{path} is not an interp_embed store: {manifest} is missing")
-        try:
-            raw = json.loads(manifest.read_bytes().decode("utf-8"))
-            body, checksum = raw["body"], raw["sha256"]
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-            raise StoreCorruptError(f"{manifest} is damaged ({err}); the store cannot be opened") from err
-        if not isinstance(body, dict) or sha256_json(body) != checksum:
-            raise StoreCorruptError(f"{manifest} does not match its checksum: the file was altered or damaged")
-        if body.get("format") != FORMAT:
-            raise StoreError(f"{manifest}: not an interp_embed store (format {body.get('format')!r})")
-        if body.get("version") != VERSION:
-            raise StoreError(f"{manifest}: store format version {body.get('version')} needs another interp_embed version "
-                             f"(this one reads version {VERSION})")
-        return cls(path, body)
+        return cls(path, Manifest.from_bytes(manifest.read_bytes(), manifest))
 
     def _write_manifest(self) -> None:
-        write_atomically(self.path / MANIFEST, canonical_json({"body": self.body, "sha256": sha256_json(self.body)}))
+        write_atomically(self.path / MANIFEST, self.manifest.to_bytes())
 
     # ---- writing --------------------------------------------------------------------------------
-    def commit_chunk(self, start: int, stop: int, docs: list[EncodedDocument], vocab_size: int) -> None:
+    def commit_chunk(self, start: int, stop: int, docs: list[EncodedDocument]) -> None:
         """Durably add the encoded documents of rows [start, stop) (skipped rows simply absent)."""
-        covered = {d.row for d in docs}
-        if not all(start <= row < stop for row in covered):
-            raise ValueError(f"documents outside rows [{start}, {stop})")
-        name = f"{start:09d}-{stop:09d}"
-        files = write_chunk(self.path / CHUNKS / name, build_arrays(docs, self.d_sae, vocab_size))
-        entry = {"name": name, "start": start, "stop": stop, "n_encoded": len(covered),
-                 "n_tokens": int(sum(len(d.token_ids) for d in docs)), "files": files}
-        self.body["chunks"] = sorted(self.body["chunks"] + [entry], key=lambda e: e["start"])
+        self.manifest.add_chunk(write_chunk(self.path / CHUNKS, start, stop, docs, self.d_sae))
         self._write_manifest()
         self._chunks, self._pooled = None, None
+
+    def set_description(self, text: str) -> None:
+        """Record what the dataset is (kept in the manifest)."""
+        if not isinstance(text, str):
+            raise TypeError(f"dataset_description must be a string, not {type(text).__name__}")
+        self.manifest.dataset_description = text
+        self._write_manifest()
+
+    def copy_rows(self, rows: np.ndarray, path: str | Path) -> "Store":
+        """A new store at ``path`` holding ``rows`` of this one, in that order, with their activations.
+
+        The rows are cut into chunks by this store's plan, exactly as encoding them anew would cut them;
+        a chunk is copied when every row of it that can be encoded has activations here, and is left
+        pending (to be encoded by ``resume``) otherwise.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        path = Path(path)
+        if np.array_equal(rows, np.arange(self.n_documents)):  # the whole store: copy its files as they are
+            if path.exists():
+                raise FileExistsError(f"{path} exists; choose a new path")
+            shutil.copytree(self.path, path, ignore=shutil.ignore_patterns(f"{TEMPORARY_PREFIX}*", ".*.tmp-*"))
+            return Store.open(path)
+        old_skipped = self.skipped
+        skipped = {new: old_skipped[int(old)] for new, old in enumerate(rows) if int(old) in old_skipped}
+        target = Store.create(path, self.documents().iloc[rows], self.field, self.encoder, self.plan, skipped,
+                              self.feature_labels(), self.dataset_description)
+        for start, stop in target.pending_chunks():
+            docs = []
+            for new in range(start, stop):
+                if new in skipped:
+                    continue
+                doc = self.document(int(rows[new]))
+                if doc is None:  # not encoded yet: resume encodes the whole chunk
+                    break
+                docs.append(replace(doc, row=new))
+            else:
+                target.commit_chunk(start, stop, docs)
+        return target
 
     # ---- reading --------------------------------------------------------------------------------
     @property
     def field(self) -> str:
-        return self.body["field"]
+        return self.manifest.field
 
     @property
     def d_sae(self) -> int:
-        return int(self.body["d_sae"])
+        return self.manifest.d_sae
 
     @property
     def n_documents(self) -> int:
-        return int(self.body["n_documents"])
+        return self.manifest.n_documents
 
     @property
     def skipped(self) -> dict[int, str]:
-        return {int(row): reason for row, reason in self.body["skipped"].items()}
+        return self.manifest.skipped
+
+    @property
+    def encoder(self) -> EncoderRecord:
+        return self.manifest.encoder
+
+    @property
+    def plan(self) -> EncodePlan:
+        return self.manifest.plan
+
+    @property
+    def dataset_description(self) -> str:
+        return self.manifest.dataset_description
 
     def chunks(self) -> list[Chunk]:
         if self._chunks is None:
-            self._chunks = [Chunk(self.path / CHUNKS / e["name"], e) for e in self.body["chunks"]]
+            self._chunks = [Chunk(self.path / CHUNKS / entry.name, entry) for entry in self.manifest.chunks]
         return self._chunks
 
     def pending_rows(self) -> np.ndarray:
         """Rows neither in a committed chunk nor skipped: exactly what ``resume`` still has to encode."""
         todo = np.ones(self.n_documents, dtype=bool)
-        for entry in self.body["chunks"]:
-            todo[entry["start"] : entry["stop"]] = False
+        for entry in self.manifest.chunks:
+            todo[entry.start : entry.stop] = False
         todo[list(self.skipped)] = False
         return np.flatnonzero(todo)
 
     def is_complete(self) -> bool:
         return self.pending_rows().size == 0
 
+    def pending_chunks(self) -> list[tuple[int, int]]:
+        """The [start, stop) ranges of the plan's chunks not committed yet, in order."""
+        texts = self.documents()[self.field]
+        lengths = [len(t) if isinstance(t, str) else 0 for t in texts]
+        ranges = self.plan.chunk_ranges(lengths)
+        committed = {(e.start, e.stop) for e in self.manifest.chunks}
+        unknown = committed - set(ranges)
+        if unknown:
+            raise StoreError(f"{self.path}: committed chunks {sorted(unknown)[:3]} do not match the chunk plan of "
+                             "its documents; the documents table was changed after the chunks were written")
+        return [r for r in ranges if r not in committed]
+
     def encoded_mask(self) -> np.ndarray:
         """True for rows with activations: every encoded row has at least one token (empty texts are skipped)."""
-        return self.document_token_counts() > 0
+        return self.pooled().n_tokens > 0
 
-    def _verified(self, entry: dict) -> Path:
-        path = self.path / entry["file"]
+    def _verified(self, name: str, record: FileRecord) -> Path:
+        path = self.path / name
         if not path.is_file():
             raise StoreCorruptError(f"{path} is missing")
-        if sha256_file(path) != entry["sha256"]:
+        if sha256_file(path) != record.sha256:
             raise StoreCorruptError(f"{path} does not match its checksum (truncated or altered)")
         return path
 
     def documents(self) -> pd.DataFrame:
         """The user's table as given (index and every column), read once and verified."""
         if self._documents is None:
-            path = self._verified(self.body["documents"])
+            path = self._verified(DOCUMENTS, self.manifest.documents)
             try:
                 self._documents = pq.read_table(path).to_pandas()
             except (pa.ArrowException, OSError) as err:
@@ -208,49 +243,32 @@ class Store:
         return self._documents
 
     def feature_labels(self) -> dict[int, str]:
-        entry = self.body.get("labels")
-        if not entry:
+        if self.manifest.labels is None:
             return {}
-        path = self._verified(entry)
+        path = self._verified(FEATURE_LABELS, self.manifest.labels)
         try:
             return {int(k): str(v) for k, v in json.loads(path.read_text("utf-8")).items()}
         except (UnicodeDecodeError, json.JSONDecodeError, ValueError, AttributeError) as err:
             raise StoreCorruptError(f"{path}: not a label file ({err})") from err
 
-    def _pooled_arrays(self) -> dict[str, np.ndarray]:
-        """Global CSR (n_documents × d_sae) index arrays plus max/sum/count values and token counts."""
+    def pooled(self, activated_threshold: float = 0.0) -> PooledStatistics:
+        """Pooled statistics of every row (see pooling.py): the stored ones, or at a threshold > 0 those of
+        the token activations above it, pooled again from the token level."""
+        if activated_threshold > 0:
+            parts = [(c.rows, c.pooled_above(activated_threshold, self.d_sae)) for c in self.chunks()]
+            return PooledStatistics.concatenate(parts, self.n_documents)
         if self._pooled is None:
-            n = self.n_documents
-            parts = [chunk.pooled() for chunk in self.chunks()]
-            nnz_per_row = np.zeros(n, dtype=np.int64)
-            n_tokens = np.zeros(n, dtype=np.int64)
-            for rows, tokens, ptr, *_ in parts:
-                nnz_per_row[rows] = np.diff(ptr)
-                n_tokens[rows] = tokens
-            cat = lambda i, dtype: np.concatenate([np.asarray(p[i], dtype=dtype) for p in parts]) if parts else np.zeros(0, dtype)
-            self._pooled = {
-                "indptr": np.r_[0, np.cumsum(nnz_per_row)].astype(np.int64),
-                "indices": cat(3, np.int32),
-                "max": cat(4, np.float32),
-                "sum": cat(5, np.float32),
-                "count": cat(6, np.float32),
-                "n_tokens": n_tokens,
-            }
+            self._pooled = PooledStatistics.concatenate([(c.rows, c.pooled()) for c in self.chunks()], self.n_documents)
         return self._pooled
 
-    def pooled_latents(self, kind: str) -> sp.csr_matrix:
-        """Document-level ``max``, ``sum`` or ``count`` (active tokens per feature), all rows, float32."""
-        pooled = self._pooled_arrays()
-        return sp.csr_matrix((pooled[kind], pooled["indices"], pooled["indptr"]), shape=(self.n_documents, self.d_sae))
+    def latents(self, aggregation: str = "max", activated_threshold: float = 0.0) -> sp.csr_matrix:
+        """The (n_documents × d_sae) float32 matrix of an aggregation (see pooling.AGGREGATIONS), all rows."""
+        return aggregate(self.pooled(activated_threshold), aggregation, self.d_sae)
 
-    def document_token_counts(self) -> np.ndarray:
-        """Number of the document's own tokens per row (0 for rows not encoded)."""
-        return self._pooled_arrays()["n_tokens"]
-
-    def document(self, row: int) -> dict[str, np.ndarray] | None:
+    def document(self, row: int) -> EncodedDocument | None:
         """Tokens, character spans and token activations of a row; None if it is not encoded."""
-        starts = [e["start"] for e in self.body["chunks"]]
-        i = bisect.bisect_right(starts, row) - 1
-        if i < 0 or row >= self.body["chunks"][i]["stop"]:
+        entries = self.manifest.chunks
+        i = bisect.bisect_right([e.start for e in entries], row) - 1
+        if i < 0 or row >= entries[i].stop:
             return None
         return self.chunks()[i].document(row)

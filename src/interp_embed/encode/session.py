@@ -1,0 +1,135 @@
+"""Encoding a table into a store: the input checked, the store created, the models run, a run resumed.
+
+Everything that needs the reader and the SAE happens here; a ``Dataset`` only views what was stored.
+Wherever an SAE meets a store — resuming, encoding an example text — the SAE must be the one the store
+records (same reader, layer, role and SAE weights), or it is refused. Models an operation loads are
+freed when it ends; models the caller loaded stay loaded.
+
+Importing this module does not import torch: only running the models does.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..saes.base import SAE
+from ..store import EncodedDocument, Store, StoreError
+from .config import EncodePlan
+
+logger = logging.getLogger(__name__)
+
+ON_ERROR = ("raise", "skip")
+MAX_LISTED = 20  # bad rows named in one error message
+
+
+def as_frame(data) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, list) and all(isinstance(item, dict) for item in data):
+        return pd.DataFrame(data)
+    raise TypeError(f"data must be a pandas DataFrame or a list of dicts, not {type(data).__name__}")
+
+
+def text_problem(text) -> str | None:
+    """Why a value cannot be encoded, or None if it can."""
+    if not isinstance(text, str):
+        missing = text is None or (isinstance(text, float) and np.isnan(text))
+        return "missing (None/NaN)" if missing else f"not a string ({type(text).__name__})"
+    if not text.strip():
+        return "empty"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid unicode (lone surrogate)"
+    return None
+
+
+def rows_to_skip(frame: pd.DataFrame, field: str, on_error: str) -> dict[int, str]:
+    """``{row: why}`` for texts that cannot be encoded; with ``on_error="raise"`` any such row is an error
+    that lists them (row position, index label and reason)."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    if field not in frame.columns:
+        raise KeyError(f"field {field!r} is not a column; available columns: {[str(c) for c in frame.columns]}")
+    problems = {row: why for row, text in enumerate(frame[field].tolist()) if (why := text_problem(text)) is not None}
+    if problems and on_error == "raise":
+        listed = ", ".join(f"row {row} (index {frame.index[row]!r}): {why}"
+                           for row, why in list(problems.items())[:MAX_LISTED])
+        more = f" and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        raise ValueError(f"column {field!r} has {len(problems)} value(s) that cannot be encoded: {listed}{more}. "
+                         "Fix them, or pass on_error='skip' to keep those rows without activations.")
+    return problems
+
+
+def create_store(data, sae: SAE, field: str, save_path: str | Path | None, on_error: str, plan: EncodePlan,
+                 feature_labels: dict[int, str] | None, dataset_description: str) -> Store:
+    """Check the table and write a new store for it (nothing encoded yet); a temporary folder when no path."""
+    frame = as_frame(data)
+    skipped = rows_to_skip(frame, field, on_error)
+    if not isinstance(plan, EncodePlan):
+        raise TypeError(f"plan must be an EncodePlan, not {type(plan).__name__}")
+    path = Path(save_path) if save_path is not None else Path(tempfile.mkdtemp(prefix="interp_embed-", suffix=".iembed"))
+    labels = feature_labels if feature_labels is not None else sae.feature_labels()
+    return Store.create(path, frame, field, encoder=sae.describe(), plan=plan, skipped=skipped, labels=labels,
+                        dataset_description=dataset_description)
+
+
+def check_encoder(store: Store, sae: SAE) -> None:
+    """Refuse an SAE that is not the encoder the store records: mixing two encodings gives wrong data."""
+    differences = store.encoder.differences(sae.identity())
+    if differences:
+        raise ValueError(f"{store.path} was encoded by another reader or SAE ({'; '.join(differences)}); "
+                         "use the SAE it was encoded with")
+
+
+def encoder_of(store: Store, sae: SAE | None = None) -> SAE:
+    """``sae`` after checking it against the store, or the SAE the store records, rebuilt from its JSON."""
+    from ..saes import sae_from_spec
+
+    if sae is None:
+        if store.encoder.source is None:
+            raise StoreError(f"{store.path} does not record which SAE encoded it, so nothing can be encoded with it")
+        sae = sae_from_spec(store.encoder.source)
+    check_encoder(store, sae)
+    return sae
+
+
+@contextmanager
+def loaded_models(sae: SAE) -> Iterator[tuple]:
+    """``(reader, sae model, sae device)`` for the duration of the block; freed afterwards if loaded here."""
+    already = sae.is_loaded()
+    try:
+        yield sae.load()
+    finally:
+        if not already:
+            sae.destroy()
+
+
+def encode_pending(store: Store, sae: SAE) -> None:
+    """Encode every row of ``store`` that is neither committed nor skipped, committing chunk by chunk."""
+    if store.is_complete():
+        return
+    check_encoder(store, sae)
+    from .pipeline import Encoder, encode_chunks  # torch is needed to run the models, not to plan or load
+
+    with loaded_models(sae) as (reader, model, sae_device):
+        encode_chunks(store, Encoder(reader, model, store.plan, sae_device=sae_device))
+
+
+def encode_text(store: Store, sae: SAE, text: str) -> EncodedDocument:
+    """Encode one text (not stored) exactly as the store's documents were encoded."""
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(f"text cannot be encoded: {problem}")
+    check_encoder(store, sae)
+    from .pipeline import Encoder
+
+    with loaded_models(sae) as (reader, model, sae_device):
+        [doc] = Encoder(reader, model, store.plan, sae_device).encode_rows([0], [text])
+    return doc

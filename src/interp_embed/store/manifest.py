@@ -1,0 +1,258 @@
+"""The manifest of a store, typed: what it holds, what encoded it, and which chunks are committed.
+
+On disk it is ``{"body": <Manifest.to_json()>, "sha256": <hash of body>}``. Reading checks the
+checksum, the format and the version, and the type of every value; a store written by an older
+version is read and upgraded in memory (it is written back in the current version at its next commit).
+Nothing outside ``interp_embed.store`` reads the JSON itself.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..encode.config import EncodePlan
+from ..files import canonical_json, sha256_json
+from .errors import StoreCorruptError, StoreError
+
+FORMAT = "interp_embed.store"
+VERSION = 2
+"""1: the first format. 2: keeps ``dataset_description``; the SAE source is recorded under ``source``."""
+READABLE_VERSIONS = (1, 2)
+CHUNK_NAME = re.compile(r"\d{9}-\d{9}")
+
+
+def chunk_name(start: int, stop: int) -> str:
+    """The folder name of the chunk holding rows [start, stop)."""
+    return f"{start:09d}-{stop:09d}"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file of the store and the checksum its bytes must match before any of its data is used."""
+
+    sha256: str
+    """Hex SHA-256 of the file's bytes."""
+    bytes: int | None = None
+    """Size in bytes (recorded for chunk files, to report the store's size without reading them)."""
+
+    def to_json(self) -> dict:
+        return {"sha256": self.sha256} if self.bytes is None else {"sha256": self.sha256, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class ChunkEntry:
+    """A committed chunk: the encoded documents of rows [start, stop), one file per array."""
+
+    start: int
+    """First row of the chunk."""
+    stop: int
+    """One past its last row."""
+    n_encoded: int
+    """Rows of the range that have activations (skipped rows have none)."""
+    n_tokens: int
+    """Document tokens stored for those rows."""
+    files: dict[str, FileRecord]
+    """Array file name (``token_ids.npy`` …) → its checksum and size."""
+
+    @property
+    def name(self) -> str:
+        return chunk_name(self.start, self.stop)
+
+    @property
+    def bytes(self) -> int:
+        return sum(record.bytes or 0 for record in self.files.values())
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "start": self.start, "stop": self.stop, "n_encoded": self.n_encoded,
+                "n_tokens": self.n_tokens, "files": {name: f.to_json() for name, f in self.files.items()}}
+
+
+@dataclass(frozen=True)
+class ReaderRecord:
+    """The reader that encoded a store: enough to recognise it, and to explain its tokens."""
+
+    model: str
+    """Hugging Face name or folder of the model."""
+    layer: int
+    """Decoder block whose output the SAE reads."""
+    role: str
+    """Chat-template role the documents were wrapped in (``assistant``, ``user`` or ``raw``)."""
+    d_model: int
+    """Width of the hidden state."""
+    vocab_size: int
+    """Number of token ids of its tokenizer."""
+    prefix_ids: tuple[int, ...]
+    """Token ids of the template scaffolding fed before every document (never stored or pooled)."""
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "layer": self.layer, "role": self.role, "d_model": self.d_model,
+                "vocab_size": self.vocab_size, "prefix_ids": list(self.prefix_ids)}
+
+
+def encoder_identity(reader: str | None, layer: int | None, role: str | None, sae_sha256: str | None) -> dict:
+    """The facts that decide activations: which reader, read at which layer, in which role, by which SAE weights."""
+    return {"reader": reader, "layer": layer, "role": role, "SAE weights (sha256)": sae_sha256}
+
+
+@dataclass(frozen=True)
+class EncoderRecord:
+    """Everything that decides a store's activations: the reader, the SAE's config and the SAE's weights.
+
+    Two encodings are comparable only if these agree (see :meth:`differences`).
+    """
+
+    source: dict | None
+    """Plain JSON that rebuilds the SAE object (``{"type": "default", "role": "assistant"}`` …); None for a
+    store written by code that names no SAE (such a store is analysed, never resumed)."""
+    reader: ReaderRecord | None
+    """The reader; None when ``source`` is None."""
+    sae: dict
+    """The SAE's configuration as its architecture writes it (architecture, d_in, d_sae, hook_layer …)."""
+    sae_sha256: str | None
+    """SHA-256 of the SAE's weights file."""
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.sae["d_sae"])
+
+    def identity(self) -> dict:
+        """What must be equal for two encodings to be the same (see :func:`encoder_identity`)."""
+        reader = self.reader
+        return encoder_identity(reader and reader.model, reader and reader.layer, reader and reader.role,
+                                self.sae_sha256)
+
+    def differences(self, identity: dict) -> list[str]:
+        """Human-readable differences between this encoder and another's :meth:`identity`, or []."""
+        mine = self.identity()
+        return [f"{key} {mine[key]!r} vs {identity[key]!r}" for key in mine if mine[key] != identity.get(key)]
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "reader": self.reader and self.reader.to_json(), "sae": self.sae,
+                "sae_sha256": self.sae_sha256}
+
+
+@dataclass
+class Manifest:
+    """The typed content of ``manifest.json``; a commit rewrites it whole, atomically."""
+
+    field: str
+    """The column of the documents table that holds the text."""
+    n_documents: int
+    """Rows of the documents table, encoded or not."""
+    encoder: EncoderRecord
+    """What encoded (or will encode) the rows."""
+    plan: EncodePlan
+    """How the rows are cut into chunks and batches; resuming uses the same plan."""
+    skipped: dict[int, str]
+    """Rows kept without activations → why (``missing (None/NaN)``, ``empty`` …)."""
+    documents: FileRecord
+    """The documents table (``documents.parquet``)."""
+    labels: FileRecord | None = None
+    """The SAE's feature labels at encoding time (``feature_labels.json``), if it had any."""
+    chunks: list[ChunkEntry] = field(default_factory=list)
+    """Committed chunks, by first row."""
+    dataset_description: str = ""
+    """What the user said the dataset is."""
+
+    @property
+    def d_sae(self) -> int:
+        return self.encoder.d_sae
+
+    def add_chunk(self, entry: ChunkEntry) -> None:
+        self.chunks = sorted([c for c in self.chunks if c.start != entry.start] + [entry], key=lambda c: c.start)
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION, "field": self.field, "n_documents": self.n_documents,
+            "d_sae": self.d_sae, "encoder": self.encoder.to_json(), "plan": self.plan.to_json(),
+            "skipped": {str(row): reason for row, reason in sorted(self.skipped.items())},
+            "documents": self.documents.to_json(), "labels": self.labels and self.labels.to_json(),
+            "chunks": [c.to_json() for c in self.chunks], "dataset_description": self.dataset_description,
+        }
+
+    def to_bytes(self) -> bytes:
+        body = self.to_json()
+        return canonical_json({"body": body, "sha256": sha256_json(body)}).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: Path) -> "Manifest":
+        """Parse and check a manifest file's bytes; ``path`` names it in every error."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+            body, checksum = raw["body"], raw["sha256"]
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise StoreCorruptError(f"{path} is damaged ({err}); the store cannot be opened") from err
+        if not isinstance(body, dict) or sha256_json(body) != checksum:
+            raise StoreCorruptError(f"{path} does not match its checksum: the file was altered or damaged")
+        if body.get("format") != FORMAT:
+            raise StoreError(f"{path}: not an interp_embed store (format {body.get('format')!r})")
+        if body.get("version") not in READABLE_VERSIONS:
+            raise StoreError(f"{path}: store format version {body.get('version')!r} needs another interp_embed "
+                             f"version (this one reads versions {', '.join(map(str, READABLE_VERSIONS))})")
+        try:
+            return _parse(body)
+        except (KeyError, TypeError, ValueError) as err:
+            raise StoreCorruptError(f"{path}: unexpected content ({type(err).__name__}: {err})") from err
+
+
+def _typed(value, kind: type, what: str):
+    # bool is an int in Python, never a count here.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"{what} should be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _file(data: dict, what: str) -> FileRecord:
+    size = data.get("bytes")
+    return FileRecord(sha256=_typed(data["sha256"], str, f"{what}.sha256"),
+                      bytes=None if size is None else _typed(size, int, f"{what}.bytes"))
+
+
+def _chunk(data: dict) -> ChunkEntry:
+    start, stop = _typed(data["start"], int, "chunk start"), _typed(data["stop"], int, "chunk stop")
+    if data.get("name", chunk_name(start, stop)) != chunk_name(start, stop):
+        raise ValueError(f"chunk {data.get('name')!r} does not hold rows [{start}, {stop})")
+    files = {_typed(name, str, "chunk file name"): _file(_typed(f, dict, name), name)
+             for name, f in _typed(data["files"], dict, "chunk files").items()}
+    return ChunkEntry(start=start, stop=stop, n_encoded=_typed(data["n_encoded"], int, "n_encoded"),
+                      n_tokens=_typed(data["n_tokens"], int, "n_tokens"), files=files)
+
+
+def _encoder(data: dict, version: int) -> EncoderRecord:
+    source = data["spec"] if version == 1 else data["source"]
+    reader = data.get("reader")
+    return EncoderRecord(
+        source=None if source is None else _typed(source, dict, "encoder source"),
+        reader=None if reader is None else ReaderRecord(
+            model=_typed(reader["model"], str, "reader model"), layer=_typed(reader["layer"], int, "reader layer"),
+            role=_typed(reader["role"], str, "reader role"), d_model=_typed(reader["d_model"], int, "d_model"),
+            vocab_size=_typed(reader["vocab_size"], int, "vocab_size"),
+            prefix_ids=tuple(_typed(i, int, "prefix id") for i in _typed(reader["prefix_ids"], list, "prefix_ids"))),
+        sae=_typed(data["sae"], dict, "encoder sae"),
+        sae_sha256=None if data.get("sae_sha256") is None else _typed(data["sae_sha256"], str, "sae_sha256"),
+    )
+
+
+def _parse(body: dict) -> Manifest:
+    version = body["version"]
+    encoder = _encoder(_typed(body["encoder"], dict, "encoder"), version)
+    if version == 1:  # the SAE's width was recorded beside the encoder, which then did not always carry it
+        encoder = EncoderRecord(encoder.source, encoder.reader, {**encoder.sae, "d_sae": body["d_sae"]},
+                                encoder.sae_sha256)
+    _typed(encoder.sae.get("d_sae"), int, "d_sae")
+    labels = body.get("labels")
+    return Manifest(
+        field=_typed(body["field"], str, "field"),
+        n_documents=_typed(body["n_documents"], int, "n_documents"),
+        encoder=encoder,
+        plan=EncodePlan(**_typed(body["plan"], dict, "plan")),
+        skipped={int(row): _typed(reason, str, "skipped reason")
+                 for row, reason in _typed(body["skipped"], dict, "skipped").items()},
+        documents=_file(_typed(body["documents"], dict, "documents"), "documents"),
+        labels=None if labels is None else _file(_typed(labels, dict, "labels"), "labels"),
+        chunks=sorted((_chunk(_typed(c, dict, "chunk")) for c in _typed(body["chunks"], list, "chunks")),
+                      key=lambda c: c.start),
+        dataset_description=_typed(body.get("dataset_description", ""), str, "dataset_description"),
+    )
