@@ -28,7 +28,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from interp_embed import Dataset
-from interp_embed.cli import demo_sample
+from interp_embed.data import demo_sample
 from interp_embed.encode.config import EncodePlan
 from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
 from interp_embed.saes import LocalSAE

@@ -1,17 +1,18 @@
-"""Shared fixtures: real text (the bundled sample of Debian fortunes) encoded once per session."""
+"""Shared fixtures: real text (the bundled sample of Debian fortunes), with synthetic activations or encoded once per
+session by the real reader; a tiny random Llama; a process where torch cannot be imported."""
 import os
 import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from interp_embed import Dataset
+from interp_embed.data import demo_sample
 from interp_embed.encode.config import EncodePlan
-from interp_embed.cli import demo_sample
 from interp_embed.saes import DefaultSAE
+from synthetic import synthetic_dataset
 
 
 @pytest.fixture(scope="session")
@@ -22,13 +23,19 @@ def sample() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
+def synthetic(sample, tmp_path_factory) -> Dataset:
+    """The sample with synthetic activations (no model; see synthetic.py), in chunks of a few documents."""
+    return synthetic_dataset(tmp_path_factory.mktemp("stores") / "synthetic.iembed", sample, chunk_chars=1500)
+
+
+@pytest.fixture(scope="session")
 def sae() -> DefaultSAE:
     return DefaultSAE()
 
 
 @pytest.fixture(scope="session")
 def encoded(sample, sae, tmp_path_factory) -> Dataset:
-    """The sample encoded with the default SAE, small chunks so that it spans several."""
+    """The sample encoded by the bundled reader and the default SAE (about 15 s), in several chunks."""
     path = tmp_path_factory.mktemp("stores") / "sample.iembed"
     return Dataset(sample, sae=sae, save_path=path, plan=EncodePlan(chunk_chars=1500))
 
@@ -52,9 +59,6 @@ def tiny_model_dir(tmp_path_factory):
     return folder
 
 
-def token_matrix(row) -> np.ndarray:
-    """Dense token × feature activations of one row (small documents only)."""
-    return row.latents("all").toarray()
 
 
 # A finder that refuses torch and transformers. (sys.modules["torch"] = None would also break scipy, whose

@@ -18,10 +18,10 @@ FORTUNES = Path("/usr/share/games/fortunes")
 PLANTED = " Call 555-0199 now!"
 N_PER_SET = 80
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.reader, pytest.mark.skipif(
     not (FORTUNES / "fortunes").exists() or not (FORTUNES / "de").is_dir(),
     reason="needs the Debian packages fortunes and fortunes-de (apt-get install fortunes fortunes-de)",
-)
+)]
 
 
 def read_fortunes(files, n, seed):

@@ -1,11 +1,12 @@
 """Highlights mark exactly the tokens whose activation is > 0, in the original text's characters."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from interp_embed import Dataset
 from interp_embed.highlight import highlight
 
-from conftest import token_matrix
+from synthetic import token_matrix
 
 
 def _marked_positions(annotated: str, left="<<", right=">>") -> set[int]:
@@ -24,10 +25,10 @@ def _marked_positions(annotated: str, left="<<", right=">>") -> set[int]:
     return marked
 
 
-def test_markers_wrap_exactly_the_active_tokens(encoded):
-    for i in range(0, len(encoded), 7):
-        row = encoded[i]
-        spans = encoded._store.document(int(encoded._rows[i])).spans
+def test_markers_wrap_exactly_the_active_tokens(synthetic):
+    for i in range(0, len(synthetic), 7):
+        row = synthetic[i]
+        spans = synthetic._store.document(int(synthetic._rows[i])).spans
         dense = token_matrix(row)
         for feature in np.flatnonzero(dense.max(0) > 0)[:5]:
             annotated = row.token_activations(int(feature))
@@ -37,14 +38,15 @@ def test_markers_wrap_exactly_the_active_tokens(encoded):
             assert annotated.replace("<<", "").replace(">>", "") == row.document
 
 
-def test_token_list_form(encoded):
-    row = encoded[0]
+def test_token_list_form(synthetic):
+    row = synthetic[0]
     feature = int(row.latents("max").indices[0])
     pairs = row.token_activations(feature, as_string=False)
     assert [p["token"] for p in pairs] == row.tokens()
     np.testing.assert_allclose([p["activation"] for p in pairs], token_matrix(row)[:, feature])
 
 
+@pytest.mark.reader
 def test_unicode_documents_highlight_on_their_own_characters(sae, tmp_path):
     texts = ["Grüße aus Köln 😀 — naïve café", "東京は日本の首都です。", "مرحبا بالعالم", "e\u0301\u200bzero\u200dwidth",
              "tab\tnew\nline  spaces", "<|im_end|> looks special but is text"]

@@ -10,6 +10,8 @@ from interp_embed import Dataset
 from interp_embed.encode.config import EncodePlan
 from interp_embed.store import StoreError
 
+pytestmark = pytest.mark.reader
+
 
 def test_missing_field_lists_the_columns(sae, tmp_path):
     with pytest.raises(KeyError, match=r"'body'.*available columns: \['text', 'date'\]"):

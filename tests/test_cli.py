@@ -1,10 +1,15 @@
 """The interp-embed command line on real text."""
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
-from interp_embed.cli import app, demo_sample
+from interp_embed.cli import app
+from interp_embed.data import demo_sample
 from interp_embed.encode.sae import load_sae
+
+pytestmark = pytest.mark.reader
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from interp_embed import Dataset
-from interp_embed.cli import demo_sample
+from interp_embed.data import demo_sample
 from interp_embed.encode.config import EncodePlan
 
 CHUNK_CHARS = 500  # ~5 documents per chunk: ~24 commits for 120 documents
@@ -21,7 +21,7 @@ N_DOCS = 120
 SCRIPT = textwrap.dedent(f"""
     import sys
     from interp_embed import Dataset
-    from interp_embed.cli import demo_sample
+    from interp_embed.data import demo_sample
     from interp_embed.encode.config import EncodePlan
     path, mode = sys.argv[1], sys.argv[2]
     if mode == "resume":

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +10,12 @@ import torch
 from interp_embed.encode.config import BUNDLED_READER, ReaderSpec
 from interp_embed.encode.reader import Reader
 from interp_embed.encode.sae import load_sae
+from interp_embed.data import default_sae_folder
 from interp_embed.files import FEATURE_LABELS
 from interp_embed.labeling.offline import load_summaries
 from interp_embed.saes import DefaultSAE
 
-FOLDER = Path(str(resources.files("interp_embed") / "data" / "default_sae"))
+FOLDER = default_sae_folder()
 
 GERMAN = [
     "Morgen fahren wir mit dem Zug nach München, um meine Großeltern zu besuchen.",

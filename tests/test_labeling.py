@@ -12,6 +12,8 @@ from interp_embed.encode.config import BUNDLED_READER
 from interp_embed.encode.reader import resolve_model_path
 from interp_embed.labeling.offline import _context, build_labels, token_bytes
 
+pytestmark = pytest.mark.reader
+
 TEXTS = [
     "Ärger über Öl: Grüße aus München, wo die Straßen heute überfüllt sind.",
     "¿Qué tal, señor Muñoz? El niño comió piña y jalapeños en la montaña.",

@@ -2,10 +2,10 @@
 from conftest import run_without_torch
 
 
-def test_saved_store_is_usable_without_torch(encoded):
+def test_saved_store_is_usable_without_torch(synthetic):
     out = run_without_torch(f"""
         from interp_embed import Dataset
-        ds = Dataset.load_from_file({str(encoded.path)!r})
+        ds = Dataset.load_from_file({str(synthetic.path)!r})
         latents = ds.latents("mean")
         feature = int(latents[0].indices[0])
         print(latents.shape, len(ds.top_documents_for_feature(feature, k=3)), ds[0].token_activations(feature)[:20])
@@ -14,4 +14,4 @@ def test_saved_store_is_usable_without_torch(encoded):
         print(len(ds[german].diff(ds[~german])), len(ds.top_correlations(k=3)))
         import interp_embed.encode.config, interp_embed.store  # pure data, no torch
     """)
-    assert f"({len(encoded)}, {encoded.d_sae})" in out
+    assert f"({len(synthetic)}, {synthetic.d_sae})" in out

@@ -11,6 +11,8 @@ from interp_embed.encode.reader import Reader
 from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
 from interp_embed.saes import LocalSAE
 
+pytestmark = pytest.mark.reader
+
 
 def test_forward_stops_at_the_hooked_layer(tiny_model_dir):
     reader = Reader(ReaderSpec(model=str(tiny_model_dir), layer=1, role="raw"), device="cpu")

@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from interp_embed import Dataset
-from interp_embed.encode.config import EncodePlan
 from interp_embed.store import StoreError
+
+from synthetic import synthetic_store
 
 
 def _read_everything(path: Path) -> dict:
@@ -30,9 +31,9 @@ def _same(a: dict, b: dict) -> bool:
 
 
 @pytest.fixture(scope="module")
-def small_store(sample, sae, tmp_path_factory):
+def small_store(sample, tmp_path_factory):
     path = tmp_path_factory.mktemp("robust") / "s.iembed"
-    Dataset(sample.head(6), sae=sae, save_path=path, plan=EncodePlan(chunk_chars=300))
+    synthetic_store(path, sample.head(6), chunk_chars=300)
     return path, _read_everything(path), sorted(p.relative_to(path) for p in path.rglob("*") if p.is_file())
 
 

@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 
 from interp_embed.train import HarvestConfig, TrainConfig, read_texts, train_sae
 
+pytestmark = pytest.mark.reader
+
 SENTENCES = [
     "The cat sat on the mat and looked at the rain.", "Der Hund läuft schnell über die grüne Wiese.",
     "import numpy as np\nx = np.zeros(3)", "El perro corre rápido por el parque verde.",

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +25,12 @@ def _shorten(text: str, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def demo_sample() -> pd.DataFrame:
-    """240 short Debian fortunes in English, German and Spanish, shipped with the package."""
-    return pd.read_json(resources.files("interp_embed") / "data" / "demo" / "fortunes.jsonl", lines=True)
-
-
 @app.command()
 def demo(save_path: Path = typer.Option(None, help="Where to keep the store (default: a temporary folder)."),
          features_per_group: int = typer.Option(2, help="Features shown per language.")) -> None:
     """Embed the bundled sample with the default SAE and show, per language, its most distinctive features."""
     from . import Dataset
+    from .data import demo_sample
 
     df = demo_sample()
     path = save_path or Path(tempfile.mkdtemp(prefix="interp_embed-demo-")) / "demo.iembed"

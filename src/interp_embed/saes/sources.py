@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from importlib import resources
 from pathlib import Path
 
+from ..data import default_sae_folder
 from ..files import FEATURE_LABELS, SAE_CONFIG, atomic_folder, write_atomically
 from .base import SAE, Device
 
@@ -35,7 +35,7 @@ class DefaultSAE(SAE):
     kind = "default"
 
     def sae_folder(self) -> Path:
-        folder = Path(str(resources.files("interp_embed") / "data" / "default_sae"))
+        folder = default_sae_folder()
         if not (folder / SAE_CONFIG).is_file():
             raise FileNotFoundError(f"{folder} holds no SAE; reinstall interp_embed")
         return folder

@@ -1,0 +1,84 @@
+"""Stores built without a model: real text, word tokens, and activations that are a fixed function of each word.
+
+Store, dataset and analysis tests use these instead of running the reader: they take milliseconds, and
+the activations have known structure, so assertions can be exact. A token is a word with its leading
+whitespace (as byte-level BPE tokens are); every token fires feature 0 ("any token"), words with letters
+beyond ASCII fire feature 1, words ending in punctuation fire feature 2, and each word fires two features
+of its own chosen by a hash of the lower-cased word, with values drawn from the same hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from interp_embed import Dataset
+from interp_embed.encode.config import EncodePlan
+from interp_embed.encode.session import rows_to_skip
+from interp_embed.store import EncodedDocument, EncoderRecord, Store
+
+D_SAE = 256
+ANY_TOKEN, NON_ASCII, PUNCTUATION = 0, 1, 2
+LABELS = {ANY_TOKEN: "any token", NON_ASCII: "letters beyond ASCII (ä, ñ, é …)", PUNCTUATION: "punctuation at a word's end",
+          **{f: f"words hashed to {f}" for f in range(3, D_SAE)}}
+TOKEN = re.compile(r"\s*\S+")
+
+
+def word_features(word: str) -> dict[int, float]:
+    """The features a word fires and their values (float16-exact, > 0)."""
+    key = word.strip().lower()
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    acts = {ANY_TOKEN: 0.5}
+    if any(ord(c) > 127 for c in key):
+        acts[NON_ASCII] = 2.0
+    if key and key[-1] in ".,;:!?":
+        acts[PUNCTUATION] = 1.5
+    for i in (0, 2):
+        acts[3 + int.from_bytes(digest[i:i + 2], "little") % (D_SAE - 3)] = 0.25 + digest[4 + i // 2] / 64
+    return {f: float(np.float16(v)) for f, v in sorted(acts.items())}
+
+
+def encode_text(text: str, row: int) -> EncodedDocument:
+    """The synthetic encoding of one text: tokens, their spans and their activations."""
+    matches = list(TOKEN.finditer(text))
+    features, values, counts = [], [], []
+    for m in matches:
+        acts = word_features(m.group())
+        features += list(acts)
+        values += list(acts.values())
+        counts.append(len(acts))
+    ids = [int.from_bytes(hashlib.blake2b(m.group().encode(), digest_size=2).digest(), "little") for m in matches]
+    return EncodedDocument(row=row, token_ids=np.array(ids, dtype=np.int64),
+                           spans=np.array([m.span() for m in matches], dtype=np.int64).reshape(-1, 2),
+                           act_ptr=np.r_[0, np.cumsum(counts)].astype(np.int64),
+                           act_features=np.array(features, dtype=np.int64), act_values=np.array(values, dtype=np.float16))
+
+
+def synthetic_store(path: Path, frame: pd.DataFrame, field: str = "text", chunk_chars: int = 400,
+                    encode_chunks: int | None = None, description: str = "") -> Store:
+    """A store of ``frame`` with synthetic activations; rows whose text cannot be encoded are skipped.
+
+    ``encode_chunks`` commits only that many chunks of the plan (the rest stay pending).
+    """
+    plan = EncodePlan(chunk_chars=chunk_chars)
+    skipped = rows_to_skip(frame, field, on_error="skip")
+    encoder = EncoderRecord(source=None, reader=None, sae={"architecture": "synthetic", "d_sae": D_SAE}, sae_sha256=None)
+    store = Store.create(path, frame, field, encoder=encoder, plan=plan, skipped=skipped, labels=LABELS,
+                         dataset_description=description)
+    texts = frame[field].tolist()
+    for start, stop in store.pending_chunks()[:encode_chunks]:
+        store.commit_chunk(start, stop, [encode_text(texts[r], r) for r in range(start, stop) if r not in skipped])
+    return store
+
+
+def synthetic_dataset(path: Path, frame: pd.DataFrame, **options) -> Dataset:
+    """:func:`synthetic_store`, opened as a Dataset."""
+    return Dataset.load_from_file(synthetic_store(path, frame, **options).path)
+
+
+def token_matrix(row) -> np.ndarray:
+    """Dense token × feature activations of one row (small documents only)."""
+    return row.latents("all").toarray()

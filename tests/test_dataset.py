@@ -1,0 +1,131 @@
+"""Dataset and store mechanics on real text with synthetic activations (no model): aggregations, views,
+saving views, what the user gave is kept."""
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from interp_embed import Dataset
+from interp_embed.dataset import DatasetView
+from interp_embed.store import AGGREGATIONS
+
+from synthetic import D_SAE, NON_ASCII, synthetic_dataset, synthetic_store, token_matrix
+
+AGGREGATION_NAMES = ("max", "mean", "sum", "binarize", "count")
+
+
+def test_latents_shape_and_type(synthetic, sample):
+    latents = synthetic.latents()
+    assert sp.isspmatrix_csr(latents) and latents.dtype == np.float32
+    assert latents.shape == (len(sample), D_SAE) and latents.nnz > 0 and (latents.data > 0).all()
+    assert set(AGGREGATIONS) == set(AGGREGATION_NAMES)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_every_aggregation_agrees_with_the_token_level(synthetic, threshold):
+    pooled = {name: synthetic.latents(name, activated_threshold=threshold).toarray() for name in AGGREGATION_NAMES}
+    for i in range(len(synthetic)):
+        tokens = token_matrix(synthetic[i])
+        counted = np.where(tokens > threshold, tokens, 0)  # a token activation counts only above the threshold
+        np.testing.assert_array_equal(pooled["max"][i], counted.max(0))
+        np.testing.assert_allclose(pooled["sum"][i], counted.sum(0), rtol=1e-5)
+        np.testing.assert_allclose(pooled["mean"][i], counted.sum(0) / len(tokens), rtol=1e-5)
+        np.testing.assert_array_equal(pooled["count"][i], (counted > 0).sum(0))
+        np.testing.assert_array_equal(pooled["binarize"][i], (counted.max(0) > 0).astype(np.float32))
+        for name in AGGREGATION_NAMES:  # one row pooled on its own gives the row of the whole matrix
+            row = synthetic[i].latents(name, activated_threshold=threshold).toarray()[0]
+            np.testing.assert_allclose(row, pooled[name][i], rtol=1e-6)
+    assert pooled["count"].sum() > 0
+
+
+def test_bad_aggregation_or_threshold_is_refused(synthetic):
+    with pytest.raises(ValueError, match="'median' is not known; use one of 'max'"):
+        synthetic.latents("median")
+    with pytest.raises(ValueError, match="activated_threshold"):
+        synthetic.latents("count", activated_threshold=-1)
+
+
+def test_reload_gives_identical_latents_and_tables(synthetic):
+    reloaded = Dataset.load_from_file(synthetic.path)
+    for name in AGGREGATION_NAMES:
+        a, b = synthetic.latents(name), reloaded.latents(name)
+        assert a.dtype == b.dtype and (a != b).nnz == 0
+    assert reloaded.pandas().equals(synthetic.pandas()) and reloaded.feature_labels() == synthetic.feature_labels()
+
+
+def test_views_keep_their_latents(synthetic, sample):
+    full = synthetic.latents().toarray()
+    np.testing.assert_array_equal(synthetic[1:4].latents().toarray(), full[1:4])
+    mask = (sample.language == "de").to_numpy()
+    view = synthetic[mask]
+    assert isinstance(view, Dataset) and isinstance(view, DatasetView)
+    assert len(view) == mask.sum() and (view.pandas().language == "de").all()
+    np.testing.assert_array_equal(view.latents().toarray(), full[mask])
+    np.testing.assert_array_equal(synthetic[[5, 2]].latents().toarray(), full[[5, 2]])
+    assert synthetic[0].document == sample.text[0] and synthetic[-1].document == sample.text.iloc[-1]
+    # German and Spanish have letters beyond ASCII, English fortunes almost never.
+    active = synthetic.latents("binarize").toarray()[:, NON_ASCII] > 0
+    assert active[mask].mean() >= 0.75 and active[(sample.language == "en").to_numpy()].mean() < 0.2
+
+
+def test_top_documents_sort_and_filter(synthetic):
+    latents = synthetic.latents().toarray()
+    feature = int(np.argmax((latents > 0).sum(0)[3:]) + 3)
+    top = synthetic.top_documents_for_feature(feature, k=5, document_only=False)
+    values = top.latents()[:, feature].toarray().ravel()
+    assert (np.diff(values) <= 0).all() and (values > 0).all()
+    assert all("<<" in t and ">>" in t for t in synthetic.top_documents_for_feature(feature, k=5))
+    by_language = synthetic.sort_by_columns("language", descending=False)
+    assert by_language.pandas().language.is_monotonic_increasing
+    ranked = synthetic.sort_by_features([feature])
+    assert (np.diff(ranked.latents()[:, feature].toarray().ravel()) <= 0).all()
+    assert len(synthetic.filter_na_rows()) == len(synthetic)
+
+
+def test_a_saved_view_holds_exactly_its_rows(synthetic, sample, tmp_path):
+    german = synthetic[(sample.language == "de").to_numpy()].sort_by_features([NON_ASCII])
+    path = german.save_to_file(tmp_path / "german.iembed")
+    saved = Dataset.load_from_file(path)
+    assert len(saved) == len(german) and saved.documents() == german.documents()
+    for name in AGGREGATION_NAMES:
+        assert (saved.latents(name) != german.latents(name)).nnz == 0
+    for i in range(len(saved)):
+        assert saved[i].tokens() == german[i].tokens()
+        assert (saved[i].latents("all") != german[i].latents("all")).nnz == 0
+    assert saved._store.is_complete() and saved.feature_labels() == synthetic.feature_labels()
+    # Cut by the store's plan, as encoding the rows anew would cut them.
+    assert [(c.start, c.stop) for c in saved._store.manifest.chunks] == saved._store.plan.chunk_ranges(
+        [len(t) for t in saved.documents()])
+    with pytest.raises(FileExistsError):
+        german.save_to_file(path)
+
+
+def test_a_saved_view_keeps_skipped_rows_and_leaves_unencoded_ones_pending(tmp_path, sample):
+    frame = pd.concat([sample.head(12), pd.DataFrame({"text": [None, ""], "language": ["en", "en"]})],
+                      ignore_index=True)
+    ds = synthetic_dataset(tmp_path / "partial.iembed", frame, chunk_chars=300, encode_chunks=2)
+    assert not ds._store.is_complete()
+    view = ds[::-1]  # the two skipped rows first, then the documents in reverse
+    saved = Dataset.load_from_file(view.save_to_file(tmp_path / "view.iembed"))
+    assert saved.skipped_rows() == {0: "empty", 1: "missing (None/NaN)"}
+    np.testing.assert_array_equal(saved.encoded_mask(), view.encoded_mask())
+    assert (saved.latents() != view.latents()).nnz == 0
+    pending = set(saved._store.pending_rows())
+    assert pending and pending == set(np.flatnonzero(~view.encoded_mask())) - {0, 1}
+
+
+def test_what_the_user_gave_is_kept(tmp_path, sample):
+    ds = synthetic_dataset(tmp_path / "d.iembed", sample.head(5), description="five fortunes")
+    assert ds.dataset_description == "five fortunes"
+    ds.dataset_description = "five fortunes, renamed"
+    assert Dataset.load_from_file(ds.path).dataset_description == "five fortunes, renamed"
+    assert Dataset.load_from_file(ds[1:3].save_to_file(tmp_path / "v.iembed")).dataset_description == \
+        "five fortunes, renamed"
+
+
+def test_a_store_without_an_sae_record_is_analysed_but_never_resumed(tmp_path, sample):
+    store = synthetic_store(tmp_path / "s.iembed", sample.head(8), chunk_chars=200, encode_chunks=1)
+    ds = Dataset.load_from_file(store.path)
+    assert ds.latents().shape == (8, D_SAE)
+    with pytest.raises(Exception, match="does not record which SAE encoded it"):
+        Dataset.load_from_file(store.path, resume=True)

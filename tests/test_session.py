@@ -1,0 +1,66 @@
+"""Where an SAE meets a store it must be the store's encoder; models are loaded only to encode, and freed after."""
+import pandas as pd
+import pytest
+import torch
+
+from interp_embed import Dataset
+from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
+from interp_embed.saes import LocalSAE
+
+pytestmark = pytest.mark.reader
+
+TEXTS = ["Good morning, dear reader!", "Guten Morgen, lieber Leser!", "Buenos días, querido lector."]
+
+
+def _random_sae(folder, model_dir, seed: int):
+    torch.manual_seed(seed)
+    sae = build_sae(SAEConfig(architecture="relu", d_in=64, d_sae=128, hook_layer=1, model_name=str(model_dir)))
+    with torch.no_grad():
+        sae.W_enc.normal_()
+    return save_sae(sae, folder)
+
+
+@pytest.fixture()
+def saes(tiny_model_dir, tmp_path):
+    return _random_sae(tmp_path / "a", tiny_model_dir, 0), _random_sae(tmp_path / "b", tiny_model_dir, 1)
+
+
+def test_creating_a_store_reads_no_weights(saes, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("interp_embed.encode.reader.Reader.__init__", refuse)
+    sae = LocalSAE(path=saes[0], role="raw")
+    ds = Dataset(pd.DataFrame({"text": TEXTS}), sae=sae, save_path=tmp_path / "d.iembed", compute_activations=False)
+    reader = ds._store.encoder.reader
+    assert (reader.d_model, reader.layer, reader.role, ds.d_sae) == (64, 1, "raw", 128)
+    assert ds._store.pending_rows().tolist() == [0, 1, 2] and not sae.is_loaded()
+
+
+def test_models_loaded_for_an_operation_are_freed_after_it(saes, tmp_path):
+    fresh = LocalSAE(path=saes[0], role="raw")
+    Dataset(pd.DataFrame({"text": TEXTS}), sae=fresh, save_path=tmp_path / "a.iembed")
+    assert not fresh.is_loaded()
+    held = LocalSAE(path=saes[0], role="raw")
+    held.load()  # the caller's models stay loaded: it may encode more
+    ds = Dataset(pd.DataFrame({"text": TEXTS}), sae=held, save_path=tmp_path / "b.iembed")
+    ds.features_of_text("Good evening!")
+    assert held.is_loaded()
+
+
+def test_an_sae_that_did_not_encode_the_store_is_refused(saes, tmp_path):
+    path = tmp_path / "d.iembed"
+    Dataset(pd.DataFrame({"text": TEXTS}), sae=LocalSAE(path=saes[0], role="raw"), save_path=path)
+    other_weights, other_role = LocalSAE(path=saes[1], role="raw"), LocalSAE(path=saes[0], role="user")
+    with pytest.raises(ValueError, match="encoded by another reader or SAE .*SAE weights"):
+        Dataset.load_from_file(path, sae=other_weights)
+    with pytest.raises(ValueError, match="role 'raw' vs 'user'"):
+        Dataset.load_from_file(path, sae=other_role)
+    ds = Dataset.load_from_file(path)
+    ds.sae = other_weights  # set by hand: every use still checks
+    with pytest.raises(ValueError, match="SAE weights"):
+        ds.features_of_text("Good evening!")
+    with pytest.raises(ValueError, match="SAE weights"):
+        ds.search("Good evening!", by="example")
+    same = Dataset.load_from_file(path, sae=LocalSAE(path=saes[0], role="raw"))
+    assert 0 < len(same.features_of_text("Good evening!", max_coverage=1.0)) <= 5
