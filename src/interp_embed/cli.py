@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 import typer
 
+from .cli_config import config_options
+from .encode.config import EncodePlan
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Interpretable SAE embeddings of text datasets.")
 
 
@@ -51,18 +54,20 @@ def demo(save_path: Path = typer.Option(None, help="Where to keep the store (def
 
 
 @app.command()
+@config_options(plan=EncodePlan)
 def encode(table: Path = typer.Argument(..., exists=True, help="A .csv, .tsv, .json, .jsonl or .parquet file."),
            out: Path = typer.Option(..., help="The store folder to write."),
            field: str = typer.Option("text", help="The column holding the text."),
            on_error: str = typer.Option("raise", help="'raise' or 'skip' rows whose text is missing or empty."),
-           resume: bool = typer.Option(False, help="Continue an interrupted run in OUT.")) -> None:
+           resume: bool = typer.Option(False, help="Continue an interrupted run in OUT."),
+           plan: EncodePlan = EncodePlan()) -> None:
     """Encode a table of documents into a store."""
     from . import Dataset
 
     if resume:
         ds = Dataset.load_from_file(out, resume=True)
     else:
-        ds = Dataset(_read_table(table), field=field, save_path=out, on_error=on_error)
+        ds = Dataset(_read_table(table), field=field, save_path=out, on_error=on_error, plan=plan)
     typer.echo(repr(ds))
 
 
