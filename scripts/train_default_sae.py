@@ -36,9 +36,10 @@ from interp_embed.files import (FEATURE_LABELS, FEATURE_SUMMARIES, SAE_CONFIG, S
 from interp_embed.encode.config import BUNDLED_READER, ReaderSpec  # noqa: E402
 from interp_embed.encode.reader import Reader  # noqa: E402
 from interp_embed.encode.sae import load_sae, save_sae  # noqa: E402
-from interp_embed.labeling.offline import build_labels, token_bytes, write_labels  # noqa: E402
+from interp_embed.labeling.driver import label_codes  # noqa: E402
+from interp_embed.labeling.offline import write_labels  # noqa: E402
 from interp_embed.train import HarvestConfig, TrainConfig, train_sae  # noqa: E402
-from interp_embed.train.evaluate import activation_chunks, reconstruction_quality, sparse_codes  # noqa: E402
+from interp_embed.train.evaluate import activation_chunks, reconstruction_quality  # noqa: E402
 
 logger = logging.getLogger("train_default_sae")
 CORPUS = ROOT / ".corpus" / "corpus.parquet"
@@ -61,18 +62,6 @@ def load_splits(corpus: Path) -> dict[str, list[np.ndarray]]:
     return {s: [np.asarray(i, dtype=np.int64) for i in table[table.split == s].ids] for s in SPLITS}
 
 
-def label_features(sae, reader: Reader, docs: list[np.ndarray]) -> tuple[dict, dict, dict]:
-    """Offline labels, summaries and their ``about`` record from the SAE's codes over ``docs``."""
-    lengths = np.array([len(d) for d in docs])
-    chunks = activation_chunks(reader, docs, str(reader.device), chunk_tokens=262_144)
-    parts = list(sparse_codes(sae, chunks, lengths))
-    doc_idx, pos, feats, vals = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    labels, summaries = build_labels(docs, doc_idx, pos, feats, vals, token_bytes(reader.tokenizer), sae.cfg.d_sae)
-    about = {"labelling_tokens": int(lengths.sum()), "labelling_documents": len(docs),
-             "method": "interp_embed.labeling.offline: p(t|f)*log(p(t|f)/p(t)) token scores + top contexts"}
-    return labels, summaries, about
-
-
 def recipe(splits: dict[str, list[np.ndarray]], reader: Reader, work: Path, ship: Path, buffer_tokens: int) -> dict:
     """Train on the train split, measure on heldout, label on labelling; write the SAE folder ``ship``."""
     device = str(reader.device)
@@ -89,7 +78,7 @@ def recipe(splits: dict[str, list[np.ndarray]], reader: Reader, work: Path, ship
     logger.info("held-out: %s", quality)
 
     started = time.perf_counter()
-    labels, summaries, about = label_features(sae, reader, splits["labelling"])
+    labels, summaries, about = label_codes(sae, reader, splits["labelling"])
     label_seconds = time.perf_counter() - started
 
     ship.mkdir(parents=True, exist_ok=True)
@@ -123,7 +112,7 @@ def cmd_label(args) -> None:
     reader = Reader(ReaderSpec(model=BUNDLED_READER, layer=LAYER), dtype=torch.float32)
     sae = load_sae(args.ship)
     started = time.perf_counter()
-    labels, summaries, about = label_features(sae, reader, docs)
+    labels, summaries, about = label_codes(sae, reader, docs)
     write_labels(args.ship, labels, summaries, about)
     logger.info("%d features labelled from %d tokens in %.0f s", len(labels), about["labelling_tokens"],
                 time.perf_counter() - started)

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from interp_embed.encode.config import BUNDLED_READER
@@ -96,3 +97,35 @@ def test_a_tokenizer_that_is_not_byte_level_is_refused():
     sentencepiece_like = PreTrainedTokenizerFast(tokenizer_object=words)
     with pytest.raises(ValueError, match="byte-level"):
         token_bytes(sentencepiece_like)
+
+
+def test_any_sae_folder_is_labelled_from_a_corpus(tiny_model_dir, tmp_path, sample):
+    from interp_embed import Dataset
+    from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
+    from interp_embed.files import FEATURE_LABELS, FEATURE_SUMMARIES
+    from interp_embed.labeling import label_sae
+    from interp_embed.labeling.offline import load_summaries
+    from interp_embed.saes import LocalSAE
+
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig(architecture="relu", d_in=64, d_sae=96, hook_layer=1, model_name=str(tiny_model_dir)))
+    with torch.no_grad():
+        sae.W_enc.normal_(std=30.0)  # the tiny model's hidden states are ~0.02: make features fire on some tokens
+        sae.b_enc.fill_(-1.0)
+    folder = save_sae(sae, tmp_path / "sae")
+    texts = sample.text.tolist()
+    labels = label_sae(folder, texts, max_tokens=3000, progress=False)
+    assert (folder / FEATURE_LABELS).is_file() and (folder / FEATURE_SUMMARIES).is_file()
+    assert LocalSAE(path=folder).feature_labels() == labels and len(labels) >= 10
+    summaries = load_summaries(folder)
+    assert set(summaries) == set(labels)
+    assert all("<<" in c["text"] for s in summaries.values() for c in s["top_contexts"])
+    # The labels reach a store encoded with the SAE, so label search works on it.
+    ds = Dataset(sample.head(20), sae=LocalSAE(path=folder), save_path=tmp_path / "d.iembed")
+    words = {w.strip("'") for label in labels.values() for w in label.split(" — ")[0].split(", ")}
+    word = max((w for w in words if w.isalpha()), key=len)  # the longest: not a stop word
+    assert ds.feature_labels() == labels
+    hits = ds.search(word, k=3)
+    assert len(hits) >= 1 and all(word.lower() in label.lower() for label in hits.attrs["features"].label)
+    with pytest.raises(ValueError, match="no tokens"):
+        label_sae(folder, texts, max_tokens=0, progress=False)

@@ -1,0 +1,70 @@
+"""Label any SAE folder offline: read a corpus with the SAE's reader, encode it, label every feature that fires.
+
+This is what ``interp-embed train-sae`` runs at the end and what rebuilt the shipped SAE's labels; the
+labels (``feature_labels.json``) and per-feature summaries (``feature_summaries.json``) are written
+beside the SAE's weights, where ``LocalSAE`` and every store encoded with it find them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .offline import build_labels, token_bytes, write_labels
+
+logger = logging.getLogger(__name__)
+
+
+def label_codes(sae, reader, docs: list[np.ndarray], progress: bool = True) -> tuple[dict, dict, dict]:
+    """``(labels, summaries, about)`` for every feature of ``sae`` that fires on the token-id documents ``docs``.
+
+    Each document is read by ``reader`` in its chat template (template excluded), as the encoder reads it.
+    """
+    from ..train.evaluate import activation_chunks, sparse_codes
+
+    lengths = np.array([len(d) for d in docs])
+    chunks = activation_chunks(reader, docs, str(reader.device), chunk_tokens=262_144)
+    parts = []
+    with tqdm(total=int(lengths.sum()), unit="tok", unit_scale=True, desc="Labelling", disable=not progress) as bar:
+        for part in sparse_codes(sae, chunks, lengths):
+            parts.append(part)
+            bar.update(int(lengths[np.unique(part[0])].sum()))
+    doc_idx, pos, feats, vals = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    labels, summaries = build_labels(docs, doc_idx, pos, feats, vals, token_bytes(reader.tokenizer), sae.cfg.d_sae)
+    about = {"labelling_tokens": int(lengths.sum()), "labelling_documents": len(docs),
+             "method": "interp_embed.labeling.offline: p(t|f)*log(p(t|f)/p(t)) token scores + top contexts"}
+    return labels, summaries, about
+
+
+def label_sae(folder: str | Path, texts: list[str], *, model: str | None = None, role: str = "assistant",
+              device: str | None = None, max_tokens: int | None = 500_000, max_doc_tokens: int = 512,
+              progress: bool = True) -> dict[int, str]:
+    """Label every feature of the SAE in ``folder`` from ``texts`` and write the label files into ``folder``.
+
+    ``model`` is the reader (default: the one the SAE's ``cfg.json`` names); documents are wrapped in its
+    chat template as ``role`` and cut into windows of ``max_doc_tokens``; at most ``max_tokens`` tokens
+    are read (the first documents; None reads all). Returns ``{feature id: label}``; features that never
+    fire on the corpus get no label.
+
+    >>> label_sae("runs/my-sae/sae", corpus_texts, model="HuggingFaceTB/SmolLM2-360M-Instruct")  # doctest: +SKIP
+    """
+    from ..saes import LocalSAE
+    from ..train.harvest import tokenize
+
+    source = LocalSAE(path=folder, model=model, role=role, device=device)
+    reader, sae, _ = source.load()
+    docs = tokenize(reader, texts, max_doc_tokens)
+    if max_tokens is not None:  # the longest prefix of documents within the budget
+        docs = docs[: int(np.searchsorted(np.cumsum([len(d) for d in docs]), max_tokens, side="right"))]
+    if not docs:
+        raise ValueError("the corpus has no tokens to label from (empty texts, or max_tokens too small)")
+    started = time.perf_counter()
+    labels, summaries, about = label_codes(sae, reader, docs, progress=progress)
+    write_labels(folder, labels, summaries, about)
+    source.destroy()
+    logger.info("%d features labelled from %d tokens in %.0f s", len(labels), about["labelling_tokens"],
+                time.perf_counter() - started)
+    return {int(f): label for f, label in labels.items()}
