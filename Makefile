@@ -8,6 +8,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench-encode bench-analysis bench-sae clean
 
+# Real text for the tests that check analyses on unseen text (tests/test_analysis_real.py) and for the
+# benchmarks: Debian's fortunes in English, German and Spanish, installed with apt-get when it can be.
+FORTUNES := /usr/share/games/fortunes/de
+APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo -n apt-get)
+$(FORTUNES):
+	$(APT_GET) install -y -q fortunes fortunes-de fortunes-es >/dev/null 2>&1 \
+	  || ($(APT_GET) update -q >/dev/null 2>&1 && $(APT_GET) install -y -q fortunes fortunes-de fortunes-es >/dev/null) \
+	  || echo "Could not install Debian's fortunes: tests/test_analysis_real.py will be skipped."
+
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
@@ -18,17 +27,17 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(PY) -m interp_embed demo
 
-test: $(STAMP)
+test: $(STAMP) $(FORTUNES)
 	$(PY) -m pytest
 
 # Benchmarks (not tests): each prints its figures. bench-encode and bench-sae need Debian's fortunes.
-bench-encode: $(STAMP)
+bench-encode: $(STAMP) $(FORTUNES)
 	$(PY) benchmarks/encode.py --documents 500
 
 bench-analysis: $(STAMP)
 	$(PY) benchmarks/analysis.py --docs 1000000
 
-bench-sae: $(STAMP)
+bench-sae: $(STAMP) $(FORTUNES)
 	$(PY) benchmarks/sae_quality.py
 
 clean:
