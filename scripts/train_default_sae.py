@@ -35,7 +35,7 @@ from interp_embed.files import (FEATURE_LABELS, FEATURE_SUMMARIES, SAE_CONFIG, S
                                 TRAINING_REPORT, TRAINING_STATE, write_atomically)
 from interp_embed.encode.config import BUNDLED_READER, ReaderSpec  # noqa: E402
 from interp_embed.encode.reader import Reader  # noqa: E402
-from interp_embed.encode.sae import load_sae, save_sae  # noqa: E402
+from interp_embed.architectures import load_sae, save_sae  # noqa: E402
 from interp_embed.labeling.offline import build_labels, token_bytes, write_labels  # noqa: E402
 from interp_embed.train import HarvestConfig, TrainConfig, train_sae  # noqa: E402
 from interp_embed.train.evaluate import activation_chunks, reconstruction_quality, sparse_codes  # noqa: E402

@@ -4,7 +4,7 @@ import json
 from typer.testing import CliRunner
 
 from interp_embed.cli import app, demo_sample
-from interp_embed.encode.sae import load_sae
+from interp_embed.architectures import load_sae
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""The front-door interface every SAE source shares: a reader + SAE pair, described in plain JSON.
+"""The interface every SAE source shares: a reader + SAE pair, described in plain JSON.
 
 Importing this module never imports torch: a saved dataset records the spec of the SAE that encoded
 it, and that spec is only turned back into models when encoding resumes.
@@ -16,7 +16,7 @@ Device = str | dict | None
 
 
 def split_device(device: Device) -> tuple[str | None, str | None]:
-    """``"cuda:0"`` → both on it; ``{"model": ..., "sae": ...}`` → each on its own (seed-compatible)."""
+    """``"cuda:0"`` → both on it; ``{"model": ..., "sae": ...}`` → each on its own (as in the original interp_embed)."""
     if device is None or isinstance(device, str):
         return device, device
     if isinstance(device, dict) and set(device) == {"model", "sae"}:
@@ -81,12 +81,12 @@ class SAE:
         if self._loaded is None:
             from ..encode.config import ReaderSpec
             from ..encode.reader import Reader, default_device
-            from ..encode.sae import SAEConfig, load_sae
+            from ..architectures.saelens import config_from_saelens, load_sae
 
             model_device, sae_device = split_device(self.device)
             model_device = model_device or default_device()
             sae_device = sae_device or model_device
-            cfg = SAEConfig.from_saelens(self.saelens_config, source=str(self.sae_folder() / SAE_CONFIG))
+            cfg = config_from_saelens(self.saelens_config, source=str(self.sae_folder() / SAE_CONFIG))
             reader = Reader(ReaderSpec(model=self.reader_model(self.saelens_config), layer=cfg.hook_layer, role=self.role),
                             device=model_device)
             sae = load_sae(self.sae_folder(), device=sae_device)

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from ..encode.config import ReaderSpec
 from ..encode.reader import Reader, default_device
-from ..encode.sae import SAEConfig, TopKSAE, save_sae
+from ..architectures import SparseAutoencoder, TopKConfig, build_sae, save_sae
+from ..architectures.topk import top_k
 from ..files import TRAINED_SAE, TRAINING_STATE, write_atomically
 from .config import HarvestConfig, TrainConfig
 from .harvest import ActivationStream, Position, fingerprint, tokenize
@@ -47,9 +48,9 @@ class SAETrainer:
 
     def __init__(self, cfg: TrainConfig, d_in: int, hook_layer: int, model_name: str, total_steps: int, device: str):
         self.cfg, self.total_steps, self.device = cfg, total_steps, device
-        sae_cfg = SAEConfig(architecture="topk", d_in=d_in, d_sae=cfg.d_sae, hook_layer=hook_layer, k=cfg.k,
-                            model_name=model_name, extra={"trainer": "interp_embed.train"})
-        self.sae = TopKSAE(sae_cfg)
+        sae_cfg = TopKConfig(d_in=d_in, d_sae=cfg.d_sae, hook_layer=hook_layer, k=cfg.k, model_name=model_name,
+                             extra={"trainer": "interp_embed.train"})
+        self.sae = build_sae(sae_cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
         w = torch.randn(cfg.d_sae, d_in, generator=gen)
         w /= w.norm(dim=1, keepdim=True)
@@ -78,18 +79,15 @@ class SAETrainer:
 
     def _sparsify(self, pre: torch.Tensor) -> torch.Tensor:
         if self.cfg.batch_topk:
-            flat = pre.flatten()
-            top = flat.topk(self.cfg.k * pre.shape[0])
-            return torch.zeros_like(flat).scatter(0, top.indices, torch.relu(top.values)).view_as(pre)
-        top = pre.topk(self.cfg.k, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
+            return top_k(pre.flatten(), self.cfg.k * pre.shape[0]).view_as(pre)
+        return self.sae.activation(pre)
 
     def step(self, x: torch.Tensor) -> dict[str, float]:
         cfg, sae = self.cfg, self.sae
         x = x.to(self.device, torch.float32)
         pre = sae.pre_activations(x)
         acts = self._sparsify(pre)
-        residual = x - (acts @ sae.W_dec + sae.b_dec)
+        residual = x - sae.decode(acts)
         total_variance = (x - x.mean(0)).pow(2).sum()
         fvu = residual.pow(2).sum() / total_variance
         loss = fvu
@@ -97,8 +95,7 @@ class SAETrainer:
         n_dead = int(dead.sum())
         auxk = torch.zeros((), device=self.device)
         if cfg.auxk_alpha > 0 and n_dead:
-            top = pre.masked_fill(~dead, -torch.inf).topk(min(cfg.k_aux, n_dead), dim=-1)
-            aux_acts = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
+            aux_acts = top_k(pre.masked_fill(~dead, -torch.inf), min(cfg.k_aux, n_dead))
             # The dead latents learn to explain what the live ones missed (no bias: it is a residual).
             auxk = (aux_acts @ sae.W_dec - residual.detach()).pow(2).sum() / total_variance
             loss = loss + cfg.auxk_alpha * min(n_dead / cfg.k_aux, 1.0) * auxk
@@ -160,7 +157,7 @@ def train_sae(
     reader: Reader | None = None,
     resume: bool = True,
     progress: bool = True,
-) -> TopKSAE:
+) -> SparseAutoencoder:
     """Train a TopK SAE on ``texts`` (or pre-tokenised ``docs``) and save it to ``out_dir/sae``.
 
     With ``resume=True`` an interrupted run in ``out_dir`` continues from its last checkpoint; a
