@@ -1,4 +1,4 @@
-"""Loading and analysing a saved store works in a process where torch and transformers cannot be imported."""
+"""Loading and analysing a saved store, and building configs, work in a process where torch and transformers cannot be imported."""
 import subprocess
 import sys
 import textwrap
@@ -27,3 +27,21 @@ def test_saved_store_is_usable_without_torch(encoded):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"({len(encoded)}, {encoded.d_sae})" in done.stdout
+
+
+def test_configs_import_without_torch():
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["torch"] = None
+        sys.modules["transformers"] = None
+        import interp_embed
+        from interp_embed.architectures.config import TopKConfig
+        from interp_embed.train.config import HarvestConfig, TrainConfig
+        from interp_embed.train import read_texts
+        print(TrainConfig(k=16).k, HarvestConfig(layer=3).layer, TopKConfig(d_in=8, d_sae=16, hook_layer=1, k=4).k)
+        assert not any(name.startswith(("torch", "transformers")) and sys.modules[name] is not None
+                       for name in sys.modules), "torch got imported"
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["16", "3", "4"]

@@ -80,6 +80,25 @@ def test_txt_csv_jsonl_parquet_corpora(tmp_path):
         read_texts(tmp_path / "c.csv", field="text")
 
 
+@pytest.mark.parametrize("config,field,value", [
+    (TrainConfig, "d_sae", 0), (TrainConfig, "k", 0), (TrainConfig, "k", 8193), (TrainConfig, "k", 2.5),
+    (TrainConfig, "k_aux", 0), (TrainConfig, "auxk_alpha", -0.1), (TrainConfig, "dead_tokens", 0),
+    (TrainConfig, "lr", 0.0), (TrainConfig, "warmup_steps", -1), (TrainConfig, "decay_fraction", 1.0),
+    (TrainConfig, "batch_size", 0), (TrainConfig, "epochs", 0), (TrainConfig, "b_dec_init", "median"),
+    (TrainConfig, "seed", -1), (TrainConfig, "checkpoint_every", -1), (TrainConfig, "log_every", 0),
+    (HarvestConfig, "model", ""), (HarvestConfig, "layer", -1), (HarvestConfig, "role", "system"),
+    (HarvestConfig, "forward_tokens", 0), (HarvestConfig, "buffer_tokens", 0), (HarvestConfig, "max_doc_tokens", 0),
+])
+def test_bad_config_values_are_refused_naming_the_field(config, field, value):
+    with pytest.raises(ValueError, match=rf"^{field} must .*, not {value!r}$"):
+        config(**{field: value})
+
+
+def test_k_above_d_sae_names_both_fields():
+    with pytest.raises(ValueError, match=r"^k must be an integer in \[1, d_sae\] = \[1, 64\], not 65$"):
+        TrainConfig(d_sae=64, k=65)
+
+
 RUN = textwrap.dedent(
     """
     import sys, time, torch
