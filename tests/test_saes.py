@@ -9,7 +9,8 @@ import scipy.sparse as sp
 import torch
 from safetensors.torch import load_file, save_file
 
-from interp_embed.architectures import SAEConfig, SparseAutoencoder, TopKConfig, build_sae, load_sae, save_sae
+from interp_embed.architectures import (BatchTopKConfig, SAEConfig, SparseAutoencoder, TopKConfig, build_sae, load_sae,
+                                        save_sae)
 from interp_embed.architectures import base
 from interp_embed.saes import DefaultSAE, GoodfireSAE, LocalSAE, sae_from_spec
 from interp_embed.saes import sources
@@ -80,6 +81,23 @@ def test_unsupported_or_inconsistent_configs_name_the_file(tmp_path, change, mes
     with pytest.raises(ValueError, match=message) as err:
         load_sae(tmp_path / "s")
     assert "s/cfg.json" in str(err.value) or "sae_weights.safetensors" in str(err.value)
+
+
+def test_batchtopk_is_saved_as_the_jumprelu_sae_it_is_at_inference(tmp_path):
+    torch.manual_seed(0)
+    sae = build_sae(BatchTopKConfig(d_in=16, d_sae=64, hook_layer=3, k=4))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.normal_()
+        sae.threshold.fill_(1.5)
+    save_sae(sae, tmp_path / "s")
+    cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
+    assert cfg["architecture"] == "jumprelu" and "k" not in cfg
+    loaded = load_sae(tmp_path / "s")
+    x = torch.randn(40, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(x), sae.encode(x)) and (loaded.encode(x) > 0).any()
+    assert (loaded.threshold == 1.5).all()
 
 
 def test_a_topk_config_without_k_names_the_file_and_the_field(tmp_path):

@@ -1,7 +1,7 @@
 """SAE architectures behind one registry, and SAELens' on-disk layout.
 
 Each architecture is one registered class in one module: ``relu`` (SAELens' "standard"), ``topk``,
-and ``jumprelu``.
+``jumprelu``, and ``batchtopk``, which is only trained and is saved as the JumpReLU SAE it is at inference.
 
 >>> from interp_embed.architectures import load_sae
 >>> sae = load_sae("path/to/sae")                    # doctest: +SKIP
@@ -10,9 +10,9 @@ and ``jumprelu``.
 The configs are plain data and import without torch; the rest needs torch and is imported on first use.
 """
 from ..lazy import lazy_exports
-from .config import SAEConfig, TopKConfig
+from .config import BatchTopKConfig, SAEConfig, TopKConfig
 
-__all__ = ["SAEConfig", "TopKConfig", "SparseAutoencoder", "SparseActivations",
+__all__ = ["SAEConfig", "TopKConfig", "BatchTopKConfig", "SparseAutoencoder", "SparseActivations",
            "register_architecture", "architectures", "build_sae", "load_sae", "save_sae"]
 
 __getattr__ = lazy_exports(__name__, {

@@ -62,3 +62,24 @@ class TopKConfig(SAEConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_integer("k", self.k, low=1, high=self.d_sae, high_name="d_sae")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchTopKConfig(TopKConfig):
+    """A BatchTopK SAE (Bussmann et al. 2024): a training batch keeps its ``k`` × tokens largest activations.
+
+    It only exists while training; it is saved as the JumpReLU SAE it computes at inference.
+    """
+
+    architecture: str = "batchtopk"
+    """The architecture's registered name."""
+    k: int
+    """Active latents per token on average over a batch, in [1, d_sae]."""
+    threshold_rate: float = 0.01
+    """Each training step moves the inference threshold this fraction of the way toward the smallest
+    activation the batch kept (an exponential moving average; SAELens' ``topk_threshold_lr``), in (0, 1]."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.threshold_rate <= 1:
+            raise ValueError(f"threshold_rate must be in (0, 1], not {self.threshold_rate!r}")

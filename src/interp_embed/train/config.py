@@ -61,7 +61,10 @@ class TrainConfig:
     """Active latents per token (per token on average with ``batch_topk``), in [1, d_sae]."""
     batch_topk: bool = False
     """Train a BatchTopK SAE (Bussmann et al. 2024): a batch keeps its k × tokens largest activations
-    wherever they fall, instead of k per token."""
+    wherever they fall. It is saved as the JumpReLU SAE it computes at inference."""
+    batch_topk_threshold_rate: float = 0.01
+    """BatchTopK only: each step moves the saved JumpReLU threshold this fraction of the way toward the
+    smallest activation the batch kept (an exponential moving average, as in SAELens), in (0, 1]."""
     k_aux: int = 256
     """Latents in the AuxK reconstruction of the residual (the dead latents' top-k), >= 1."""
     auxk_alpha: float = 1 / 32
@@ -92,6 +95,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_integer("d_sae", self.d_sae, low=1)
         check_integer("k", self.k, low=1, high=self.d_sae, high_name="d_sae")
+        if not 0 < self.batch_topk_threshold_rate <= 1:
+            raise ValueError(f"batch_topk_threshold_rate must be in (0, 1], not {self.batch_topk_threshold_rate!r}")
         check_integer("k_aux", self.k_aux, low=1)
         if not self.auxk_alpha >= 0:
             raise ValueError(f"auxk_alpha must be >= 0, not {self.auxk_alpha!r}")
