@@ -132,7 +132,7 @@ def cmd_label(args) -> None:
 def cmd_pack(args) -> None:
     """Reader blocks 0..15 (GGUF bytes), used embedding rows, lzma'd token ids and CPU reference activations."""
     from interp_embed.encode.reader import bundled_gguf_path, resolve_model_path
-    from interp_embed.train.compact_reader import pack_reader
+    from compact_reader import pack_reader
 
     splits = load_splits(args.corpus)
     every = np.concatenate([d for s in SPLITS for d in splits[s]])
@@ -153,7 +153,7 @@ def cmd_pack(args) -> None:
 
 def cmd_from_pack(args) -> None:
     """On the GPU machine: rebuild the reader, check it against the CPU reference, run the recipe, write OUT."""
-    from interp_embed.train.compact_reader import unpack_reader
+    from compact_reader import unpack_reader
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
