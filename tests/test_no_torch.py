@@ -1,4 +1,5 @@
-"""Loading and analysing a saved store, and building configs, work in a process where torch and transformers cannot be imported."""
+"""Loading and analysing a saved store, and building configs, work in a process where torch and transformers
+cannot be imported."""
 import subprocess
 import sys
 import textwrap

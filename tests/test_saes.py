@@ -19,8 +19,8 @@ from interp_embed.saes.base import split_device
 
 def _random_sae(architecture, d_in=16, d_sae=64, k=None, seed=0):
     torch.manual_seed(seed)
-    shape = dict(d_in=d_in, d_sae=d_sae, hook_layer=3)
-    sae = build_sae(TopKConfig(**shape, k=k) if architecture == "topk" else SAEConfig(architecture=architecture, **shape))
+    shape = dict(architecture=architecture, d_in=d_in, d_sae=d_sae, hook_layer=3)
+    sae = build_sae(TopKConfig(**shape, k=k) if architecture == "topk" else SAEConfig(**shape))
     with torch.no_grad():
         for p in sae.parameters():
             p.normal_()

@@ -44,8 +44,10 @@ def register_architecture(name: str, *, config: type[SAEConfig] = SAEConfig,
     def register(cls: SAEClass) -> SAEClass:
         spellings = (name,) if saelens_names is None else tuple(saelens_names)
         taken = {spelling for known in _REGISTRY.values() for spelling in known.saelens_names}
-        if name in _REGISTRY or taken.intersection(spellings):
-            raise ValueError(f"architecture {name!r} (SAELens spellings {spellings}) is already registered")
+        clashes = sorted(({name} & _REGISTRY.keys()) | (taken & set(spellings)))
+        if clashes:
+            raise ValueError(f"{', '.join(map(repr, clashes))} already registered: architecture names and SAELens "
+                             f"spellings name one architecture each (registering {cls.__name__} as {name!r})")
         cls.architecture, cls.config_class, cls.saelens_names = name, config, spellings
         _REGISTRY[name] = cls
         return cls
@@ -106,7 +108,8 @@ class SparseAutoencoder(torch.nn.Module, ABC):
         super().__init__()
         if type(cfg) is not self.config_class or cfg.architecture != self.architecture:
             raise ValueError(f"{type(self).__name__} needs a {self.config_class.__name__} with architecture="
-                             f"{self.architecture!r}, not a {type(cfg).__name__} with architecture={cfg.architecture!r}")
+                             f"{self.architecture!r}, not a {type(cfg).__name__} with architecture="
+                             f"{cfg.architecture!r}")
         self.cfg = cfg
         self.W_enc = torch.nn.Parameter(torch.zeros(cfg.d_in, cfg.d_sae))
         self.b_enc = torch.nn.Parameter(torch.zeros(cfg.d_sae))

@@ -8,7 +8,7 @@ from .config import SAEConfig
 
 
 def jump_relu(pre: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """``pre`` where it exceeds ``threshold`` (per latent, or one for all) and 0, else 0."""
+    """``pre`` where it is above both ``threshold`` (one per latent, or one for all) and 0; 0 elsewhere."""
     return pre * (pre > threshold) * (pre > 0)
 
 
@@ -26,6 +26,6 @@ class JumpReLUSAE(SparseAutoencoder):
     def state_from_saved(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # SAELens' training form learns log(threshold); some releases were saved that way.
         if "threshold" not in state and "log_threshold" in state:
-            state = {**state, "threshold": state["log_threshold"].exp()}
-            del state["log_threshold"]
+            state = dict(state)
+            state["threshold"] = state.pop("log_threshold").exp()
         return state

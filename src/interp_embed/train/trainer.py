@@ -116,8 +116,8 @@ class SAETrainer:
     # -- checkpoints ------------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"since_fired": self.since_fired.cpu()}
-        for name, b in self.sae.named_buffers():  # safetensors stores no 0-d tensors: a scalar travels as (1,)
-            out[f"buffer.{name}"] = b.detach().cpu().reshape(-1) if b.dim() == 0 else b.detach().cpu()
+        for name, b in self.sae.named_buffers():
+            out[f"buffer.{name}"] = b.detach().cpu()
         for name, p in self.sae.named_parameters():
             out[f"param.{name}"] = p.detach().cpu()
             for key, value in self.opt.state.get(p, {}).items():
@@ -133,7 +133,7 @@ class SAETrainer:
                     state["step"] = state["step"].reshape(())  # Adam keeps its step count on the CPU
                     self.opt.state[p] = {k: (v if k == "step" else v.to(self.device)) for k, v in state.items()}
             for name, b in self.sae.named_buffers():
-                b.copy_(tensors[f"buffer.{name}"].reshape(b.shape))
+                b.copy_(tensors[f"buffer.{name}"])
         self.since_fired = tensors["since_fired"].to(self.device)
         self.step_count = step
 
