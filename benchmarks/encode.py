@@ -198,12 +198,12 @@ def compare_activations(ours: list[dict], original: list[dict], prefix: int, alo
 
 def sae_files() -> tuple[Path, int, int]:
     """The SAE folder (SAELens layout) that DefaultSAE, and so both pipelines, use; its layer and width."""
-    from interp_embed.encode.sae import SAEConfig
+    from interp_embed.architectures.saelens import config_from_saelens
     from interp_embed.files import SAE_CONFIG
     from interp_embed.saes import DefaultSAE
 
     sae = DefaultSAE()
-    cfg = SAEConfig.from_saelens(sae.saelens_config, source=str(sae.sae_folder() / SAE_CONFIG))
+    cfg = config_from_saelens(sae.saelens_config, source=str(sae.sae_folder() / SAE_CONFIG))
     return sae.sae_folder(), cfg.hook_layer, cfg.d_sae
 
 

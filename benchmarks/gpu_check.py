@@ -28,9 +28,9 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from interp_embed import Dataset
+from interp_embed.architectures import TopKConfig, build_sae, save_sae
 from interp_embed.data import demo_sample
 from interp_embed.encode.config import EncodePlan
-from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
 from interp_embed.saes import LocalSAE
 
 # (hidden size, layers, hooked layer, SAE latents): about 1B parameters on a GPU, a toy on a CPU.
@@ -50,8 +50,7 @@ def build_models(tokenizer_dir: Path, work: Path, size: str, device: str) -> tup
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     del model
-    sae = build_sae(SAEConfig(architecture="topk", d_in=hidden, d_sae=d_sae, k=64, hook_layer=layer,
-                              model_name=str(model_dir)))
+    sae = build_sae(TopKConfig(d_in=hidden, d_sae=d_sae, k=64, hook_layer=layer, model_name=str(model_dir)))
     with torch.no_grad():
         sae.W_enc.normal_(0, hidden ** -0.5)
         sae.W_dec.copy_(sae.W_enc.T)

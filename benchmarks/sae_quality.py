@@ -28,7 +28,7 @@ from fortunes import FORTUNES_DIR, load_fortunes  # noqa: E402
 
 from interp_embed.encode.config import BUNDLED_READER, ReaderSpec  # noqa: E402
 from interp_embed.encode.reader import Reader, resolve_model_path  # noqa: E402
-from interp_embed.encode.sae import SparseAutoencoder, load_sae  # noqa: E402
+from interp_embed.architectures import SparseAutoencoder, load_sae  # noqa: E402
 from interp_embed.files import FEATURE_LABELS  # noqa: E402
 from interp_embed.train.evaluate import activation_chunks, reconstruction_quality  # noqa: E402
 
@@ -130,7 +130,7 @@ def main() -> None:
     torch.manual_seed(0)
     sae = load_sae(args.sae, device=args.device)
     reader = Reader(ReaderSpec(model=BUNDLED_READER, layer=sae.cfg.hook_layer), device=args.device, dtype=torch.float32)
-    print(f"SAE {args.sae}: {sae.cfg.architecture}, d_sae={sae.cfg.d_sae}, k={sae.cfg.k}, layer {sae.cfg.hook_layer}")
+    print(f"SAE {args.sae}: {sae.cfg}")
 
     started = time.perf_counter()
     docs = heldout_docs(args.corpus, args.tokens)

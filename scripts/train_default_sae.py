@@ -35,7 +35,7 @@ from interp_embed.files import (FEATURE_LABELS, FEATURE_SUMMARIES, SAE_CONFIG, S
                                 TRAINING_REPORT, TRAINING_STATE, write_atomically)
 from interp_embed.encode.config import BUNDLED_READER, ReaderSpec  # noqa: E402
 from interp_embed.encode.reader import Reader  # noqa: E402
-from interp_embed.encode.sae import load_sae, save_sae  # noqa: E402
+from interp_embed.architectures import load_sae, save_sae  # noqa: E402
 from interp_embed.labeling.driver import label_codes  # noqa: E402
 from interp_embed.labeling.offline import write_labels  # noqa: E402
 from interp_embed.train import HarvestConfig, TrainConfig, train_sae  # noqa: E402
@@ -121,7 +121,7 @@ def cmd_label(args) -> None:
 def cmd_pack(args) -> None:
     """Reader blocks 0..15 (GGUF bytes), used embedding rows, lzma'd token ids and CPU reference activations."""
     from interp_embed.encode.reader import bundled_gguf_path, resolve_model_path
-    from interp_embed.train.compact_reader import pack_reader
+    from compact_reader import pack_reader
 
     splits = load_splits(args.corpus)
     every = np.concatenate([d for s in SPLITS for d in splits[s]])
@@ -142,7 +142,7 @@ def cmd_pack(args) -> None:
 
 def cmd_from_pack(args) -> None:
     """On the GPU machine: rebuild the reader, check it against the CPU reference, run the recipe, write OUT."""
-    from interp_embed.train.compact_reader import unpack_reader
+    from compact_reader import unpack_reader
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

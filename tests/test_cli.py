@@ -5,9 +5,9 @@ import pytest
 
 from typer.testing import CliRunner
 
+from interp_embed.architectures import load_sae
 from interp_embed.cli import app
 from interp_embed.data import demo_sample
-from interp_embed.encode.sae import load_sae
 
 pytestmark = pytest.mark.reader
 

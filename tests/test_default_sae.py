@@ -9,7 +9,7 @@ import torch
 
 from interp_embed.encode.config import BUNDLED_READER, ReaderSpec
 from interp_embed.encode.reader import Reader
-from interp_embed.encode.sae import load_sae
+from interp_embed.architectures import load_sae
 from interp_embed.data import default_sae_folder
 from interp_embed.files import FEATURE_LABELS
 from interp_embed.labeling.offline import load_summaries

@@ -101,7 +101,7 @@ def test_a_tokenizer_that_is_not_byte_level_is_refused():
 
 def test_any_sae_folder_is_labelled_from_a_corpus(tiny_model_dir, tmp_path, sample):
     from interp_embed import Dataset
-    from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
+    from interp_embed.architectures import SAEConfig, build_sae, save_sae
     from interp_embed.files import FEATURE_LABELS, FEATURE_SUMMARIES
     from interp_embed.labeling import label_sae
     from interp_embed.labeling.offline import load_summaries

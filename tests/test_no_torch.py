@@ -1,4 +1,5 @@
-"""Loading and analysing a saved store works in a process where torch and transformers cannot be imported."""
+"""Loading and analysing a saved store, and building configs, work in a process where torch and transformers
+cannot be imported."""
 from conftest import run_without_torch
 
 
@@ -12,6 +13,18 @@ def test_saved_store_is_usable_without_torch(synthetic):
         german = ds.pandas().language.eq("de").to_numpy()
         print(ds[german].latents("count").nnz > 0, len(ds.feature_labels()) >= 0)
         print(len(ds[german].diff(ds[~german])), len(ds.top_correlations(k=3)))
-        import interp_embed.encode.config, interp_embed.store  # pure data, no torch
     """)
     assert f"({len(synthetic)}, {synthetic.d_sae})" in out
+
+
+def test_configs_import_without_torch():
+    out = run_without_torch("""
+        import interp_embed, interp_embed.store
+        from interp_embed.architectures.config import TopKConfig
+        from interp_embed.encode.config import EncodePlan, ReaderSpec
+        from interp_embed.train.config import HarvestConfig, TrainConfig
+        from interp_embed.train import read_texts
+        print(TrainConfig(k=16).k, HarvestConfig(layer=3).layer, TopKConfig(d_in=8, d_sae=16, hook_layer=1, k=4).k,
+              EncodePlan().chunk_chars, ReaderSpec().layer)
+    """)
+    assert out.split() == ["16", "3", "4", "100000", "15"]

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 from interp_embed import Dataset
 from interp_embed.encode.config import BUNDLED_READER, ReaderSpec
 from interp_embed.encode.reader import Reader
-from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
+from interp_embed.architectures import SAEConfig, build_sae, save_sae
 from interp_embed.saes import LocalSAE
 
 pytestmark = pytest.mark.reader

@@ -1,4 +1,4 @@
-"""SAE architectures, the SAELens layout, and the hub front doors tested on locally made files."""
+"""SAE architectures, the SAELens layout, and the SAE sources (hub, Goodfire) tested on locally made files."""
 import json
 import os
 import pickle
@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from safetensors.torch import load_file, save_file
 
-from interp_embed.encode.sae import SAEConfig, build_sae, load_sae, save_sae
+from interp_embed.architectures import (BatchTopKConfig, SAEConfig, SparseAutoencoder, TopKConfig, build_sae, load_sae,
+                                        save_sae)
+from interp_embed.architectures import base
 from interp_embed.saes import DefaultSAE, GoodfireSAE, LocalSAE, sae_from_spec
 from interp_embed.saes import sources
 from interp_embed.saes.base import split_device
@@ -16,7 +19,8 @@ from interp_embed.saes.base import split_device
 
 def _random_sae(architecture, d_in=16, d_sae=64, k=None, seed=0):
     torch.manual_seed(seed)
-    sae = build_sae(SAEConfig(architecture=architecture, d_in=d_in, d_sae=d_sae, hook_layer=3, k=k))
+    shape = dict(architecture=architecture, d_in=d_in, d_sae=d_sae, hook_layer=3)
+    sae = build_sae(TopKConfig(**shape, k=k) if architecture == "topk" else SAEConfig(**shape))
     with torch.no_grad():
         for p in sae.parameters():
             p.normal_()
@@ -77,6 +81,89 @@ def test_unsupported_or_inconsistent_configs_name_the_file(tmp_path, change, mes
     with pytest.raises(ValueError, match=message) as err:
         load_sae(tmp_path / "s")
     assert "s/cfg.json" in str(err.value) or "sae_weights.safetensors" in str(err.value)
+
+
+def test_batchtopk_is_saved_as_the_jumprelu_sae_it_is_at_inference(tmp_path):
+    torch.manual_seed(0)
+    sae = build_sae(BatchTopKConfig(d_in=16, d_sae=64, hook_layer=3, k=4))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.normal_()
+        sae.threshold.fill_(1.5)
+    save_sae(sae, tmp_path / "s")
+    cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
+    assert cfg["architecture"] == "jumprelu" and "k" not in cfg
+    loaded = load_sae(tmp_path / "s")
+    x = torch.randn(40, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(x), sae.encode(x)) and (loaded.encode(x) > 0).any()
+    assert (loaded.threshold == 1.5).all()
+
+
+def test_a_topk_config_without_k_names_the_file_and_the_field(tmp_path):
+    save_sae(_random_sae("topk", k=5), tmp_path / "s")
+    cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
+    del cfg["k"]
+    (tmp_path / "s" / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"s/cfg.json: a topk SAE needs k"):
+        load_sae(tmp_path / "s")
+    cfg["k"] = 65
+    (tmp_path / "s" / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"s/cfg.json: k must be an integer in \[1, d_sae\] = \[1, 64\], not 65"):
+        load_sae(tmp_path / "s")
+
+
+def test_jumprelu_reads_thresholds_saved_as_their_logarithm(tmp_path):
+    sae = _random_sae("jumprelu")
+    save_sae(sae, tmp_path / "s")
+    weights = load_file(str(tmp_path / "s" / "sae_weights.safetensors"))
+    weights["log_threshold"] = weights.pop("threshold").log()
+    save_file(weights, str(tmp_path / "s" / "sae_weights.safetensors"))
+    loaded = load_sae(tmp_path / "s")
+    torch.testing.assert_close(loaded.threshold, sae.threshold)
+
+
+@pytest.mark.parametrize("cfg,message", [
+    (dict(architecture="topk", d_in=16, d_sae=64, hook_layer=3), "TopKSAE needs a TopKConfig"),
+    (dict(architecture="gated", d_in=16, d_sae=64, hook_layer=3), "architecture must be one of"),
+    (dict(architecture="relu", d_in=0, d_sae=64, hook_layer=3), "d_in must be an integer >= 1"),
+    (dict(architecture="relu", d_in=16, d_sae=64, hook_layer=-1), "hook_layer must be an integer >= 0"),
+])
+def test_configs_are_checked_at_the_door(cfg, message):
+    with pytest.raises(ValueError, match=message):
+        build_sae(SAEConfig(**cfg))
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, d_sae\]"):
+        TopKConfig(d_in=16, d_sae=64, hook_layer=3, k=0)
+
+
+def test_an_architecture_is_one_registered_class(tmp_path, monkeypatch):
+    monkeypatch.setattr(base, "_REGISTRY", base.architectures())
+
+    @base.register_architecture("abs_relu", saelens_names=("abs_relu_v1", "absrelu"))
+    class AbsReLUSAE(SparseAutoencoder):
+        def activation(self, pre):
+            return pre.abs() * (pre > 0)
+
+    sae = build_sae(SAEConfig(architecture="abs_relu", d_in=16, d_sae=64, hook_layer=3))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.normal_()
+    save_sae(sae, tmp_path / "s")
+    assert json.loads((tmp_path / "s" / "cfg.json").read_text())["architecture"] == "abs_relu_v1"
+    loaded = load_sae(tmp_path / "s")
+    x = torch.randn(9, 16)
+    assert isinstance(loaded, AbsReLUSAE)
+    torch.testing.assert_close(loaded.encode(x), torch.relu(sae.pre_activations(x)))
+    with pytest.raises(ValueError, match="already registered"):
+        base.register_architecture("other", saelens_names=("absrelu",))(AbsReLUSAE)
+
+
+def test_load_sae_is_public_and_reads_the_shipped_sae():
+    import interp_embed
+
+    sae = interp_embed.load_sae(DefaultSAE().sae_folder())
+    codes = sae.encode_sparse(torch.randn(3, sae.cfg.d_in))
+    assert codes.ptr.tolist() == [0, sae.cfg.k, 2 * sae.cfg.k, 3 * sae.cfg.k]
 
 
 def test_local_sae_from_a_hub_release_uses_the_downloaded_folder(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from interp_embed import Dataset
-from interp_embed.encode.sae import SAEConfig, build_sae, save_sae
+from interp_embed.architectures import SAEConfig, build_sae, save_sae
 from interp_embed.saes import LocalSAE
 
 pytestmark = pytest.mark.reader

@@ -20,7 +20,7 @@ from ..store.chunk import EncodedDocument
 from ..store.store import Store
 from .config import EncodePlan
 from .reader import Reader
-from .sae import SparseAutoencoder
+from ..architectures import SparseAutoencoder
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The front-door interface every SAE source shares: a reader + SAE pair, described in plain JSON.
+"""The interface every SAE source shares: a reader + SAE pair, described in plain JSON.
 
 Importing this module never imports torch: a saved dataset records the spec of the SAE that encoded
 it, and that spec is only turned back into models when encoding resumes.
@@ -17,7 +17,7 @@ Device = str | dict | None
 
 
 def split_device(device: Device) -> tuple[str | None, str | None]:
-    """``"cuda:0"`` → both on it; ``{"model": ..., "sae": ...}`` → each on its own (seed-compatible)."""
+    """``"cuda:0"`` → both on it; ``{"model": ..., "sae": ...}`` → each on its own (as in the original interp_embed)."""
     if device is None or isinstance(device, str):
         return device, device
     if isinstance(device, dict) and set(device) == {"model", "sae"}:
@@ -83,9 +83,9 @@ class SAE:
 
     def sae_config(self):
         """The SAE's configuration (architecture, width, hooked layer …) read from its ``cfg.json``."""
-        from ..encode.sae import SAEConfig
+        from ..architectures.saelens import config_from_saelens
 
-        return SAEConfig.from_saelens(self.saelens_config, source=str(self.sae_folder() / SAE_CONFIG))
+        return config_from_saelens(self.saelens_config, source=str(self.sae_folder() / SAE_CONFIG))
 
     def reader_spec(self) -> ReaderSpec:
         """The reader this SAE reads: model, hooked layer, role."""
@@ -108,7 +108,7 @@ class SAE:
         """Load (once) and return ``(Reader, SparseAutoencoder, sae_device)``; :meth:`destroy` frees them."""
         if self._loaded is None:
             from ..encode.reader import Reader, default_device
-            from ..encode.sae import load_sae
+            from ..architectures.saelens import load_sae
 
             model_device, sae_device = split_device(self.device)
             model_device = model_device or default_device()

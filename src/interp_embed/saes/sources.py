@@ -176,7 +176,7 @@ def _convert_goodfire(variant: dict, folder: Path) -> None:
     import torch
     from huggingface_hub import hf_hub_download
 
-    from ..encode.sae import SAEConfig, build_sae, save_sae
+    from ..architectures import SAEConfig, build_sae, save_sae
 
     path = hf_hub_download(repo_id=variant["repo"], filename=variant["file"])
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -195,7 +195,7 @@ SOURCES: dict[str, type[SAE]] = {"default": DefaultSAE, "local": LocalSAE, "good
 
 
 def sae_from_spec(spec: dict, device: Device = None) -> SAE:
-    """Rebuild an SAE front door from the JSON a store recorded; only the classes above can be named."""
+    """Rebuild an SAE source from the JSON a store recorded; only the classes above can be named."""
     kind = spec.get("type")
     if kind not in SOURCES:
         raise ValueError(f"unknown SAE type {kind!r} in the store; known: {sorted(SOURCES)}")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..encode.reader import Reader
-from ..encode.sae import SparseAutoencoder
+from ..architectures import SparseAutoencoder
 from .config import HarvestConfig
 from .harvest import ActivationStream
 

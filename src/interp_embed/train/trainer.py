@@ -1,15 +1,16 @@
-"""Train a TopK sparse autoencoder on a reader's activations (Gao et al. 2024), resumable after a kill.
+"""Train a TopK or BatchTopK sparse autoencoder on a reader's activations (Gao et al. 2024), resumable after a kill.
 
-The recipe: top-k activation (or BatchTopK), loss = FVU + alpha * AuxK, where AuxK reconstructs the
-residual error from the ``k_aux`` largest pre-activations of the dead latents so they get gradient again;
-decoder rows kept at unit norm (the gradient component parallel to each row is removed before the step,
-the rows are renormalised after it); ``b_dec`` starts at the geometric median of the first buffer; Adam.
+The recipe: the architecture's own training activation, loss = FVU + alpha * AuxK, where AuxK reconstructs
+the residual error from the ``k_aux`` largest pre-activations of the dead latents so they get gradient
+again; decoder rows kept at unit norm (the gradient component parallel to each row is removed before the
+step, the rows are renormalised after it); ``b_dec`` starts at the geometric median of the first buffer; Adam.
 
-Checkpoints are a safetensors file (parameters, Adam moments, dead-latent counters) plus ``state.json``
-(step, stream position, configs), each written to a temporary file, fsynced and renamed. The JSON is
-written last and names the weights file, so a kill at any moment leaves either the old or the new
-checkpoint whole. Resuming restores everything the next step depends on, so the final weights equal
-those of an uninterrupted run with the same seed (on the same device and thread count).
+Checkpoints are a safetensors file (parameters, buffers such as BatchTopK's threshold, Adam moments,
+dead-latent counters) plus ``state.json`` (step, stream position, configs), each written to a temporary
+file, fsynced and renamed. The JSON is written last and names the weights file, so a kill at any moment
+leaves either the old or the new checkpoint whole. Resuming restores everything the next step depends on,
+so the final weights equal those of an uninterrupted run with the same seed (on the same device and
+thread count).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from tqdm.auto import tqdm
 
 from ..encode.config import ReaderSpec
 from ..encode.reader import Reader, default_device
-from ..encode.sae import SAEConfig, TopKSAE, save_sae
+from ..architectures import BatchTopKConfig, SparseAutoencoder, TopKConfig, build_sae, save_sae
+from ..architectures.topk import top_k
 from ..files import TRAINED_SAE, TRAINING_STATE, write_atomically
 from .config import HarvestConfig, TrainConfig
 from .harvest import ActivationStream, Position, fingerprint, tokenize
@@ -43,13 +45,15 @@ def geometric_median(x: torch.Tensor, iters: int = 64) -> torch.Tensor:
 
 
 class SAETrainer:
-    """One TopK SAE with its optimiser and dead-latent counters; ``step`` trains on one batch."""
+    """One TopK or BatchTopK SAE with its optimiser and dead-latent counters; ``step`` trains on one batch."""
 
     def __init__(self, cfg: TrainConfig, d_in: int, hook_layer: int, model_name: str, total_steps: int, device: str):
         self.cfg, self.total_steps, self.device = cfg, total_steps, device
-        sae_cfg = SAEConfig(architecture="topk", d_in=d_in, d_sae=cfg.d_sae, hook_layer=hook_layer, k=cfg.k,
-                            model_name=model_name, extra={"trainer": "interp_embed.train"})
-        self.sae = TopKSAE(sae_cfg)
+        shape = dict(d_in=d_in, d_sae=cfg.d_sae, hook_layer=hook_layer, k=cfg.k, model_name=model_name,
+                     extra={"trainer": "interp_embed.train"})
+        sae_cfg = (BatchTopKConfig(**shape, threshold_rate=cfg.batch_topk_threshold_rate) if cfg.batch_topk
+                   else TopKConfig(**shape))
+        self.sae = build_sae(sae_cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
         w = torch.randn(cfg.d_sae, d_in, generator=gen)
         w /= w.norm(dim=1, keepdim=True)
@@ -76,20 +80,12 @@ class SAETrainer:
             return base * warm * max(0.0, (self.total_steps - step) / (self.total_steps - decay_start))
         return base * warm
 
-    def _sparsify(self, pre: torch.Tensor) -> torch.Tensor:
-        if self.cfg.batch_topk:
-            flat = pre.flatten()
-            top = flat.topk(self.cfg.k * pre.shape[0])
-            return torch.zeros_like(flat).scatter(0, top.indices, torch.relu(top.values)).view_as(pre)
-        top = pre.topk(self.cfg.k, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
-
     def step(self, x: torch.Tensor) -> dict[str, float]:
         cfg, sae = self.cfg, self.sae
         x = x.to(self.device, torch.float32)
         pre = sae.pre_activations(x)
-        acts = self._sparsify(pre)
-        residual = x - (acts @ sae.W_dec + sae.b_dec)
+        acts = sae.training_activation(pre)
+        residual = x - sae.decode(acts)
         total_variance = (x - x.mean(0)).pow(2).sum()
         fvu = residual.pow(2).sum() / total_variance
         loss = fvu
@@ -97,8 +93,7 @@ class SAETrainer:
         n_dead = int(dead.sum())
         auxk = torch.zeros((), device=self.device)
         if cfg.auxk_alpha > 0 and n_dead:
-            top = pre.masked_fill(~dead, -torch.inf).topk(min(cfg.k_aux, n_dead), dim=-1)
-            aux_acts = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
+            aux_acts = top_k(pre.masked_fill(~dead, -torch.inf), min(cfg.k_aux, n_dead))
             # The dead latents learn to explain what the live ones missed (no bias: it is a residual).
             auxk = (aux_acts @ sae.W_dec - residual.detach()).pow(2).sum() / total_variance
             loss = loss + cfg.auxk_alpha * min(n_dead / cfg.k_aux, 1.0) * auxk
@@ -121,6 +116,8 @@ class SAETrainer:
     # -- checkpoints ------------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"since_fired": self.since_fired.cpu()}
+        for name, b in self.sae.named_buffers():
+            out[f"buffer.{name}"] = b.detach().cpu()
         for name, p in self.sae.named_parameters():
             out[f"param.{name}"] = p.detach().cpu()
             for key, value in self.opt.state.get(p, {}).items():
@@ -135,6 +132,8 @@ class SAETrainer:
                 if state:
                     state["step"] = state["step"].reshape(())  # Adam keeps its step count on the CPU
                     self.opt.state[p] = {k: (v if k == "step" else v.to(self.device)) for k, v in state.items()}
+            for name, b in self.sae.named_buffers():
+                b.copy_(tensors[f"buffer.{name}"])
         self.since_fired = tensors["since_fired"].to(self.device)
         self.step_count = step
 
@@ -160,8 +159,10 @@ def train_sae(
     reader: Reader | None = None,
     resume: bool = True,
     progress: bool = True,
-) -> TopKSAE:
-    """Train a TopK SAE on ``texts`` (or pre-tokenised ``docs``) and save it to ``out_dir/sae``.
+) -> SparseAutoencoder:
+    """Train an SAE on ``texts`` (or pre-tokenised ``docs``), save it to ``out_dir/sae`` and return it as saved.
+
+    A TopK SAE is saved as it trained; a BatchTopK SAE as the JumpReLU SAE it computes at inference.
 
     With ``resume=True`` an interrupted run in ``out_dir`` continues from its last checkpoint; a
     finished one is returned as it is. ``out_dir/state.json`` holds the training curve under ``log``.
@@ -221,7 +222,7 @@ def train_sae(
     meta["seconds_this_run"] = round(time.perf_counter() - started, 1)
     save_checkpoint(out_dir, trainer, Position(train_cfg.epochs, 0, 0), meta, done=True)
     save_sae(trainer.sae, out_dir / TRAINED_SAE)
-    return trainer.sae.eval()
+    return trainer.sae.inference_form().eval()
 
 
 def train_from_file(corpus: str | Path, out_dir: str | Path, harvest_cfg: HarvestConfig, train_cfg: TrainConfig,

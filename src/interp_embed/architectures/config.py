@@ -1,0 +1,85 @@
+"""What an SAE is, as plain data: its architecture, its shape and where in which model it reads. No torch.
+
+:class:`SAEConfig` holds what every architecture shares and is the whole config of those without
+settings of their own (ReLU, JumpReLU). An architecture with settings of its own has a subclass
+(:class:`TopKConfig` adds ``k``); the registry (:mod:`interp_embed.architectures.base`) ties each
+architecture's name to its config class.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..validation import check_integer
+
+
+@dataclass(frozen=True, kw_only=True)
+class SAEConfig:
+    """Architecture, shape and hook point of an SAE.
+
+    >>> SAEConfig(architecture="relu", d_in=576, d_sae=8192, hook_layer=15).d_sae
+    8192
+    """
+
+    architecture: str
+    """The architecture's registered name: ``"relu"`` (SAELens' ``"standard"``), ``"jumprelu"``, ``"topk"``..."""
+    d_in: int
+    """Width of the activations the SAE reads: the reader's hidden size."""
+    d_sae: int
+    """Number of latents (features)."""
+    hook_layer: int
+    """The decoder block whose output (the residual stream, SAELens' ``hook_resid_post``) the SAE reads."""
+    apply_b_dec_to_input: bool = True
+    """Subtract the decoder bias from the input before encoding (SAELens' default; Goodfire's SAEs do not)."""
+    model_name: str = ""
+    """The reader the SAE was trained on, as its config names it (a Hugging Face name or folder); may be empty."""
+    extra: dict = field(default_factory=dict)
+    """Provenance kept from the source config (dataset, trainer, training tokens...), written back on save."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.architecture, str) or not self.architecture:
+            raise ValueError(f"architecture must be the non-empty name of an architecture, not {self.architecture!r}")
+        check_integer("d_in", self.d_in, low=1)
+        check_integer("d_sae", self.d_sae, low=1)
+        check_integer("hook_layer", self.hook_layer, low=0)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopKConfig(SAEConfig):
+    """A TopK SAE: each token keeps its ``k`` largest pre-activations (Gao et al. 2024).
+
+    >>> TopKConfig(d_in=576, d_sae=8192, hook_layer=15, k=32).architecture
+    'topk'
+    """
+
+    architecture: str = "topk"
+    """The architecture's registered name."""
+    k: int
+    """Active latents per token, in [1, d_sae]."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_integer("k", self.k, low=1, high=self.d_sae, high_name="d_sae")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchTopKConfig(TopKConfig):
+    """A BatchTopK SAE (Bussmann et al. 2024): a training batch keeps its ``k`` × tokens largest activations.
+
+    It only exists while training; it is saved as the JumpReLU SAE it computes at inference.
+    """
+
+    architecture: str = "batchtopk"
+    """The architecture's registered name."""
+    k: int
+    """Active latents per token on average over a batch, in [1, d_sae]."""
+    threshold_rate: float = 0.01
+    """Each training step moves the inference threshold this fraction of the way toward the smallest
+    activation the batch kept (an exponential moving average; SAELens' ``topk_threshold_lr``), in (0, 1]."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.threshold_rate <= 1:
+            raise ValueError(f"threshold_rate must be in (0, 1], not {self.threshold_rate!r}")
