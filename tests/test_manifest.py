@@ -51,7 +51,7 @@ def test_a_version_1_store_is_read_and_upgraded_at_its_next_commit(store):
     (lambda b: b["chunks"][0].update(name="../../elsewhere"), StoreCorruptError, "does not hold rows"),
     (lambda b: b["encoder"]["sae"].pop("d_sae"), StoreCorruptError, "d_sae should be int"),
     (lambda b: b.pop("field"), StoreCorruptError, "KeyError"),
-    (lambda b: b.update(plan={"chunk_chars": -1}), StoreCorruptError, "chunk_chars must be positive"),
+    (lambda b: b.update(plan={"chunk_chars": -1}), StoreCorruptError, "chunk_chars must be an integer >= 1"),
 ])
 def test_what_cannot_be_read_is_refused_by_name(store, change, error, message):
     body = json.loads((store.path / MANIFEST).read_text())["body"]

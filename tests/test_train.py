@@ -140,7 +140,7 @@ def test_txt_csv_jsonl_parquet_corpora(tmp_path):
     (HarvestConfig, "forward_tokens", 0), (HarvestConfig, "buffer_tokens", 0), (HarvestConfig, "max_doc_tokens", 0),
 ])
 def test_bad_config_values_are_refused_naming_the_field(config, field, value):
-    with pytest.raises(ValueError, match=rf"^{field} must .*, not {value!r}$"):
+    with pytest.raises((TypeError, ValueError), match=rf"^{field} must .*, not {value!r}$"):  # TypeError: 2.5
         config(**{field: value})
 
 

@@ -23,14 +23,9 @@ from .highlight import highlight
 from .saes.base import SAE
 from .store import EncodedDocument, Store
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
+from .validation import check_threshold
 
 logger = logging.getLogger(__name__)
-
-
-def _check_threshold(activated_threshold: float) -> float:
-    if not np.isfinite(activated_threshold) or activated_threshold < 0:
-        raise ValueError(f"activated_threshold must be a finite number >= 0, not {activated_threshold!r}")
-    return float(activated_threshold)
 
 
 class DatasetRow:
@@ -70,7 +65,7 @@ class DatasetRow:
             doc = self._encoded()
             return sp.csr_matrix((doc.act_values, doc.act_features, doc.act_ptr), shape=(len(doc.spans), d_sae))
         check_aggregation(aggregation_method)
-        threshold = _check_threshold(activated_threshold)
+        threshold = check_threshold(activated_threshold)
         doc = self._store.document(self._row)
         if doc is None:
             return sp.csr_matrix((1, d_sae), dtype=np.float32)
@@ -202,7 +197,7 @@ class Dataset:
         (3, 8192)
         """
         check_aggregation(aggregation_method)
-        return self._store.latents(aggregation_method, _check_threshold(activated_threshold))[self._rows]
+        return self._store.latents(aggregation_method, check_threshold(activated_threshold))[self._rows]
 
     def encoded_mask(self) -> np.ndarray:
         """True for rows that have activations."""

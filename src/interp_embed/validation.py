@@ -1,24 +1,84 @@
-"""Checks that configuration dataclasses run at the door, so a bad value fails with a message naming its field."""
+"""Parameter checks at the door — of every analysis and every config — with errors that name the parameter and say
+what it may be."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-def check_integer(name: str, value, low: int, high: int | None = None, high_name: str | None = None) -> None:
-    """Raise a ValueError naming ``name`` unless ``value`` is an integer in ``[low, high]``.
+import numpy as np
 
-    ``high_name`` names the field that sets the upper bound, so the message shows both sides of the clash.
 
-    >>> check_integer("k", 0, low=1, high=64, high_name="d_sae")
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; use one of {', '.join(map(repr, choices))}.")
+    return value
+
+
+def check_fraction(value: Any, name: str, *, open_low: bool = False) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number between 0 and 1, got {value!r}.") from None
+    if not (0.0 < x <= 1.0 if open_low else 0.0 <= x <= 1.0):
+        bound = "(0, 1]" if open_low else "[0, 1]"
+        raise ValueError(f"{name} must lie in {bound}, got {value!r}.")
+    return x
+
+
+def check_int(value: Any, name: str, minimum: int = 0, maximum: int | None = None,
+              maximum_name: str | None = None) -> int:
+    """``value`` as an int if it is an integer in [minimum, maximum]; else a TypeError (not an integer) or a
+    ValueError (out of range) naming ``name``. ``maximum_name`` names the parameter that sets the maximum,
+    so the message shows both sides of the clash.
+
+    >>> check_int(0, "k", minimum=1, maximum=64, maximum_name="d_sae")
     Traceback (most recent call last):
     ...
     ValueError: k must be an integer in [1, d_sae] = [1, 64], not 0
     """
-    is_integer = isinstance(value, int) and not isinstance(value, bool)
-    if is_integer and value >= low and (high is None or value <= high):
-        return
-    if high is None:
-        allowed = f">= {low}"
-    elif high_name is None:
-        allowed = f"in [{low}, {high}]"
+    if maximum is None:
+        allowed = f">= {minimum}"
+    elif maximum_name is None:
+        allowed = f"in [{minimum}, {maximum}]"
     else:
-        allowed = f"in [{low}, {high_name}] = [{low}, {high}]"
-    raise ValueError(f"{name} must be an integer {allowed}, not {value!r}")
+        allowed = f"in [{minimum}, {maximum_name}] = [{minimum}, {maximum}]"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer {allowed}, not {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an integer {allowed}, not {value!r}")
+    return int(value)
+
+
+def check_threshold(value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"activated_threshold must be a number >= 0, got {value!r}.") from None
+    if not np.isfinite(x) or x < 0:
+        raise ValueError(f"activated_threshold must be a finite number >= 0, got {value!r}.")
+    return x
+
+
+def check_features(features: Iterable[int] | None, d_sae: int, name: str = "features") -> np.ndarray | None:
+    """Return the feature ids as a sorted unique int array, or None when ``features`` is None."""
+    if features is None:
+        return None
+    if isinstance(features, (int, np.integer)):
+        features = [features]
+    arr = np.asarray(list(features))
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty; pass at least one feature id, or None for all features.")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be integer feature ids, got dtype {arr.dtype}.")
+    bad = arr[(arr < 0) | (arr >= d_sae)]
+    if bad.size:
+        raise ValueError(f"{name} contains ids outside [0, {d_sae}): {bad[:5].tolist()}; this SAE has {d_sae} features.")
+    return np.unique(arr)
+
+
+def check_coverage(min_coverage: Any, max_coverage: Any) -> tuple[float, float]:
+    lo = check_fraction(min_coverage, "min_coverage")
+    hi = check_fraction(max_coverage, "max_coverage")
+    if lo > hi:
+        raise ValueError(f"min_coverage ({lo}) must not exceed max_coverage ({hi}).")
+    return lo, hi

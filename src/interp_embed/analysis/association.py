@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, metadata, presence
 from .stats import benjamini_hochberg, fisher_two_sided, newcombe_interval, welch_t_test
-from .validation import check_fraction, check_int
+from ..validation import check_fraction, check_int
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .label_search import match_features
-from .validation import check_choice, check_features, check_int, check_threshold
+from ..validation import check_choice, check_features, check_int, check_threshold
 
 logger = logging.getLogger(__name__)
 

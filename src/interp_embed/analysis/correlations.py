@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import benjamini_hochberg, fisher_greater, fisher_greater_threshold
-from .validation import check_fraction, check_features, check_int
+from ..validation import check_fraction, check_features, check_int
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .inputs import EncodedDataset, check_dataset, feature_counts, label_array, load_documents, presence
 from .stats import benjamini_hochberg, fisher_two_sided, newcombe_interval
-from .validation import check_choice, check_coverage, check_fraction
+from ..validation import check_choice, check_coverage, check_fraction
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..store.pooling import check_aggregation
-from .validation import check_threshold
+from ..validation import check_threshold
 
 
 @runtime_checkable

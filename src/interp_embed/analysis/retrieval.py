@@ -9,7 +9,7 @@ import pandas as pd
 
 from .inputs import EncodedDataset, label_array, load_documents
 from .label_search import match_features
-from .validation import check_choice, check_features, check_int
+from ..validation import check_choice, check_features, check_int
 
 logger = logging.getLogger(__name__)
 

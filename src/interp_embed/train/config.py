@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from ..encode.config import BUNDLED_READER, Role, check_role
-from ..validation import check_integer
+from ..validation import check_int
 
 B_DEC_INITS: tuple[str, ...] = ("geometric_median", "mean")
 
@@ -38,10 +38,10 @@ class HarvestConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model must be a model name or folder, not {self.model!r}")
-        check_integer("layer", self.layer, low=0)
+        check_int(self.layer, "layer", minimum=0)
         check_role(self.role)
         for name in ("forward_tokens", "buffer_tokens", "max_doc_tokens"):
-            check_integer(name, getattr(self, name), low=1)
+            check_int(getattr(self, name), name, minimum=1)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -93,26 +93,26 @@ class TrainConfig:
     """Where to train (``"cpu"``, ``"cuda:1"``...); None: CUDA when present, else the CPU."""
 
     def __post_init__(self) -> None:
-        check_integer("d_sae", self.d_sae, low=1)
-        check_integer("k", self.k, low=1, high=self.d_sae, high_name="d_sae")
+        check_int(self.d_sae, "d_sae", minimum=1)
+        check_int(self.k, "k", minimum=1, maximum=self.d_sae, maximum_name="d_sae")
         if not 0 < self.batch_topk_threshold_rate <= 1:
             raise ValueError(f"batch_topk_threshold_rate must be in (0, 1], not {self.batch_topk_threshold_rate!r}")
-        check_integer("k_aux", self.k_aux, low=1)
+        check_int(self.k_aux, "k_aux", minimum=1)
         if not self.auxk_alpha >= 0:
             raise ValueError(f"auxk_alpha must be >= 0, not {self.auxk_alpha!r}")
-        check_integer("dead_tokens", self.dead_tokens, low=1)
+        check_int(self.dead_tokens, "dead_tokens", minimum=1)
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0 or None (the scaling law), not {self.lr!r}")
-        check_integer("warmup_steps", self.warmup_steps, low=0)
+        check_int(self.warmup_steps, "warmup_steps", minimum=0)
         if not 0 <= self.decay_fraction < 1:
             raise ValueError(f"decay_fraction must be in [0, 1), not {self.decay_fraction!r}")
-        check_integer("batch_size", self.batch_size, low=1)
-        check_integer("epochs", self.epochs, low=1)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_int(self.epochs, "epochs", minimum=1)
         if self.b_dec_init not in B_DEC_INITS:
             raise ValueError(f"b_dec_init must be one of {', '.join(map(repr, B_DEC_INITS))}, not {self.b_dec_init!r}")
-        check_integer("seed", self.seed, low=0)
-        check_integer("checkpoint_every", self.checkpoint_every, low=0)
-        check_integer("log_every", self.log_every, low=1)
+        check_int(self.seed, "seed", minimum=0)
+        check_int(self.checkpoint_every, "checkpoint_every", minimum=0)
+        check_int(self.log_every, "log_every", minimum=1)
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else 2e-4 / math.sqrt(self.d_sae / 2**14)
