@@ -1,13 +1,17 @@
 """The interp-embed command line on real text."""
+import dataclasses
 import json
 
 import pytest
+import typer
 
 from typer.testing import CliRunner
 
 from interp_embed.architectures import load_sae
 from interp_embed.cli import app
 from interp_embed.data import demo_sample
+from interp_embed.saes import LocalSAE
+from interp_embed.train import HarvestConfig, TrainConfig
 
 pytestmark = pytest.mark.reader
 
@@ -43,3 +47,10 @@ def test_train_sae_writes_a_loadable_sae(tmp_path):
     assert done.exit_code == 0, done.output
     sae = load_sae(out / "sae")
     assert (sae.cfg.architecture, sae.cfg.d_sae, sae.cfg.k, sae.cfg.hook_layer) == ("topk", 256, 8, 15)
+    # It is labelled at the end, so label search works on what it encodes.
+    labels = LocalSAE(path=out / "sae").feature_labels()
+    assert len(labels) > 50 and all(" — “" in label for label in labels.values())
+    options = {p.name: p.default for p in typer.main.get_command(app).commands["train-sae"].params}
+    for config in (HarvestConfig, TrainConfig):  # every config field is an option, with the config's default
+        for field in dataclasses.fields(config):
+            assert options[field.name] == field.default, field.name

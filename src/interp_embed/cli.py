@@ -11,6 +11,7 @@ import typer
 
 from .cli_config import config_options
 from .encode.config import EncodePlan
+from .train.config import HarvestConfig, TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Interpretable SAE embeddings of text datasets.")
 
@@ -100,35 +101,24 @@ def top(path: Path, feature: int = typer.Option(..., help="Feature id."), k: int
 
 
 @app.command("train-sae")
+@config_options(harvest=HarvestConfig, train=TrainConfig)
 def train_sae_command(
     corpus: Path = typer.Argument(..., exists=True, help="A .txt (documents separated by blank lines), .csv, .jsonl, .json or .parquet file."),
     out: Path = typer.Option(..., help="Run folder: checkpoints, state.json (config and training curve), and the SAE in OUT/sae."),
     field: str = typer.Option("text", help="The column holding the text (tables only)."),
     split: str = typer.Option(None, help="Keep only rows whose 'split' column equals this."),
-    model: str = typer.Option(None, help="Reader: a Hugging Face name or local folder (default: the bundled SmolLM2-135M-Instruct)."),
-    layer: int = typer.Option(15, help="Decoder block whose output (the residual stream) the SAE reads."),
-    role: str = typer.Option("assistant", help="Chat-template role the documents are wrapped in: assistant, user or raw."),
-    d_sae: int = typer.Option(8192, help="Number of latents."),
-    k: int = typer.Option(32, help="Active latents per token."),
-    batch_topk: bool = typer.Option(False, help="BatchTopK: k x batch activations per batch instead of k per token."),
-    epochs: int = typer.Option(1, help="Passes over the corpus."),
-    batch_size: int = typer.Option(4096, help="Tokens per optimisation step."),
-    lr: float = typer.Option(None, help="Learning rate (default 2e-4 / sqrt(d_sae / 16384))."),
-    buffer_tokens: int = typer.Option(131_072, help="Activations shuffled together; memory: tokens x d_model x 4 bytes."),
-    checkpoint_every: int = typer.Option(500, help="Steps between checkpoints."),
-    seed: int = typer.Option(0, help="Seed of the initialisation and the data order."),
-    device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
     resume: bool = typer.Option(True, help="Continue an interrupted run found in OUT."),
+    label_tokens: int = typer.Option(500_000, help="Label the trained SAE's features offline from this many tokens "
+                                                   "of the corpus (0: no labels)."),
+    harvest: HarvestConfig = HarvestConfig(), train: TrainConfig = TrainConfig(),
 ) -> None:
-    """Train a TopK SAE (Gao et al. 2024) on a reader's activations; a killed run resumes to the same weights."""
-    from .encode.config import BUNDLED_READER
-    from .train import HarvestConfig, TrainConfig, train_from_file
+    """Train a TopK (or BatchTopK) SAE on a reader's activations, then label its features; a killed run resumes
+    to the same weights."""
+    from .train import train_from_file
 
     logging.getLogger().setLevel(logging.INFO)
-    harvest = HarvestConfig(model=model or BUNDLED_READER, layer=layer, role=role, buffer_tokens=buffer_tokens)
-    train = TrainConfig(d_sae=d_sae, k=k, batch_topk=batch_topk, epochs=epochs, batch_size=batch_size, lr=lr,
-                        checkpoint_every=checkpoint_every, seed=seed, device=device)
-    folder = train_from_file(corpus, out, harvest, train, field=field, split=split, resume=resume)
+    folder = train_from_file(corpus, out, harvest, train, field=field, split=split, resume=resume,
+                             label_tokens=label_tokens)
     typer.echo(f"SAE written to {folder} (SAELens layout): LocalSAE(path={str(folder)!r}, model={harvest.model!r})")
 
 

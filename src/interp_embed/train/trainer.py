@@ -226,11 +226,18 @@ def train_sae(
 
 
 def train_from_file(corpus: str | Path, out_dir: str | Path, harvest_cfg: HarvestConfig, train_cfg: TrainConfig,
-                    field: str = "text", split: str | None = None, resume: bool = True) -> Path:
-    """What ``interp-embed train-sae`` runs: read a corpus file, train, and return the SAE folder."""
+                    field: str = "text", split: str | None = None, resume: bool = True,
+                    label_tokens: int = 500_000) -> Path:
+    """What ``interp-embed train-sae`` runs: read a corpus file, train, label the features offline from
+    ``label_tokens`` tokens of the corpus (0: no labels), and return the SAE folder."""
+    from ..labeling import label_sae
     from .corpus import read_texts
 
     texts = read_texts(corpus, field=field, split=split)
     logger.info("Training on %d documents from %s", len(texts), corpus)
     train_sae(out_dir, harvest_cfg, train_cfg, texts, resume=resume)
-    return Path(out_dir) / TRAINED_SAE
+    folder = Path(out_dir) / TRAINED_SAE
+    if label_tokens:
+        label_sae(folder, texts, model=harvest_cfg.model, role=harvest_cfg.role, device=train_cfg.device,
+                  max_tokens=label_tokens, max_doc_tokens=harvest_cfg.max_doc_tokens)
+    return folder
