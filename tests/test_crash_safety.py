@@ -50,6 +50,7 @@ def _run_and_kill(path: Path, mode: str, kill_when) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.reader
 def test_kill_and_resume_gives_the_uninterrupted_result(sae, tmp_path):
     reference = Dataset(demo_sample().head(N_DOCS), sae=sae, save_path=tmp_path / "ref.iembed",
                         plan=EncodePlan(chunk_chars=CHUNK_CHARS))

@@ -71,6 +71,7 @@ def test_shipped_labels_read_as_text():
 
 
 @pytest.mark.slow
+@pytest.mark.reader
 def test_a_feature_fires_on_german_and_not_on_english():
     sae = load_sae(FOLDER)
     reader = Reader(ReaderSpec(model=BUNDLED_READER, layer=sae.cfg.hook_layer), device="cpu", dtype=torch.float32)
