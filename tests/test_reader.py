@@ -1,5 +1,4 @@
 """The reader: any causal LM by local path, hooked at a layer, nothing computed after it."""
-import numpy as np
 import pandas as pd
 import pytest
 import torch
