@@ -31,7 +31,7 @@ class PooledStatistics:
     sum: np.ndarray
     """float32: the sum of its activations."""
     count: np.ndarray
-    """int64: the number of the document's tokens where it is active."""
+    """int32: the number of the document's tokens where it is active."""
     n_tokens: np.ndarray
     """int64 (n_documents,): the document's own tokens (0 for a document without activations)."""
 
@@ -58,7 +58,7 @@ class PooledStatistics:
             return np.concatenate([np.asarray(getattr(p, name), dtype=dtype) for _, p in parts] or [np.zeros(0, dtype)])
 
         return cls(indptr=np.r_[0, np.cumsum(entries)].astype(np.int64), features=joined("features", np.int32),
-                   max=joined("max", np.float32), sum=joined("sum", np.float32), count=joined("count", np.int64),
+                   max=joined("max", np.float32), sum=joined("sum", np.float32), count=joined("count", np.int32),
                    n_tokens=n_tokens)
 
 
@@ -78,7 +78,7 @@ def pool_tokens(token_counts: np.ndarray, activation_counts: np.ndarray, feature
         features=feats,
         max=np.maximum.reduceat(vals, starts) if key.size else np.zeros(0, np.float32),  # exact: a max of values
         sum=np.add.reduceat(vals, starts) if key.size else np.zeros(0, np.float32),
-        count=np.diff(np.r_[starts, key.size]).astype(np.int64),
+        count=np.diff(np.r_[starts, key.size]).astype(np.int32),
         n_tokens=np.asarray(token_counts, dtype=np.int64),
     )
 
