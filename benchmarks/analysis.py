@@ -84,14 +84,15 @@ def write_store(X: sp.csr_matrix, path: Path, y: np.ndarray, chunk_docs: int = 5
     store = Store.create(path, documents, "text", encoder=encoder, plan=EncodePlan(chunk_chars=chunk_docs),
                          skipped={}, labels=None)
     one_token, span = np.ones(1, np.int64), np.array([[0, 1]])
-    for start in range(0, n, chunk_docs):
-        stop = min(n, start + chunk_docs)
-        docs = [EncodedDocument(row=r, token_ids=one_token, spans=span,
-                                act_ptr=np.array([0, X.indptr[r + 1] - X.indptr[r]]),
-                                act_features=X.indices[X.indptr[r]:X.indptr[r + 1]],
-                                act_values=X.data[X.indptr[r]:X.indptr[r + 1]].astype(np.float16))
-                for r in range(start, stop)]
-        store.commit_chunk(start, stop, docs)
+    with store.writing():
+        for start in range(0, n, chunk_docs):
+            stop = min(n, start + chunk_docs)
+            docs = [EncodedDocument(row=r, token_ids=one_token, spans=span,
+                                    act_ptr=np.array([0, X.indptr[r + 1] - X.indptr[r]]),
+                                    act_features=X.indices[X.indptr[r]:X.indptr[r + 1]],
+                                    act_values=X.data[X.indptr[r]:X.indptr[r + 1]].astype(np.float16))
+                    for r in range(start, stop)]
+            store.commit_chunk(start, stop, docs)
 
 
 def planted_target(X: sp.csr_matrix, seed: int = 1) -> np.ndarray:

@@ -69,8 +69,9 @@ def synthetic_store(path: Path, frame: pd.DataFrame, field: str = "text", chunk_
     store = Store.create(path, frame, field, encoder=encoder, plan=plan, skipped=skipped, labels=LABELS,
                          dataset_description=description)
     texts = frame[field].tolist()
-    for start, stop in store.pending_chunks()[:encode_chunks]:
-        store.commit_chunk(start, stop, [encode_text(texts[r], r) for r in range(start, stop) if r not in skipped])
+    with store.writing():
+        for start, stop in store.pending_chunks()[:encode_chunks]:
+            store.commit_chunk(start, stop, [encode_text(texts[r], r) for r in range(start, stop) if r not in skipped])
     return store
 
 

@@ -10,7 +10,9 @@ Importing this module does not import torch: only running the models does.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,15 +71,25 @@ def rows_to_skip(frame: pd.DataFrame, field: str, on_error: str) -> dict[int, st
 
 def create_store(data, sae: SAE, field: str, save_path: str | Path | None, on_error: str, plan: EncodePlan,
                  feature_labels: dict[int, str] | None, dataset_description: str) -> Store:
-    """Check the table and write a new store for it (nothing encoded yet); a temporary folder when no path."""
+    """Check the table and write a new store for it (nothing encoded yet). Without ``save_path`` the store is
+    a temporary folder, deleted when no Dataset uses it any more or the process exits."""
     frame = as_frame(data)
     skipped = rows_to_skip(frame, field, on_error)
     if not isinstance(plan, EncodePlan):
         raise TypeError(f"plan must be an EncodePlan, not {type(plan).__name__}")
-    path = Path(save_path) if save_path is not None else Path(tempfile.mkdtemp(prefix="interp_embed-", suffix=".iembed"))
+    temporary = save_path is None
+    path = Path(tempfile.mkdtemp(prefix="interp_embed-", suffix=".iembed")) if temporary else Path(save_path)
     labels = feature_labels if feature_labels is not None else sae.feature_labels()
-    return Store.create(path, frame, field, encoder=sae.describe(), plan=plan, skipped=skipped, labels=labels,
-                        dataset_description=dataset_description)
+    try:
+        store = Store.create(path, frame, field, encoder=sae.describe(), plan=plan, skipped=skipped, labels=labels,
+                             dataset_description=dataset_description)
+    except BaseException:
+        if temporary:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    if temporary:  # removed once no Dataset uses it, or when the process exits; save_to_file keeps a copy
+        weakref.finalize(store, shutil.rmtree, path, ignore_errors=True)
+    return store
 
 
 def check_encoder(store: Store, sae: SAE) -> None:
@@ -118,7 +130,7 @@ def encode_pending(store: Store, sae: SAE) -> None:
     check_encoder(store, sae)
     from .pipeline import Encoder, encode_chunks  # torch is needed to run the models, not to plan or load
 
-    with loaded_models(sae) as (reader, model, sae_device):
+    with store.writing(), loaded_models(sae) as (reader, model, sae_device):
         encode_chunks(store, Encoder(reader, model, store.plan, sae_device=sae_device))
 
 

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_folder, sha256_file
+from .checks import POOLED, TOKENS, check_pooled, check_tokens
 from .errors import StoreCorruptError
 from .manifest import ChunkEntry, FileRecord, chunk_name
+from .paths import plain_file
 from .pooling import PooledStatistics, above_threshold, pool_tokens
 
 ARRAYS = (
@@ -95,23 +97,28 @@ def write_chunk(chunks_folder: Path, start: int, stop: int, docs: list[EncodedDo
 
 
 class Chunk:
-    """Read side of a committed chunk: arrays are memory-mapped and checksum-verified on first access."""
+    """Read side of a committed chunk: each array is memory-mapped after its file is checked (a plain file of
+    the recorded size and checksum), and each group of arrays is checked for structure before first use."""
 
-    def __init__(self, folder: Path, entry: ChunkEntry):
+    def __init__(self, folder: Path, entry: ChunkEntry, d_sae: int):
         self.folder = folder
         self.entry = entry
+        self.d_sae = d_sae
         self._arrays: dict[str, np.ndarray] = {}
+        self._checked: set[str] = set()
         self._act_ptr: np.ndarray | None = None
 
     def array(self, name: str) -> np.ndarray:
         if name not in self._arrays:
-            file_name = f"{name}.npy"
-            path = self.folder / file_name
-            expected = self.entry.files.get(file_name)
+            path = self.folder / f"{name}.npy"
+            expected = self.entry.files.get(path.name)
             if expected is None:
                 raise StoreCorruptError(f"{path}: not listed in the manifest; the manifest or the chunk is damaged")
-            if not path.is_file():
-                raise StoreCorruptError(f"{path} is missing; re-encode these rows with resume=True after deleting the chunk")
+            plain_file(path)
+            size = path.stat().st_size
+            if expected.bytes is not None and size != expected.bytes:
+                raise StoreCorruptError(f"{path} has {size} bytes; the manifest says {expected.bytes}. Its rows "
+                                        f"{self.entry.start}..{self.entry.stop - 1} cannot be trusted")
             if sha256_file(path) != expected.sha256:
                 raise StoreCorruptError(
                     f"{path} does not match its checksum (truncated or altered). Its rows "
@@ -120,30 +127,39 @@ class Chunk:
                 )
             try:
                 self._arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
-            except ValueError as err:  # a checksummed file that numpy cannot read: written by something else
+            except (ValueError, OSError, EOFError) as err:  # checksummed, yet not an array numpy can map
                 raise StoreCorruptError(f"{path}: not a readable array ({err})") from err
         return self._arrays[name]
 
+    def _checked_group(self, group: tuple[str, ...], check) -> None:
+        key = group[-1]
+        if key not in self._checked:
+            check(self.folder, self.entry, self.d_sae, {name: self.array(name) for name in group})
+            self._checked.add(key)
+
     @property
     def rows(self) -> np.ndarray:
-        """The rows of this chunk that have activations, ascending."""
+        """The rows of this chunk that have activations, ascending (checked with either group of arrays)."""
         return self.array("doc_rows")
 
     def pooled(self) -> PooledStatistics:
         """The pooled statistics written with the chunk, one document per entry of :attr:`rows`."""
+        self._checked_group(POOLED, check_pooled)
         pool_max, pool_count = self.array("pool_max"), self.array("pool_count")
         pool_sum = pool_max.astype(np.float32)
         pool_sum[pool_count > 1] = self.array("pool_sum_repeated")
         return PooledStatistics(indptr=self.array("pool_ptr"), features=self.array("pool_features"), max=pool_max,
                                 sum=pool_sum, count=pool_count, n_tokens=np.diff(self.array("token_ptr")))
 
-    def pooled_above(self, threshold: float, d_sae: int) -> PooledStatistics:
+    def pooled_above(self, threshold: float) -> PooledStatistics:
         """The statistics of only the token activations above ``threshold``, pooled from the token level."""
+        self._checked_group(TOKENS, check_tokens)
         return above_threshold(np.diff(self.array("token_ptr")), self.array("act_count"), self.array("act_features"),
-                               self.array("act_values"), threshold, d_sae)
+                               self.array("act_values"), threshold, self.d_sae)
 
     def document(self, row: int) -> EncodedDocument | None:
         """Tokens, spans and per-token activations of one row, or None if the row has none (skipped)."""
+        self._checked_group(TOKENS, check_tokens)
         rows = self.rows
         pos = int(np.searchsorted(rows, row))
         if pos >= len(rows) or rows[pos] != row:

@@ -7,3 +7,7 @@ class StoreError(Exception):
 
 class StoreCorruptError(StoreError):
     """A file of a store is damaged (truncated, altered, missing): its data is never returned."""
+
+
+class StoreLockedError(StoreError):
+    """Another process is writing the store; only one writer at a time (readers never wait)."""

@@ -21,6 +21,8 @@ VERSION = 2
 """1: the first format. 2: keeps ``dataset_description``; the SAE source is recorded under ``source``."""
 READABLE_VERSIONS = (1, 2)
 CHUNK_NAME = re.compile(r"\d{9}-\d{9}")
+ARRAY_FILE = re.compile(r"[a-z_]+\.npy")
+MAX_FEATURES = 2**31 - 1  # feature ids are handled as int32 (scipy's index type)
 
 
 def chunk_name(start: int, stop: int) -> str:
@@ -216,6 +218,8 @@ def _chunk(data: dict) -> ChunkEntry:
         raise ValueError(f"chunk {data.get('name')!r} does not hold rows [{start}, {stop})")
     files = {_typed(name, str, "chunk file name"): _file(_typed(f, dict, name), name)
              for name, f in _typed(data["files"], dict, "chunk files").items()}
+    if not all(ARRAY_FILE.fullmatch(name) for name in files):  # a bare file name: never a path
+        raise ValueError(f"chunk {chunk_name(start, stop)} names files that are not its arrays: {sorted(files)[:5]}")
     return ChunkEntry(start=start, stop=stop, n_encoded=_typed(data["n_encoded"], int, "n_encoded"),
                       n_tokens=_typed(data["n_tokens"], int, "n_tokens"), files=files)
 
@@ -235,6 +239,27 @@ def _encoder(data: dict, version: int) -> EncoderRecord:
     )
 
 
+def _check_structure(manifest: Manifest) -> None:
+    """Sizes and ranges that must hold before anything is allocated or read by them."""
+    n = manifest.n_documents
+    if n < 0:
+        raise ValueError(f"n_documents is {n}")
+    if not 1 <= manifest.d_sae <= MAX_FEATURES:
+        raise ValueError(f"d_sae must be in [1, {MAX_FEATURES}], not {manifest.d_sae}")
+    outside = [row for row in manifest.skipped if not 0 <= row < n]
+    if outside:
+        raise ValueError(f"skipped rows {outside[:5]} are outside the table's {n} rows")
+    previous_stop = 0
+    for chunk in manifest.chunks:  # sorted by start: they must tile rows without overlap
+        if not previous_stop <= chunk.start < chunk.stop <= n:
+            raise ValueError(f"chunk {chunk.name} overlaps another chunk or lies outside the table's {n} rows")
+        if not 0 <= chunk.n_encoded <= chunk.stop - chunk.start or chunk.n_tokens < 0:
+            raise ValueError(f"chunk {chunk.name} claims {chunk.n_encoded} encoded rows and {chunk.n_tokens} tokens")
+        if any(f.bytes is not None and f.bytes < 0 for f in chunk.files.values()):
+            raise ValueError(f"chunk {chunk.name} records a negative file size")
+        previous_stop = chunk.stop
+
+
 def _parse(body: dict) -> Manifest:
     version = body["version"]
     encoder = _encoder(_typed(body["encoder"], dict, "encoder"), version)
@@ -243,7 +268,7 @@ def _parse(body: dict) -> Manifest:
                                 encoder.sae_sha256)
     _typed(encoder.sae.get("d_sae"), int, "d_sae")
     labels = body.get("labels")
-    return Manifest(
+    manifest = Manifest(
         field=_typed(body["field"], str, "field"),
         n_documents=_typed(body["n_documents"], int, "n_documents"),
         encoder=encoder,
@@ -256,3 +281,5 @@ def _parse(body: dict) -> Manifest:
                       key=lambda c: c.start),
         dataset_description=_typed(body.get("dataset_description", ""), str, "dataset_description"),
     )
+    _check_structure(manifest)
+    return manifest

@@ -8,18 +8,27 @@ Layout::
       feature_labels.json    {feature id: label} copied from the SAE (optional)
       chunks/<start>-<stop>/ one folder of .npy arrays per committed range of rows (see chunk.py)
 
-Commit protocol: a chunk folder is written under a temporary name, fsynced and renamed; then the
-manifest, which lists every committed chunk with the checksum of each file, is replaced atomically.
-Anything not in the manifest is a leftover of a crash and is ignored. Opening a store reads the
-manifest only; every other file is verified against its checksum before its data is used.
-Nothing here imports torch: a saved store is analysed without the model.
+A new store is written under a temporary name and renamed into place once its manifest exists. Commit
+protocol: one writer at a time holds ``.lock`` (``Store.writing()``); a chunk folder is written under a
+temporary name, fsynced and renamed; then the manifest, which lists every committed chunk with the
+checksum of each file, is replaced atomically. Anything not in the manifest is a leftover of a crash: it
+is ignored, and removed by the next writer. Opening a store reads the manifest only.
+
+A store may come from someone else, so it is read as data and never trusted: no link inside it is
+followed (paths.py), every file is checked against its recorded size and checksum before its data is
+used, and every array's structure is checked before use (checks.py). Whatever is wrong is a
+``StoreCorruptError`` naming the file. Nothing here imports torch: a saved store is analysed without
+the model.
 """
 from __future__ import annotations
 
 import bisect
 import io
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,11 +39,12 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from ..encode.config import EncodePlan
-from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, MANIFEST, TEMPORARY_PREFIX, canonical_json, fsync_path,
-                     sha256_file, write_atomically)
+from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, MANIFEST, TEMPORARY_PREFIX, WRITER_LOCK, atomic_folder,
+                     canonical_json, sha256_file, write_atomically)
 from .chunk import Chunk, EncodedDocument, write_chunk
-from .errors import StoreCorruptError, StoreError
-from .manifest import EncoderRecord, FileRecord, Manifest
+from .errors import StoreCorruptError, StoreError, StoreLockedError
+from .manifest import CHUNK_NAME, EncoderRecord, FileRecord, Manifest
+from .paths import plain_file, plain_folder
 from .pooling import PooledStatistics, aggregate
 
 
@@ -57,8 +67,14 @@ def _documents_bytes(documents: pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
+def _temporary(name: str) -> bool:
+    """A temporary file or folder of ours (or of version 1, which named the manifest's ``.manifest.json.tmp-<pid>``)."""
+    return name.startswith(TEMPORARY_PREFIX) or name.startswith(f".{MANIFEST}.tmp-")
+
+
 class Store:
-    """A dataset folder on disk. Create it with :meth:`create`, open it with :meth:`open`.
+    """A dataset folder on disk. Create it with :meth:`create`, open it with :meth:`open`; write to it only
+    inside ``with store.writing():``.
 
     >>> store = Store.open("greetings.iembed")   # doctest: +SKIP
     >>> store.latents("max").shape               # doctest: +SKIP
@@ -71,32 +87,37 @@ class Store:
         self._chunks: list[Chunk] | None = None
         self._documents: pd.DataFrame | None = None
         self._pooled: PooledStatistics | None = None
+        self._rows_checked = False
+        self._writers = 0  # depth of nested writing() blocks in this object
 
     # ---- creation and opening -------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, documents: pd.DataFrame, field: str, encoder: EncoderRecord, plan: EncodePlan,
                skipped: dict[int, str], labels: dict[int, str] | None, dataset_description: str = "") -> "Store":
-        """Write a new, empty store (documents table, labels, manifest) and return it."""
+        """Write a new, empty store (documents table, labels, manifest) and return it.
+
+        It is built under a temporary name and appears at ``path`` whole, manifest included, so a kill or
+        a full disk never leaves a half-made store. ``path`` must not exist, or be an empty folder.
+        """
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
+        if path.is_symlink() or (path.exists() and (not path.is_dir() or any(path.iterdir()))):
             raise FileExistsError(
-                f"{path} already exists and is not empty. Open it with Dataset.load_from_file({str(path)!r}, "
-                "resume=True), or choose another save_path."
+                f"{path} already exists and is not an empty folder. Open it with Dataset.load_from_file("
+                f"{str(path)!r}, resume=True), or choose another save_path."
             )
-        path.mkdir(parents=True, exist_ok=True)
-        (path / CHUNKS).mkdir(exist_ok=True)
-        write_atomically(path / DOCUMENTS, _documents_bytes(documents))
-        label_record = None
-        if labels:
-            write_atomically(path / FEATURE_LABELS, canonical_json({str(k): v for k, v in labels.items()}))
-            label_record = FileRecord(sha256_file(path / FEATURE_LABELS))
-        fsync_path(path)
-        manifest = Manifest(field=field, n_documents=len(documents), encoder=encoder, plan=plan, skipped=dict(skipped),
-                            documents=FileRecord(sha256_file(path / DOCUMENTS)), labels=label_record,
-                            dataset_description=dataset_description)
-        store = cls(path, manifest)
-        store._write_manifest()
-        return store
+        table = _documents_bytes(documents)  # a column that cannot be stored fails before anything is written
+        with atomic_folder(path) as tmp:
+            (tmp / CHUNKS).mkdir()
+            (tmp / DOCUMENTS).write_bytes(table)
+            label_record = None
+            if labels:
+                (tmp / FEATURE_LABELS).write_text(canonical_json({str(k): v for k, v in labels.items()}), "utf-8")
+                label_record = FileRecord(sha256_file(tmp / FEATURE_LABELS))
+            manifest = Manifest(field=field, n_documents=len(documents), encoder=encoder, plan=plan,
+                                skipped=dict(skipped), documents=FileRecord(sha256_file(tmp / DOCUMENTS)),
+                                labels=label_record, dataset_description=dataset_description)
+            (tmp / MANIFEST).write_bytes(manifest.to_bytes())
+        return cls(path, manifest)
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -109,16 +130,80 @@ class Store:
                 "re-encode the documents with Dataset(..., save_path=...)."
             )
         manifest = path / MANIFEST
-        if not manifest.is_file():
+        if not (manifest.exists() or manifest.is_symlink()):
             raise StoreError(f"{path} is not an interp_embed store: {manifest} is missing")
-        return cls(path, Manifest.from_bytes(manifest.read_bytes(), manifest))
-
-    def _write_manifest(self) -> None:
-        write_atomically(self.path / MANIFEST, self.manifest.to_bytes())
+        return cls(path, Manifest.from_bytes(plain_file(manifest).read_bytes(), manifest))
 
     # ---- writing --------------------------------------------------------------------------------
+    @contextmanager
+    def writing(self) -> Iterator["Store"]:
+        """Hold the store's writer lock for the block: one writer at a time, across processes.
+
+        A second writer gets a ``StoreLockedError`` naming the holder's process; readers never wait. On
+        entry the manifest is read again (another writer may have committed since this store was opened)
+        and leftovers of crashed writers are removed. The lock is released when the block ends or the
+        process dies.
+        """
+        import fcntl  # POSIX; the lock dies with its process, so a crash never leaves a stale lock
+
+        if self._writers:  # already held by this object
+            self._writers += 1
+            try:
+                yield self
+            finally:
+                self._writers -= 1
+            return
+        plain_folder(self.path)
+        lock = self.path / WRITER_LOCK
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as err:  # a link planted under the lock's name
+            raise StoreCorruptError(f"{lock} cannot be opened as the writer lock ({err})") from err
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                raise StoreLockedError(f"{self.path} is being written by process {holder}; let it finish (or stop "
+                                       "it), then resume") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            self._writers = 1
+            self._reload()
+            self._remove_leftovers()
+            yield self
+        finally:
+            self._writers = 0
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _reload(self) -> None:
+        self.manifest = Store.open(self.path).manifest
+        self._chunks, self._pooled = None, None
+
+    def _remove_leftovers(self) -> None:
+        """Delete what crashed writers left: temporary files and folders, and chunk folders never committed.
+        Only our own names are touched, and a link is removed, never followed."""
+        committed = {c.name for c in self.manifest.chunks}
+        leftovers = [e for e in os.scandir(self.path) if _temporary(e.name)]
+        leftovers += [e for e in os.scandir(plain_folder(self.path / CHUNKS))
+                      if _temporary(e.name) or (CHUNK_NAME.fullmatch(e.name) and e.name not in committed)]
+        for entry in leftovers:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+    def _write_manifest(self) -> None:
+        self._require_writer("the manifest")
+        write_atomically(self.path / MANIFEST, self.manifest.to_bytes())
+
+    def _require_writer(self, what: str) -> None:
+        if not self._writers:
+            raise RuntimeError(f"writing {what} of {self.path} needs the writer lock: use `with store.writing():`")
+
     def commit_chunk(self, start: int, stop: int, docs: list[EncodedDocument]) -> None:
         """Durably add the encoded documents of rows [start, stop) (skipped rows simply absent)."""
+        self._require_writer(f"chunk {start}-{stop}")
         self.manifest.add_chunk(write_chunk(self.path / CHUNKS, start, stop, docs, self.d_sae))
         self._write_manifest()
         self._chunks, self._pooled = None, None
@@ -127,39 +212,55 @@ class Store:
         """Record what the dataset is (kept in the manifest)."""
         if not isinstance(text, str):
             raise TypeError(f"dataset_description must be a string, not {type(text).__name__}")
-        self.manifest.dataset_description = text
-        self._write_manifest()
+        with self.writing():
+            self.manifest.dataset_description = text
+            self._write_manifest()
 
     def copy_rows(self, rows: np.ndarray, path: str | Path) -> "Store":
         """A new store at ``path`` holding ``rows`` of this one, in that order, with their activations.
 
-        The rows are cut into chunks by this store's plan, exactly as encoding them anew would cut them;
-        a chunk is copied when every row of it that can be encoded has activations here, and is left
-        pending (to be encoded by ``resume``) otherwise.
+        The whole store is copied file by file — only the files its manifest lists, each checked first,
+        never through a link. A subset is cut into chunks by this store's plan, exactly as encoding the
+        rows anew would cut them; a chunk is copied when every row of it that can be encoded has
+        activations here, and is left pending (to be encoded by ``resume``) otherwise.
         """
         rows = np.asarray(rows, dtype=np.int64)
         path = Path(path)
-        if np.array_equal(rows, np.arange(self.n_documents)):  # the whole store: copy its files as they are
-            if path.exists():
-                raise FileExistsError(f"{path} exists; choose a new path")
-            shutil.copytree(self.path, path, ignore=shutil.ignore_patterns(f"{TEMPORARY_PREFIX}*", ".*.tmp-*"))
-            return Store.open(path)
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(f"{path} exists; choose a new path")
+        if np.array_equal(rows, np.arange(self.n_documents)):
+            return self._copy_files(path)
         old_skipped = self.skipped
         skipped = {new: old_skipped[int(old)] for new, old in enumerate(rows) if int(old) in old_skipped}
         target = Store.create(path, self.documents().iloc[rows], self.field, self.encoder, self.plan, skipped,
                               self.feature_labels(), self.dataset_description)
-        for start, stop in target.pending_chunks():
-            docs = []
-            for new in range(start, stop):
-                if new in skipped:
-                    continue
-                doc = self.document(int(rows[new]))
-                if doc is None:  # not encoded yet: resume encodes the whole chunk
-                    break
-                docs.append(replace(doc, row=new))
-            else:
-                target.commit_chunk(start, stop, docs)
+        with target.writing():
+            for start, stop in target.pending_chunks():
+                docs = []
+                for new in range(start, stop):
+                    if new in skipped:
+                        continue
+                    doc = self.document(int(rows[new]))
+                    if doc is None:  # not encoded yet: resume encodes the whole chunk
+                        break
+                    docs.append(replace(doc, row=new))
+                else:
+                    target.commit_chunk(start, stop, docs)
         return target
+
+    def _copy_files(self, path: Path) -> "Store":
+        listed = [(DOCUMENTS, self.manifest.documents)]
+        if self.manifest.labels is not None:
+            listed.append((FEATURE_LABELS, self.manifest.labels))
+        listed += [(f"{CHUNKS}/{c.name}/{name}", record) for c in self.manifest.chunks for name, record in c.files.items()]
+        with atomic_folder(path) as tmp:
+            (tmp / CHUNKS).mkdir()
+            for name, record in listed:
+                source = self._verified(name, record)
+                (tmp / name).parent.mkdir(exist_ok=True)
+                shutil.copyfile(source, tmp / name)
+            (tmp / MANIFEST).write_bytes(self.manifest.to_bytes())
+        return Store.open(path)
 
     # ---- reading --------------------------------------------------------------------------------
     @property
@@ -192,11 +293,25 @@ class Store:
 
     def chunks(self) -> list[Chunk]:
         if self._chunks is None:
-            self._chunks = [Chunk(self.path / CHUNKS / entry.name, entry) for entry in self.manifest.chunks]
+            folder = plain_folder(self.path / CHUNKS)
+            self._chunks = [Chunk(plain_folder(folder / entry.name), entry, self.d_sae) for entry in self.manifest.chunks]
         return self._chunks
+
+    def _check_row_count(self) -> None:
+        """The documents table has the manifest's number of rows: checked before anything is sized by it."""
+        if not self._rows_checked:
+            path = self._verified(DOCUMENTS, self.manifest.documents)
+            try:
+                rows = pq.ParquetFile(path).metadata.num_rows
+            except (pa.ArrowException, OSError) as err:
+                raise StoreCorruptError(f"{path}: not a readable Parquet file ({err})") from err
+            if rows != self.n_documents:
+                raise StoreCorruptError(f"{path} has {rows} rows; the manifest says {self.n_documents}")
+            self._rows_checked = True
 
     def pending_rows(self) -> np.ndarray:
         """Rows neither in a committed chunk nor skipped: exactly what ``resume`` still has to encode."""
+        self._check_row_count()
         todo = np.ones(self.n_documents, dtype=bool)
         for entry in self.manifest.chunks:
             todo[entry.start : entry.stop] = False
@@ -223,9 +338,9 @@ class Store:
         return self.pooled().n_tokens > 0
 
     def _verified(self, name: str, record: FileRecord) -> Path:
-        path = self.path / name
-        if not path.is_file():
-            raise StoreCorruptError(f"{path} is missing")
+        path = plain_file(self.path / name)
+        if record.bytes is not None and path.stat().st_size != record.bytes:
+            raise StoreCorruptError(f"{path} has {path.stat().st_size} bytes; the manifest says {record.bytes}")
         if sha256_file(path) != record.sha256:
             raise StoreCorruptError(f"{path} does not match its checksum (truncated or altered)")
         return path
@@ -233,13 +348,16 @@ class Store:
     def documents(self) -> pd.DataFrame:
         """The user's table as given (index and every column), read once and verified."""
         if self._documents is None:
-            path = self._verified(DOCUMENTS, self.manifest.documents)
+            self._check_row_count()
+            path = self.path / DOCUMENTS
             try:
-                self._documents = pq.read_table(path).to_pandas()
-            except (pa.ArrowException, OSError) as err:
+                documents = pq.read_table(path).to_pandas()
+            except (pa.ArrowException, OSError, ValueError) as err:
                 raise StoreCorruptError(f"{path}: not a readable Parquet file ({err})") from err
-            if len(self._documents) != self.n_documents:
-                raise StoreCorruptError(f"{path} has {len(self._documents)} rows; the manifest says {self.n_documents}")
+            if len(documents) != self.n_documents or self.field not in documents.columns:
+                raise StoreCorruptError(f"{path} does not hold the manifest's {self.n_documents} rows with the text "
+                                        f"column {self.field!r}")
+            self._documents = documents
         return self._documents
 
     def feature_labels(self) -> dict[int, str]:
@@ -248,14 +366,15 @@ class Store:
         path = self._verified(FEATURE_LABELS, self.manifest.labels)
         try:
             return {int(k): str(v) for k, v in json.loads(path.read_text("utf-8")).items()}
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, AttributeError) as err:
-            raise StoreCorruptError(f"{path}: not a label file ({err})") from err
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, AttributeError, RecursionError) as err:
+            raise StoreCorruptError(f"{path}: not a label file ({type(err).__name__})") from err
 
     def pooled(self, activated_threshold: float = 0.0) -> PooledStatistics:
         """Pooled statistics of every row (see pooling.py): the stored ones, or at a threshold > 0 those of
         the token activations above it, pooled again from the token level."""
+        self._check_row_count()
         if activated_threshold > 0:
-            parts = [(c.rows, c.pooled_above(activated_threshold, self.d_sae)) for c in self.chunks()]
+            parts = [(c.rows, c.pooled_above(activated_threshold)) for c in self.chunks()]
             return PooledStatistics.concatenate(parts, self.n_documents)
         if self._pooled is None:
             self._pooled = PooledStatistics.concatenate([(c.rows, c.pooled()) for c in self.chunks()], self.n_documents)
@@ -271,4 +390,10 @@ class Store:
         i = bisect.bisect_right([e.start for e in entries], row) - 1
         if i < 0 or row >= entries[i].stop:
             return None
-        return self.chunks()[i].document(row)
+        doc = self.chunks()[i].document(row)
+        if doc is not None:
+            text = self.documents()[self.field].iloc[row]
+            if not isinstance(text, str) or (len(doc.spans) and (doc.spans[:, 1].max() > len(text))):
+                raise StoreCorruptError(f"{self.chunks()[i].folder / 'char_len.npy'}: the spans of row {row} reach "
+                                        f"beyond its text; the chunk cannot be trusted")
+        return doc
