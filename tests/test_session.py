@@ -1,4 +1,8 @@
 """Where an SAE meets a store it must be the store's encoder; models are loaded only to encode, and freed after."""
+import gc
+import json
+import tempfile
+
 import pandas as pd
 import pytest
 import torch
@@ -6,6 +10,7 @@ import torch
 from interp_embed import Dataset
 from interp_embed.architectures import SAEConfig, build_sae, save_sae
 from interp_embed.saes import LocalSAE
+from interp_embed.store import Store
 
 pytestmark = pytest.mark.reader
 
@@ -64,3 +69,28 @@ def test_an_sae_that_did_not_encode_the_store_is_refused(saes, tmp_path):
         ds.search("Good evening!", by="example")
     same = Dataset.load_from_file(path, sae=LocalSAE(path=saes[0], role="raw"))
     assert 0 < len(same.features_of_text("Good evening!", max_coverage=1.0)) <= 5
+
+
+def test_an_edited_sae_config_is_a_different_encoder(saes, tmp_path):
+    path = tmp_path / "d.iembed"
+    Dataset(pd.DataFrame({"text": TEXTS}), sae=LocalSAE(path=saes[0], role="raw"), save_path=path,
+            compute_activations=False)
+    cfg = saes[0] / "cfg.json"
+    edited = json.loads(cfg.read_text())
+    edited["metadata"]["hook_name"] = "blocks.0.hook_resid_post"  # the same weights read at another layer
+    cfg.write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="layer 1 vs 0; SAE config: hook_layer 1 vs 0"):
+        Dataset.load_from_file(path, resume=True, sae=LocalSAE(path=saes[0], role="raw"))
+    assert Store.open(path).pending_rows().tolist() == [0, 1, 2]  # nothing was encoded with it
+
+
+def test_a_dataset_without_save_path_leaves_nothing_behind(saes):
+    ds = Dataset(pd.DataFrame({"text": TEXTS}), sae=LocalSAE(path=saes[0], role="raw"))
+    path, view = ds.path, ds[1:]
+    assert path.is_dir() and str(path).startswith(tempfile.gettempdir())
+    del ds
+    gc.collect()
+    assert path.is_dir() and view.latents().shape[0] == 2  # a view still uses it
+    del view
+    gc.collect()
+    assert not path.exists()

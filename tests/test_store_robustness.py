@@ -2,39 +2,21 @@
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from interp_embed import Dataset
 from interp_embed.store import StoreError
 
+from hostile import read_everything, same
 from synthetic import synthetic_store
-
-
-def _read_everything(path: Path) -> dict:
-    ds = Dataset.load_from_file(path)
-    out = {name: ds.latents(name).toarray() for name in ("max", "sum", "count")}
-    out["documents"] = ds.pandas().to_json()
-    out["labels"] = ds.feature_labels()
-    out["tokens"] = [(row.tokens(), row.latents("all").toarray()) for row in ds]
-    return out
-
-
-def _same(a: dict, b: dict) -> bool:
-    return all(
-        np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray) else
-        all(ta == tb and np.array_equal(xa, xb) for (ta, xa), (tb, xb) in zip(a[k], b[k])) if k == "tokens" else a[k] == b[k]
-        for k in a
-    )
 
 
 @pytest.fixture(scope="module")
 def small_store(sample, tmp_path_factory):
     path = tmp_path_factory.mktemp("robust") / "s.iembed"
     synthetic_store(path, sample.head(6), chunk_chars=300)
-    return path, _read_everything(path), sorted(p.relative_to(path) for p in path.rglob("*") if p.is_file())
+    return path, read_everything(path), sorted(p.relative_to(path) for p in path.rglob("*") if p.is_file())
 
 
 def _damage(store: Path, file: Path, operation: str, fraction: float, tmp: Path) -> Path:
@@ -55,11 +37,11 @@ def _damage(store: Path, file: Path, operation: str, fraction: float, tmp: Path)
 def _check(store, reference, file, operation, fraction, tmp):
     copy = _damage(store, file, operation, fraction, tmp)
     try:
-        result = _read_everything(copy)
+        result = read_everything(copy)
     except StoreError as err:
         assert str(copy) in str(err)  # the error names the damaged store's file
         return
-    assert _same(result, reference), f"{file} {operation} at {fraction:.3f} gave different data silently"
+    assert same(result, reference), f"{file} {operation} at {fraction:.3f} gave different data silently"
 
 
 def test_every_file_truncated_or_flipped(small_store, tmp_path):
@@ -87,4 +69,4 @@ def test_leftovers_of_a_crash_are_ignored(small_store, tmp_path):
     (copy / "chunks" / ".tmp-000000099-000000100-123").mkdir()
     (copy / "chunks" / "000000099-000000100").mkdir()
     (copy / ".manifest.json.tmp-42").write_text("{half a manifest")
-    assert _same(_read_everything(copy), reference)
+    assert same(read_everything(copy), reference)

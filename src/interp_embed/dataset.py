@@ -21,7 +21,7 @@ from .encode import session
 from .encode.config import EncodePlan
 from .highlight import highlight
 from .saes.base import SAE
-from .store import EncodedDocument, Store
+from .store import EncodedDocument, EncoderRecord, Store
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
 from .validation import check_threshold
 
@@ -175,6 +175,11 @@ class Dataset:
     @property
     def path(self) -> Path:
         return self._store.path
+
+    @property
+    def encoder(self) -> EncoderRecord:
+        """What encoded this dataset: reader, layer, role, SAE configuration and weights (as the store records)."""
+        return self._store.encoder
 
     @property
     def dataset_description(self) -> str:

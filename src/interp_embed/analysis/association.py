@@ -168,6 +168,11 @@ def associate_features(
     if target not in meta.columns:
         raise KeyError(f"target {target!r} is not a column of the dataset; columns are {list(meta.columns)}.")
     y, binary, positive = encode_target(meta[target], target)
+    infinite = docs.rows[np.isinf(y)]
+    if infinite.size:
+        raise ValueError(f"target {target!r} is infinite in {infinite.size} document(s) (positions "
+                         f"{infinite[:5].tolist()} in the dataset); replace those values, e.g. with NaN to leave "
+                         "them out.")
     known = ~np.isnan(y)
     P = presence(docs.activations, activated_threshold)[known]
     y = y[known]

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .inputs import EncodedDataset, check_dataset, feature_counts, label_array, load_documents, presence
+from .inputs import (EncodedDataset, check_dataset, check_same_encoder, feature_counts, label_array, load_documents,
+                     presence)
 from .stats import benjamini_hochberg, fisher_two_sided, newcombe_interval
 from ..validation import check_choice, check_coverage, check_fraction
 
@@ -101,6 +102,7 @@ def diff_features(
     check_choice(metric, "metric", METRICS)
     check_dataset(ds_a, "ds_a")
     check_dataset(ds_b, "ds_b")
+    check_same_encoder({"ds_a": ds_a, "ds_b": ds_b})
     if ds_a.d_sae != ds_b.d_sae:
         raise ValueError(
             f"ds_a and ds_b were encoded with different SAEs ({ds_a.d_sae} vs {ds_b.d_sae} features); "
@@ -140,6 +142,7 @@ def diff_many(
     names = list(datasets)
     for name in names:
         check_dataset(datasets[name], f"datasets[{name!r}]")
+    check_same_encoder({f"datasets[{name!r}]": ds for name, ds in datasets.items()})
     d_sae = {name: ds.d_sae for name, ds in datasets.items()}
     if len(set(d_sae.values())) > 1:
         raise ValueError(f"all datasets must share one SAE; feature counts differ: {d_sae}.")

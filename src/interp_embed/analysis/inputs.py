@@ -55,6 +55,20 @@ def check_dataset(ds, name: str = "ds") -> EncodedDataset:
     return ds
 
 
+def check_same_encoder(datasets: dict[str, EncodedDataset]) -> None:
+    """Refuse to compare datasets that different encoders made (another reader, layer, role or SAE): their
+    feature ids mean different things. Datasets that do not record their encoder are compared as they are."""
+    recorded = {name: ds.encoder for name, ds in datasets.items() if getattr(ds, "encoder", None) is not None}
+    if len(recorded) < 2:
+        return
+    (first, reference), *others = recorded.items()
+    for name, encoder in others:
+        differences = reference.differences(encoder.identity())
+        if differences:
+            raise ValueError(f"{first} and {name} were encoded differently ({'; '.join(differences)}); their features "
+                             "cannot be compared. Encode both with the same SAE.")
+
+
 @dataclass(frozen=True)
 class Documents:
     """Pooled activations of the encoded documents of one dataset.

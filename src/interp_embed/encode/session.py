@@ -31,11 +31,19 @@ MAX_LISTED = 20  # bad rows named in one error message
 
 
 def as_frame(data) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
-        return data
+    """The table as a DataFrame whose column names are distinct strings (the store keeps names as text)."""
     if isinstance(data, list) and all(isinstance(item, dict) for item in data):
-        return pd.DataFrame(data)
-    raise TypeError(f"data must be a pandas DataFrame or a list of dicts, not {type(data).__name__}")
+        data = pd.DataFrame(data)
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame or a list of dicts, not {type(data).__name__}")
+    named = [c for c in data.columns if not isinstance(c, str)]
+    if named:
+        raise TypeError(f"column names must be strings, but {named[:5]} are not; rename them, e.g. "
+                        "df.columns = df.columns.map(str)")
+    repeated = sorted(set(data.columns[data.columns.duplicated()]))
+    if repeated:
+        raise ValueError(f"columns {repeated} appear more than once; give every column its own name")
+    return data
 
 
 def text_problem(text) -> str | None:

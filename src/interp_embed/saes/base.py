@@ -95,7 +95,7 @@ class SAE:
     def identity(self) -> dict:
         """What a store compares with its own record before this SAE may add to it or search it."""
         spec = self.reader_spec()
-        return encoder_identity(spec.model, spec.layer, spec.role, self.fingerprint())
+        return encoder_identity(spec.model, spec.layer, spec.role, self.sae_config().to_json(), self.fingerprint())
 
     def describe(self) -> EncoderRecord:
         """What a store records about this encoder; reads tokenizer and configs, never the models' weights."""

@@ -93,9 +93,13 @@ class ReaderRecord:
                 "vocab_size": self.vocab_size, "prefix_ids": list(self.prefix_ids)}
 
 
-def encoder_identity(reader: str | None, layer: int | None, role: str | None, sae_sha256: str | None) -> dict:
-    """The facts that decide activations: which reader, read at which layer, in which role, by which SAE weights."""
-    return {"reader": reader, "layer": layer, "role": role, "SAE weights (sha256)": sae_sha256}
+def encoder_identity(reader: str | None, layer: int | None, role: str | None, sae_config: dict,
+                     sae_sha256: str | None) -> dict:
+    """The facts that decide activations: which reader, read at which layer, in which role, by an SAE of
+    which configuration and weights. Provenance in the SAE's config (``model_name``, ``extra``) and unset
+    settings do not count."""
+    decisive = {k: v for k, v in sorted(sae_config.items()) if k not in ("model_name", "extra") and v is not None}
+    return {"reader": reader, "layer": layer, "role": role, "SAE config": decisive, "SAE weights (sha256)": sae_sha256}
 
 
 @dataclass(frozen=True)
@@ -122,13 +126,22 @@ class EncoderRecord:
     def identity(self) -> dict:
         """What must be equal for two encodings to be the same (see :func:`encoder_identity`)."""
         reader = self.reader
-        return encoder_identity(reader and reader.model, reader and reader.layer, reader and reader.role,
+        return encoder_identity(reader and reader.model, reader and reader.layer, reader and reader.role, self.sae,
                                 self.sae_sha256)
 
     def differences(self, identity: dict) -> list[str]:
         """Human-readable differences between this encoder and another's :meth:`identity`, or []."""
-        mine = self.identity()
-        return [f"{key} {mine[key]!r} vs {identity[key]!r}" for key in mine if mine[key] != identity.get(key)]
+        mine, found = self.identity(), []
+        for key, value in mine.items():
+            other = identity.get(key)
+            if value == other:
+                continue
+            if isinstance(value, dict) and isinstance(other, dict):  # name only the settings that differ
+                keys = sorted(k for k in value.keys() | other.keys() if value.get(k) != other.get(k))
+                found.append(f"{key}: " + ", ".join(f"{k} {value.get(k)!r} vs {other.get(k)!r}" for k in keys))
+            else:
+                found.append(f"{key} {value!r} vs {other!r}")
+        return found
 
     def to_json(self) -> dict:
         return {"source": self.source, "reader": self.reader and self.reader.to_json(), "sae": self.sae,

@@ -67,6 +67,27 @@ def _documents_bytes(documents: pd.DataFrame) -> bytes:
     return sink.getvalue()
 
 
+def _storable(documents: pd.DataFrame, field: str, skipped: dict[int, str]) -> pd.DataFrame:
+    """The table with the text of skipped rows that Parquet cannot hold as text (not a string, or a lone
+    surrogate) kept as missing; the reason stays in the manifest's skipped rows."""
+    texts = documents[field]
+    unstorable = [row for row in skipped if not isinstance(texts.iloc[row], str) or not _utf8(texts.iloc[row])]
+    if not unstorable:
+        return documents
+    documents = documents.copy()
+    documents[field] = documents[field].astype(object)
+    documents.iloc[unstorable, documents.columns.get_loc(field)] = None
+    return documents
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _temporary(name: str) -> bool:
     """A temporary file or folder of ours (or of version 1, which named the manifest's ``.manifest.json.tmp-<pid>``)."""
     return name.startswith(TEMPORARY_PREFIX) or name.startswith(f".{MANIFEST}.tmp-")
@@ -105,7 +126,7 @@ class Store:
                 f"{path} already exists and is not an empty folder. Open it with Dataset.load_from_file("
                 f"{str(path)!r}, resume=True), or choose another save_path."
             )
-        table = _documents_bytes(documents)  # a column that cannot be stored fails before anything is written
+        table = _documents_bytes(_storable(documents, field, skipped))  # fails before anything is written
         with atomic_folder(path) as tmp:
             (tmp / CHUNKS).mkdir()
             (tmp / DOCUMENTS).write_bytes(table)
