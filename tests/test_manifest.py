@@ -70,3 +70,11 @@ def test_file_names_in_the_manifest_are_never_followed(store, tmp_path):
     (store.path / "documents.parquet").write_bytes(b"not parquet")
     with pytest.raises(StoreCorruptError, match="documents.parquet does not match its checksum"):
         Store.open(store.path).documents()
+
+
+@pytest.mark.parametrize("text", ['{"body": ' + "[" * 100_000 + "]" * 100_000 + ', "sha256": "x"}',
+                                  '{"body": {"n_documents": NaN}, "sha256": "x"}', '{"body": {}}', "[1, 2]", "\udcff"])
+def test_a_manifest_that_is_not_a_sealed_object_is_refused(store, text):
+    (store.path / "manifest.json").write_text(text, errors="surrogateescape")
+    with pytest.raises(StoreCorruptError, match="manifest.json"):
+        Store.open(store.path)

@@ -197,9 +197,13 @@ class Manifest:
         try:
             raw = json.loads(data.decode("utf-8"))
             body, checksum = raw["body"], raw["sha256"]
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-            raise StoreCorruptError(f"{path} is damaged ({err}); the store cannot be opened") from err
-        if not isinstance(body, dict) or sha256_json(body) != checksum:
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as err:
+            raise StoreCorruptError(f"{path} is damaged ({type(err).__name__}); the store cannot be opened") from err
+        try:
+            sealed = isinstance(body, dict) and sha256_json(body) == checksum
+        except (TypeError, ValueError, RecursionError):  # values JSON cannot write back (NaN …)
+            sealed = False
+        if not sealed:
             raise StoreCorruptError(f"{path} does not match its checksum: the file was altered or damaged")
         if body.get("format") != FORMAT:
             raise StoreError(f"{path}: not an interp_embed store (format {body.get('format')!r})")
