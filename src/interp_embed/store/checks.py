@@ -33,8 +33,8 @@ class _Checker:
             if array.ndim != 1 or array.dtype.kind not in kinds:
                 self.fail(name, f"holds a {array.ndim}-d {array.dtype} array where a 1-d "
                                 f"{'integer' if kinds == 'iu' else 'float'} array belongs")
-            # int64 (or float64) copies: differences of unsigned arrays would wrap around instead of going negative.
-            self.arrays[name] = np.asarray(array, dtype=np.int64 if kinds == "iu" else np.float64)
+            # Integers as int64: differences of unsigned arrays would wrap around instead of going negative.
+            self.arrays[name] = np.asarray(array, dtype=np.int64) if kinds == "iu" else np.asarray(array)
 
     def fail(self, name: str, what: str):
         raise StoreCorruptError(f"{self.folder / (name + '.npy')} {what}. Rows {self.entry.start}..{self.entry.stop - 1} "
