@@ -272,20 +272,29 @@ def test_associate_binary_target(english, german):
     np.testing.assert_allclose(table.q_value, multipletests(table.p_value, method="fdr_bh")[1])
 
 
-def test_associate_numeric_target_matches_welch(english):
+def test_associate_numeric_target_matches_scipy_and_says_how():
+    # 150 documents: the weather feature is present in 50, so both groups are large enough for the normal
+    # approximation of the rank-sum test; the pets feature in 25 of 125 known values is tested by permutation.
+    ds = standin(150, "en", lambda i: ["pets", "weather", None][i % 3], seed=7)
     rng = np.random.default_rng(0)
-    y = rng.normal(0, 1, len(english)) + 3.0 * (english.pandas().topic == "weather")
-    y[::10] = np.nan  # missing values are skipped
-    ds = english[np.arange(len(english))]
+    topic = ds.pandas().topic
+    y = rng.lognormal(0, 1, len(ds)) + 1.5 * (topic == "weather") + 0.8 * (topic == "pets")  # skewed
+    y[::6] = np.nan  # missing values are skipped
     ds._meta["score"] = y
-    table = A.associate_features(ds, target="score").set_index("feature_id")
-    active = english.latents().toarray()[:, 3] > 0
+    table = A.associate_features(ds, target="score", n_permutations=20_000).set_index("feature_id")
     known = ~np.isnan(y)
-    ref = stats.ttest_ind(y[known & active], y[known & ~active], equal_var=False)
-    assert table.loc[3, "p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
-    assert table.loc[3, "separation"] == pytest.approx(y[known & active].mean() - y[known & ~active].mean())
-    assert table.index[0] == 3 and table.attrs["model"]["metric"] == "r2"
-    assert table.attrs["model"]["n_documents"] == known.sum()
+    latents = ds.latents().toarray()
+    weather, pets = latents[:, 3] > 0, latents[:, 2] > 0
+    reference = stats.mannwhitneyu(y[known & weather], y[known & ~weather], method="asymptotic")
+    assert table.loc[3, "p_method"] == "rank-sum"
+    assert table.loc[3, "p_value"] == pytest.approx(reference.pvalue, rel=1e-9)
+    welch = stats.ttest_ind(y[known & weather], y[known & ~weather], equal_var=False).confidence_interval()
+    assert (table.loc[3, "ci_low"], table.loc[3, "ci_high"]) == pytest.approx((welch.low, welch.high), rel=1e-9)
+    assert table.loc[3, "separation"] == pytest.approx(y[known & weather].mean() - y[known & ~weather].mean())
+    exact = stats.mannwhitneyu(y[known & pets], y[known & ~pets], method="exact").pvalue
+    assert table.loc[2, "p_method"] == "rank-sum permutation" and np.isnan(table.loc[2, "ci_low"])
+    assert abs(table.loc[2, "p_value"] - exact) < 4 * np.sqrt(exact * (1 - exact) / 20_000) + 1 / 20_001
+    assert table.attrs["model"]["metric"] == "r2" and table.attrs["model"]["n_documents"] == known.sum()
 
 
 # ---------------------------------------------------------------- clustering and retrieval

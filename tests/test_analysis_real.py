@@ -17,6 +17,7 @@ from interp_embed import analysis as A
 FORTUNES = Path("/usr/share/games/fortunes")
 PLANTED = " Call 555-0199 now!"
 N_PER_SET = 80
+NULL_RUNS = 20
 
 pytestmark = [pytest.mark.reader, pytest.mark.skipif(
     not (FORTUNES / "fortunes").exists() or not (FORTUNES / "de").is_dir(),
@@ -48,6 +49,14 @@ def corpus():
         "lang": ["en"] * N_PER_SET + ["de"] * N_PER_SET + ["de"],
         "planted": list(planted) + [False] * (N_PER_SET + 1),
     })
+    # Targets that carry no signal: standard normals, the real (skewed) lengths shuffled, fair coins.
+    rng = np.random.default_rng(7)
+    lengths = frame.text.str.len().to_numpy(float)
+    for i in range(NULL_RUNS // 2):
+        frame[f"normal_{i}"] = rng.standard_normal(len(frame))
+        frame[f"shuffled_length_{i}"] = rng.permutation(lengths)
+    for i in range(5):
+        frame[f"coin_{i}"] = rng.integers(0, 2, len(frame))
     ds = Dataset(data=frame, field="text", on_error="skip")
     lang = ds.pandas()["lang"].to_numpy()
     return ds, ds[lang == "en"], ds[lang == "de"]
@@ -102,12 +111,31 @@ def test_random_splits_of_one_dataset_find_nothing(corpus):
     assert splits_with_discoveries <= 2
 
 
+def test_random_targets_find_nothing_and_select_nothing(corpus):
+    ds, _, _ = corpus
+    runs_with_findings, selected, held_out = 0, [], []
+    for i in range(NULL_RUNS // 2):
+        for target in (f"normal_{i}", f"shuffled_length_{i}"):
+            table = A.associate_features(ds, target=target)
+            runs_with_findings += bool((table.q_value < 0.05).any())
+            selected.append(int(table.selected.sum()))
+            held_out.append(table.attrs["model"]["held_out"])
+            # Features present in a few documents are tested by permutation: never overwhelming p-values.
+            small = table[table.count_active < 10]
+            assert (small.p_method == "rank-sum permutation").all() and small.p_value.min() >= 1 / 10_001
+    # Benjamini–Hochberg at 0.05 under the complete null: a discovery in at most 5% of runs in expectation.
+    assert runs_with_findings <= 1, runs_with_findings
+    assert np.mean(selected) <= 1 and max(held_out) < 0.05, (selected, held_out)  # a model of noise is empty
+    coins = [A.associate_features(ds, target=f"coin_{i}").attrs["model"] for i in range(5)]
+    assert np.mean([len(m["selected"]) for m in coins]) <= 3 and all(m["held_out"] < 0.7 for m in coins)
+
+
 def test_language_predicts_with_a_sparse_model(corpus):
     ds, _, _ = corpus
     table = A.associate_features(ds, target="lang")  # two string classes: "en" is the positive (sorted last)
     model = table.attrs["model"]
     assert model["positive_class"] == "en" and model["n_documents"] == 2 * N_PER_SET
-    assert model["metric"] == "auc" and model["held_out"] > 0.9
+    assert model["metric"] == "auc" and model["held_out"] > 0.9 and model["permutation_baseline"] < 0.7
     assert 1 <= table.selected.sum() <= 200
     assert table.iloc[0].q_value < 1e-10
 

@@ -137,6 +137,38 @@ def test_welch_degenerate_groups():
     assert p.tolist() == [1.0, 0.0] and lo.tolist() == hi.tolist() == [0.0, 1.0]
 
 
+def test_rank_sum_matches_scipy_with_ties():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        y = rng.integers(0, 8, rng.integers(10, 200)).astype(float)  # many ties
+        group = rng.random(y.size) < rng.uniform(0.1, 0.9)
+        if group.all() or not group.any():
+            continue
+        ranks = stats.rankdata(y)
+        p = S.rank_sum_p_values(np.array([ranks[group].sum()]), np.array([group.sum()]), y.size,
+                                np.unique(y, return_counts=True)[1])
+        reference = stats.mannwhitneyu(y[group], y[~group], method="asymptotic").pvalue
+        np.testing.assert_allclose(p, reference, rtol=1e-9)
+
+
+def test_permutation_p_values_match_the_exact_distribution():
+    from itertools import combinations
+
+    y = np.array([0.5, 1.0, 1.5, 2.0, 7.0, 9.0, 11.0, 20.0, 3.0, 3.0])  # skewed, with a tie
+    for size in (2, 3):
+        sums = np.array([sum(c) for c in combinations(y, size)])  # every group of that size, equally likely
+        centre = size * y.mean()
+        observed = np.array([y[:size].sum(), y[-size:].sum(), y[[4, 7, 8][:size]].sum()])
+        exact = [(np.abs(sums - centre) >= abs(o - centre) - 1e-9).mean() for o in observed]
+        p = S.permutation_p_values(y, np.full(3, size), observed, 40_000, np.random.default_rng(0))
+        np.testing.assert_allclose(p, exact, atol=4 * np.sqrt(0.25 / 40_000) + 1e-4)
+    # Large populations draw by rejection: still distinct indices and the right distribution.
+    big = np.random.default_rng(1).lognormal(size=3_000_000)
+    p = S.permutation_p_values(big, np.array([2]), np.array([2 * big.mean()]), 10_000, np.random.default_rng(2))
+    assert p[0] > 0.95 and S.permutation_p_values(big, np.array([2]), np.array([1e9]), 100,
+                                                   np.random.default_rng(3))[0] == 1 / 101
+
+
 @pytest.mark.parametrize("module", [S, diff, correlations, label_search])
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"np": np}, optionflags=doctest.NORMALIZE_WHITESPACE)

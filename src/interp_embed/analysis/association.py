@@ -7,15 +7,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy import stats
 
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, metadata, presence
-from .stats import benjamini_hochberg, fisher_two_sided, newcombe_interval, welch_t_test
+from .stats import (benjamini_hochberg, fisher_two_sided, newcombe_interval, permutation_p_values, rank_sum_p_values,
+                    welch_t_test)
 from ..validation import check_fraction, check_int
 
 logger = logging.getLogger(__name__)
-
-# Regularisation strengths tried for the sparse model, strongest first; the best on a validation split wins.
-L1_GRID = np.logspace(-3, 1, 5)
 
 
 def encode_target(values: pd.Series, name: str) -> tuple[np.ndarray, bool, Any]:
@@ -39,8 +38,14 @@ def encode_target(values: pd.Series, name: str) -> tuple[np.ndarray, bool, Any]:
     return y, True, positive
 
 
-def _univariate(P: sp.csr_matrix, y: np.ndarray, binary: bool, min_count: int, confidence: float):
-    """Per-feature separation E[y|active] − E[y|inactive], its CI and p-value, for the testable features."""
+# Below this many documents on either side, the normal approximation of the rank-sum test is replaced by
+# a permutation test: with a handful of documents only an exact-by-simulation null distribution holds.
+MIN_NORMAL_GROUP = 30
+
+
+def _univariate(P: sp.csr_matrix, y: np.ndarray, binary: bool, min_count: int, confidence: float,
+                n_permutations: int, rng: np.random.Generator):
+    """Per-feature separation E[y|active] − E[y|inactive], its CI, p-value and how the p-value was obtained."""
     n = P.shape[0]
     k = feature_counts(P)
     sum_active = P.T @ y
@@ -54,14 +59,25 @@ def _univariate(P: sp.csr_matrix, y: np.ndarray, binary: bool, min_count: int, c
         n_pos = int(y.sum())
         p = fisher_two_sided(pos_active, k_f, np.full(f.size, n_pos), np.full(f.size, n))
         lo, hi = newcombe_interval(pos_active, k_f, n_pos - pos_active, n_inactive, confidence)
-    else:
-        sq_active = P.T @ (y * y)
-        var_1 = (sq_active[f] - k_f * mean_1**2) / np.maximum(k_f - 1, 1)
-        var_0 = ((y * y).sum() - sq_active[f] - n_inactive * mean_0**2) / np.maximum(n_inactive - 1, 1)
-        # Sums of squares minus squared means can dip below zero by rounding.
-        p, lo, hi = welch_t_test(mean_1, np.maximum(var_1, 0), k_f, mean_0, np.maximum(var_0, 0), n_inactive,
-                                 confidence)
-    return f, k_f, mean_1, mean_0, lo, hi, p
+        return f, k_f, mean_1, mean_0, lo, hi, p, np.full(f.size, "fisher")
+    # The interval is Welch's, for the difference of means; the test uses ranks, which a skewed target
+    # (lengths, counts, prices) cannot fool.
+    sq_active = P.T @ (y * y)
+    var_1 = (sq_active[f] - k_f * mean_1**2) / np.maximum(k_f - 1, 1)
+    var_0 = ((y * y).sum() - sq_active[f] - n_inactive * mean_0**2) / np.maximum(n_inactive - 1, 1)
+    # Sums of squares minus squared means can dip below zero by rounding.
+    _, lo, hi = welch_t_test(mean_1, np.maximum(var_1, 0), k_f, mean_0, np.maximum(var_0, 0), n_inactive, confidence)
+    ranks = stats.rankdata(y)
+    rank_sum = (P.T @ ranks)[f]
+    p = rank_sum_p_values(rank_sum, k_f, n, np.unique(y, return_counts=True)[1])
+    small = np.minimum(k_f, n_inactive) < MIN_NORMAL_GROUP
+    if small.any():  # the smaller group's rank sum decides the test: draw its null distribution
+        active_smaller = (k_f <= n_inactive)[small]
+        sizes = np.minimum(k_f, n_inactive)[small]
+        sums = np.where(active_smaller, rank_sum[small], ranks.sum() - rank_sum[small])
+        p[small] = permutation_p_values(ranks, sizes, sums, n_permutations, rng)
+        lo[small] = hi[small] = np.nan  # too few documents for an interval worth reporting
+    return f, k_f, mean_1, mean_0, lo, hi, p, np.where(small, "rank-sum permutation", "rank-sum")
 
 
 def _l1_model(binary: bool, strength: float, random_state: int):
@@ -76,82 +92,146 @@ def _l1_model(binary: bool, strength: float, random_state: int):
     return LogisticRegression(penalty="l1", C=strength, solver="liblinear", random_state=random_state)
 
 
-def _score(model, X, y, binary: bool) -> float:
+def _strengths(X: sp.csr_matrix, y: np.ndarray, binary: bool) -> np.ndarray:
+    """Regularisation strengths to try, the simplest model (fewest features) first.
+
+    X and y are standardised, so one grid fits every target: the Lasso's largest alpha is the one at which
+    no feature enters; the logistic model's C grows from a model of the intercept alone.
+    """
+    if binary:
+        return np.logspace(-3.5, 1, 12)
+    alpha_max = float(np.abs(X.T @ (y - y.mean())).max()) / len(y)
+    return max(alpha_max, 1e-12) * np.logspace(0, -2.5, 12)
+
+
+def _fold_score(model, X, y, binary: bool) -> float:
+    """Higher is better: minus the log loss (binary) or minus the mean squared error (numeric)."""
+    from sklearn.metrics import log_loss, mean_squared_error
+
+    if binary:
+        return -float(log_loss(y, model.predict_proba(X)[:, 1], labels=[0, 1]))
+    return -float(mean_squared_error(y, model.predict(X)))
+
+
+def _screen(X: sp.csr_matrix, y: np.ndarray, max_features: int) -> np.ndarray:
+    """Columns of the ``max_features`` features most correlated with y (X is standardised)."""
+    return np.argsort(-np.abs(X.T @ (y - y.mean())), kind="stable")[:max_features]
+
+
+def _fit_one_standard_error(X: sp.csr_matrix, y: np.ndarray, binary: bool, max_features: int, folds: int,
+                            random_state: int):
+    """(strength, screened columns, model fitted on them): the simplest model whose cross-validated score is
+    within one standard error of the best (Breiman's rule: prefer fewer features when the data cannot tell).
+
+    Screening is part of the procedure, so it is repeated inside every fold: screened on all the rows, the
+    validation rows would already agree with the chosen features and any target, noise included, would
+    look predictable.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    columns = _screen(X, y, max_features)
+    strengths = _strengths(X[:, columns], y, binary)
+    splitter = (StratifiedKFold if binary else KFold)(folds, shuffle=True, random_state=random_state)
+    scores = np.empty((folds, strengths.size))
+    for i, (fit, val) in enumerate(splitter.split(X, y)):
+        kept = _screen(X[fit], y[fit], max_features)
+        X_fit, X_val = X[fit][:, kept], X[val][:, kept]
+        model = _l1_model(binary, strengths[0], random_state).set_params(warm_start=True)
+        for j, strength in enumerate(strengths):  # simplest first: each fit starts from the previous one
+            model.set_params(**{"C" if binary else "alpha": strength}).fit(X_fit, y[fit])
+            scores[i, j] = _fold_score(model, X_val, y[val], binary)
+    mean, se = scores.mean(axis=0), scores.std(axis=0, ddof=1) / np.sqrt(folds)
+    best = int(np.argmax(mean))
+    chosen = strengths[int(np.argmax(mean >= mean[best] - se[best]))]  # the first (simplest) within one SE
+    return float(chosen), columns, _l1_model(binary, chosen, random_state).fit(X[:, columns], y)
+
+
+def _held_out(model, X: sp.csr_matrix, y: np.ndarray, binary: bool, y_centre: float, y_scale: float) -> float:
     from sklearn.metrics import r2_score, roc_auc_score
 
     if binary:
         return float(roc_auc_score(y, model.decision_function(X)))
-    return float(r2_score(y, model.predict(X)))
+    return float(r2_score(y, model.predict(X) * y_scale + y_centre))
 
 
 def fit_sparse_model(
     P: sp.csr_matrix, y: np.ndarray, binary: bool, *, candidates: np.ndarray | None = None,
-    test_size: float = 0.25, max_features: int = 2000, max_train_docs: int = 100_000, random_state: int = 0,
+    test_size: float = 0.25, max_features: int = 2000, max_train_docs: int = 20_000, folds: int = 5,
+    random_state: int = 0,
 ) -> dict[str, Any]:
     """Fit an L1 logistic (binary y) or Lasso (numeric y) model on presence and score it on held-out documents.
 
-    Documents are split into train and test (stratified for binary y); the training part is split again to
-    choose the regularisation strength from :data:`L1_GRID`. Features are screened to the ``max_features``
-    most correlated with y *on the training documents only*, so the held-out score is not inflated by
-    screening. ``candidates`` limits the features the model may use. Returns the held-out metric ("auc" or "r2"), its value, and the selected features with their
-    coefficients.
+    Documents are split into train and test (stratified for binary y). On the training documents only
+    (at most ``max_train_docs`` of them): features are standardised (and a numeric y too, so the penalty
+    does not depend on the target's units), screened to the ``max_features`` most correlated with y, and
+    the penalty is chosen by ``folds``-fold cross-validation with the one-standard-error rule, the
+    screening repeated inside every fold. The held-out
+    AUC (binary) or R² (numeric) comes with a permutation baseline: the same procedure fitted to the
+    training targets shuffled, scored on the same held-out documents — what a model of noise scores.
+    ``candidates`` limits the features the model may use. Returns the metric, both scores, the penalty and
+    the selected features with their coefficients (per unit of presence, in the target's units for Lasso).
     """
     from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
 
     n = P.shape[0]
-    stratify = y if binary else None
-    idx = np.arange(n)
-    train, test = train_test_split(idx, test_size=test_size, random_state=random_state, stratify=stratify)
+    train, test = train_test_split(np.arange(n), test_size=test_size, random_state=random_state,
+                                   stratify=y if binary else None)
     rng = np.random.default_rng(random_state)
     if train.size > max_train_docs:
-        train = rng.choice(train, max_train_docs, replace=False)
-    X_train, y_train = P[train].astype(np.float64), y[train]
-    # Screening by |covariance| with y on the training rows only.
-    k = np.asarray(X_train.sum(axis=0)).ravel()
-    cov = np.abs(X_train.T @ (y_train - y_train.mean()))
+        train = np.sort(rng.choice(train, max_train_docs, replace=False))
     pool = np.arange(P.shape[1]) if candidates is None else candidates
-    candidates = pool[k[pool] > 0]
-    screened = candidates[np.argsort(-cov[candidates], kind="stable")[:max_features]]
-    X_train = X_train[:, screened]
-    fit_idx, val_idx = train_test_split(np.arange(train.size), test_size=0.25, random_state=random_state,
-                                        stratify=y_train if binary else None)
-    grid = L1_GRID if binary else L1_GRID[::-1] / 100  # Lasso's alpha shrinks as C grows
-    best_strength, best_score = grid[0], -np.inf
-    for strength in grid:
-        model = _l1_model(binary, strength, random_state).fit(X_train[fit_idx], y_train[fit_idx])
-        score = _score(model, X_train[val_idx], y_train[val_idx], binary)
-        if score > best_score:
-            best_strength, best_score = strength, score
-    model = _l1_model(binary, best_strength, random_state).fit(X_train, y_train)
-    held_out = _score(model, P[test][:, screened].astype(np.float64), y[test], binary)
-    coef = np.ravel(model.coef_)
+    pool = pool[np.asarray(P[train][:, pool].sum(axis=0)).ravel() > 0]
+    X_train, y_train = P[train][:, pool].astype(np.float64), y[train]
+    scaler = StandardScaler(with_mean=False).fit(X_train)  # keeps the matrix sparse
+    X_fit, X_test = scaler.transform(X_train), scaler.transform(P[test][:, pool].astype(np.float64))
+    centre, scale = (0.0, 1.0) if binary else (float(y_train.mean()), float(y_train.std()) or 1.0)
+    y_fit = y_train if binary else (y_train - centre) / scale
+    strength, columns, model = _fit_one_standard_error(X_fit, y_fit, binary, max_features, folds, random_state)
+    _, noise_columns, noise = _fit_one_standard_error(X_fit, rng.permutation(y_fit), binary, max_features, folds,
+                                                      random_state)
+    coef = np.ravel(model.coef_) / scaler.scale_[columns] * scale
     chosen = np.flatnonzero(coef)
     return {
         "metric": "auc" if binary else "r2",
-        "held_out": held_out,
+        "held_out": _held_out(model, X_test[:, columns], y[test], binary, centre, scale),
+        "permutation_baseline": _held_out(noise, X_test[:, noise_columns], y[test], binary, centre, scale),
         "n_train": int(train.size),
         "n_test": int(test.size),
-        "regularisation": float(best_strength),
-        "selected": dict(zip(screened[chosen].tolist(), coef[chosen].tolist())),
+        "regularisation": strength,
+        "selected": dict(zip(pool[columns[chosen]].tolist(), coef[chosen].tolist())),
     }
 
 
 def associate_features(
     ds: EncodedDataset, target: str, *, min_count: int = 2, aggregation: str = "max", activated_threshold: float = 0.0,
-    confidence: float = 0.95, test_size: float = 0.25, max_model_features: int = 2000, max_train_docs: int = 100_000, random_state: int = 0,
+    confidence: float = 0.95, n_permutations: int = 10_000, test_size: float = 0.25, max_model_features: int = 2000,
+    max_train_docs: int = 20_000, random_state: int = 0,
 ) -> pd.DataFrame:
     """Which features separate the values of a binary or numeric metadata column ``target``.
 
-    Per feature (presence = pooled activation > ``activated_threshold``, where ``aggregation`` (``max``, ``mean``, ``sum``, ``binarize`` or ``count``) pools each document's token activations,
-    max by default; encoded documents with a non-missing target only): ``mean_active``/``mean_inactive`` (E[y | active], E[y | inactive]), ``separation`` (their
-    difference), ``ci_low``/``ci_high`` and ``p_value`` — for binary y the Newcombe interval and the
-    two-sided Fisher exact test, for numeric y Welch's t interval and test — and ``q_value``
-    (Benjamini–Hochberg over every tested feature). Tested features are those with at least ``min_count``
-    documents both active and inactive; sorted by p-value.
+    A feature is present in a document when its pooled activation exceeds ``activated_threshold``
+    (``aggregation``: ``max``, ``mean``, ``sum``, ``binarize`` or ``count`` of its token activations; max by
+    default). Over the encoded documents with a non-missing target, per feature: ``mean_active`` and
+    ``mean_inactive`` (E[y | present], E[y | absent]), ``separation`` (their difference), ``ci_low``/``ci_high``,
+    ``p_value``, ``p_method`` (how that p-value was obtained) and ``q_value`` (Benjamini–Hochberg over every
+    tested feature). Tested features are present in at least ``min_count`` documents and absent from as
+    many; rows are sorted by p-value.
 
-    A sparse L1 model (logistic for binary y, Lasso for numeric y, scikit-learn) is also fitted on a
-    train/test split: ``selected`` marks its features and ``coefficient`` their weights. Its held-out AUC
-    (binary) or R² (numeric) and details are in ``table.attrs["model"]``.
+    - Binary y (``p_method="fisher"``): the two-sided Fisher exact test, exact at any size, with a
+      Newcombe interval for the difference of proportions.
+    - Numeric y (``"rank-sum"``): the two-sided Mann–Whitney U (rank-sum) test, which depends on the order
+      of the values only, so a skewed target cannot fool it; normal approximation with tie and continuity
+      corrections when both groups have at least 30 documents; Welch's interval for the difference of
+      means.
+    - Numeric y, a smaller group (``"rank-sum permutation"``): the same statistic's null distribution drawn
+      by ``n_permutations`` random relabellings (valid at any size; the p-value is never below
+      1 / (n_permutations + 1), so a few documents can never look overwhelming); no interval (NaN).
+
+    A sparse L1 model (logistic for binary y, Lasso for numeric y, scikit-learn; see
+    :func:`fit_sparse_model`) is fitted on a train/test split: ``selected`` marks its features and
+    ``coefficient`` their weights. ``table.attrs["model"]`` holds its held-out AUC (binary) or R² (numeric)
+    beside a permutation baseline (the same procedure fitted to shuffled targets), and the details.
 
     Example::
 
@@ -160,6 +240,7 @@ def associate_features(
     """
     check_int(min_count, "min_count", 2)
     confidence = check_fraction(confidence, "confidence", open_low=True)
+    check_int(n_permutations, "n_permutations", 100)
     test_size = check_fraction(test_size, "test_size", open_low=True)
     check_int(max_model_features, "max_model_features", 1)
     check_int(max_train_docs, "max_train_docs", 10)
@@ -181,12 +262,13 @@ def associate_features(
                          f"positive of {y.size}.")
     if not binary and y.size < 4:
         raise ValueError(f"target {target!r} needs at least 4 documents with a value, got {y.size}.")
-    f, k_f, mean_1, mean_0, lo, hi, p = _univariate(P, y, binary, min_count, confidence)
+    rng = np.random.default_rng(random_state)
+    f, k_f, mean_1, mean_0, lo, hi, p, method = _univariate(P, y, binary, min_count, confidence, n_permutations, rng)
     labels = label_array(ds)
     table = pd.DataFrame({
         "feature_id": f, "label": labels[f], "count_active": k_f, "mean_active": mean_1,
         "mean_inactive": mean_0, "separation": mean_1 - mean_0, "ci_low": lo, "ci_high": hi,
-        "p_value": p, "q_value": benjamini_hochberg(p),
+        "p_value": p, "p_method": method, "q_value": benjamini_hochberg(p),
     })
     logger.info("associating %d features with %r over %d documents", f.size, target, y.size)
     model = fit_sparse_model(P, y, binary, candidates=f, test_size=test_size, max_features=max_model_features,

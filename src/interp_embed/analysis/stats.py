@@ -203,6 +203,63 @@ def welch_t_test(
     return p, diff - half, diff + half
 
 
+def rank_sum_p_values(rank_sums: np.ndarray, n_1: np.ndarray, n: int, tie_counts: np.ndarray) -> np.ndarray:
+    """Two-sided p-values of the Mann–Whitney U (Wilcoxon rank-sum) test, normal approximation with tie and
+    continuity corrections, from each group's sum of ranks among all ``n`` values (``n_1`` values in the
+    group; ``tie_counts``: the size of every run of tied values). As ``scipy.stats.mannwhitneyu(...,
+    method="asymptotic")``; it depends on the values' order only, so skewed targets do not bias it.
+    """
+    n_1 = np.asarray(n_1, dtype=np.float64)
+    n_2 = n - n_1
+    u = np.asarray(rank_sums, dtype=np.float64) - n_1 * (n_1 + 1) / 2
+    ties = float(np.sum(tie_counts.astype(np.float64) ** 3 - tie_counts))
+    sd = np.sqrt(n_1 * n_2 / 12 * ((n + 1) - ties / (n * (n - 1))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (np.abs(u - n_1 * n_2 / 2) - 0.5) / sd
+    return np.where(sd > 0, np.clip(2 * stats.norm.sf(np.maximum(z, 0)), 0, 1), 1.0)
+
+
+def permutation_p_values(y: np.ndarray, sizes: np.ndarray, sums: np.ndarray, n_permutations: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Two-sided Monte Carlo permutation p-values: how often a group of ``sizes[i]`` values drawn at random
+    from ``y`` (without replacement) has a sum at least as far from its expectation as ``sums[i]``.
+
+    Valid for any group size and any distribution of ``y`` (only exchangeability is assumed); the smallest
+    possible p is ``1 / (n_permutations + 1)``, so a handful of documents can never look overwhelming. The
+    null distributions of every size come from one set of random orderings of ``y``.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    sizes, sums = np.asarray(sizes, dtype=np.int64), np.asarray(sums, dtype=np.float64)
+    p = np.ones(sizes.size)
+    if not sizes.size:
+        return p
+    # One set of random orderings serves every size: the first m values of a random ordering are a random
+    # group of m, so the running sums along each ordering give every size's null distribution at once.
+    running = np.cumsum(y[_draws_without_replacement(y.size, int(sizes.max()), n_permutations, rng)], axis=1)
+    for size in np.unique(sizes):
+        centre = size * y.mean()
+        null = np.sort(np.abs(running[:, size - 1] - centre))
+        which = sizes == size
+        # A relative tolerance, so that sums equal to the observed one up to rounding count as "as extreme".
+        observed = np.abs(sums[which] - centre) * (1 - 1e-9)
+        as_extreme = n_permutations - np.searchsorted(null, observed, side="left")
+        p[which] = (1 + as_extreme) / (n_permutations + 1)
+    return p
+
+
+def _draws_without_replacement(n: int, size: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """``draws`` rows of ``size`` distinct indices in [0, n), each row uniformly random."""
+    if draws * n <= 20_000_000:  # small populations: shuffle every row
+        return rng.permuted(np.tile(np.arange(n), (draws, 1)), axis=1)[:, :size]
+    rows = rng.integers(0, n, size=(draws, size))  # large populations: redraw the rare rows with a repeat
+    while True:
+        ordered = np.sort(rows, axis=1)
+        repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+        if not repeated.any():
+            return rows
+        rows[repeated] = rng.integers(0, n, size=(int(repeated.sum()), size))
+
+
 def wilson_interval(k: np.ndarray, n: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for a proportion k/n (stays inside [0, 1] and behaves at k = 0 or k = n)."""
     k = np.asarray(k, dtype=np.float64)
