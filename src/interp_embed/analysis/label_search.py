@@ -9,9 +9,11 @@ A feature is described by two bags of words:
 
 Words are lower-cased and stemmed (:func:`stem`); a query's English stop words are dropped, but a feature's
 stay in its bag, where they dilute the rest (a feature firing on "the" and once on "game" is no game feature).
-Each bag is a TF-IDF vector over the candidate features, and a feature scores the weighted mean of the query's cosine with each:
-fired words weigh 1, a written label 1, an offline label's tokens 0.5 (they come from another corpus, and where
-they apply here the fired words show them too). Only features that fire in the dataset are candidates.
+Each bag is a TF-IDF vector over the candidate features, and the query's cosine with each is a match in [0, 1].
+A feature matches if what it fires on matches or its label does, best if both: its score is
+``1 − (1 − fired) · (1 − weight · label)``, where a written label weighs 1 and an offline label's tokens 0.5 (they
+come from another corpus; where they apply here, the fired words show them too). Only features that fire in the
+dataset are candidates.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from ..store.words import WORD, FeatureWords
 from .inputs import Documents, EncodedDataset, label_array
 
 WRITTEN_LABEL_WEIGHT = 1.0
-OFFLINE_LABEL_WEIGHT = 0.5
+OFFLINE_LABEL_WEIGHT = 0.5  # an offline label matching alone scores at most this
 # An offline label: quoted tokens, then an example context (labeling/offline.py: label_from_summary).
 OFFLINE_LABEL = re.compile(r"^('.*') — “.*”$", re.DOTALL)
 PLURALS = (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"), ("s", ""))
@@ -116,7 +118,7 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
     vocabulary: dict[str, int] = {}
     label_rows, label_terms_ids, label_weight = [], [], np.zeros(d_sae)
     for f in candidates:
-        found, weight = label_terms(str(labels[f])) if labels[f] else ([], 0.0)
+        found, weight = label_terms(str(labels[f]))
         label_rows += [f] * len(found)
         label_terms_ids += [vocabulary.setdefault(t, len(vocabulary)) for t in found]
         label_weight[f] = weight if found else 0.0
@@ -133,8 +135,8 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
     if words is not None:
         to_stem = sp.csr_matrix((np.ones(stem_ids.size), (np.arange(stem_ids.size), stem_ids)),
                                 shape=(stem_ids.size, n_terms))
-        weight = label_weight[candidates]
-        score = (_cosines((words.mass @ to_stem).tocsr(), candidates, query_ids) + weight * score) / (1 + weight)
+        fired = _cosines((words.mass @ to_stem).tocsr(), candidates, query_ids)
+        score = 1 - (1 - fired) * (1 - label_weight[candidates] * score)
     order = np.argsort(-score, kind="stable")[:k]
     good = order[score[order] >= min_score]
     if good.size == 0:

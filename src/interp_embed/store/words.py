@@ -45,7 +45,7 @@ def feature_words(chunks: list[Chunk], texts: pd.Series, peak: np.ndarray, d_sae
     parts = [_chunk_words(chunk, texts, peak, vocabulary) for chunk in chunks]
     features, word_ids, values = (np.concatenate([p[i] for p in parts] or [np.zeros(0)]) for i in range(3))
     mass = sp.csr_matrix((values.astype(np.float32), (features.astype(np.int64), word_ids.astype(np.int64))),
-                         shape=(d_sae, len(vocabulary)))  # duplicates (feature, word) are summed
+                         shape=(d_sae, len(vocabulary)))  # repeated (feature, word) pairs are summed
     return FeatureWords(mass=mass, words=np.array(list(vocabulary), dtype=object))
 
 
