@@ -33,18 +33,19 @@ def search_documents(
     their match ``score`` weights them; a ValueError says so when none matches well); with ``by="example"``
     ``query`` is an example text, which the reader and SAE that encoded ``ds`` read, and its ``n_features``
     (default 50) most specific features are used (``ds.features_of_text``; works where words are poor, but
-    runs the models). Features given or found by example weigh 1. A document's ``score`` is the weighted sum, over those features, of its pooled
-    activation (``aggregation`` (``max``, ``mean``, ``sum``, ``binarize`` or ``count``) pools each document's token activations, max by default) divided by that feature's largest value in the
+    runs the models). Features given or found by example weigh 1. A document's ``score`` is the weighted
+    sum, over those features, of its pooled activation (``aggregation`` (``max``, ``mean``, ``sum``, ``binarize`` or ``count``) pools each document's token activations, max by default) divided by that feature's largest value in the
     dataset, so no single feature dominates by scale. Documents where none of them fires are not returned.
 
     Columns: ``document`` (position in ``ds``), ``score``, ``feature_id``/``label`` of the feature that
     contributes most to the score, ``active_features`` (all query features active in the document) and
     ``highlighted`` (the text with that feature's tokens between the markers, via
-    ``ds[document].token_activations``). ``table.attrs["features"]`` holds the features used and weights.
+    ``ds[document].token_activations``). ``table.attrs["features"]`` holds the features used, their weights
+    (``score``) and, when a query found them by label, the words they fire on here (``fires_on``).
 
     Example::
 
-        hits = search_documents(ds, query="German", k=5)
+        hits = search_documents(ds, query="games", k=5)
         print(hits.loc[0, "highlighted"])
         search_documents(ds, "Guten Morgen, wie geht es?", by="example", k=3)
     """
