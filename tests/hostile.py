@@ -42,6 +42,8 @@ def read_everything(path: Path) -> dict:
     out["count_above_1"] = ds.latents("count", activated_threshold=1.0).toarray()
     out["documents"] = ds.pandas().to_json()
     out["labels"] = ds.feature_labels()
+    words = ds.feature_words()
+    out["words"] = (words.mass.toarray(), words.words.tolist())
     out["tokens"] = [(row.tokens(), row.latents("all").toarray(), row.token_activations(0)) if encoded else None
                      for row, encoded in zip(ds, ds.encoded_mask())]
     return out

@@ -16,6 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from statsmodels.stats.multitest import multipletests
 
 from interp_embed import analysis as A
+from interp_embed.store import FeatureWords
 
 from conftest import run_without_torch
 
@@ -325,6 +326,59 @@ def test_search_documents_returns_highlighted_evidence(english):
     assert hits.attrs["features"].feature_id.iloc[0] == 2
     explicit = A.search_documents(english, features=[3], k=100, highlight=False)
     assert len(explicit) == 20 and "highlighted" not in explicit
+
+
+class FiredWordsStandIn(StandInDataset):
+    """The stand-in without background noise, able to tell which words each feature fires on (the optional
+    ``feature_words``): each feature's summed activations on each vocabulary word."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for row in self._rows:  # only the planted features fire
+            row.acts = row.acts.multiply(np.arange(D_SAE) < 6).tocsr()
+
+    def feature_words(self):
+        words = sorted(VOCAB)
+        mass = np.zeros((D_SAE, len(words)), np.float32)
+        for row in self._rows:
+            for token, acts in zip(row.tokens, row.acts):
+                mass[acts.indices, words.index(token)] += acts.data
+        return FeatureWords(mass=sp.csr_matrix(mass), words=np.array(words, dtype=object))
+
+
+def test_search_matches_the_words_features_fire_on():
+    docs, topics = make_corpus(60, "en", lambda i: ["pets", "weather", None][i % 3], seed=1)
+    fired = FiredWordsStandIn(docs, pd.DataFrame({"text": [" ".join(d) for d in docs], "topic": topics}))
+    # No label says "cat"; feature 2 fires on it (and on "dog"), so it is found, and the table says why.
+    hits = A.search_documents(fired, query="cats", k=30)
+    assert set(hits.feature_id) == {2} and len(hits) == 20
+    assert (fired.pandas().topic.iloc[hits.document] == "pets").all()
+    assert hits.attrs["features"].fires_on.tolist() == ["cat, dog"]
+    labels_only = standin(60, "en", lambda i: "pets")  # a dataset that cannot tell: labels alone count
+    with pytest.raises(ValueError, match="no word of query"):
+        A.search_documents(labels_only, query="cats")
+    assert A.search_documents(labels_only, query="animals").feature_id.iloc[0] == 2
+
+
+def test_search_never_picks_a_feature_that_does_not_fire_in_the_dataset(english):
+    # Feature 1's label is "German function words", but no English document fires it: nothing to find.
+    assert english.latents()[:, 1].nnz == 0
+    with pytest.raises(ValueError, match="no word of query 'German'"):
+        A.search_documents(english, query="German")
+    with pytest.raises(ValueError, match="no word of query 'German'"):
+        A.cluster_documents(english, query="German")
+
+
+def test_clustering_on_a_query_with_too_few_features_widens_the_axis(english, caplog):
+    assignments, clusters = A.cluster_documents(english, query="animals", n_clusters=3)
+    pets = (english.pandas().topic == "pets").to_numpy()
+    assert clusters.attrs["query_features"] == [2] and clusters.attrs["axis"][0] == 2
+    assert len(clusters.attrs["axis"]) == 3 and "widened" in caplog.text
+    # Only documents where the query's feature fires are clustered, now into the three clusters asked for.
+    assert (assignments.cluster[~pets] == -1).all() and assignments.cluster[pets].nunique() == 3
+    # An axis the user chose stays as given; one feature makes one cluster, and the log says why.
+    chosen, _ = A.cluster_documents(english, features=[2], n_clusters=3)
+    assert set(chosen.cluster[pets]) == {0} and "distinct axis profiles" in caplog.text
 
 
 # ---------------------------------------------------------------- plots

@@ -1,5 +1,7 @@
 """Dataset and store mechanics on real text with synthetic activations (no model): aggregations, views,
 saving views, what the user gave is kept."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ import scipy.sparse as sp
 from interp_embed import Dataset
 from interp_embed.dataset import DatasetView
 from interp_embed.store import AGGREGATIONS
+from interp_embed.store.words import STRONG
 
 from synthetic import D_SAE, NON_ASCII, synthetic_dataset, synthetic_store, token_matrix
 
@@ -129,3 +132,28 @@ def test_a_store_without_an_sae_record_is_analysed_but_never_resumed(tmp_path, s
     assert ds.latents().shape == (8, D_SAE)
     with pytest.raises(Exception, match="does not record which SAE encoded it"):
         Dataset.load_from_file(store.path, resume=True)
+
+
+def test_feature_words_are_the_words_under_each_features_strong_activations(tmp_path, sample):
+    # Several chunks, skipped rows between encoded ones, and words beyond ASCII: read the slow way, token by token.
+    frame = pd.concat([sample.head(20), pd.DataFrame({"text": [None, ""], "language": ["en", "en"]}), sample.tail(20)],
+                      ignore_index=True)
+    ds = synthetic_dataset(tmp_path / "words.iembed", frame, chunk_chars=600)
+    peak = ds.latents().max(axis=0).toarray().ravel()
+    expected: dict[tuple[int, str], float] = {}
+    for i in np.flatnonzero(ds.encoded_mask()):
+        row = ds[int(i)]
+        for token, activations in zip(row.tokens(), token_matrix(row)):
+            word = re.search(r"\w+", token)  # a synthetic token is one whitespace-separated piece of text
+            for f in np.flatnonzero((activations >= STRONG * peak) & (activations > 0)) if word else []:
+                key = (int(f), word.group().lower())
+                expected[key] = expected.get(key, 0.0) + float(activations[f])
+    words = ds.feature_words()
+    got = words.mass.tocoo()
+    found = {(int(f), str(words.words[w])): float(v) for f, w, v in zip(got.row, got.col, got.data)}
+    assert found.keys() == expected.keys() and len(found) > 100
+    np.testing.assert_allclose([found[key] for key in expected], list(expected.values()), rtol=1e-5)
+    assert words is ds[:5].feature_words()  # read once per store; views share it
+    assert any(not w.isascii() for w in words.words)  # "está", "filósofo": words, not bytes
+    strongest = max(expected, key=expected.get)
+    assert words.top(strongest[0], n=1) == [strongest[1]]

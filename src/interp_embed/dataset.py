@@ -21,7 +21,7 @@ from .encode import session
 from .encode.config import EncodePlan
 from .highlight import highlight
 from .saes.base import SAE
-from .store import EncodedDocument, EncoderRecord, Store
+from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
 from .validation import check_threshold
 
@@ -216,6 +216,11 @@ class Dataset:
     def feature_labels(self) -> dict[int, str]:
         return self._store.feature_labels()
 
+    def feature_words(self) -> FeatureWords:
+        """The words each feature fires on strongly (``top(feature)`` lists them), over the whole store this
+        dataset views; search and clustering by query match against them. Computed once per store."""
+        return self._store.feature_words()
+
     def top_documents_for_feature(self, feature: int, aggregation_type: str = "max", k: int = 10,
                                   document_only: bool = True):
         """The ``k`` documents where ``feature`` is strongest, annotated with << >> (or a view if not ``document_only``).
@@ -263,17 +268,19 @@ class Dataset:
     search = _analysis_method(analysis.search_documents, "search")
 
     def features_of_text(self, text: str, n_features: int = 5, max_coverage: float = 0.5) -> list[int]:
-        """The features most active on ``text`` among those active in at most ``max_coverage`` of this dataset.
+        """The features most active on ``text`` among those active in this dataset, in at most ``max_coverage``
+        of its documents.
 
         Runs the reader and SAE that encoded the dataset on ``text`` (same template); features firing
-        on most documents (punctuation, position) are left out because they say nothing specific.
+        on most documents (punctuation, position) are left out because they say nothing specific, and
+        features that never fire here because they cannot find anything.
         """
         self.sae = session.encoder_of(self._store, self.sae)
         doc = session.encode_text(self._store, self.sae, text)
         peak = np.zeros(self.d_sae, dtype=np.float32)
         np.maximum.at(peak, doc.act_features, doc.act_values.astype(np.float32))
         coverage = np.asarray((self.latents("binarize").mean(axis=0))).ravel()
-        peak[coverage > max_coverage] = 0
+        peak[(coverage > max_coverage) | (coverage == 0)] = 0
         ranked = np.argsort(-peak, kind="stable")[:n_features]
         return [int(f) for f in ranked if peak[f] > 0]
 

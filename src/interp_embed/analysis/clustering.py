@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
-from .label_search import match_features
+from .label_search import query_features
 from ..validation import check_choice, check_features, check_int, check_threshold
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,13 @@ def cluster_matrix(X: sp.csr_matrix, n_clusters: int, method: str, random_state:
     Z = normalize(X[active].astype(np.float64))
     if method == "kmeans":
         k = min(n_clusters, active.size)
+        if Z.shape[1] < k:  # a narrow axis has few distinct directions: k-means cannot make more clusters than points
+            distinct = len(np.unique(Z.toarray(), axis=0))
+            if distinct < k:
+                logger.warning("only %d distinct axis profiles among %d documents, so %d cluster(s), not %d: with rows "
+                               "scaled to unit length, an axis of %d feature(s) puts documents at few points; add "
+                               "features to the axis", distinct, active.size, distinct, k, Z.shape[1])
+                k = distinct
         labels[active] = KMeans(n_clusters=k, n_init=4, random_state=random_state).fit_predict(Z)
     else:
         if Z.shape[0] * Z.shape[1] > MAX_DENSE_CELLS:
@@ -86,6 +93,16 @@ def describe_clusters(P: sp.csr_matrix, labels: np.ndarray, feature_labels: np.n
                                        "difference", "lift"])
 
 
+def widen_axis(P: sp.csr_matrix, axis: np.ndarray, size: int, feature_labels: np.ndarray) -> np.ndarray:
+    """``axis`` followed by the features that co-occur most specifically with it, up to ``size`` features in all:
+    those most over-represented in the documents where an axis feature is active (largest ``freq_in −
+    freq_out``, as :func:`describe_clusters` ranks a cluster's features; active in at least two of them)."""
+    inside = (P[:, axis].getnnz(axis=1) > 0).astype(np.int64)
+    described = describe_clusters(P, inside, feature_labels, top=size + axis.size)
+    ranked = described.loc[(described.cluster == 1) & (described.feature_id >= 0), "feature_id"].to_numpy()
+    return np.r_[axis, ranked[~np.isin(ranked, axis)][: size - axis.size]].astype(np.int64)
+
+
 def cluster_documents(
     ds: EncodedDataset, features: Iterable[int] | None = None, query: str | None = None, n_clusters: int = 8,
     method: str = "kmeans", *, n_query_features: int = 20, top_features: int = 5, min_cluster_size: int = 5,
@@ -93,8 +110,12 @@ def cluster_documents(
 ) -> Clustering:
     """Cluster documents along a chosen axis and describe each cluster by its over-represented features.
 
-    The axis is ``features`` (feature ids), or the ``n_query_features`` features whose labels best match
-    ``query`` (see :func:`match_features`), or every feature when both are None. Documents are embedded by
+    The axis is ``features`` (feature ids), or the ``n_query_features`` features of this dataset that best match
+    ``query`` by what they do (see :func:`~interp_embed.analysis.label_search.match_features`), or every
+    feature when both are None. With ``query``, only documents where its features fire are clustered, and an
+    axis of fewer than ``n_clusters`` features is widened (:func:`widen_axis`) with the features that co-occur
+    most specifically with them: scaled to unit length, documents on a one-feature axis are all one point,
+    so k-means could only return one cluster. Documents are embedded by
     their pooled activations on the axis features (``aggregation`` (``max``, ``mean``, ``sum``, ``binarize`` or ``count``) pools each document's token activations, max by default), rows scaled to unit length, and clustered with k-means
     (``n_clusters``) or HDBSCAN (``min_cluster_size``; finds the number itself, noise = -1). Documents with
     no active axis feature get cluster -1. Each cluster is described over *all* features by
@@ -103,7 +124,8 @@ def cluster_documents(
 
     Returns ``Clustering(assignments, clusters)``: ``assignments`` has ``document`` (position in ``ds``)
     and ``cluster``; ``clusters`` has ``cluster``, ``size`` and the ``top_features`` describing features
-    with labels. ``clusters.attrs["axis"]`` lists the axis feature ids.
+    with labels. ``clusters.attrs["axis"]`` lists the axis feature ids (``attrs["query_features"]`` those the
+    query matched).
 
     Example::
 
@@ -118,18 +140,29 @@ def cluster_documents(
     if features is not None and query is not None:
         raise ValueError("pass either features=[...] or query='...', not both.")
     labels = label_array(ds)
-    if query is not None:
-        axis = match_features(labels, query, k=check_int(n_query_features, "n_query_features", 1))["feature_id"].to_numpy()
-    else:
-        axis = check_features(features, ds.d_sae)
     docs = load_documents(ds, aggregation=aggregation)
     X = docs.activations
     if activated_threshold > 0:  # the axis embedding sees exactly the activations that count as active
         X = X.multiply(X > activated_threshold).tocsr()
+    P = presence(docs.activations, activated_threshold)
+    axis = check_features(features, ds.d_sae)
+    if query is not None:
+        matched = query_features(ds, docs, query, k=check_int(n_query_features, "n_query_features", 1))
+        axis = matched["feature_id"].to_numpy()
+        if method == "kmeans" and axis.size < n_clusters:
+            axis = widen_axis(P, axis, n_clusters, labels)
+            logger.warning("query %r matches %d feature(s), fewer than n_clusters=%d; one feature puts every document "
+                           "at the same point, so the axis is widened with the features that co-occur most "
+                           "specifically with them: %s", query, len(matched), n_clusters, axis[len(matched):].tolist())
+        fires = P[:, matched["feature_id"].to_numpy()].getnnz(axis=1) > 0
+        X = (sp.diags(fires.astype(X.dtype)) @ X).tocsr()  # only the documents where the query's features fire
+        X.eliminate_zeros()
     X_axis = X if axis is None else X[:, axis]
     logger.info("clustering %d documents on %d axis features with %s", docs.n, X_axis.shape[1], method)
     cluster = cluster_matrix(X_axis, n_clusters, method, random_state, min_cluster_size)
     assignments = pd.DataFrame({"document": docs.rows, "cluster": cluster})
-    clusters = describe_clusters(presence(docs.activations, activated_threshold), cluster, labels, top_features)
+    clusters = describe_clusters(P, cluster, labels, top_features)
     clusters.attrs["axis"] = (np.arange(ds.d_sae) if axis is None else axis).tolist()
+    if query is not None:
+        clusters.attrs["query_features"] = matched["feature_id"].tolist()
     return Clustering(assignments, clusters)

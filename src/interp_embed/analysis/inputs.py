@@ -19,7 +19,10 @@ from ..validation import check_threshold
 @runtime_checkable
 class EncodedDataset(Protocol):
     """What the analyses read from a dataset. ``interp_embed.Dataset`` and its views have it; so can any
-    object with these members (tests use a small stand-in)."""
+    object with these members (tests use a small stand-in).
+
+    Optional: ``feature_words()`` returning :class:`~interp_embed.store.FeatureWords`, the words each feature
+    fires on; search and clustering by query match against them when a dataset has it, else labels alone."""
 
     d_sae: int
     """Number of SAE features."""

@@ -1,42 +1,158 @@
-"""Finding features by their labels: a lexical TF-IDF match a person can check by reading the labels."""
+"""Finding features by what they do: a query's words matched to the words features fire on and to their labels.
+
+A feature is described by two bags of words:
+
+- the words under its strongest activations in the dataset (``FeatureWords``, from the store's token level),
+  weighted by activation: what the feature does on this very text;
+- its label: for an offline label (``'good', 'best', 'better' — “… example …”``) the quoted top tokens only,
+  never the example sentence, whose other words say nothing about the feature; a written (LLM) label whole.
+
+Words are lower-cased and stemmed (:func:`stem`); a query's English stop words are dropped, but a feature's
+stay in its bag, where they dilute the rest (a feature firing on "the" and once on "game" is no game feature).
+Each bag is a TF-IDF vector over the candidate features, and the query's cosine with each is a match in [0, 1].
+A feature matches if what it fires on matches or its label does, best if both: its score is
+``1 − (1 − fired) · (1 − weight · label)``, where a written label weighs 1 and an offline label's tokens 0.5 (they
+come from another corpus; where they apply here, the fired words show them too). Only features that fire in the
+dataset are candidates.
+"""
 from __future__ import annotations
+
+import functools
+import re
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+
+from ..store.words import WORD, FeatureWords
+from .inputs import Documents, EncodedDataset, label_array
+
+WRITTEN_LABEL_WEIGHT = 1.0
+OFFLINE_LABEL_WEIGHT = 0.5  # an offline label matching alone scores at most this
+# An offline label: quoted tokens, then an example context (labeling/offline.py: label_from_summary).
+OFFLINE_LABEL = re.compile(r"^('.*') — “.*”$", re.DOTALL)
+PLURALS = (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"), ("s", ""))
+ENDINGS = (("ically", "ic"), ("ical", "ic"), ("ation", ""), ("ing", ""), ("ed", ""), ("er", ""), ("or", ""),
+           ("ly", ""), ("al", ""))
 
 
-def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float = 0.1) -> pd.DataFrame:
-    """Features whose labels best match ``query``: cosine similarity of word TF-IDF vectors over the labels.
+def stem(word: str) -> str:
+    """A light English stemmer: a plural ending, then one of -ing -ed -er -or -ly -al -ation (-ical → -ic), then
+    a final e, each only where three letters remain. Enough to meet a query's "games" with a text's "game",
+    "gaming" and "gamer", or "mathematics" with "mathematical"; words of other languages mostly pass unchanged.
 
-    Words are lower-cased unigrams and bigrams, with English stop words removed; features without a label
-    never match. Returns ``feature_id``, ``label``, ``score`` (in [0, 1]) for at most ``k`` features scoring
-    at least ``min_score``, best first; raises ValueError when none does.
+    >>> [stem(w) for w in ["games", "gaming", "fonts", "libraries", "editor", "editing", "mathematics", "mathematical", "class"]]
+    ['gam', 'gam', 'font', 'library', 'edit', 'edit', 'mathematic', 'mathematic', 'class']
+    """
+    word = word.lower()
+    for ending, replacement in PLURALS:
+        if (word.endswith(ending) and not word.endswith(("ss", "us", "is"))
+                and len(word) - len(ending) + len(replacement) >= 3):
+            word = word[: len(word) - len(ending)] + replacement
+            break
+    for ending, replacement in ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            word = word[: len(word) - len(ending)] + replacement
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+@functools.cache
+def _stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # imported where used: importing interp_embed stays fast
+
+    return ENGLISH_STOP_WORDS
+
+
+def query_terms(query: str) -> list[str]:
+    """The stemmed words of ``query`` that can carry meaning (English stop words dropped).
+
+    >>> query_terms("The games of the year")
+    ['gam', 'year']
+    """
+    return [stem(w) for w in WORD.findall(query.lower()) if w not in _stop_words()]
+
+
+def label_terms(label: str) -> tuple[list[str], float]:
+    """The terms a label contributes and their weight: an offline label's top tokens (weight 0.5), or every
+    word of a written label (weight 1).
+
+    >>> label_terms("'good', 'best', 'better' — “no es muy bu<<ena>> todavía”")
+    (['good', 'best', 'bett'], 0.5)
+    """
+    offline = OFFLINE_LABEL.match(label)
+    words = WORD.findall((offline.group(1) if offline else label).lower())
+    return [stem(w) for w in words], OFFLINE_LABEL_WEIGHT if offline else WRITTEN_LABEL_WEIGHT
+
+
+def _cosines(bags: sp.csr_matrix, candidates: np.ndarray, query: list[int]) -> np.ndarray:
+    """Cosine of the query's terms with each candidate's bag (rows: term weights), both as TF-IDF vectors; the
+    IDF is sklearn's smooth one over the candidates, so a word many features fire on counts little."""
+    from sklearn.preprocessing import normalize
+
+    rows = normalize(bags[candidates], norm="l1")  # term shares: how much of the feature is each term
+    frequency = np.bincount(rows.indices, minlength=bags.shape[1])
+    idf = np.log((1 + len(candidates)) / (1 + frequency)) + 1
+    q = np.bincount(query, minlength=bags.shape[1]) * idf
+    return normalize(rows.multiply(idf).tocsr()) @ (q / np.linalg.norm(q))
+
+
+def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float = 0.2,
+                   words: FeatureWords | None = None, candidates: np.ndarray | None = None) -> pd.DataFrame:
+    """The features that best match ``query`` by what they do: their fired ``words`` and their ``labels``.
+
+    ``labels`` (object array indexed by feature id, "" for none) and ``words`` (None when the dataset cannot
+    tell, then labels alone count) describe the features as the module says; ``candidates`` (feature ids,
+    default all) are those that may match — the features active in the dataset. Returns ``feature_id``,
+    ``label``, ``score`` (in [0, 1]) and ``fires_on`` (its top fired words) for at most ``k`` features scoring
+    at least ``min_score``, best first; raises ValueError saying so when none does.
 
     >>> labels = np.array(["German words", "code", "german compound nouns", ""], dtype=object)
     >>> match_features(labels, "German", k=2)["feature_id"].tolist()
     [0, 2]
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer  # imported where used: importing interp_embed stays fast
-
     if not isinstance(query, str) or not query.strip():
         raise ValueError("query must be a non-empty string describing the property, e.g. query='German'.")
-    labelled = np.flatnonzero([bool(str(x).strip()) for x in labels])
-    if labelled.size == 0:
-        raise ValueError("no feature has a label, so a query cannot match any; label the features first or "
-                         "pass feature ids with features=[...].")
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), stop_words="english", sublinear_tf=True)
-    try:
-        L = vectorizer.fit_transform([str(labels[f]) for f in labelled])
-    except ValueError:  # every label consisted of stop words only
-        L = None
-    q = vectorizer.transform([query]) if L is not None else None
-    if q is None or q.nnz == 0:
-        raise ValueError(f"no word of query {query!r} occurs in any feature label; try other words "
-                         "(labels are matched word by word) or pass features=[...].")
-    score = np.asarray((L @ q.T).todense()).ravel()
+    d_sae = len(labels)
+    candidates = np.arange(d_sae) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    vocabulary: dict[str, int] = {}
+    label_rows, label_terms_ids, label_weight = [], [], np.zeros(d_sae)
+    for f in candidates:
+        found, weight = label_terms(str(labels[f]))
+        label_rows += [f] * len(found)
+        label_terms_ids += [vocabulary.setdefault(t, len(vocabulary)) for t in found]
+        label_weight[f] = weight if found else 0.0
+    if words is not None:  # each fired word's mass goes to its stem's column
+        stem_ids = np.array([vocabulary.setdefault(stem(w), len(vocabulary)) for w in words.words], dtype=np.int64)
+    query_ids = [vocabulary[t] for t in query_terms(query) if t in vocabulary]
+    if not query_ids:
+        source = "the words this dataset's features fire on or their labels" if words is not None else "any feature label"
+        raise ValueError(f"no word of query {query!r} occurs in {source}; try other words, search by an example "
+                         "text (by='example'), or pass feature ids with features=[...].")
+    n_terms = len(vocabulary)
+    bags = sp.csr_matrix((np.ones(len(label_rows)), (label_rows, label_terms_ids)), shape=(d_sae, n_terms))
+    score = _cosines(bags, candidates, query_ids)
+    if words is not None:
+        to_stem = sp.csr_matrix((np.ones(stem_ids.size), (np.arange(stem_ids.size), stem_ids)),
+                                shape=(stem_ids.size, n_terms))
+        fired = _cosines((words.mass @ to_stem).tocsr(), candidates, query_ids)
+        score = 1 - (1 - fired) * (1 - label_weight[candidates] * score)
     order = np.argsort(-score, kind="stable")[:k]
-    order = order[score[order] >= min_score]
-    if order.size == 0:
-        raise ValueError(f"no feature label matches {query!r} well enough; try other words or features=[...].")
-    f = labelled[order]
-    return pd.DataFrame({"feature_id": f, "label": labels[f], "score": score[order]})
+    good = order[score[order] >= min_score]
+    if good.size == 0:
+        best = int(candidates[order[0]])
+        raise ValueError(f"no feature matches {query!r} well enough (the best, feature {best}, scores "
+                         f"{score[order[0]]:.2f} < min_score={min_score}); try other words, search by an example "
+                         "text (by='example'), or pass feature ids with features=[...].")
+    f = candidates[good]
+    fires_on = [", ".join(words.top(int(i))) for i in f] if words is not None else [""] * f.size
+    return pd.DataFrame({"feature_id": f, "label": labels[f], "score": score[good], "fires_on": fires_on})
+
+
+def query_features(ds: EncodedDataset, docs: Documents, query: str, k: int) -> pd.DataFrame:
+    """:func:`match_features` for a dataset: its labels, the words its features fire on when it can tell
+    (``ds.feature_words()``; otherwise labels alone), and as candidates the features active in ``docs``, its
+    encoded documents — a feature that never fires here cannot find anything."""
+    words = ds.feature_words() if hasattr(ds, "feature_words") else None
+    active = np.flatnonzero(docs.activations.getnnz(axis=0) > 0)
+    return match_features(label_array(ds), query, k=k, words=words, candidates=active)

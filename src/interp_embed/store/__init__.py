@@ -4,6 +4,7 @@ from .errors import StoreCorruptError, StoreError, StoreLockedError
 from .manifest import ChunkEntry, EncoderRecord, FileRecord, Manifest, ReaderRecord
 from .pooling import AGGREGATIONS, PooledStatistics
 from .store import Store
+from .words import FeatureWords
 
-__all__ = ["AGGREGATIONS", "ChunkEntry", "EncodedDocument", "EncoderRecord", "FileRecord", "Manifest",
+__all__ = ["AGGREGATIONS", "ChunkEntry", "EncodedDocument", "EncoderRecord", "FeatureWords", "FileRecord", "Manifest",
            "PooledStatistics", "ReaderRecord", "Store", "StoreCorruptError", "StoreError", "StoreLockedError"]

@@ -151,11 +151,16 @@ class Chunk:
         return PooledStatistics(indptr=self.array("pool_ptr"), features=self.array("pool_features"), max=pool_max,
                                 sum=pool_sum, count=pool_count, n_tokens=np.diff(self.array("token_ptr")))
 
+    def token_level(self) -> dict[str, np.ndarray]:
+        """The token-level arrays (rows, tokens, spans, activations), checked for structure before first use."""
+        self._checked_group(TOKENS, check_tokens)
+        return {name: self.array(name) for name in TOKENS}
+
     def pooled_above(self, threshold: float) -> PooledStatistics:
         """The statistics of only the token activations above ``threshold``, pooled from the token level."""
-        self._checked_group(TOKENS, check_tokens)
-        return above_threshold(np.diff(self.array("token_ptr")), self.array("act_count"), self.array("act_features"),
-                               self.array("act_values"), threshold, self.d_sae)
+        tokens = self.token_level()
+        return above_threshold(np.diff(tokens["token_ptr"]), tokens["act_count"], tokens["act_features"],
+                               tokens["act_values"], threshold, self.d_sae)
 
     def document(self, row: int) -> EncodedDocument | None:
         """Tokens, spans and per-token activations of one row, or None if the row has none (skipped)."""

@@ -46,6 +46,7 @@ from .errors import StoreCorruptError, StoreError, StoreLockedError
 from .manifest import CHUNK_NAME, EncoderRecord, FileRecord, Manifest
 from .paths import plain_file, plain_folder
 from .pooling import PooledStatistics, aggregate
+from .words import FeatureWords, feature_words
 
 
 def _documents_bytes(documents: pd.DataFrame) -> bytes:
@@ -108,6 +109,7 @@ class Store:
         self._chunks: list[Chunk] | None = None
         self._documents: pd.DataFrame | None = None
         self._pooled: PooledStatistics | None = None
+        self._feature_words: FeatureWords | None = None
         self._rows_checked = False
         self._writers = 0  # depth of nested writing() blocks in this object
 
@@ -199,7 +201,7 @@ class Store:
 
     def _reload(self) -> None:
         self.manifest = Store.open(self.path).manifest
-        self._chunks, self._pooled = None, None
+        self._chunks, self._pooled, self._feature_words = None, None, None
 
     def _remove_leftovers(self) -> None:
         """Delete what crashed writers left: temporary files and folders, and chunk folders never committed.
@@ -227,7 +229,7 @@ class Store:
         self._require_writer(f"chunk {start}-{stop}")
         self.manifest.add_chunk(write_chunk(self.path / CHUNKS, start, stop, docs, self.d_sae))
         self._write_manifest()
-        self._chunks, self._pooled = None, None
+        self._chunks, self._pooled, self._feature_words = None, None, None
 
     def set_description(self, text: str) -> None:
         """Record what the dataset is (kept in the manifest)."""
@@ -404,6 +406,14 @@ class Store:
     def latents(self, aggregation: str = "max", activated_threshold: float = 0.0) -> sp.csr_matrix:
         """The (n_documents × d_sae) float32 matrix of an aggregation (see pooling.AGGREGATIONS), all rows."""
         return aggregate(self.pooled(activated_threshold), aggregation, self.d_sae)
+
+    def feature_words(self) -> FeatureWords:
+        """The words each feature fires on strongly, over every encoded row (see words.py); read from the token
+        level once per store object."""
+        if self._feature_words is None:
+            peak = self.latents("max").max(axis=0).toarray().ravel()
+            self._feature_words = feature_words(self.chunks(), self.documents()[self.field], peak, self.d_sae)
+        return self._feature_words
 
     def document(self, row: int) -> EncodedDocument | None:
         """Tokens, character spans and token activations of a row; None if it is not encoded."""
