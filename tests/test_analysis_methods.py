@@ -127,7 +127,8 @@ def german():
 def test_diff_recovers_the_planted_language_feature(english, german):
     table = A.diff_features(english, german)
     assert list(table.columns) == ["feature_id", "label", "count_a", "count_b", "freq_a", "freq_b",
-                                   "frequency_difference", "ci_low", "ci_high", "p_value", "q_value"]
+                                   "frequency_difference", "ci_low", "ci_high", "p_value", "q_value", "group",
+                                   "representative", "overlap"]
     top, bottom = table.iloc[0], table.iloc[-1]
     assert (top.feature_id, top.freq_a, top.freq_b) == (0, 1.0, 0.0) and top.label == "English function words"
     assert bottom.feature_id == 1 and bottom.frequency_difference == -1.0
@@ -168,6 +169,64 @@ def test_diff_many_is_one_vs_rest_with_one_bh_family(english, german):
     assert de.loc[0, "count_rest"] == 100
     assert de.loc[4, "p_value"] == pytest.approx(stats.fisher_exact([[25, 25], [40, 60]]).pvalue)
     np.testing.assert_allclose(table.q_value, multipletests(table.p_value, method="fdr_bh")[1])
+
+
+def test_diff_columns_take_the_datasets_names(english, german):
+    english.name, german.name = "english", "german"
+    try:
+        table = A.diff_features(english, german)
+        assert {"count_english", "count_german", "freq_english", "freq_german"} <= set(table.columns)
+        assert not {"freq_a", "freq_b"} & set(table.columns)
+        german.name = "english"  # the same name twice cannot tell the sides apart
+        assert {"freq_a", "freq_b"} <= set(A.diff_features(english, german).columns)
+    finally:
+        del english.name, german.name
+
+
+def grouping_table(p, q, effect):
+    return pd.DataFrame({"feature_id": np.arange(len(p)), "p_value": p, "q_value": q, "frequency_difference": effect})
+
+
+def test_grouping_joins_features_present_in_the_same_documents():
+    rng = np.random.default_rng(0)
+    base = rng.random(200) < 0.3
+    other = rng.random(200) < 0.3
+    nudged = base.copy()
+    nudged[np.flatnonzero(base)[:6]] = False  # nearly the same documents as base
+    columns = [base, nudged, base, other, base, base]
+    P = sp.csr_matrix(np.column_stack(columns).astype(np.float32))
+    #          0 leads   1 joins   2 opposite 3 elsewhere 4 not significant 5 joins
+    p = np.array([1e-9, 1e-8, 1e-7, 1e-6, 0.3, 1e-5])
+    q = np.array([1e-8, 1e-7, 1e-6, 1e-5, 0.4, 1e-4])
+    effect = np.array([0.3, 0.25, -0.3, 0.2, 0.2, 0.1])
+    table = A.add_groups(grouping_table(p, q, effect), P, "frequency_difference", alpha=0.05, min_overlap=0.5)
+    g = table.set_index("feature_id")
+    assert g.loc[[0, 1, 5], "group"].tolist() == [0, 0, 0] and (g.loc[[0, 1, 5], "representative"] == 0).all()
+    jaccard = (base & nudged).sum() / (base | nudged).sum()
+    assert g.loc[1, "overlap"] == pytest.approx(jaccard) and g.loc[5, "overlap"] == 1.0
+    assert g.loc[2, "group"] == 1 and g.loc[2, "representative"] == 2  # same documents, opposite direction
+    assert g.loc[3, "group"] == 2 and g.loc[4, "group"] == 3 and g.loc[4, "representative"] == 4
+    # Raising the bar above the nudged feature's overlap splits it off; nothing else moves.
+    strict = A.add_groups(grouping_table(p, q, effect), P, "frequency_difference", alpha=0.05,
+                          min_overlap=(jaccard + 1) / 2).set_index("feature_id")
+    assert strict.loc[1, "representative"] == 1 and strict.loc[5, "representative"] == 0
+    rows = A.one_row_per_group(table)
+    assert rows.feature_id.tolist() == [0, 2, 3, 4] and rows.members[0] == [0, 1, 5] and rows.n_members.tolist() == [3, 1, 1, 1]
+
+
+def test_diff_and_associate_group_on_request(english, german):
+    flat = A.diff_features(english, german)
+    grouped = A.diff_features(english, german, grouped=True)
+    assert len(grouped) == flat.group.nunique() and set(grouped.feature_id) == set(flat.representative)
+    assert grouped.n_members.sum() == len(flat)
+    for _, row in grouped.iterrows():  # the representative has the smallest p-value of its group
+        members = flat.set_index("feature_id").loc[row.members]
+        assert members.p_value.min() == row.p_value and (members.group == row.group).all()
+    many = A.diff_many({"en": english, "de": german}, grouped=True)
+    assert many.groupby("dataset").n_members.sum().to_dict() == A.diff_many({"en": english, "de": german}).dataset.value_counts().to_dict()
+    both = standin(60, "en", lambda i: ["pets", None][i % 2], seed=4, pets=[i % 2 == 0 for i in range(60)])
+    table = A.associate_features(both, "pets", grouped=True)
+    assert {"members", "n_members", "representative"} <= set(table.columns) and table.iloc[0].feature_id == 2
 
 
 # ---------------------------------------------------------------- correlations
@@ -414,6 +473,9 @@ def test_plots_return_figures_and_save(tmp_path, english, german):
     (lambda e, g: A.search_documents(e, query="zebra"), ValueError, "no word of query"),
     (lambda e, g: A.search_documents(e), ValueError, "exactly one"),
     (lambda e, g: A.diff_features(e, g, activated_threshold=-1), ValueError, "activated_threshold"),
+    (lambda e, g: A.diff_features(e, g, grouped="yes"), TypeError, "grouped must be True or False"),
+    (lambda e, g: A.diff_features(e, g, min_overlap=0), ValueError, "min_overlap must lie"),
+    (lambda e, g: A.associate_features(e, target="topic", alpha=2), ValueError, "alpha must lie"),
 ])
 def test_bad_parameters_say_what_to_do(english, german, call, error, message):
     with pytest.raises(error, match=message):

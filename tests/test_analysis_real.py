@@ -95,6 +95,14 @@ def test_planted_phrase_is_recovered(corpus):
     for text in hits.highlighted:
         marked = re.findall(r"<<(.*?)>>", text)
         assert marked and all(fragment in PLANTED for fragment in marked)
+    # One phenomenon, one finding: most of the features the phrase moves form one group around the best one.
+    found = table[table.q_value < 0.05]
+    assert len(found) >= 100
+    largest = found.group.value_counts()
+    assert largest.iloc[0] >= 0.6 * len(found), largest.head().to_dict()
+    grouped = A.diff_features(english[planted], english[~planted], grouped=True)
+    first = grouped.iloc[grouped.n_members.idxmax()]
+    assert first.n_members == largest.iloc[0] and int(first.feature_id) in found.feature_id.head(10).tolist()
 
 
 def test_random_splits_of_one_dataset_find_nothing(corpus):

@@ -1,6 +1,7 @@
 """Dataset and store mechanics on real text with synthetic activations (no model): aggregations, views,
 saving views, what the user gave is kept."""
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -157,3 +158,55 @@ def test_feature_words_are_the_words_under_each_features_strong_activations(tmp_
     assert any(not w.isascii() for w in words.words)  # "está", "filósofo": words, not bytes
     strongest = max(expected, key=expected.get)
     assert words.top(strongest[0], n=1) == [strongest[1]]
+
+
+def test_concat_stacks_rows_and_activations_without_encoding(tmp_path, sample):
+    old = sample.head(20).assign(year=2023)
+    new = sample.tail(30).drop(columns=["language"]).assign(year=2024, source="web")
+    a = synthetic_dataset(tmp_path / "old.iembed", old, chunk_chars=500)
+    b = synthetic_dataset(tmp_path / "new.iembed", new, chunk_chars=500)
+    both = Dataset.concat([a, b[::-1]], save_path=tmp_path / "both.iembed")
+    assert both.name == "both" and len(both) == 50
+    assert both.documents() == a.documents() + b[::-1].documents()
+    table = both.pandas()
+    assert table.year.tolist() == [2023] * 20 + [2024] * 30
+    assert table.language.isna().tolist() == [False] * 20 + [True] * 30  # a column one side lacks is missing there
+    assert (both.latents() != sp.vstack([a.latents(), b[::-1].latents()])).nnz == 0
+    assert both[20].tokens() == b[29].tokens() and (both[20].latents("all") != b[29].latents("all")).nnz == 0
+    assert both._store.is_complete() and Dataset.load_from_file(both.path).latents().nnz == both.latents().nnz
+    assert (a + b).latents().shape == (50, D_SAE)
+    assert both.associate("year").attrs["model"]["n_documents"] == 50  # the reason to concatenate
+
+
+def test_concat_keeps_skipped_and_pending_rows_and_refuses_mixed_encoders(tmp_path, sample):
+    frame = pd.concat([sample.head(12), pd.DataFrame({"text": [""], "language": ["en"]})], ignore_index=True)
+    partial = synthetic_dataset(tmp_path / "partial.iembed", frame, chunk_chars=300, encode_chunks=2)
+    whole = synthetic_dataset(tmp_path / "whole.iembed", sample.tail(5))
+    both = Dataset.concat([whole, partial])
+    assert both.name is None and both.skipped_rows() == {17: "empty"}
+    # A chunk of the new plan holding any row not encoded yet is left whole to resume; the rest is copied.
+    encoded, source = both.encoded_mask(), np.r_[whole.encoded_mask(), partial.encoded_mask()]
+    assert encoded[:5].all() and encoded[5:].any() and not (encoded & ~source).any()
+    assert (both.latents()[encoded] != sp.vstack([whole.latents(), partial.latents()])[encoded]).nnz == 0
+    assert set(both._store.pending_rows()) == set(np.flatnonzero(~encoded)) - {17}
+    other = synthetic_store(tmp_path / "other.iembed", sample.head(3))
+    other.manifest.encoder = replace(other.encoder, sae={"architecture": "synthetic", "d_sae": D_SAE, "k": 3})
+    with pytest.raises(ValueError, match=r"datasets\[0\] and datasets\[1\] were encoded differently"):
+        Dataset.concat([whole, DatasetView(other, np.arange(3))])
+    renamed = DatasetView(synthetic_store(tmp_path / "body.iembed", sample.head(3).rename(columns={"text": "body"}),
+                                          field="body"), np.arange(3))
+    with pytest.raises(ValueError, match="different columns"):
+        whole + renamed
+    with pytest.raises(TypeError, match="non-empty list"):
+        Dataset.concat(whole)
+
+
+def test_a_dataset_is_named_after_its_store_and_a_view_by_the_user(tmp_path, sample):
+    ds = synthetic_dataset(tmp_path / "fortunes.iembed", sample)
+    assert ds.name == "fortunes" and ds[:5].name is None
+    german, others = ds[(sample.language == "de").to_numpy()], ds[(sample.language != "de").to_numpy()]
+    german.name, others.name = "german", "others"
+    assert {"freq_german", "freq_others"} <= set(german.diff(others).columns)
+    assert Dataset.load_from_file(ds.path, name="mine").name == "mine"
+    with pytest.raises(TypeError, match="name must be a non-empty string"):
+        Dataset.load_from_file(ds.path, name=3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -114,6 +114,10 @@ class Dataset:
     Rows whose text is None, NaN, empty or not a string raise an error listing them
     (``on_error="raise"``) or are kept without activations (``on_error="skip"``).
 
+    ``name`` (default: the stem of ``save_path``, ``"reviews"`` for ``reviews.iembed``; None for a temporary
+    store, and for a slice or mask, whose name you set with ``view.name = "..."``) names the dataset's
+    columns in a diff (``freq_reviews``).
+
     >>> import pandas as pd
     >>> from interp_embed import Dataset
     >>> df = pd.DataFrame({"text": ["Good morning!", "Hello there!", "Good afternoon."]})
@@ -124,8 +128,11 @@ class Dataset:
 
     def __init__(self, data, sae: SAE | None = None, field: str = "text", save_path: str | Path | None = None,
                  dataset_description: str = "", on_error: str = "raise", compute_activations: bool = True,
-                 feature_labels: dict[int, str] | None = None, plan: EncodePlan | None = None):
+                 feature_labels: dict[int, str] | None = None, plan: EncodePlan | None = None,
+                 name: str | None = None):
         from .saes import DefaultSAE
+
+        self.name = _check_name(name, save_path)
 
         self.sae = sae if sae is not None else DefaultSAE()
         self._store = session.create_store(data, self.sae, field, save_path, on_error, plan or EncodePlan(),
@@ -135,19 +142,20 @@ class Dataset:
             session.encode_pending(self._store, self.sae)
 
     @classmethod
-    def load_from_file(cls, file_path: str | Path, resume: bool = False, sae: SAE | None = None) -> "Dataset":
+    def load_from_file(cls, file_path: str | Path, resume: bool = False, sae: SAE | None = None,
+                       name: str | None = None) -> "Dataset":
         """Open a saved dataset (reads only its manifest). ``resume=True`` encodes the rows still missing.
 
         ``sae`` is the SAE to encode with (by default the one the store records, rebuilt from its JSON);
         it must be the SAE that encoded the store. Loading never unpickles and never imports torch
-        (resuming does, to run the reader).
+        (resuming does, to run the reader). ``name`` defaults to the folder's stem.
 
         >>> ds = Dataset.load_from_file("greetings.iembed")           # doctest: +SKIP
         """
         store = Store.open(file_path)
         if sae is not None:
             session.check_encoder(store, sae)
-        dataset = DatasetView(store, np.arange(store.n_documents), sae)
+        dataset = DatasetView(store, np.arange(store.n_documents), sae, name=_check_name(name, file_path))
         if resume and not store.is_complete():
             dataset.sae = session.encoder_of(store, sae)
             session.encode_pending(store, dataset.sae)
@@ -159,6 +167,41 @@ class Dataset:
     def save_to_file(self, file_path: str | Path) -> Path:
         """Write this dataset — all of it, or just the rows of this view, in its order — to a new store."""
         return self._store.copy_rows(self._rows, file_path).path
+
+    @classmethod
+    def concat(cls, datasets: Sequence["Dataset"], save_path: str | Path | None = None,
+               name: str | None = None) -> "Dataset":
+        """One dataset holding the rows of ``datasets`` (datasets or views), in order, with their activations.
+
+        Nothing is encoded again: activations are copied into a new store at ``save_path`` (temporary when
+        None). Every dataset must have been encoded by the same reader and SAE and use the same text field;
+        the metadata columns are united (a column one dataset lacks is missing in its rows), and the feature
+        labels are the first dataset's. Rows not encoded yet stay pending (``load_from_file(save_path,
+        resume=True)`` encodes them). ``a + b`` is ``Dataset.concat([a, b])``.
+
+        >>> both = Dataset.concat([reviews_2023, reviews_2024], save_path="reviews.iembed")   # doctest: +SKIP
+        >>> both.associate("year")                                                           # doctest: +SKIP
+        """
+        from .analysis.inputs import check_same_encoder
+
+        if isinstance(datasets, (str, bytes, Dataset)) or not isinstance(datasets, Sequence) or not datasets:
+            raise TypeError("datasets must be a non-empty list of Dataset objects, e.g. Dataset.concat([a, b]).")
+        for i, ds in enumerate(datasets):
+            if not isinstance(ds, Dataset):
+                raise TypeError(f"datasets[{i}] is a {type(ds).__name__}, not an interp_embed Dataset.")
+        check_same_encoder({f"datasets[{i}]": ds for i, ds in enumerate(datasets)})
+        fields = {ds.field for ds in datasets}
+        if len(fields) > 1:
+            raise ValueError(f"the datasets keep their text in different columns ({sorted(fields)}); rename one "
+                             "column so that they match before concatenating.")
+        first = datasets[0]
+        store = session.new_store(save_path, lambda path: Store.combine([(ds._store, ds._rows) for ds in datasets], path))
+        return DatasetView(store, np.arange(store.n_documents), first.sae, name=_check_name(name, save_path))
+
+    def __add__(self, other: "Dataset") -> "Dataset":
+        if not isinstance(other, Dataset):
+            return NotImplemented
+        return Dataset.concat([self, other])
 
     def _view(self, positions: np.ndarray) -> "DatasetView":
         return DatasetView(self._store, self._rows[positions], self.sae)
@@ -326,9 +369,19 @@ class Dataset:
                 f"columns={[str(c) for c in self.columns]}, path={str(self._store.path)!r})")
 
 
+def _check_name(name, path: str | Path | None) -> str | None:
+    """A dataset's name: ``name`` if given, else the stem of the store's ``path`` (None without one)."""
+    if name is None:
+        return Path(path).stem if path is not None else None
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}.")
+    return name
+
+
 class DatasetView(Dataset):
     """A ``Dataset`` over rows of a store that already exists: what slicing, masking, sorting and
     :meth:`Dataset.load_from_file` return. It shares the store (nothing is copied) and encodes nothing."""
 
-    def __init__(self, store: Store, rows: np.ndarray, sae: SAE | None = None):  # no call to Dataset.__init__: it encodes
-        self._store, self._rows, self.sae = store, np.asarray(rows, dtype=np.int64), sae
+    def __init__(self, store: Store, rows: np.ndarray, sae: SAE | None = None,
+                 name: str | None = None):  # no call to Dataset.__init__: it encodes
+        self._store, self._rows, self.sae, self.name = store, np.asarray(rows, dtype=np.int64), sae, name

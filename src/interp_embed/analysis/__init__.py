@@ -7,15 +7,16 @@ from .association import associate_features, fit_sparse_model
 from .clustering import Clustering, cluster_documents, cluster_matrix, describe_clusters
 from .correlations import correlate_presence, feature_correlations, npmi, top_correlations
 from .diff import diff_counts, diff_features, diff_many
+from .grouping import add_groups, one_row_per_group
 from .label_search import match_features
 from .plots import plot_clusters, plot_correlations, plot_diff
 from .retrieval import search_documents
 from .stats import benjamini_hochberg, fisher_greater, fisher_two_sided, newcombe_interval, welch_t_test, wilson_interval
 
 __all__ = [
-    "Clustering", "associate_features", "benjamini_hochberg", "cluster_documents", "cluster_matrix",
+    "Clustering", "add_groups", "associate_features", "benjamini_hochberg", "cluster_documents", "cluster_matrix",
     "correlate_presence", "describe_clusters", "diff_counts", "diff_features", "diff_many", "feature_correlations",
-    "fisher_greater", "fisher_two_sided", "fit_sparse_model", "match_features", "newcombe_interval", "npmi",
+    "fisher_greater", "fisher_two_sided", "fit_sparse_model", "match_features", "newcombe_interval", "npmi", "one_row_per_group",
     "plot_clusters", "plot_correlations", "plot_diff", "search_documents", "top_correlations", "welch_t_test",
     "wilson_interval",
 ]

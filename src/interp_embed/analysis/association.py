@@ -9,10 +9,11 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from .grouping import add_groups, one_row_per_group
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, metadata, presence
 from .stats import (benjamini_hochberg, fisher_two_sided, newcombe_interval, permutation_p_values, rank_sum_p_values,
                     welch_t_test)
-from ..validation import check_fraction, check_int
+from ..validation import check_bool, check_fraction, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,8 @@ def fit_sparse_model(
 def associate_features(
     ds: EncodedDataset, target: str, *, min_count: int = 2, aggregation: str = "max", activated_threshold: float = 0.0,
     confidence: float = 0.95, n_permutations: int = 10_000, test_size: float = 0.25, max_model_features: int = 2000,
-    max_train_docs: int = 20_000, random_state: int = 0,
+    max_train_docs: int = 20_000, random_state: int = 0, grouped: bool = False, alpha: float = 0.05,
+    min_overlap: float = 0.5,
 ) -> pd.DataFrame:
     """Which features separate the values of a binary or numeric metadata column ``target``.
 
@@ -233,6 +235,11 @@ def associate_features(
     ``coefficient`` their weights. ``table.attrs["model"]`` holds its held-out AUC (binary) or R² (numeric)
     beside a permutation baseline (the same procedure fitted to shuffled targets), and the details.
 
+    Significant features (``q_value < alpha``) with the same sign of ``separation`` that are present in mostly
+    the same documents (Jaccard index at least ``min_overlap``) are grouped as in
+    :func:`~interp_embed.analysis.diff.diff_features` (``group``, ``representative``, ``overlap``);
+    ``grouped=True`` returns one row per group with its ``members``.
+
     Example::
 
         table = associate_features(ds, target="is_spam")
@@ -244,6 +251,9 @@ def associate_features(
     test_size = check_fraction(test_size, "test_size", open_low=True)
     check_int(max_model_features, "max_model_features", 1)
     check_int(max_train_docs, "max_train_docs", 10)
+    check_bool(grouped, "grouped")
+    alpha = check_fraction(alpha, "alpha", open_low=True)
+    min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
     docs = load_documents(ds, aggregation=aggregation)
     meta = metadata(ds, docs)
     if target not in meta.columns:
@@ -278,5 +288,8 @@ def associate_features(
     table["selected"] = table["feature_id"].isin(coefficient.index)
     table["coefficient"] = table["feature_id"].map(coefficient).fillna(0.0)
     table = table.sort_values(["p_value", "separation"], ascending=[True, False], ignore_index=True)
+    table = add_groups(table, P, "separation", alpha, min_overlap)
+    if grouped:
+        table = one_row_per_group(table)
     table.attrs["model"] = model
     return table

@@ -6,11 +6,13 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from .grouping import add_groups, one_row_per_group
 from .inputs import (EncodedDataset, check_dataset, check_same_encoder, feature_counts, label_array, load_documents,
                      presence)
 from .stats import benjamini_hochberg, fisher_two_sided, newcombe_interval
-from ..validation import check_choice, check_coverage, check_fraction
+from ..validation import check_bool, check_choice, check_coverage, check_fraction
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ def diff_counts(
 def diff_features(
     ds_a: EncodedDataset, ds_b: EncodedDataset, metric: str = "absolute", min_coverage: float = 0.0,
     max_coverage: float = 1.0, *, aggregation: str = "max", activated_threshold: float = 0.0, confidence: float = 0.95,
+    grouped: bool = False, alpha: float = 0.05, min_overlap: float = 0.5,
 ) -> pd.DataFrame:
     """Compare how often each feature is active in the documents of two datasets.
 
@@ -94,10 +97,21 @@ def diff_features(
     interp_embed's coverage filter); the others are left out of the table and of the BH family. Rows are
     sorted by ``frequency_difference`` descending.
 
+    When both datasets have a ``name`` (``ds.name = "german"``) and the names differ, the columns ending in
+    ``_a``/``_b`` end in the names instead (``freq_german``).
+
+    One phenomenon often moves many features. Significant features (``q_value < alpha``) that differ in the
+    same direction and are present in mostly the same documents (Jaccard index of their document sets at
+    least ``min_overlap``) form a group: ``group`` numbers it (0 holds the smallest p-value),
+    ``representative`` is its feature with the smallest p-value and ``overlap`` a member's Jaccard index
+    with it; every other feature is a group of its own. ``grouped=True`` returns one row per group, the
+    representative's, with ``members`` (feature ids) and ``n_members``.
+
     Example::
 
         table = diff_features(english, german)
         table.query("q_value < 0.05").head(10)[["feature_id", "label", "freq_a", "freq_b", "q_value"]]
+        diff_features(english, german, grouped=True).head(5)[["feature_id", "label", "n_members"]]
     """
     check_choice(metric, "metric", METRICS)
     check_dataset(ds_a, "ds_a")
@@ -108,18 +122,35 @@ def diff_features(
             f"ds_a and ds_b were encoded with different SAEs ({ds_a.d_sae} vs {ds_b.d_sae} features); "
             "diff datasets encoded with the same SAE."
         )
+    check_bool(grouped, "grouped")
+    alpha = check_fraction(alpha, "alpha", open_low=True)
+    min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
     docs_a, docs_b = load_documents(ds_a, "ds_a", aggregation), load_documents(ds_b, "ds_b", aggregation)
-    count_a = feature_counts(presence(docs_a.activations, activated_threshold))
-    count_b = feature_counts(presence(docs_b.activations, activated_threshold))
+    P_a, P_b = presence(docs_a.activations, activated_threshold), presence(docs_b.activations, activated_threshold)
+    count_a, count_b = feature_counts(P_a), feature_counts(P_b)
     logger.info("diffing %d vs %d encoded documents over %d features", docs_a.n, docs_b.n, count_a.size)
     labels = label_array(ds_a)
-    return diff_counts(count_a, docs_a.n, count_b, docs_b.n, labels, metric=metric,
-                       min_coverage=min_coverage, max_coverage=max_coverage, confidence=confidence)
+    table = diff_counts(count_a, docs_a.n, count_b, docs_b.n, labels, metric=metric,
+                        min_coverage=min_coverage, max_coverage=max_coverage, confidence=confidence)
+    table = add_groups(table, sp.vstack([P_a, P_b]), "frequency_difference", alpha, min_overlap)
+    if grouped:
+        table = one_row_per_group(table)
+    return table.rename(columns=_named_columns(ds_a, ds_b))
+
+
+def _named_columns(ds_a: EncodedDataset, ds_b: EncodedDataset) -> dict[str, str]:
+    """``count_a`` → ``count_<name of ds_a>`` and so on, when both datasets have distinct names."""
+    name_a, name_b = getattr(ds_a, "name", None), getattr(ds_b, "name", None)
+    if not (isinstance(name_a, str) and isinstance(name_b, str) and name_a and name_b and name_a != name_b):
+        return {}
+    return {f"{column}_{side}": f"{column}_{name}" for column in ("count", "freq")
+            for side, name in (("a", name_a), ("b", name_b))}
 
 
 def diff_many(
     datasets: Mapping[str, EncodedDataset], metric: str = "absolute", min_coverage: float = 0.0,
     max_coverage: float = 1.0, *, aggregation: str = "max", activated_threshold: float = 0.0, confidence: float = 0.95,
+    grouped: bool = False, alpha: float = 0.05, min_overlap: float = 0.5,
 ) -> pd.DataFrame:
     """Compare each of several datasets against all the others pooled (one vs. rest).
 
@@ -127,7 +158,8 @@ def diff_many(
     the rest, in columns ``freq_in``/``freq_rest``; one row per (dataset, tested feature). The
     Benjamini–Hochberg family is every test in the table (all datasets together), so a q-value below 0.05
     keeps the expected share of false discoveries in the whole table under 5%. Sorted by dataset, then
-    ``frequency_difference`` descending.
+    ``frequency_difference`` descending. Significant features are grouped within each dataset as in
+    :func:`diff_features` (group numbers are unique across the table); ``grouped=True`` keeps one row per group.
 
     Example::
 
@@ -139,6 +171,9 @@ def diff_many(
     check_choice(metric, "metric", METRICS)
     min_coverage, max_coverage = check_coverage(min_coverage, max_coverage)
     confidence = check_fraction(confidence, "confidence", open_low=True)
+    check_bool(grouped, "grouped")
+    alpha = check_fraction(alpha, "alpha", open_low=True)
+    min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
     names = list(datasets)
     for name in names:
         check_dataset(datasets[name], f"datasets[{name!r}]")
@@ -146,10 +181,11 @@ def diff_many(
     d_sae = {name: ds.d_sae for name, ds in datasets.items()}
     if len(set(d_sae.values())) > 1:
         raise ValueError(f"all datasets must share one SAE; feature counts differ: {d_sae}.")
-    counts, sizes = {}, {}
+    counts, sizes, present = {}, {}, []
     for name in names:
         docs = load_documents(datasets[name], f"datasets[{name!r}]", aggregation)
-        counts[name] = feature_counts(presence(docs.activations, activated_threshold))
+        present.append(presence(docs.activations, activated_threshold))
+        counts[name] = feature_counts(present[-1])
         sizes[name] = docs.n
     total_count, total_n = sum(counts.values()), sum(sizes.values())
     labels = label_array(datasets[names[0]])
@@ -162,7 +198,12 @@ def diff_many(
     table = pd.concat(tables, ignore_index=True).rename(columns={
         "count_a": "count_in", "count_b": "count_rest", "freq_a": "freq_in", "freq_b": "freq_rest"})
     table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
+    P, parts = sp.vstack(present).tocsc(), []
+    for name in names:
+        part = add_groups(table[table["dataset"] == name], P, "frequency_difference", alpha, min_overlap,
+                          first_group=sum(len(p) for p in parts))
+        parts.append(part)
     order = {name: i for i, name in enumerate(names)}
-    table = table.sort_values(["dataset", "frequency_difference"], ascending=[True, False],
-                              key=lambda s: s.map(order) if s.name == "dataset" else s, ignore_index=True)
-    return table
+    table = pd.concat(parts).sort_values(["dataset", "frequency_difference"], ascending=[True, False],
+                                         key=lambda s: s.map(order) if s.name == "dataset" else s, ignore_index=True)
+    return one_row_per_group(table) if grouped else table

@@ -2,12 +2,11 @@
 
 An SAE splits one thing in the text (a planted phrase, a language) over many features, so a diff or an
 association can list hundreds of significant features for one phenomenon. Here the significant features
-are grouped by the overlap of the documents they are present in: taking them from the strongest evidence
-down, each feature not yet in a group starts one and is its representative, and every later significant
-feature whose document set overlaps the representative's by at least ``min_overlap`` (Jaccard index) joins
-it. A feature that is not significant is a group of its own. The flat table keeps one row per feature
-and gains ``group``, ``representative`` and ``overlap``; :func:`one_row_per_group` keeps the
-representatives, with their members.
+(``q_value`` below ``alpha``) are grouped by the overlap of the documents they are present in: taking them in
+order of evidence (smallest p-value first), each feature not yet in a group starts one and is its
+representative, and every later significant feature with the same direction of effect whose document set
+overlaps the representative's by at least ``min_overlap`` (Jaccard index: shared documents / documents of
+either) joins it. A feature that is not significant is a group of its own.
 """
 from __future__ import annotations
 
@@ -16,43 +15,64 @@ import pandas as pd
 import scipy.sparse as sp
 
 
-def group_features(P: sp.spmatrix, features: np.ndarray, significant: np.ndarray,
+def group_features(P: sp.spmatrix, features: np.ndarray, direction: np.ndarray,
                    min_overlap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(group, representative, overlap)`` for ``features`` listed from the strongest evidence down.
+    """``(group, representative, overlap)`` for significant ``features`` listed from the strongest evidence down.
 
-    ``P`` is the document × feature presence matrix the evidence came from; ``significant`` marks the
-    features that may share a group. Groups are numbered in order of their representatives.
+    ``P`` is the document × feature presence matrix the evidence came from; ``direction`` the sign of each
+    feature's effect (only features of one sign share a group). ``overlap`` is a member's Jaccard index with
+    its representative (1 for the representative). Groups are numbered 0, 1, ... in order of their
+    representatives.
     """
     features = np.asarray(features, dtype=np.int64)
+    C = sp.csc_matrix(P)[:, features].astype(np.float32)
+    C.data[:] = 1
+    shared = (C.T @ C).tocsr()  # documents shared by each pair: one sparse product, then one row per leader
+    size = shared.diagonal()
     group = np.full(features.size, -1, dtype=np.int64)
     representative = features.copy()
     overlap = np.ones(features.size)
-    which = np.flatnonzero(significant)
-    C = sp.csc_matrix(P)[:, features[which]].astype(np.float64)
-    size = np.asarray(C.sum(axis=0)).ravel()
-    unassigned = np.ones(which.size, dtype=bool)
-    next_group = 0
-    for i in range(which.size):  # leaders in order of evidence
-        if not unassigned[i]:
+    n_groups = 0
+    for leader in range(features.size):
+        if group[leader] >= 0:
             continue
-        rest = np.flatnonzero(unassigned)
-        shared = np.asarray((C[:, [i]].T @ C[:, rest]).todense()).ravel()
-        jaccard = shared / np.maximum(size[i] + size[rest] - shared, 1)
-        members = rest[jaccard >= min_overlap]  # includes the leader itself (Jaccard 1)
-        group[which[members]] = next_group
-        representative[which[members]] = features[which[i]]
-        overlap[which[members]] = jaccard[jaccard >= min_overlap]
-        unassigned[members] = False
-        next_group += 1
-    alone = group < 0
-    group[alone] = next_group + np.arange(int(alone.sum()))
+        others = shared.indices[shared.indptr[leader]:shared.indptr[leader + 1]]
+        both = shared.data[shared.indptr[leader]:shared.indptr[leader + 1]]
+        jaccard = both / (size[leader] + size[others] - both)
+        join = (group[others] < 0) & (direction[others] == direction[leader]) & (jaccard >= min_overlap)
+        members = np.r_[leader, others[join & (others != leader)]]
+        group[members] = n_groups
+        n_groups += 1
+        representative[members] = features[leader]
+        overlap[members] = np.r_[1.0, jaccard[join & (others != leader)]]
     return group, representative, overlap
 
 
+def add_groups(table: pd.DataFrame, P: sp.spmatrix, effect: str, alpha: float, min_overlap: float,
+               first_group: int = 0) -> pd.DataFrame:
+    """``table`` (one row per feature, with ``feature_id``, ``p_value``, ``q_value`` and the ``effect`` column)
+    with ``group``, ``representative`` and ``overlap`` added; group numbers start at ``first_group``."""
+    table = table.copy()
+    order = np.lexsort((table["feature_id"].to_numpy(), table["p_value"].to_numpy()))
+    significant = order[table["q_value"].to_numpy()[order] < alpha]
+    group = np.empty(len(table), dtype=np.int64)
+    representative = table["feature_id"].to_numpy(dtype=np.int64).copy()
+    overlap = np.ones(len(table))
+    if significant.size:
+        group[significant], representative[significant], overlap[significant] = group_features(
+            P, representative[significant], np.sign(table[effect].to_numpy()[significant]), min_overlap)
+    n_groups = int(group[significant].max()) + 1 if significant.size else 0
+    alone = order[table["q_value"].to_numpy()[order] >= alpha]
+    group[alone] = n_groups + np.arange(alone.size)
+    table["group"], table["representative"], table["overlap"] = group + first_group, representative, overlap
+    return table
+
+
 def one_row_per_group(table: pd.DataFrame) -> pd.DataFrame:
-    """The representatives' rows of a grouped table, in its order, with ``n_members`` and ``members``."""
-    members = table.groupby("group", sort=False)["feature_id"].agg(list)
+    """The representatives' rows of a grouped table, in its order, with ``n_members`` and ``members`` (feature
+    ids, strongest evidence first)."""
+    members = table.sort_values(["p_value", "feature_id"]).groupby("group")["feature_id"].agg(list)
     rows = table[table["feature_id"] == table["representative"]].copy()
     rows["members"] = rows["group"].map(members)
     rows["n_members"] = rows["members"].map(len)
-    return rows.reset_index(drop=True)
+    return rows.drop(columns=["overlap"]).reset_index(drop=True)

@@ -22,7 +22,8 @@ class EncodedDataset(Protocol):
     object with these members (tests use a small stand-in).
 
     Optional: ``feature_words()`` returning :class:`~interp_embed.store.FeatureWords`, the words each feature
-    fires on; search and clustering by query match against them when a dataset has it, else labels alone."""
+    fires on; search and clustering by query match against them when a dataset has it, else labels alone.
+    ``name`` (a string): a diff names its columns after it."""
 
     d_sae: int
     """Number of SAE features."""

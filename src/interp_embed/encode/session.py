@@ -13,7 +13,7 @@ import logging
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,23 +79,29 @@ def rows_to_skip(frame: pd.DataFrame, field: str, on_error: str) -> dict[int, st
 
 def create_store(data, sae: SAE, field: str, save_path: str | Path | None, on_error: str, plan: EncodePlan,
                  feature_labels: dict[int, str] | None, dataset_description: str) -> Store:
-    """Check the table and write a new store for it (nothing encoded yet). Without ``save_path`` the store is
-    a temporary folder, deleted when no Dataset uses it any more or the process exits."""
+    """Check the table and write a new store for it (nothing encoded yet) at ``save_path`` (see :func:`new_store`)."""
     frame = as_frame(data)
     skipped = rows_to_skip(frame, field, on_error)
     if not isinstance(plan, EncodePlan):
         raise TypeError(f"plan must be an EncodePlan, not {type(plan).__name__}")
+    labels = feature_labels if feature_labels is not None else sae.feature_labels()
+    return new_store(save_path, lambda path: Store.create(
+        path, frame, field, encoder=sae.describe(), plan=plan, skipped=skipped, labels=labels,
+        dataset_description=dataset_description))
+
+
+def new_store(save_path: str | Path | None, make: Callable[[Path], Store]) -> Store:
+    """``make(path)`` at ``save_path``; without one, in a temporary folder deleted when no Dataset uses the store
+    any more or the process exits (``save_to_file`` keeps a copy)."""
     temporary = save_path is None
     path = Path(tempfile.mkdtemp(prefix="interp_embed-", suffix=".iembed")) if temporary else Path(save_path)
-    labels = feature_labels if feature_labels is not None else sae.feature_labels()
     try:
-        store = Store.create(path, frame, field, encoder=sae.describe(), plan=plan, skipped=skipped, labels=labels,
-                             dataset_description=dataset_description)
+        store = make(path)
     except BaseException:
         if temporary:
             shutil.rmtree(path, ignore_errors=True)
         raise
-    if temporary:  # removed once no Dataset uses it, or when the process exits; save_to_file keeps a copy
+    if temporary:
         weakref.finalize(store, shutil.rmtree, path, ignore_errors=True)
     return store
 

@@ -243,9 +243,7 @@ class Store:
         """A new store at ``path`` holding ``rows`` of this one, in that order, with their activations.
 
         The whole store is copied file by file — only the files its manifest lists, each checked first,
-        never through a link. A subset is cut into chunks by this store's plan, exactly as encoding the
-        rows anew would cut them; a chunk is copied when every row of it that can be encoded has
-        activations here, and is left pending (to be encoded by ``resume``) otherwise.
+        never through a link. A subset is written as :meth:`combine` writes it.
         """
         rows = np.asarray(rows, dtype=np.int64)
         path = Path(path)
@@ -253,17 +251,34 @@ class Store:
             raise FileExistsError(f"{path} exists; choose a new path")
         if np.array_equal(rows, np.arange(self.n_documents)):
             return self._copy_files(path)
-        old_skipped = self.skipped
-        skipped = {new: old_skipped[int(old)] for new, old in enumerate(rows) if int(old) in old_skipped}
-        target = Store.create(path, self.documents().iloc[rows], self.field, self.encoder, self.plan, skipped,
-                              self.feature_labels(), self.dataset_description)
+        return Store.combine([(self, rows)], path)
+
+    @staticmethod
+    def combine(parts: list[tuple["Store", np.ndarray]], path: str | Path) -> "Store":
+        """A new store at ``path`` holding, in order, the given rows of each store, with their activations.
+
+        The stores must share one encoder and text field (the caller checks); the documents tables are
+        stacked (a column that one lacks is missing in its rows), the feature labels and plan are the first
+        store's. The rows are cut into chunks by that plan, exactly as encoding them anew would cut them; a
+        chunk is copied when every row of it that can be encoded has activations, and is left pending (to be
+        encoded by ``resume``) otherwise.
+        """
+        first = parts[0][0]
+        sources = [(store, int(row)) for store, rows in parts for row in np.asarray(rows, dtype=np.int64)]
+        skipped = {new: store.skipped[row] for new, (store, row) in enumerate(sources) if row in store.skipped}
+        documents = pd.concat([store.documents().iloc[np.asarray(rows, dtype=np.int64)] for store, rows in parts],
+                              ignore_index=True)
+        descriptions = dict.fromkeys(store.dataset_description for store, _ in parts if store.dataset_description)
+        target = Store.create(path, documents, first.field, first.encoder, first.plan, skipped, first.feature_labels(),
+                              "\n".join(descriptions))
         with target.writing():
             for start, stop in target.pending_chunks():
                 docs = []
                 for new in range(start, stop):
                     if new in skipped:
                         continue
-                    doc = self.document(int(rows[new]))
+                    store, row = sources[new]
+                    doc = store.document(row)
                     if doc is None:  # not encoded yet: resume encodes the whole chunk
                         break
                     docs.append(replace(doc, row=new))
