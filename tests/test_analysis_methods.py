@@ -16,6 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from statsmodels.stats.multitest import multipletests
 
 from interp_embed import analysis as A
+from interp_embed.analysis import grouping
 from interp_embed.store import FeatureWords
 
 from conftest import run_without_torch
@@ -187,7 +188,7 @@ def grouping_table(p, q, effect):
     return pd.DataFrame({"feature_id": np.arange(len(p)), "p_value": p, "q_value": q, "frequency_difference": effect})
 
 
-def test_grouping_joins_features_present_in_the_same_documents():
+def test_grouping_joins_features_present_in_the_same_documents(monkeypatch, caplog):
     rng = np.random.default_rng(0)
     base = rng.random(200) < 0.3
     other = rng.random(200) < 0.3
@@ -212,6 +213,11 @@ def test_grouping_joins_features_present_in_the_same_documents():
     assert strict.loc[1, "representative"] == 1 and strict.loc[5, "representative"] == 0
     rows = A.one_row_per_group(table)
     assert rows.feature_id.tolist() == [0, 2, 3, 4] and rows.members[0] == [0, 1, 5] and rows.n_members.tolist() == [3, 1, 1, 1]
+    # Past the work bound the features left stay groups of their own, and the log says so.
+    monkeypatch.setattr(grouping, "MAX_WORK", P[base].nnz)  # the first representative's documents only
+    with caplog.at_level("WARNING"):
+        capped = A.add_groups(grouping_table(p, q, effect), P, "frequency_difference", alpha=0.05, min_overlap=0.5)
+    assert capped.group.tolist() == [0, 0, 1, 2, 3, 0] and "2 significant features left" in caplog.text
 
 
 def test_diff_and_associate_group_on_request(english, german):
@@ -494,6 +500,7 @@ def test_analysis_runs_without_torch_or_transformers():
     out = run_without_torch("""
         import test_analysis_methods as t
         from interp_embed import analysis as A
+from interp_embed.analysis import grouping
         e, g = t.standin(30, "en", lambda i: "pets" if i % 2 else None), t.standin(30, "de", seed=4)
         A.diff_features(e, g); A.top_correlations(e, k=3, min_count=2); A.search_documents(e, query="pets")
         A.cluster_documents(e, features=[2], n_clusters=1); A.plot_diff(A.diff_features(e, g))

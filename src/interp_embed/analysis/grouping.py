@@ -10,9 +10,17 @@ either) joins it. A feature that is not significant is a group of its own.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+logger = logging.getLogger(__name__)
+
+MAX_WORK = 1_000_000_000
+"""Presence entries the representatives may read in all (about ten seconds); bounds the worst case, where
+many significant features are present in many documents and share none."""
 
 
 def group_features(P: sp.spmatrix, features: np.ndarray, direction: np.ndarray,
@@ -22,29 +30,39 @@ def group_features(P: sp.spmatrix, features: np.ndarray, direction: np.ndarray,
     ``P`` is the document × feature presence matrix the evidence came from; ``direction`` the sign of each
     feature's effect (only features of one sign share a group). ``overlap`` is a member's Jaccard index with
     its representative (1 for the representative). Groups are numbered 0, 1, ... in order of their
-    representatives.
+    representatives. Each representative reads the rows of its own documents only, so the work grows with
+    the number of groups, not with the square of the number of features; past :data:`MAX_WORK` entries
+    read, the features left are groups of their own (a warning says how many).
     """
     features = np.asarray(features, dtype=np.int64)
-    C = sp.csc_matrix(P)[:, features].astype(np.float32)
-    C.data[:] = 1
-    shared = (C.T @ C).tocsr()  # documents shared by each pair: one sparse product, then one row per leader
-    size = shared.diagonal()
+    by_document = sp.csr_matrix(P)[:, features]
+    by_feature = by_document.tocsc()
+    row_nnz = np.diff(by_document.indptr)
+    size = np.diff(by_feature.indptr)
     group = np.full(features.size, -1, dtype=np.int64)
     representative = features.copy()
     overlap = np.ones(features.size)
-    n_groups = 0
+    n_groups, work = 0, 0
     for leader in range(features.size):
         if group[leader] >= 0:
             continue
-        others = shared.indices[shared.indptr[leader]:shared.indptr[leader + 1]]
-        both = shared.data[shared.indptr[leader]:shared.indptr[leader + 1]]
-        jaccard = both / (size[leader] + size[others] - both)
-        join = (group[others] < 0) & (direction[others] == direction[leader]) & (jaccard >= min_overlap)
-        members = np.r_[leader, others[join & (others != leader)]]
-        group[members] = n_groups
+        documents = by_feature.indices[by_feature.indptr[leader]:by_feature.indptr[leader + 1]]
+        work += int(row_nnz[documents].sum())
+        if work > MAX_WORK:
+            left = group < 0
+            logger.warning("grouping stopped after %d groups to bound the work; the %d significant features left are "
+                           "listed as groups of their own", n_groups, int(left.sum()))
+            group[left] = n_groups + np.arange(int(left.sum()))
+            break
+        shared = np.bincount(by_document[documents].indices, minlength=features.size)
+        jaccard = shared / np.maximum(size[leader] + size - shared, 1)
+        join = (group < 0) & (direction == direction[leader]) & (jaccard >= min_overlap)
+        join[leader] = True
+        group[join] = n_groups
+        representative[join] = features[leader]
+        overlap[join] = jaccard[join]
+        overlap[leader] = 1.0
         n_groups += 1
-        representative[members] = features[leader]
-        overlap[members] = np.r_[1.0, jaccard[join & (others != leader)]]
     return group, representative, overlap
 
 
