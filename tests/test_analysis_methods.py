@@ -500,7 +500,6 @@ def test_analysis_runs_without_torch_or_transformers():
     out = run_without_torch("""
         import test_analysis_methods as t
         from interp_embed import analysis as A
-from interp_embed.analysis import grouping
         e, g = t.standin(30, "en", lambda i: "pets" if i % 2 else None), t.standin(30, "de", seed=4)
         A.diff_features(e, g); A.top_correlations(e, k=3, min_count=2); A.search_documents(e, query="pets")
         A.cluster_documents(e, features=[2], n_clusters=1); A.plot_diff(A.diff_features(e, g))
