@@ -58,11 +58,13 @@ def encode_text(text: str, row: int) -> EncodedDocument:
 
 
 def synthetic_store(path: Path, frame: pd.DataFrame, field: str = "text", chunk_chars: int = 400,
-                    encode_chunks: int | None = None, description: str = "") -> Store:
+                    encode_chunks: int | None = None, description: str = "", encode=None) -> Store:
     """A store of ``frame`` with synthetic activations; rows whose text cannot be encoded are skipped.
 
-    ``encode_chunks`` commits only that many chunks of the plan (the rest stay pending).
+    ``encode_chunks`` commits only that many chunks of the plan (the rest stay pending); ``encode`` replaces
+    :func:`encode_text`.
     """
+    encode = encode or encode_text
     plan = EncodePlan(chunk_chars=chunk_chars)
     skipped = rows_to_skip(frame, field, on_error="skip")
     encoder = EncoderRecord(source=None, reader=None, sae={"architecture": "synthetic", "d_sae": D_SAE}, sae_sha256=None)
@@ -71,7 +73,7 @@ def synthetic_store(path: Path, frame: pd.DataFrame, field: str = "text", chunk_
     texts = frame[field].tolist()
     with store.writing():
         for start, stop in store.pending_chunks()[:encode_chunks]:
-            store.commit_chunk(start, stop, [encode_text(texts[r], r) for r in range(start, stop) if r not in skipped])
+            store.commit_chunk(start, stop, [encode(texts[r], r) for r in range(start, stop) if r not in skipped])
     return store
 
 

@@ -20,10 +20,12 @@ from . import analysis
 from .encode import session
 from .encode.config import EncodePlan
 from .highlight import highlight
+from .labeling import run as labeling_run
+from .labeling.llm import run_sync
 from .saes.base import SAE
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
-from .validation import check_threshold
+from .validation import check_features, check_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class DatasetRow:
             pieces.append(self.document[start:end] if end > start else "")
             done = max(done, int(end))
         return pieces
+
+    def spans(self) -> np.ndarray:
+        """(tokens, 2): each token's character [start, end) in the document."""
+        return self._encoded().spans
 
     def latents(self, aggregation_method: str = "all", activated_threshold: float = 0.0) -> sp.csr_matrix:
         """``"all"``: the token × feature activations (csr); otherwise this document's pooled 1 × features row
@@ -220,6 +226,11 @@ class Dataset:
         return self._store.path
 
     @property
+    def store_rows(self) -> np.ndarray:
+        """Each document's row in the store this dataset views (what stored labels record as examples)."""
+        return self._rows.copy()
+
+    @property
     def encoder(self) -> EncoderRecord:
         """What encoded this dataset: reader, layer, role, SAE configuration and weights (as the store records)."""
         return self._store.encoder
@@ -257,7 +268,49 @@ class Dataset:
         return {i: skipped[int(r)] for i, r in enumerate(self._rows) if int(r) in skipped}
 
     def feature_labels(self) -> dict[int, str]:
+        """Each feature's newest label: yours (:meth:`set_label`), else an LLM's (:meth:`label_features`), else
+        the one shipped with the SAE. :meth:`label_sources` says where each came from."""
         return self._store.feature_labels()
+
+    def set_label(self, feature: int, label: str) -> None:
+        """Give ``feature`` a label of your own; it is kept in the store and wins over earlier labels."""
+        from .store.labels import LabelRecord
+
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError("label must be a non-empty string.")
+        feature = int(check_features([feature], self.d_sae, "feature")[0])
+        self._store.add_label(LabelRecord(feature=feature, label=" ".join(label.split()), source="user"))
+
+    def label_sources(self) -> pd.DataFrame:
+        """Where each feature's label came from: one row per labelled feature, with ``feature_id``, ``label``,
+        ``source`` (``shipped`` with the SAE, ``llm`` or ``user``), ``model``, ``prompt_version``, ``seed``,
+        the label's score when it was scored (``balanced_accuracy``, ``fuzzing``) and ``created``."""
+        rows = {f: {"feature_id": f, "label": label, "source": "shipped"} for f, label in self._store.shipped_labels().items()}
+        for r in self._store.label_records():  # oldest first: the newest wins
+            rows[r.feature] = {"feature_id": r.feature, "label": r.label, "source": r.source, "model": r.model,
+                               "prompt_version": r.prompt_version, "seed": r.seed, "created": r.created,
+                               **{k: (r.score or {}).get(k) for k in ("balanced_accuracy", "fuzzing")}}
+        columns = ["feature_id", "label", "source", "model", "prompt_version", "seed", "balanced_accuracy", "fuzzing",
+                   "created"]
+        return pd.DataFrame([rows[f] for f in sorted(rows)], columns=columns)
+
+    # ---- labelling with a language model (see interp_embed.labeling) -----------------------------
+    label_feature = _analysis_method(labeling_run.label_feature, "label_feature")
+    score_feature = _analysis_method(labeling_run.score_feature, "score_feature")
+    label_features = _analysis_method(labeling_run.label_features, "label_features")
+    describe_diff = _analysis_method(labeling_run.describe_diff, "describe_diff")
+
+    def label_features_sync(self, features, **options) -> pd.DataFrame:
+        """:meth:`label_features` for scripts (also works inside Jupyter's running event loop)."""
+        return run_sync(labeling_run.label_features(self, features, **options))
+
+    def label_feature_sync(self, feature: int, **options):
+        """:meth:`label_feature` for scripts (also works inside Jupyter's running event loop)."""
+        return run_sync(labeling_run.label_feature(self, feature, **options))
+
+    def score_feature_sync(self, feature: int, **options):
+        """:meth:`score_feature` for scripts (also works inside Jupyter's running event loop)."""
+        return run_sync(labeling_run.score_feature(self, feature, **options))
 
     def feature_words(self) -> FeatureWords:
         """The words each feature fires on strongly (``top(feature)`` lists them), over the whole store this

@@ -27,6 +27,7 @@ TRAINING_REPORT = "training.json"
 MANIFEST = "manifest.json"
 DOCUMENTS = "documents.parquet"
 CHUNKS = "chunks"
+LABEL_RECORDS = "labels"
 WRITER_LOCK = ".lock"
 
 # A training run folder (see interp_embed.train).

@@ -6,6 +6,7 @@ Layout::
       manifest.json          {"body": {...}, "sha256": <hash of body>} (see manifest.py); rewritten atomically per commit
       documents.parquet      every row and metadata column of the user's table
       feature_labels.json    {feature id: label} copied from the SAE (optional)
+      labels/<sha256>.json   labels written later (LLM or user), one file each, named by its checksum (labels.py)
       chunks/<start>-<stop>/ one folder of .npy arrays per committed range of rows (see chunk.py)
 
 A new store is written under a temporary name and renamed into place once its manifest exists. Commit
@@ -39,10 +40,11 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from ..encode.config import EncodePlan
-from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, MANIFEST, TEMPORARY_PREFIX, WRITER_LOCK, atomic_folder,
-                     canonical_json, sha256_file, write_atomically)
+from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TEMPORARY_PREFIX, WRITER_LOCK,
+                     atomic_folder, canonical_json, sha256_file, write_atomically)
 from .chunk import Chunk, EncodedDocument, write_chunk
 from .errors import StoreCorruptError, StoreError, StoreLockedError
+from .labels import LabelRecord, read_records, write_record
 from .manifest import CHUNK_NAME, EncoderRecord, FileRecord, Manifest
 from .paths import plain_file, plain_folder
 from .pooling import PooledStatistics, aggregate
@@ -110,6 +112,7 @@ class Store:
         self._documents: pd.DataFrame | None = None
         self._pooled: PooledStatistics | None = None
         self._feature_words: FeatureWords | None = None
+        self._label_records: list[LabelRecord] | None = None
         self._rows_checked = False
         self._writers = 0  # depth of nested writing() blocks in this object
 
@@ -210,6 +213,8 @@ class Store:
         leftovers = [e for e in os.scandir(self.path) if _temporary(e.name)]
         leftovers += [e for e in os.scandir(plain_folder(self.path / CHUNKS))
                       if _temporary(e.name) or (CHUNK_NAME.fullmatch(e.name) and e.name not in committed)]
+        if os.path.lexists(self.path / LABEL_RECORDS):
+            leftovers += [e for e in os.scandir(plain_folder(self.path / LABEL_RECORDS)) if _temporary(e.name)]
         for entry in leftovers:
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
@@ -269,9 +274,11 @@ class Store:
         documents = pd.concat([store.documents().iloc[np.asarray(rows, dtype=np.int64)] for store, rows in parts],
                               ignore_index=True)
         descriptions = dict.fromkeys(store.dataset_description for store, _ in parts if store.dataset_description)
-        target = Store.create(path, documents, first.field, first.encoder, first.plan, skipped, first.feature_labels(),
+        target = Store.create(path, documents, first.field, first.encoder, first.plan, skipped, first.shipped_labels(),
                               "\n".join(descriptions))
         with target.writing():
+            for record in first.label_records():  # the rows its examples name are not this store's rows
+                target.add_label(replace(record, examples={}))
             for start, stop in target.pending_chunks():
                 docs = []
                 for new in range(start, stop):
@@ -297,6 +304,8 @@ class Store:
                 source = self._verified(name, record)
                 (tmp / name).parent.mkdir(exist_ok=True)
                 shutil.copyfile(source, tmp / name)
+            for label in self.label_records():  # checked as they are read, written anew
+                write_record(tmp / LABEL_RECORDS, label)
             (tmp / MANIFEST).write_bytes(self.manifest.to_bytes())
         return Store.open(path)
 
@@ -399,6 +408,27 @@ class Store:
         return self._documents
 
     def feature_labels(self) -> dict[int, str]:
+        """Each feature's newest label: a label written later (LLM or user) over the one shipped with the SAE."""
+        labels = self.shipped_labels()
+        labels.update({r.feature: r.label for r in self.label_records()})  # oldest first: the newest wins
+        return labels
+
+    def label_records(self) -> list[LabelRecord]:
+        """Every label written after encoding (see labels.py), oldest first; read once per store object."""
+        if self._label_records is None:
+            self._label_records = read_records(self.path / LABEL_RECORDS)
+        return list(self._label_records)
+
+    def add_label(self, record: LabelRecord) -> None:
+        """Keep ``record`` (durably, at once); it becomes its feature's label."""
+        if not 0 <= record.feature < self.d_sae:
+            raise ValueError(f"feature {record.feature} is outside [0, {self.d_sae}) for this SAE")
+        with self.writing():
+            write_record(self.path / LABEL_RECORDS, record)
+        self._label_records = None
+
+    def shipped_labels(self) -> dict[int, str]:
+        """The labels that came with the SAE ({} if none)."""
         if self.manifest.labels is None:
             return {}
         path = self._verified(FEATURE_LABELS, self.manifest.labels)

@@ -1,0 +1,319 @@
+"""Labelling features with a language model: a label written from examples, scored on held-out ones.
+
+One :class:`Labeller` serves a whole run: one client, one limit on concurrent requests, one count of tokens.
+Requests go through the official ``openai`` client, which retries 408, 409, 429, 5xx and timeouts with
+exponential backoff and jitter, honouring ``Retry-After``. A reply that is not the JSON asked for is answered
+once with a repair message; a second bad reply, or a request that still fails after the retries, fails that
+feature only (:class:`LabelingError`), never the batch.
+
+Scoring follows the detection and fuzzing tests of automated interpretability (Paulo et al., 2024, "Automatically
+Interpreting Millions of Features in Large Language Models"): *detection* shows held-out excerpts without
+marks, positives and negatives mixed, and asks whether the labelled property is present; *fuzzing* shows
+held-out positives once with the marks on the tokens where the feature fires and once with as many marks moved
+elsewhere, and asks whether the marks sit where the label says. Several excerpts go in one request.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+from ..store.labels import LabelRecord
+from ..validation import check_int
+from .examples import ExampleSets
+from .prompts import (PROMPT_VERSION, SYSTEM, LabelReply, ReplyError, detection_prompt, fuzzing_prompt,
+                      labelling_prompt, parse_label, parse_verdicts, repair_message)
+from .provider import Provider, make_client, resolve_provider
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "google/gemini-2.5-flash"
+
+
+class LabelingError(RuntimeError):
+    """One feature could not be labelled or scored (the message says why; it never holds a key)."""
+
+
+class BudgetExhausted(LabelingError):
+    """``max_tokens_total`` was reached: no new request is sent."""
+
+
+@dataclass
+class LabelingConfig:
+    """How features are labelled and scored."""
+
+    model: str = DEFAULT_MODEL
+    """The chat model: ``openai/...`` goes to OpenAI, others to OpenRouter, unless ``base_url`` is set."""
+    base_url: str | None = None
+    """Any OpenAI-compatible server (vLLM, llama.cpp, Ollama ...); default ``OPENAI_BASE_URL`` if set."""
+    k: int = 20
+    """Positive examples shown to write a label, and as many negatives."""
+    n_score: int = 20
+    """Held-out positive examples a label is scored on, and as many negatives."""
+    window_tokens: int = 48
+    """Tokens per excerpt; a longer document is cut around the feature's strongest activation."""
+    seed: int = 0
+    """Draws the examples; the same seed draws the same examples."""
+    concurrency: int = 8
+    """Requests in flight at once."""
+    batch_size: int = 10
+    """Excerpts judged per scoring request."""
+    max_retries: int = 4
+    """Retries of a failed request (429, 5xx, timeout), with exponential backoff and jitter."""
+    timeout: float = 60.0
+    """Seconds before a request times out (and is retried)."""
+    max_tokens_total: int | None = None
+    """Stop sending requests once this many tokens (prompt + completion) were spent; None for no limit."""
+    temperature: float = 0.0
+    """Sampling temperature of the model."""
+
+    def __post_init__(self):
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError("model must name a chat model, e.g. 'google/gemini-2.5-flash' or 'openai/gpt-4o-mini'.")
+        check_int(self.k, "k", 1)
+        check_int(self.n_score, "n_score", 1)
+        check_int(self.window_tokens, "window_tokens", 4)
+        check_int(self.seed, "seed", 0)
+        check_int(self.concurrency, "concurrency", 1)
+        check_int(self.batch_size, "batch_size", 1)
+        check_int(self.max_retries, "max_retries", 0)
+        if self.max_tokens_total is not None:
+            check_int(self.max_tokens_total, "max_tokens_total", 1)
+        for name in ("timeout", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+        if self.timeout == 0:
+            raise ValueError("timeout must be positive (seconds).")
+
+
+def make_config(**options) -> LabelingConfig:
+    """A :class:`LabelingConfig` from keyword options, naming any option that is not one of its fields."""
+    known = {f.name for f in fields(LabelingConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown labelling option(s) {unknown}; the options are {sorted(known)}.")
+    return LabelingConfig(**options)
+
+
+@dataclass
+class Usage:
+    """Requests sent and tokens spent, from each reply's usage."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, calls: int, prompt_tokens: int, completion_tokens: int) -> None:
+        self.calls += calls
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """How well a label predicts where its feature fires, on held-out examples.
+
+    Detection: the model reads unmarked excerpts and says whether the labelled property is present;
+    positives are excerpts where the feature fires. Fuzzing: the model says whether the << >> marks sit where
+    the label says, on excerpts marked correctly and excerpts with the marks moved (``fuzzing`` is the
+    balanced accuracy of those answers; NaN when there were no positives).
+    """
+
+    balanced_accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    true_positives: int
+    false_positives: int
+    true_negatives: int
+    false_negatives: int
+    fuzzing: float
+    verdicts: pd.DataFrame
+    """One row per judged excerpt: ``test`` (detection or fuzzing), ``row`` (in the store), ``kind``,
+    ``truth`` and ``verdict`` (1: the label applies)."""
+    usage: Usage
+
+    def metrics(self) -> dict[str, float]:
+        """The numbers, as kept in the store."""
+        return {name: (float(getattr(self, name)) if isinstance(getattr(self, name), float) else int(getattr(self, name)))
+                for name in ("balanced_accuracy", "precision", "recall", "f1", "true_positives", "false_positives",
+                             "true_negatives", "false_negatives", "fuzzing")
+                if not (isinstance(getattr(self, name), float) and math.isnan(getattr(self, name)))}
+
+    def __getitem__(self, key: str):
+        """The original interp_embed's result keys: ``score`` (share of detection answers that were right),
+        ``total_count`` (detection answers) and ``responses`` (the verdicts)."""
+        detection = self.verdicts[self.verdicts.test == "detection"]
+        if key == "score":
+            return float((detection.truth == detection.verdict).mean()) if len(detection) else 0.0
+        if key == "total_count":
+            return len(detection)
+        if key == "responses":
+            return detection.to_dict("records")
+        raise KeyError(key)
+
+
+@dataclass(frozen=True)
+class FeatureLabel:
+    """A label written by a language model, with what it was written from and what it cost."""
+
+    feature: int
+    label: str
+    brief_description: str
+    detailed_explanation: str
+    model: str
+    prompt_version: str
+    seed: int
+    examples: dict[str, list[int]]
+    """Store rows of the examples shown (``label_positives``, ``label_negatives``) and held out (``score_*``)."""
+    usage: Usage
+    score: LabelScore | None = None
+
+    def record(self) -> LabelRecord:
+        """What the store keeps of it."""
+        return LabelRecord(feature=self.feature, label=self.label, source="llm",
+                           brief_description=self.brief_description, detailed_explanation=self.detailed_explanation,
+                           model=self.model, prompt_version=self.prompt_version, seed=self.seed,
+                           examples=self.examples, score=None if self.score is None else self.score.metrics(),
+                           usage={"prompt_tokens": self.spent.prompt_tokens,
+                                  "completion_tokens": self.spent.completion_tokens})
+
+    @property
+    def spent(self) -> Usage:
+        """Tokens spent on writing the label and, when it ran, on scoring it."""
+        extra = self.score.usage if self.score is not None else Usage()
+        return Usage(self.usage.calls + extra.calls, self.usage.prompt_tokens + extra.prompt_tokens,
+                     self.usage.completion_tokens + extra.completion_tokens)
+
+
+def _scrub(text: str, provider: Provider) -> str:
+    """``text`` with the key, and any long piece of it, replaced (a server may echo a masked key)."""
+    key = provider.api_key.reveal()
+    for piece in {key, key[:8], key[-8:]} if len(key) >= 16 else {key}:
+        text = text.replace(piece, "***")
+    return text
+
+
+class Labeller:
+    """Writes and scores labels for the features of datasets, with one client and one token count; used as
+    ``async with Labeller(config) as labeller:`` so that its connections close with the run."""
+
+    def __init__(self, config: LabelingConfig, api_key: str | None = None, env_file=None):
+        self.config = config
+        self.provider = resolve_provider(config.model, config.base_url, api_key, env_file)
+        self.client = make_client(self.provider, config.timeout, config.max_retries)
+        self.usage = Usage()
+        self._limit: asyncio.Semaphore | None = None
+
+    async def __aenter__(self) -> "Labeller":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.client.close()  # its connections belong to this event loop
+
+    async def _ask(self, prompt: str, parse, usage: Usage):
+        """One question, answered as ``parse`` wants: a repair message after a bad reply, then a LabelingError."""
+        from openai import APIError
+
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(self.config.concurrency)
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+        async with self._limit:
+            for attempt in range(2):
+                budget = self.config.max_tokens_total
+                if budget is not None and self.usage.total_tokens >= budget:
+                    raise BudgetExhausted(f"the token budget max_tokens_total={budget} is spent")
+                try:
+                    reply = await self.client.chat.completions.create(
+                        model=self.provider.model, messages=messages, temperature=self.config.temperature)
+                except APIError as err:
+                    raise LabelingError(f"{self.provider.where} did not answer ({type(err).__name__}: "
+                                        f"{_scrub(str(err), self.provider)})") from None
+                spent = reply.usage
+                counts = (1, spent.prompt_tokens or 0, spent.completion_tokens or 0) if spent else (1, 0, 0)
+                usage.add(*counts)
+                self.usage.add(*counts)
+                content = reply.choices[0].message.content if reply.choices else None
+                try:
+                    return parse(content)
+                except ReplyError as err:
+                    if attempt:
+                        raise LabelingError(f"{self.provider.model} twice replied with something other than the "
+                                            f"JSON asked for ({err})") from None
+                    messages = messages + [{"role": "assistant", "content": content or ""},
+                                           {"role": "user", "content": repair_message(err)}]
+
+    async def label(self, feature: int, examples: ExampleSets, previous: str | None = None) -> FeatureLabel:
+        """A label for ``feature`` written from ``examples``' label sets."""
+        if not examples.label_positives:
+            raise LabelingError(f"feature {feature} never fires in the dataset: there is nothing to label")
+        usage = Usage()
+        reply: LabelReply = await self._ask(
+            labelling_prompt(examples.label_positives, examples.label_negatives, previous), parse_label, usage)
+        return FeatureLabel(feature=feature, label=reply.label, brief_description=reply.brief_description,
+                            detailed_explanation=reply.detailed_explanation, model=self.config.model,
+                            prompt_version=PROMPT_VERSION, seed=self.config.seed, examples=examples.rows(), usage=usage)
+
+    async def score(self, feature: int, label: str, description: str, examples: ExampleSets) -> LabelScore:
+        """Detection and fuzzing of ``label`` on ``examples``' held-out sets (never the ones it was written from)."""
+        positives, negatives = examples.score_positives, examples.score_negatives
+        if not positives or not negatives:
+            raise LabelingError(f"feature {feature} has no held-out {'positive' if not positives else 'negative'} "
+                                "example to score its label on")
+        rng = np.random.default_rng([self.config.seed, feature, 1])
+        detection = [(e, e.plain, int(e.kind == "positive")) for e in positives + negatives]
+        fuzzing = [(e, text, truth) for e in positives for text, truth in ((e.marked, 1), (e.misplaced, 0)) if text]
+        usage = Usage()
+        tasks = []
+        for test, items, prompt in (("detection", detection, detection_prompt), ("fuzzing", fuzzing, fuzzing_prompt)):
+            items = [items[i] for i in rng.permutation(len(items))]  # positives and negatives mixed in each request
+            for start in range(0, len(items), self.config.batch_size):
+                batch = items[start:start + self.config.batch_size]
+                tasks.append((test, batch, self._ask(prompt(label, description, [text for _, text, _ in batch]),
+                                                     lambda content, n=len(batch): parse_verdicts(content, n), usage)))
+        answers = await asyncio.gather(*(task for _, _, task in tasks))
+        rows = [{"test": test, "row": e.row, "kind": e.kind, "truth": truth, "verdict": verdict}
+                for (test, batch, _), verdicts in zip(tasks, answers) for (e, _, truth), verdict in zip(batch, verdicts)]
+        return _score(pd.DataFrame(rows, columns=["test", "row", "kind", "truth", "verdict"]), usage)
+
+
+def _balanced_accuracy(truth: np.ndarray, verdict: np.ndarray) -> float:
+    if not (truth == 1).any() or not (truth == 0).any():
+        return float("nan")
+    return float(((verdict[truth == 1] == 1).mean() + (verdict[truth == 0] == 0).mean()) / 2)
+
+
+def _score(verdicts: pd.DataFrame, usage: Usage) -> LabelScore:
+    detection = verdicts[verdicts.test == "detection"]
+    truth, verdict = detection.truth.to_numpy(), detection.verdict.to_numpy()
+    tp, fp = int(((truth == 1) & (verdict == 1)).sum()), int(((truth == 0) & (verdict == 1)).sum())
+    tn, fn = int(((truth == 0) & (verdict == 0)).sum()), int(((truth == 1) & (verdict == 0)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    fuzzing = verdicts[verdicts.test == "fuzzing"]
+    return LabelScore(balanced_accuracy=_balanced_accuracy(truth, verdict), precision=precision, recall=recall, f1=f1,
+                      true_positives=tp, false_positives=fp, true_negatives=tn, false_negatives=fn,
+                      fuzzing=_balanced_accuracy(fuzzing.truth.to_numpy(), fuzzing.verdict.to_numpy()),
+                      verdicts=verdicts.reset_index(drop=True), usage=usage)
+
+
+def run_sync(awaitable):
+    """Run a coroutine to its end from synchronous code, also inside a running event loop (Jupyter): there it
+    runs on a loop of its own in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(awaitable)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, awaitable).result()
