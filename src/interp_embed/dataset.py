@@ -292,7 +292,7 @@ class Dataset:
                                **{k: (r.score or {}).get(k) for k in ("balanced_accuracy", "fuzzing")}}
         columns = ["feature_id", "label", "source", "model", "prompt_version", "seed", "balanced_accuracy", "fuzzing",
                    "created"]
-        return pd.DataFrame([rows[f] for f in sorted(rows)], columns=columns)
+        return pd.DataFrame([rows[f] for f in sorted(rows)], columns=columns).astype({"seed": "Int64"})
 
     # ---- labelling with a language model (see interp_embed.labeling) -----------------------------
     label_feature = _analysis_method(labeling_run.label_feature, "label_feature")
