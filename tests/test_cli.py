@@ -18,23 +18,38 @@ pytestmark = pytest.mark.reader
 runner = CliRunner()
 
 
-def test_encode_info_top(tmp_path):
+def test_encode_info_top_and_a_resumable_interrupt(tmp_path, monkeypatch):
     table = tmp_path / "docs.csv"
     demo_sample().head(12).to_csv(table, index=False)
     store = tmp_path / "docs.iembed"
-    done = runner.invoke(app, ["encode", str(table), "--out", str(store)])
+    # Ctrl-C after the first chunk: what is committed stays, and the message says how to resume.
+    from interp_embed.store import Store
+
+    commit = Store.commit_chunk
+
+    def commit_then_interrupt(self, *args):
+        commit(self, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "commit_chunk", commit_then_interrupt)
+    stopped = runner.invoke(app, ["encode", str(table), "--out", str(store), "--chunk-chars", "300"])
+    assert stopped.exit_code == 130 and f"interp-embed encode --out {store} --resume" in stopped.output
+    monkeypatch.setattr(Store, "commit_chunk", commit)
+    info = runner.invoke(app, ["info", str(store)])
+    assert info.exit_code == 0 and "pending" in info.output and "--resume" in info.output
+    done = runner.invoke(app, ["encode", "--out", str(store), "--resume"])
     assert done.exit_code == 0, done.output
-    assert "Dataset(12 rows" in done.output
+    assert "Encoded 12 of 12 rows" in done.output and "interp-embed report" in done.output
     info = runner.invoke(app, ["info", str(store)])
     assert info.exit_code == 0 and "12 rows, 12 encoded, 0 skipped, 0 pending" in info.output
     assert "bytes per token" in info.output and "layer 15" in info.output
     from interp_embed import Dataset
 
     feature = int(Dataset.load_from_file(store).latents()[0].indices[0])
-    top = runner.invoke(app, ["top", str(store), "--feature", str(feature), "--k", "2"])
-    assert top.exit_code == 0 and top.output.count("<<") >= 1
+    top = runner.invoke(app, ["top", str(store), "--feature", str(feature), "--k", "2"], terminal_width=250)
+    assert top.exit_code == 0 and top.output.count("<<") >= 1 and "activation" in top.output
     again = runner.invoke(app, ["encode", str(table), "--out", str(store)])
-    assert again.exit_code != 0 and "resume=True" in str(again.exception)
+    assert again.exit_code == 1 and f"interp-embed encode --out {store} --resume" in again.output
 
 
 def test_train_sae_writes_a_loadable_sae(tmp_path):

@@ -8,7 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 from interp_embed.cli import app
-from interp_embed.cli_config import config_options, field_docs
+from interp_embed.cli.config import config_options, field_docs
 from interp_embed.encode.config import EncodePlan
 
 

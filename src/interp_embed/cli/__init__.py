@@ -1,0 +1,32 @@
+"""The ``interp-embed`` command line: every analysis as a command, tables on the terminal and in files.
+
+Exit codes: 0 success, 2 a usage error (the parser's message), 1 a failure (one line; ``--debug`` shows the
+traceback), 130 interrupted (an encoding run says how to resume).
+"""
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from .common import DEBUG
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Interpretable SAE embeddings of text datasets.")
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show the traceback of a failure.")) -> None:
+    DEBUG["on"] = debug
+
+
+# Imported for the commands they add, in the order --help lists them.
+from . import store_commands, analysis_commands, label_commands, train_command  # noqa: E402,F401,I001
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,188 @@
+"""Commands that make and read stores: demo, encode, info, top."""
+from __future__ import annotations
+
+import enum
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from . import app
+from .common import CSV, JSON, console, fail, friendly, open_dataset, read_table, shorten, show
+from .config import config_options
+from ..encode.config import EncodePlan
+
+SAE_HELP = ("default (the bundled SAE) | PATH (a folder in SAELens' layout) | saelens:RELEASE/SAE_ID | "
+            "goodfire:VARIANT")
+
+
+class OnError(str, enum.Enum):
+    """What to do with rows whose text cannot be encoded (missing, empty, not text)."""
+
+    raise_ = "raise"
+    skip = "skip"
+
+
+def sae_from_spec(spec: str, device: str | None):
+    """The SAE a ``--sae`` value names."""
+    from ..saes import DefaultSAE, GoodfireSAE, LocalSAE
+
+    if spec == "default":
+        return DefaultSAE(device=device)
+    if spec.startswith("saelens:"):
+        release, _, sae_id = spec[len("saelens:"):].partition("/")
+        if not release or not sae_id:
+            raise typer.BadParameter(f"{spec!r}: write saelens:RELEASE/SAE_ID, e.g. saelens:gpt2-small-res-jb/"
+                                     "blocks.8.hook_resid_pre", param_hint="--sae")
+        return LocalSAE(release=release, sae_id=sae_id, device=device)
+    if spec.startswith("goodfire:"):
+        return GoodfireSAE(variant_name=spec[len("goodfire:"):], device=device)
+    if not Path(spec).is_dir():
+        raise typer.BadParameter(f"{spec!r} is neither 'default', saelens:..., goodfire:... nor a folder",
+                                 param_hint="--sae")
+    return LocalSAE(path=spec, device=device)
+
+
+def _typed(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def resume_command(out: Path) -> str:
+    return f"interp-embed encode --out {out} --resume"
+
+
+@app.command()
+@friendly
+def demo(save_path: Path = typer.Option(None, help="Where to keep the store (default: a temporary folder)."),
+         features_per_group: int = typer.Option(2, min=1, help="Features shown per language.")) -> None:
+    """Embed the bundled sample with the default SAE and show, per language, its most distinctive features."""
+    from .. import Dataset
+    from ..data import demo_sample
+
+    df = demo_sample()
+    path = save_path or Path(tempfile.mkdtemp(prefix="interp_embed-demo-")) / "demo.iembed"
+    ds = Dataset(df, field="text", save_path=path)
+    labels = ds.feature_labels()
+    active = ds.latents("binarize").toarray() > 0
+    typer.echo(f"\nEncoded {len(ds)} documents into {path} ({ds.d_sae} features).")
+    for language in sorted(df["language"].unique()):
+        inside = (df["language"] == language).to_numpy()
+        difference = active[inside].mean(0) - active[~inside].mean(0)
+        typer.secho(f"\nFeatures most specific to language={language!r}", bold=True)
+        for feature in np.argsort(-difference)[:features_per_group]:
+            typer.echo(f"  feature {feature}: {labels.get(int(feature), '(no label)')}")
+            typer.echo(f"    active in {active[inside, feature].mean():.0%} of {language} documents, "
+                       f"{active[~inside, feature].mean():.0%} of the others")
+            for text in ds.top_documents_for_feature(int(feature), k=2):
+                typer.echo(f"    · {shorten(text)}")
+
+
+@app.command()
+@friendly
+@config_options(plan=EncodePlan)
+def encode(ctx: typer.Context,
+           input: Path = typer.Argument(None, help="A .csv, .tsv, .json, .jsonl, .parquet or .txt file (documents "
+                                                   "separated by blank lines). Not needed with --resume."),
+           out: Path = typer.Option(..., help="The store folder to write (or, with --resume, to finish)."),
+           field: str = typer.Option("text", help="The column holding the text."),
+           on_error: OnError = typer.Option(OnError.raise_, help="'raise': stop at rows whose text is missing or "
+                                                                  "empty; 'skip': keep them without activations."),
+           sae: str = typer.Option("default", help=SAE_HELP),
+           device: str = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: the best available)."),
+           resume: bool = typer.Option(False, help="Finish an interrupted run in OUT with its own table and settings."),
+           plan: EncodePlan = EncodePlan()) -> None:
+    """Encode a table of documents into a store, committed chunk by chunk (Ctrl-C keeps what is done)."""
+    from .. import Dataset
+
+    started = time.perf_counter()
+    if resume:
+        given = [f"--{name.replace('_', '-')}" for name in ("field", "on_error", *EncodePlan.__dataclass_fields__)
+                 if _typed(ctx, name)]
+        if given:
+            raise typer.BadParameter(f"with --resume the store's own table and settings are used; drop {', '.join(given)}")
+        ds = Dataset.load_from_file(out)  # fails here, before any model loads, if OUT is not a store
+        if input is not None and read_table(input, ds.field)[ds.field].tolist() != ds.documents():
+            fail(f"{input} is not the table {out} was made from; resume with `{resume_command(out)}` alone")
+        encoder = sae_from_spec(sae, device) if _typed(ctx, "sae") else None
+        try:
+            ds = Dataset.load_from_file(out, resume=True, sae=encoder)
+        except KeyboardInterrupt:
+            fail(f"interrupted; what was committed is kept. Resume with `{resume_command(out)}`", 130)
+    else:
+        if input is None:
+            raise typer.BadParameter("give the INPUT table to encode (or --resume to finish OUT)", param_hint="INPUT")
+        if not input.is_file():
+            raise typer.BadParameter(f"{input} is not a file", param_hint="INPUT")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            fail(f"{out} already exists. Continue it with `{resume_command(out)}`, or choose another --out")
+        frame = read_table(input, field)
+        encoder = sae_from_spec(sae, device)
+        try:
+            ds = Dataset(frame, sae=encoder, field=field, save_path=out, on_error=on_error.value, plan=plan)
+        except KeyboardInterrupt:
+            if (out / "manifest.json").exists():
+                fail(f"interrupted; what was committed is kept in {out}. Resume with `{resume_command(out)}`", 130)
+            raise
+    _summary(ds, out, time.perf_counter() - started)
+
+
+def _summary(ds, out: Path, seconds: float) -> None:
+    store = ds._store
+    chunks = store.manifest.chunks
+    encoded = sum(c.n_encoded for c in chunks)
+    tokens = sum(c.n_tokens for c in chunks)
+    console.print(f"Encoded {encoded} of {len(ds)} rows ({tokens:,} tokens, {len(store.skipped)} skipped) in "
+                  f"{seconds:.0f} s into {out}")
+    console.print(f"Next: interp-embed info {out}  ·  interp-embed top {out} --feature F  ·  "
+                  f"interp-embed report {out} -o report.html")
+
+
+@app.command()
+@friendly
+def info(path: Path = typer.Argument(..., help="A store folder.")) -> None:
+    """Summarise a store: rows, encoded rows, tokens, bytes per stored token, encoder, labels."""
+    from ..store import Store
+
+    store = Store.open(path)
+    chunks = store.manifest.chunks
+    tokens = sum(c.n_tokens for c in chunks)
+    size = sum(c.bytes for c in chunks)
+    reader = store.encoder.reader
+    pending = store.pending_rows().size
+    console.print(f"{path}: {store.n_documents} rows, {sum(c.n_encoded for c in chunks)} encoded, "
+                  f"{len(store.skipped)} skipped, {pending} pending")
+    if pending:
+        console.print(f"  finish with: {resume_command(path)}")
+    console.print(f"{tokens} tokens in {len(chunks)} chunks, {size / max(tokens, 1):.1f} bytes per token")
+    encoded_by = f"reader {reader.model} layer {reader.layer} ({reader.role}); " if reader else ""
+    console.print(f"{encoded_by}SAE {store.encoder.sae.get('architecture', '?')} with {store.d_sae} features")
+    written = store.label_records()
+    console.print(f"labels: {len(store.shipped_labels())} shipped with the SAE, {len(written)} written since "
+                  f"({sum(r.source == 'llm' for r in written)} by a language model)")
+
+
+@app.command()
+@friendly
+def top(path: Path = typer.Argument(..., help="A store folder."),
+        feature: int = typer.Option(..., min=0, help="Feature id."),
+        k: int = typer.Option(5, min=1, help="Documents shown."),
+        csv: Path = CSV, json: Path = JSON) -> None:
+    """The documents where a feature is strongest, with their rows, activations and marked tokens."""
+    ds = open_dataset(path)
+    if feature >= ds.d_sae:
+        fail(f"feature {feature} does not exist: the SAE of {path} ({ds.encoder.sae.get('architecture', '?')}) has "
+             f"{ds.d_sae} features, 0 to {ds.d_sae - 1}")
+    column = ds.latents("max")[:, feature].toarray().ravel()
+    order = [int(i) for i in np.argsort(-column, kind="stable")[:k] if column[i] > 0]
+    import pandas as pd
+
+    table = pd.DataFrame({"row": order, "activation": column[order],
+                          "document": [ds[i].token_activations(feature) for i in order]})
+    console.print(f"feature {feature}: {ds.feature_labels().get(feature, '(no label)')}")
+    if not order:
+        console.print(f"feature {feature} is active in no document of {path}")
+    show(table, ["row", "activation", "document"], k, f"top documents of feature {feature}", csv, json)
