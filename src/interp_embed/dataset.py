@@ -22,6 +22,7 @@ from .encode.config import EncodePlan
 from .highlight import highlight
 from .labeling import run as labeling_run
 from .labeling.llm import run_sync
+from .report import write_report
 from .saes.base import SAE
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
@@ -362,6 +363,7 @@ class Dataset:
     associate = _analysis_method(analysis.associate_features, "associate")
     cluster = _analysis_method(analysis.cluster_documents, "cluster")
     search = _analysis_method(analysis.search_documents, "search")
+    report = _analysis_method(write_report, "report")
 
     def features_of_text(self, text: str, n_features: int = 5, max_coverage: float = 0.5) -> list[int]:
         """The features most active on ``text`` among those active in this dataset, in at most ``max_coverage``

@@ -4,26 +4,47 @@ from __future__ import annotations
 import numpy as np
 
 
-def highlight(text: str, spans: np.ndarray, active: np.ndarray, left: str = "<<", right: str = ">>") -> str:
-    """``text`` with each active token's characters wrapped in markers.
+def marked_spans(text: str, spans: np.ndarray, active: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(token, start, end)`` for each active token: the characters to mark, in text order.
 
     ``spans[i]`` is token i's character [start, end) in ``text``; ``active[i]`` says whether to mark it.
-    A token's leading whitespace stays outside its markers; a character split over two tokens is marked
-    once, with the first (its span overlaps the next token's).
+    A token's leading whitespace stays outside its mark; a character split over two tokens is marked
+    once, with the first (its span overlaps the next token's). Both the << >> markers of :func:`highlight`
+    and the shading of the HTML report are drawn from these.
+
+    >>> marked_spans("Good morning!", np.array([[0, 4], [4, 12], [12, 13]]), np.array([False, True, False]))
+    [(1, 5, 12)]
+    """
+    marked = []
+    for token in np.flatnonzero(active):
+        start, end = int(spans[token, 0]), int(spans[token, 1])
+        while start < end and text[start].isspace():
+            start += 1
+        if start < end and (not marked or start >= marked[-1][2]):
+            marked.append((int(token), start, end))
+    return marked
+
+
+def highlight(text: str, spans: np.ndarray, active: np.ndarray, left: str = "<<", right: str = ">>") -> str:
+    """``text`` with each active token's characters wrapped in markers (see :func:`marked_spans`).
 
     >>> highlight("Good morning!", np.array([[0, 4], [4, 12], [12, 13]]), np.array([False, True, False]))
     'Good <<morning>>!'
     """
-    marked = []
-    for start, end in spans[active]:
-        start, end = int(start), int(end)
-        while start < end and text[start].isspace():
-            start += 1
-        if start < end and (not marked or start >= marked[-1][1]):
-            marked.append((start, end))
     out, pos = [], 0
-    for start, end in marked:
+    for _, start, end in marked_spans(text, spans, active):
         out += [text[pos:start], left, text[start:end], right]
         pos = end
     out.append(text[pos:])
     return "".join(out)
+
+
+def token_window(n_tokens: int, center: int, window_tokens: int) -> tuple[int, int]:
+    """``(start, stop)``: at most ``window_tokens`` consecutive tokens of ``n_tokens``, ``center`` three quarters
+    of the way in (what precedes a token is what a reader model saw), shifted to stay inside the document.
+
+    >>> token_window(100, 50, 8), token_window(100, 2, 8), token_window(5, 4, 8)
+    ((44, 52), (0, 8), (0, 5))
+    """
+    start = min(max(center - (3 * window_tokens) // 4, 0), max(n_tokens - window_tokens, 0))
+    return start, min(n_tokens, start + window_tokens)

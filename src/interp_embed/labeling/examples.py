@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..highlight import highlight
+from ..highlight import highlight, token_window
 
 N_QUANTILES = 5
 ELLIPSIS = "…"
@@ -62,13 +62,12 @@ def excerpt(text: str, spans: np.ndarray, values: np.ndarray, window_tokens: int
             ) -> tuple[str, str, str]:
     """``(marked, plain, misplaced)`` windows of at most ``window_tokens`` tokens of one document.
 
-    The window puts the strongest activation three quarters of the way in (what precedes a token is what a
-    reader model saw); a document without activations gets a window at a random place. ``…`` shows a cut.
+    The window puts the strongest activation three quarters of the way in (:func:`token_window`); a document
+    without activations gets a window at a random place. ``…`` shows a cut.
     """
     n = len(spans)
     center = int(np.argmax(values)) if values.max(initial=0) > 0 else int(rng.integers(n))
-    start = min(max(center - (3 * window_tokens) // 4, 0), max(n - window_tokens, 0))
-    stop = min(n, start + window_tokens)
+    start, stop = token_window(n, center, window_tokens)
     offset = int(spans[start, 0])
     local = spans[start:stop] - offset
     piece = text[offset:int(spans[stop - 1, 1])]

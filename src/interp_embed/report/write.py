@@ -1,0 +1,91 @@
+"""``write_report``: parameters checked at the door, the data gathered, one HTML file written atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..files import write_atomically
+from ..validation import check_features, check_int
+from .collect import collect
+from .render import render
+
+MAX_FEATURES = 2000
+MAX_DOCUMENTS = 100
+MAX_CORRELATED = 50
+CLUSTER_COLUMNS = ("cluster", "size", "rank", "feature_id", "label", "freq_in", "freq_out", "lift")
+
+
+def write_report(ds, path, *, vs=None, features=None, max_features: int = 200, top_documents: int = 10,
+                 quantile_documents: int = 10, correlated: int = 5, clusters=None, title: str | None = None) -> Path:
+    """Write a self-contained HTML explorer of ``ds``'s features to ``path`` and return its path.
+
+    One file, opened offline in any browser: an overview, a searchable, sortable table of the shown features
+    (label and where it came from, frequency, max activation, label score), a page per feature (activation
+    histogram, ``top_documents`` strongest documents and ``quantile_documents`` more across its range of
+    activations, active tokens shaded by strength, its ``correlated`` most co-occurring shown features),
+    with ``vs=other_dataset`` a diff view (differences with their confidence intervals, q-values, group
+    sizes, examples from both sides) and with ``clusters=ds.cluster(...)`` the cluster table.
+
+    The features shown are ``features`` if given; else with ``vs`` the representatives of the ``max_features``
+    strongest groups of differences (``diff_features(ds, vs, grouped=True)``, smallest q-values first); else
+    the ``max_features`` most frequent features among those active in at most half of the documents. Only
+    what is shown is embedded (excerpts of at most 96 tokens), so a store of any size gives a small file.
+    The report is data: document text and labels are escaped, nothing from the store ever runs.
+
+    >>> ds.report("report.html", vs=other)           # doctest: +SKIP
+    """
+    from ..dataset import Dataset  # dataset.py binds this function as Dataset.report
+
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"ds must be an interp_embed Dataset, not {type(ds).__name__}.")
+    path = _check_path(path)
+    if vs is not None and not isinstance(vs, Dataset):
+        raise TypeError(f"vs must be an interp_embed Dataset to compare with (or None), not {type(vs).__name__}.")
+    max_features = check_int(max_features, "max_features", 1, MAX_FEATURES)
+    features = check_features(features, ds.d_sae)
+    if features is not None and features.size > max_features:
+        raise ValueError(f"features lists {features.size} features, more than max_features={max_features}; pass "
+                         f"fewer, or raise max_features (up to {MAX_FEATURES}).")
+    top_documents = check_int(top_documents, "top_documents", 0, MAX_DOCUMENTS)
+    quantile_documents = check_int(quantile_documents, "quantile_documents", 0, MAX_DOCUMENTS)
+    correlated = check_int(correlated, "correlated", 0, MAX_CORRELATED)
+    _check_clusters(clusters, len(ds))
+    if title is None:
+        title = f"Features of {ds.name or ds.path.name}"
+    elif not isinstance(title, str) or not title.strip():
+        raise TypeError(f"title must be a non-empty string (or None for the default), not {title!r}.")
+    data = collect(ds, vs=vs, features=features, max_features=max_features, top_documents=top_documents,
+                   quantile_documents=quantile_documents, correlated=correlated, clusters=clusters, title=title)
+    write_atomically(path, render(data))
+    return path
+
+
+def _check_path(path) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path (str or Path), not {type(path).__name__}.")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"path {str(path)!r} is a folder; give the name of the HTML file to write.")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"the folder of path {str(path)!r} does not exist; create it first.")
+    return path
+
+
+def _check_clusters(clusters, n_documents: int) -> None:
+    """``clusters`` is None or what ``ds.cluster(...)`` returns: ``(assignments, clusters)`` tables of this dataset."""
+    if clusters is None:
+        return
+    if not (isinstance(clusters, tuple) and len(clusters) == 2
+            and all(isinstance(t, pd.DataFrame) for t in clusters)):
+        raise TypeError("clusters must be the result of ds.cluster(...) (a Clustering of two tables), or None.")
+    assignments, table = clusters
+    missing = [c for c in CLUSTER_COLUMNS if c not in table.columns] + [
+        c for c in ("document", "cluster") if c not in assignments.columns]
+    if missing:
+        raise ValueError(f"clusters lacks the columns {missing}; pass the result of ds.cluster(...) unchanged.")
+    documents = assignments["document"]
+    if len(assignments) > n_documents or (len(documents) and not documents.between(0, n_documents - 1).all()):
+        raise ValueError(f"clusters assigns documents outside this dataset's {n_documents} rows; pass the result of "
+                         "cluster() on the same dataset.")
