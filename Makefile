@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-encode bench-analysis bench-sae clean
+.PHONY: demo test bench-encode bench-analysis bench-sae bench-report clean
 
 # Real text for the tests that check analyses on unseen text (tests/test_analysis_real.py) and for the
 # benchmarks: Debian's fortunes in English, German and Spanish, installed with apt-get when it can be.
@@ -16,6 +16,14 @@ $(FORTUNES):
 	$(APT_GET) install -y -q fortunes fortunes-de fortunes-es >/dev/null 2>&1 \
 	  || ($(APT_GET) update -q >/dev/null 2>&1 && $(APT_GET) install -y -q fortunes fortunes-de fortunes-es >/dev/null) \
 	  || echo "Could not install Debian's fortunes: tests/test_analysis_real.py will be skipped."
+
+# Debian's Chromium, which the report's browser tests (tests/test_report_browser.py) drive through Playwright; it is
+# Debian's build, so Playwright never downloads a browser of its own.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$(APT_GET) install -y -q chromium >/dev/null 2>&1 \
+	  || ($(APT_GET) update -q >/dev/null 2>&1 && $(APT_GET) install -y -q chromium >/dev/null) \
+	  || echo "Could not install Debian's chromium: tests/test_report_browser.py will fail."
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +35,7 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(PY) -m interp_embed demo
 
-test: $(STAMP) $(FORTUNES)
+test: $(STAMP) $(FORTUNES) $(CHROMIUM)
 	$(PY) -m pytest
 
 # Benchmarks (not tests): each prints its figures. bench-encode and bench-sae need Debian's fortunes.
@@ -39,6 +47,9 @@ bench-analysis: $(STAMP)
 
 bench-sae: $(STAMP) $(FORTUNES)
 	$(PY) benchmarks/sae_quality.py
+
+bench-report: $(STAMP)
+	$(PY) benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) .bench-venv .pytest_cache
