@@ -90,7 +90,9 @@ def _overview(ds, n_encoded: int) -> dict:
     """What the dataset is and what encoded it."""
     encoder = ds.encoder
     reader = encoder.reader
+    # A Dataset counts no tokens; the store's read API has each row's count (the view's rows are ds.store_rows).
     tokens = Store.open(ds.path).pooled().n_tokens[ds.store_rows].sum()
+    # The documents table is written once, when the store is made (the manifest changes with every commit).
     written = datetime.fromtimestamp((ds.path / DOCUMENTS).lstat().st_mtime, timezone.utc)
     return {
         "name": ds.name, "description": ds.dataset_description, "documents": len(ds), "encoded": n_encoded,
@@ -117,7 +119,7 @@ def _feature_pages(ds, rows: np.ndarray, columns: sp.csc_matrix, shown: np.ndarr
         sample = rest[np.unique(np.linspace(0, rest.size - 1, min(quantile_documents, rest.size)).round().astype(int))]
         peak = float(values.max(initial=0))
         histogram = np.histogram(values, bins=HISTOGRAM_BINS, range=(0, peak or 1))[0]
-        page = {"id": feature, "count": int(counts[feature]), "frequency": counts[feature] / n, "max": peak,
+        page = {"id": feature, "count": int(counts[feature]), "frequency": float(counts[feature] / n), "max": peak,
                 "histogram": histogram.tolist(), "correlated": [],
                 "top": positions[top].tolist(), "quantile": positions[sample].tolist(),
                 **_label(sources, feature)}
