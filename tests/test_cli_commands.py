@@ -73,6 +73,14 @@ def test_label_against_a_local_server(stores, tmp_path):
         server.shutdown()
 
 
+def test_report_writes_the_explorer(stores, tmp_path):
+    _, german, others = stores
+    done = run("report", german, "--vs", others, "-o", tmp_path / "r.html", "--max-features", 5)
+    assert done.exit_code == 0 and "open it in a browser" in done.output, done.output
+    html = (tmp_path / "r.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "german" in html and "others" in html
+
+
 def test_info_and_top(stores, tmp_path):
     path, _, _ = stores
     done = run("info", path)
