@@ -169,6 +169,8 @@ def test_a_token_stands_for_the_whole_word_it_lies_in(tokenizer, pieces, passage
     ids = _ids(tokenizer, "Ich glaube, daß der Sinn des Lebens darin besteht.")
     units = dict(zip((pieces[t].decode() for t in ids), token_words(ids, pieces)[0]))
     assert (units["be"], units["ens"], units[","]) == ("glaube", "Lebens", ",")  # 'gl|au|be', 'Le|b|ens'
+    # Chinese has no spaces: a token there stands for its own characters, not for the whole clause.
+    assert set(token_words(_ids(tokenizer, "Linux 內核代碼"), pieces)[0]) == {"Linux", "內", "核", "代", "碼"}
 
 
 def test_labels_name_the_whole_words_a_feature_fires_in(tokenizer, pieces, passages):

@@ -2,13 +2,14 @@
 
 For each feature, over a labelling corpus: the whole words it fires in, most distinctive first, and its
 top-activating contexts with the activating token marked ``<<like this>>``. A token stands for the word it
-lies in (the maximal run of letters and digits around it, decoded from the tokens' joined bytes), so the
-sub-word pieces ``w`` + ``arten`` read as ``warten``; a token touching no word (punctuation, spaces) stands
-for itself. Words are scored as ``p(w|f) * log(p(w|f) / p(w))`` (activation-weighted word frequency
-against the corpus word frequency, per token: the word's share of the KL divergence between the two
-distributions, which favours words both frequent under the feature and rare elsewhere). When at least
-:data:`TAG_SHARE` of a feature's activation mass falls on words of one script other than Latin, or on Latin
-words in documents of one language (told by their stop words), the label says so. A label reads
+lies in (``store.words.WORD``: a maximal run of letters and digits, or one character of Chinese or Japanese,
+which are written without spaces), decoded from the tokens' joined bytes, so the sub-word pieces ``w`` +
+``arten`` read as ``warten``; a token touching no word (punctuation, spaces) stands for itself. Words are
+scored as ``p(w|f) * log(p(w|f) / p(w))`` (activation-weighted word frequency against the corpus word
+frequency, per token: the word's share of the KL divergence between the two distributions, which favours
+words both frequent under the feature and rare elsewhere). When at least :data:`TAG_SHARE` of a feature's
+activation mass falls on words of one script other than Latin, or on Latin words in documents of one
+language (told by their stop words), the label says so. A label reads
 ``German words: 'warten', 'Lebens', 'glaube' — “… Netzwerks w<<arten>> systemd-”``, or without the tag
 ``'Paris', 'France', 'Berlin' — “… the capital <<Paris>> …”``.
 

@@ -19,7 +19,10 @@ from .chunk import Chunk
 from .errors import StoreCorruptError
 
 STRONG = 0.5
-WORD = re.compile(r"\w+")
+# Chinese and Japanese are written without spaces: there, each ideograph or kana is a word of its own (else a
+# whole clause would be one). Elsewhere a word is a maximal run of letters and digits.
+UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+WORD = re.compile(rf"[^\W{UNSPACED}]+|[{UNSPACED}]")
 
 
 @dataclass(frozen=True)
