@@ -118,8 +118,9 @@ def token_words(doc: np.ndarray, pieces: list[bytes]) -> tuple[list[str], list[s
     """
     text = b"".join(pieces[t] for t in doc).decode("utf-8", "surrogateescape")
     char_start = np.cumsum([0] + [len(c.encode("utf-8", "surrogateescape")) for c in text[:-1]])
-    token_end = np.cumsum([len(pieces[t]) for t in doc])
-    token_start = token_end - [len(pieces[t]) for t in doc]
+    token_length = np.array([len(pieces[t]) for t in doc], dtype=np.int64)
+    token_end = np.cumsum(token_length)
+    token_start = token_end - token_length
     start = np.searchsorted(char_start, token_start, side="right") - 1  # the character holding its first byte
     end = np.searchsorted(char_start, token_end, side="left")  # past the character holding its last byte
     found, first, last = touched_words(text, start, end)
