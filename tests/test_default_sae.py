@@ -9,6 +9,7 @@ import torch
 
 from interp_embed.encode.config import BUNDLED_READER, ReaderSpec
 from interp_embed.encode.reader import Reader
+from interp_embed.analysis.label_search import OFFLINE_LABEL
 from interp_embed.architectures import load_sae
 from interp_embed.data import default_sae_folder
 from interp_embed.files import FEATURE_LABELS
@@ -55,7 +56,7 @@ def test_labels_and_summaries_are_plain_json_for_live_features():
     assert len(labels) >= 0.95 * 8192
     assert set(map(int, labels)) == set(summaries)
     some = summaries[min(summaries)]
-    assert {"frequency", "max_activation", "top_tokens", "top_contexts"} <= set(some)
+    assert {"frequency", "max_activation", "script_or_language", "top_words", "top_contexts"} <= set(some)
     assert all("<<" in c["text"] for c in some["top_contexts"])
     assert all(" — “" in label for label in labels.values())
 
@@ -68,6 +69,9 @@ def test_shipped_labels_read_as_text():
     assert [f for f, label in labels.items() if "\ufffd" in label] == []
     contexts = [(f, c["text"]) for f, s in load_summaries(FOLDER).items() for c in s["top_contexts"]]
     assert [fc for fc in contexts if "\ufffd" in fc[1]] == []
+    # Every label is one label search reads as offline (none lists nothing), and German features say so.
+    assert [f for f, label in labels.items() if not OFFLINE_LABEL.match(label)] == []
+    assert sum(label.startswith("German words: '") for label in labels.values()) >= 50
 
 
 @pytest.mark.slow

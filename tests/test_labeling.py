@@ -129,3 +129,116 @@ def test_any_sae_folder_is_labelled_from_a_corpus(tiny_model_dir, tmp_path, samp
     assert len(hits) >= 1 and all(word.lower() in label.lower() for label in hits.attrs["features"].label)
     with pytest.raises(ValueError, match="no tokens"):
         label_sae(folder, texts, max_tokens=0, progress=False)
+
+
+# Whole words and script or language tags, on real text: the bundled fortunes in English, German and Spanish,
+# joined ten at a time into passages (the labelling corpus is made of passages too; a single fortune is often
+# too short for its language to be told).
+RUSSIAN = ("Всё смешалось в доме Облонских. Жена узнала, что муж был в связи с бывшею в их доме француженкою-"
+           "гувернанткой, и объявила мужу, что не может жить с ним в одном доме.")
+
+
+@pytest.fixture(scope="module")
+def passages() -> dict[str, list[str]]:
+    from interp_embed.data import demo_sample
+
+    df = demo_sample()
+    return {lang: ["\n\n".join(texts[i : i + 10]) for i in range(0, len(texts), 10)]
+            for lang, texts in ((lang, df[df.language == lang].text.tolist()) for lang in ("en", "de", "es"))}
+
+
+def _fire(docs: list[np.ndarray], fires) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(doc_idx, pos, features, values)`` with feature ``fires(doc, position) -> feature or -1`` at value 1."""
+    hits = [(d, p, f) for d in range(len(docs)) for p in range(len(docs[d])) if (f := fires(d, p)) >= 0]
+    doc_idx, pos, features = (np.array(column) for column in zip(*hits))
+    return doc_idx, pos, features, np.ones(len(hits))
+
+
+def test_a_token_stands_for_the_whole_word_it_lies_in(tokenizer, pieces, passages):
+    from interp_embed.labeling.offline import token_words
+
+    pieces_in_longer_words = 0
+    for text in passages["de"]:
+        ids = _ids(tokenizer, text)
+        units, words = token_words(ids, pieces)
+        for token, unit in zip(ids, units):
+            if any(c.isalnum() for c in pieces[token].decode("utf-8", "ignore")):
+                assert unit in words, (pieces[token], unit)  # a word of the text, never a piece of one
+                pieces_in_longer_words += len(unit) > len(pieces[token].decode("utf-8", "ignore").strip())
+    assert pieces_in_longer_words >= 200
+    ids = _ids(tokenizer, "Ich glaube, daß der Sinn des Lebens darin besteht.")
+    units = dict(zip((pieces[t].decode() for t in ids), token_words(ids, pieces)[0]))
+    assert (units["be"], units["ens"], units[","]) == ("glaube", "Lebens", ",")  # 'gl|au|be', 'Le|b|ens'
+    # Chinese has no spaces: a token there stands for its own characters, not for the whole clause.
+    assert set(token_words(_ids(tokenizer, "Linux 內核代碼"), pieces)[0]) == {"Linux", "內", "核", "代", "碼"}
+
+
+def test_labels_name_the_whole_words_a_feature_fires_in(tokenizer, pieces, passages):
+    from interp_embed.labeling.offline import token_words
+
+    docs = [_ids(tokenizer, text) for text in passages["de"]]
+    units = [token_words(doc, pieces)[0] for doc in docs]
+    # The feature fires on the last piece of every word cut into three or more tokens ('ens' of 'Le|b|ens').
+    last_pieces = {(d, p) for d, doc_units in enumerate(units) for p in range(2, len(doc_units))
+                   if doc_units[p - 2] == doc_units[p - 1] == doc_units[p] != (units[d] + [None])[p + 1]
+                   and doc_units[p][:1].isalpha()}
+    fired_words = {units[d][p] for d, p in last_pieces}
+    labels, summaries = build_labels(docs, *_fire(docs, lambda d, p: 0 if (d, p) in last_pieces else -1),
+                                     pieces, d_sae=1)
+    items = re.findall(r"'([^']*)'", labels["0"].split(" — ")[0])
+    assert len(items) == 3 and set(items) <= fired_words, labels["0"]
+    assert all(word in fired_words for word, _ in summaries["0"]["top_words"])
+
+
+def test_a_label_names_the_script_or_language_only_where_most_activations_are_in_it(tokenizer, pieces, passages):
+    from interp_embed.analysis.label_search import label_terms, stem
+    from interp_embed.store.words import WORD
+
+    texts = passages["de"] + passages["es"] + passages["en"] + [RUSSIAN]
+    language = ["de"] * len(passages["de"]) + ["es"] * len(passages["es"]) + ["en"] * len(passages["en"]) + ["ru"]
+    docs = [_ids(tokenizer, text) for text in texts]
+    shown = [[pieces[t].decode("utf-8", "replace") for t in doc] for doc in docs]
+
+    def fires(d: int, p: int) -> int:
+        token = shown[d][p]
+        if token == ",":
+            return 4  # commas, in every language
+        if token.strip() == "" and "\n" in token:
+            return 5  # line breaks
+        if not token.strip()[:1].isalpha():
+            return -1
+        return {"de": 0, "es": 1, "ru": 2}.get(language[d], 3) if p % 2 else 3  # 3: mixed, every language
+
+    labels, summaries = build_labels(docs, *_fire(docs, fires), pieces, d_sae=6)
+    tags = {int(f): s["script_or_language"] for f, s in summaries.items()}
+    assert tags == {0: "German", 1: "Spanish", 2: "Cyrillic", 3: None, 4: None, 5: None}, labels
+    assert labels["0"].startswith("German words: '") and labels["2"].startswith("Cyrillic words: '")
+    assert labels["3"].startswith("'") and labels["4"].startswith("',' — ")
+    assert re.match(r"'\\n[^']*'", labels["5"]), labels["5"]  # a line break, spelled out
+    # Search still reads an offline label's quoted words, tagged or not, and never its example sentence.
+    for label in labels.values():
+        items = re.findall(r"'([^']*)'", label.split(" — ")[0])
+        words, weight = label_terms(label)
+        assert weight == 0.5 and words == [stem(w) for item in items for w in WORD.findall(item.lower())], label
+
+
+def test_document_language_is_told_by_stop_words_and_never_guessed(passages):
+    from interp_embed.labeling.offline import document_language
+    from interp_embed.store.words import WORD
+
+    named = {"de": "German", "es": "Spanish", "en": "English"}
+    for lang, texts in passages.items():
+        detected = [document_language(WORD.findall(text)) for text in texts]
+        assert set(detected) <= {named[lang], None}, (lang, detected)
+        assert detected.count(named[lang]) >= 0.75 * len(texts), (lang, detected)
+    for german, english in zip(passages["de"], passages["en"]):  # half German, half English: no language
+        half = len(german) // 2, len(english) // 2
+        assert document_language(WORD.findall(german[: half[0]] + english[half[1] :])) is None
+
+
+def test_docstring_examples():
+    import doctest
+
+    from interp_embed.labeling import offline
+
+    assert doctest.testmod(offline).failed == 0

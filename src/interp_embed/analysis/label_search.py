@@ -4,8 +4,10 @@ A feature is described by two bags of words:
 
 - the words under its strongest activations in the dataset (``FeatureWords``, from the store's token level),
   weighted by activation: what the feature does on this very text;
-- its label: for an offline label (``'good', 'best', 'better' — “… example …”``) the quoted top tokens only,
-  never the example sentence, whose other words say nothing about the feature; a written (LLM) label whole.
+- its label: for an offline label (``'good', 'best', 'better' — “… example …”``, perhaps tagged with a script or
+  language: ``German words: 'warten', … — “…”``) the quoted top words only, never the tag (the feature fires in
+  German, it is not about German) nor the example sentence, whose other words say nothing about the feature; a
+  written (LLM) label whole.
 
 Words are lower-cased and stemmed (:func:`stem`); a query's English stop words are dropped, but a feature's
 stay in its bag, where they dilute the rest (a feature firing on "the" and once on "game" is no game feature).
@@ -29,8 +31,9 @@ from .inputs import Documents, EncodedDataset, label_array
 
 WRITTEN_LABEL_WEIGHT = 1.0
 OFFLINE_LABEL_WEIGHT = 0.5  # an offline label matching alone scores at most this
-# An offline label: quoted tokens, then an example context (labeling/offline.py: label_from_summary).
-OFFLINE_LABEL = re.compile(r"^('.*') — “.*”$", re.DOTALL)
+# An offline label: perhaps a script or language tag, quoted words, then an example context
+# (labeling/offline.py: label_from_summary).
+OFFLINE_LABEL = re.compile(r"^(?:\w+ words: )?('.*') — “.*”$", re.DOTALL)
 PLURALS = (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"), ("s", ""))
 ENDINGS = (("ically", "ic"), ("ical", "ic"), ("ation", ""), ("ing", ""), ("ed", ""), ("er", ""), ("or", ""),
            ("ly", ""), ("al", ""))
@@ -74,11 +77,13 @@ def query_terms(query: str) -> list[str]:
 
 
 def label_terms(label: str) -> tuple[list[str], float]:
-    """The terms a label contributes and their weight: an offline label's top tokens (weight 0.5), or every
+    """The terms a label contributes and their weight: an offline label's top words (weight 0.5), or every
     word of a written label (weight 1).
 
     >>> label_terms("'good', 'best', 'better' — “no es muy bu<<ena>> todavía”")
     (['good', 'best', 'bett'], 0.5)
+    >>> label_terms("German words: 'warten', 'Lebens' — “des Netzwerks w<<arten>> systemd-”")
+    (['warten', 'leben'], 0.5)
     """
     offline = OFFLINE_LABEL.match(label)
     words = WORD.findall((offline.group(1) if offline else label).lower())

@@ -35,7 +35,8 @@ def label_codes(sae, reader, docs: list[np.ndarray], progress: bool = True) -> t
     doc_idx, pos, feats, vals = (np.concatenate([p[i] for p in parts]) for i in range(4))
     labels, summaries = build_labels(docs, doc_idx, pos, feats, vals, token_bytes(reader.tokenizer), sae.cfg.d_sae)
     about = {"labelling_tokens": int(lengths.sum()), "labelling_documents": len(docs),
-             "method": "interp_embed.labeling.offline: p(t|f)*log(p(t|f)/p(t)) token scores + top contexts"}
+             "method": "interp_embed.labeling.offline: whole words scored p(w|f)*log(p(w|f)/p(w)), script or "
+                       "language tag, top contexts"}
     return labels, summaries, about
 
 

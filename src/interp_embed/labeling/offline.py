@@ -1,21 +1,56 @@
 """Offline feature labels from token statistics: no LLM, no network, plain JSON out.
 
-For each feature, over a labelling corpus: the tokens most distinctive of it (activation-weighted token
-frequency against the corpus token frequency, scored as ``p(t|f) * log(p(t|f) / p(t))``, the token's
-share of the KL divergence between the two distributions, which favours tokens that are both frequent
-under the feature and rare elsewhere), and its top-activating contexts with the activating token marked
-``<<like this>>``. A label reads ``'Paris', 'France', 'Berlin' — “… the capital <<Paris>> …”``.
+For each feature, over a labelling corpus: the whole words it fires in, most distinctive first, and its
+top-activating contexts with the activating token marked ``<<like this>>``. A token stands for the word it
+lies in (``store.words.WORD``: a maximal run of letters and digits, or one character of Chinese or Japanese,
+which are written without spaces), decoded from the tokens' joined bytes, so the sub-word pieces ``w`` +
+``arten`` read as ``warten``; a token touching no word (punctuation, spaces) stands for itself. Words are
+scored as ``p(w|f) * log(p(w|f) / p(w))`` (activation-weighted word frequency against the corpus word
+frequency, per token: the word's share of the KL divergence between the two distributions, which favours
+words both frequent under the feature and rare elsewhere). When at least :data:`TAG_SHARE` of a feature's
+activation mass falls on words of one script other than Latin, or on Latin words in documents of one
+language (told by their stop words), the label says so. A label reads
+``German words: 'warten', 'Lebens', 'glaube' — “… Netzwerks w<<arten>> systemd-”``, or without the tag
+``'Paris', 'France', 'Berlin' — “… the capital <<Paris>> …”``.
 
 Loading the files is ``json.loads``: it can never run code.
 """
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 
 from ..files import FEATURE_LABELS, FEATURE_SUMMARIES, write_atomically
+from ..store.words import touched_words
+
+TAG_SHARE = 0.8  # a label names a script or language only when this share of the feature's activations is in it
+# Frequent function words, each counted for one language. Those several languages use alike ("de", "la", "que",
+# "in", "a") are left out; a few shared ones count for the language using them most ("del", "una": Spanish).
+STOP_WORDS = {
+    "English": "the of to that this are be by which was were have has been you your can will would there their "
+               "they should when these also only must",
+    "German": "der die das und ist nicht mit den dem zu von sich auf für eine ein einer eines werden wird auch "
+              "oder wenn kann sie im bei sind nur noch aus wie durch",
+    "Spanish": "el los las y es pero más puede cuando también hay muy está son sin lo sus al usted hasta donde "
+               "según porque del por como una",
+    "French": "le les des est et une du dans pour pas sur qui ce au avec sont ne être cette par plus aux peut "
+              "vous nous",
+    "Italian": "di che è della delle dei degli gli il per non sono nel nella alla questo questa essere anche più "
+               "può ed",
+    "Portuguese": "os não em um uma é ao na mais pelo pela seu sua você são também isso pode",
+}
+LANGUAGE_OF_STOP_WORD = {w: language for language, words in STOP_WORDS.items() for w in words.split()}
+MIN_STOP_WORDS = 8  # a document shorter in stop words has no detected language
+MIN_STOP_SHARE = 0.08  # of all its words: prose reaches this, code and tables seldom do
+STOP_MARGIN = 3  # the language's stop words must outnumber any other language's this many times
+SCRIPTS = {  # the first word of a letter's Unicode name: the script a label names
+    "LATIN": "Latin", "CYRILLIC": "Cyrillic", "GREEK": "Greek", "CJK": "CJK", "HIRAGANA": "Japanese",
+    "KATAKANA": "Japanese", "HANGUL": "Korean", "ARABIC": "Arabic", "HEBREW": "Hebrew", "DEVANAGARI": "Devanagari",
+    "THAI": "Thai", "ARMENIAN": "Armenian", "GEORGIAN": "Georgian", "BENGALI": "Bengali", "TAMIL": "Tamil",
+}
 
 
 def _byte_level_alphabet() -> dict[str, int]:
@@ -72,6 +107,62 @@ def _context(doc: np.ndarray, pos: int, pieces: list[bytes], left: int, right: i
     return " ".join(text.split())  # one line: newlines and runs of spaces collapse
 
 
+def token_words(doc: np.ndarray, pieces: list[bytes]) -> tuple[list[str], list[str]]:
+    """``(units, words)`` of one document: each token's unit — the whole word(s) it touches (``w|arten`` →
+    ``warten``), or, for a token touching no word, its own characters as :func:`_shown` shows them — and the
+    document's words, for :func:`document_language`.
+
+    The text is decoded from the tokens' joined bytes, so a character split over two tokens is whole; each
+    token covers every character one of its bytes belongs to. A document cut mid-character (a token window
+    of a long text) has its stray bytes escaped, and they read '\ufffd' (which labels skip).
+    """
+    text = b"".join(pieces[t] for t in doc).decode("utf-8", "surrogateescape")
+    char_start = np.cumsum([0] + [len(c.encode("utf-8", "surrogateescape")) for c in text[:-1]])
+    token_length = np.array([len(pieces[t]) for t in doc], dtype=np.int64)
+    token_end = np.cumsum(token_length)
+    token_start = token_end - token_length
+    start = np.searchsorted(char_start, token_start, side="right") - 1  # the character holding its first byte
+    end = np.searchsorted(char_start, token_end, side="left")  # past the character holding its last byte
+    found, first, last = touched_words(text, start, end)
+    units = [text[found[a].start() : found[b].end()] if a <= b
+             else _shown(text[s:e].encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+             for a, b, s, e in zip(first.tolist(), last.tolist(), start.tolist(), end.tolist())]
+    return units, [m.group() for m in found]
+
+
+def document_language(words: list[str]) -> str | None:
+    """The language of a Latin-script document told by its stop words (:data:`STOP_WORDS`), or None unless the
+    evidence is strong: at least :data:`MIN_STOP_WORDS` of one language's, :data:`MIN_STOP_SHARE` of all words,
+    and :data:`STOP_MARGIN` times any other language's.
+
+    >>> document_language("Ich glaube, daß der Sinn des Lebens darin besteht, glücklich zu sein, und wenn man "
+    ...                   "es nicht ist, dann ist das auch nicht schlimm, sagt sie mit einer".split())
+    'German'
+    >>> document_language("def main(args): return args.the_value if args else None".split()) is None
+    True
+    """
+    counts = dict.fromkeys(STOP_WORDS, 0)
+    for word in words:
+        language = LANGUAGE_OF_STOP_WORD.get(word.lower())
+        if language:
+            counts[language] += 1
+    best, runner_up = sorted(counts.values(), reverse=True)[:2]
+    if best >= MIN_STOP_WORDS and best >= MIN_STOP_SHARE * len(words) and best >= STOP_MARGIN * runner_up:
+        return max(counts, key=counts.get)
+    return None
+
+
+def script(word: str) -> str | None:
+    """The script of a word's first letter as a label names it (:data:`SCRIPTS`), or None: no letter, or a
+    script not listed.
+
+    >>> [script(w) for w in ["Lebens", "жизнь", "內核", "λόγος", "2013", ","]]
+    ['Latin', 'Cyrillic', 'CJK', 'Greek', None, None]
+    """
+    letter = next((c for c in word if c.isalpha()), "")
+    return SCRIPTS.get(unicodedata.name(letter, " ").split(" ")[0]) if letter else None
+
+
 def build_labels(
     docs: list[np.ndarray],
     doc_idx: np.ndarray,
@@ -80,7 +171,7 @@ def build_labels(
     values: np.ndarray,
     pieces: list[bytes],
     d_sae: int,
-    n_tokens: int = 3,
+    n_words: int = 3,
     n_contexts: int = 3,
     window: tuple[int, int] = (12, 4),
 ) -> tuple[dict[str, str], dict[str, dict]]:
@@ -89,29 +180,36 @@ def build_labels(
     ``doc_idx, pos, features, values`` list every nonzero activation: document, token position, feature, value.
     ``pieces`` are the tokens' bytes (:func:`token_bytes`).
     """
-    vocab = len(pieces)
-    all_tokens = np.concatenate(docs)
-    total = len(all_tokens)
-    p_token = (np.bincount(all_tokens, minlength=vocab) + 1.0) / (total + vocab)  # add-one: no zero division
+    vocabulary: dict[str, int] = {}  # every unit (word, or a token touching none) -> its id
+    unit_parts, languages = [], []
+    for doc in docs:
+        units, words = token_words(doc, pieces)
+        unit_parts.append(np.array([vocabulary.setdefault(u, len(vocabulary)) for u in units], dtype=np.int64))
+        languages.append(document_language(words))
+    names = list(vocabulary)
+    all_units = np.concatenate(unit_parts)
+    total, n_units = len(all_units), len(names)
+    p_unit = (np.bincount(all_units, minlength=n_units) + 1.0) / (total + n_units)  # add-one: no zero division
     starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]])
-    tok = all_tokens[starts[doc_idx] + pos]
+    unit = all_units[starts[doc_idx] + pos]
 
     n_active = np.bincount(features, minlength=d_sae)
     mass = np.bincount(features, weights=values, minlength=d_sae)
     max_act = np.zeros(d_sae)
     np.maximum.at(max_act, features, values)
 
-    # Activation-weighted token mass per (feature, token), summed over a sorted key.
-    key = features.astype(np.int64) * vocab + tok
+    # Activation-weighted unit mass per (feature, unit), summed over a sorted key.
+    key = features.astype(np.int64) * n_units + unit
     uniq, inverse = np.unique(key, return_inverse=True)
     weight = np.bincount(inverse, weights=values)
     count = np.bincount(inverse)
-    feat_of = uniq // vocab
-    p_tf = weight / mass[feat_of]
-    score = p_tf * np.log(p_tf / p_token[uniq % vocab])
-    score[count < 2] = -np.inf  # a token seen once under a feature is an anecdote, not a pattern
-    by_feature = np.lexsort((-score, feat_of))
+    feat_of = uniq // n_units
+    p_uf = weight / mass[feat_of]
+    score = p_uf * np.log(p_uf / p_unit[uniq % n_units])
+    # A unit seen once under a feature is an anecdote, not a pattern: it ranks after every repeated one.
+    by_feature = np.lexsort((-score, count < 2, feat_of))
     bounds = np.searchsorted(feat_of[by_feature], np.arange(d_sae + 1))
+    tags = _feature_tags(names, languages, doc_idx, unit, features, values, d_sae)
 
     # Top contexts: strongest activations first, one per document.
     order = np.lexsort((-values, features))
@@ -119,11 +217,7 @@ def build_labels(
 
     labels, summaries = {}, {}
     for f in np.flatnonzero(n_active):
-        entries = by_feature[bounds[f] : bounds[f + 1]]
-        entries = entries[np.isfinite(score[entries])] if np.isfinite(score[entries]).any() else entries
-        # A token decoded alone: a byte fragment of a character reads '\ufffd' (label_from_summary skips those).
-        names = [_shown(pieces[int(uniq[e] % vocab)].decode("utf-8", "replace")) for e in entries[:8]]
-        top_tokens = [(name, round(float(score[e]), 4)) for name, e in zip(names, entries[:8])]
+        entries = by_feature[bounds[f] : min(bounds[f] + 8, bounds[f + 1])]
         seen = []
         contexts = []
         for e in order[ctx_bounds[f] : ctx_bounds[f + 1]]:
@@ -138,22 +232,47 @@ def build_labels(
             "frequency": round(float(n_active[f]) / total, 6),
             "max_activation": round(float(max_act[f]), 3),
             "mean_activation": round(float(mass[f] / n_active[f]), 3),
-            "top_tokens": top_tokens,
+            "script_or_language": tags[f],
+            "top_words": [(names[int(uniq[e] % n_units)], round(float(score[e]), 4)) for e in entries],
             "top_contexts": contexts,
         }
-        labels[str(f)] = label_from_summary(summaries[str(f)], n_tokens)
+        labels[str(f)] = label_from_summary(summaries[str(f)], n_words)
     return labels, summaries
 
 
-def label_from_summary(summary: dict, n_tokens: int = 3) -> str:
-    """``'tok', 'tok', 'tok' — “top context”`` from a feature summary's top tokens and first context."""
+def _feature_tags(names: list[str], languages: list[str | None], doc_idx: np.ndarray, unit: np.ndarray,
+                  features: np.ndarray, values: np.ndarray, d_sae: int) -> list[str | None]:
+    """Each feature's script or language, where at least :data:`TAG_SHARE` of its activation mass lies in one.
+
+    An activation counts for the script of its word (:func:`script`) or, on a Latin word, for its document's
+    language (:func:`document_language`); on a word of no listed script, punctuation or spaces, or a Latin word
+    in a document of no clear language, it counts for nothing, and so against any tag.
+    """
+    tag_names = [None, *dict.fromkeys(t for t in (*SCRIPTS.values(), *STOP_WORDS) if t != "Latin")]
+    tag_id = {name: i for i, name in enumerate(tag_names)}
+    latin = -1  # a Latin word: its document's language decides
+    unit_tag = np.array([latin if s == "Latin" else tag_id[s] for s in map(script, names)], dtype=np.int64)
+    document_tag = np.array([tag_id[language] for language in languages], dtype=np.int64)
+    activation_tag = unit_tag[unit]
+    activation_tag = np.where(activation_tag == latin, document_tag[doc_idx], activation_tag)
+    mass = np.bincount(features.astype(np.int64) * len(tag_names) + activation_tag, weights=values,
+                       minlength=d_sae * len(tag_names)).reshape(d_sae, len(tag_names))
+    share = mass / np.maximum(mass.sum(axis=1, keepdims=True), 1e-30)
+    best = share[:, 1:].argmax(axis=1) + 1
+    return [tag_names[b] if share[f, b] >= TAG_SHARE else None for f, b in enumerate(best.tolist())]
+
+
+def label_from_summary(summary: dict, n_words: int = 3) -> str:
+    """``German words: 'word', 'word', 'word' — “top context”`` (the tag only where the summary has one) from a
+    feature summary's top words and first context."""
     names = []
-    for name, _ in summary["top_tokens"]:
-        # Distinct shown forms (' the' and 'the' read as one word); byte fragments of a character say nothing.
-        if name not in names and "\ufffd" not in name:
+    for name, _ in summary["top_words"]:
+        # Distinct words ('The' and 'the' read as one); a stray byte of a cut character says nothing.
+        if name.lower() not in (n.lower() for n in names) and "\ufffd" not in name:
             names.append(name)
-    quoted = ", ".join(f"'{t}'" for t in names[:n_tokens])
-    return f"{quoted} — “{summary['top_contexts'][0]['text']}”"
+    quoted = ", ".join(f"'{t}'" for t in names[:n_words])
+    tag = f"{summary['script_or_language']} words: " if summary["script_or_language"] else ""
+    return f"{tag}{quoted} — “{summary['top_contexts'][0]['text']}”"
 
 
 def write_labels(folder: str | Path, labels: dict[str, str], summaries: dict[str, dict], about: dict) -> None:
@@ -166,7 +285,8 @@ def write_labels(folder: str | Path, labels: dict[str, str], summaries: dict[str
 
 
 def load_summaries(folder: str | Path) -> dict[int, dict]:
-    """Per-feature summaries (frequency, max/mean activation, top tokens, top contexts) from plain JSON."""
+    """Per-feature summaries (frequency, max/mean activation, script or language, top words, top contexts)
+    from plain JSON."""
     path = Path(folder) / FEATURE_SUMMARIES
     if not path.is_file():
         return {}

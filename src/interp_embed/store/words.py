@@ -19,7 +19,10 @@ from .chunk import Chunk
 from .errors import StoreCorruptError
 
 STRONG = 0.5
-WORD = re.compile(r"\w+")
+# Chinese and Japanese are written without spaces: there, each ideograph or kana is a word of its own (else a
+# whole clause would be one). Elsewhere a word is a maximal run of letters and digits.
+UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+WORD = re.compile(rf"[^\W{UNSPACED}]+|[{UNSPACED}]")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,18 @@ class FeatureWords:
         row = self.mass[feature]
         order = np.argsort(-row.data, kind="stable")[:n]
         return [str(w) for w in self.words[row.indices[order]]]
+
+
+def touched_words(text: str, start: np.ndarray, end: np.ndarray) -> tuple[list[re.Match], np.ndarray, np.ndarray]:
+    """The words of ``text`` and, for each character span ``[start, end)`` (a token), the index of the first
+    and of the last word it touches; ``first > last`` where it touches none (punctuation, spaces). Vectorised:
+    one regex pass, two binary searches."""
+    found = list(WORD.finditer(text))
+    word_start = np.array([m.start() for m in found], dtype=np.int64)
+    word_end = np.array([m.end() for m in found], dtype=np.int64)
+    first = np.searchsorted(word_end, start, side="right")  # the first word ending after the span starts
+    last = np.searchsorted(word_start, end, side="left") - 1  # the last word starting before the span ends
+    return found, first, last
 
 
 def feature_words(chunks: list[Chunk], texts: pd.Series, peak: np.ndarray, d_sae: int) -> FeatureWords:
@@ -65,13 +80,8 @@ def _chunk_words(chunk: Chunk, texts: pd.Series, peak: np.ndarray,
         raise StoreCorruptError(f"{chunk.folder / 'char_len.npy'}: token spans reach beyond their text; the chunk "
                                 "cannot be trusted")
     offset = np.r_[0, np.cumsum(lengths + 1)][:-1][document_of_token]  # texts joined with one separator each
-    found = list(WORD.finditer("\n".join(documents)))
-    word_start = np.array([m.start() for m in found], dtype=np.int64)
-    word_end = np.array([m.end() for m in found], dtype=np.int64)
-    # A token's word: the first word ending after the token starts, if it starts before the token ends.
-    word_of_token = np.searchsorted(word_end, start + offset, side="right")
-    has_word = word_of_token < len(found)
-    has_word[has_word] = word_start[word_of_token[has_word]] < (end + offset)[has_word]
+    found, word_of_token, last = touched_words("\n".join(documents), start + offset, end + offset)
+    has_word = word_of_token <= last  # a token's word: the first it touches
 
     token_of_activation = np.repeat(np.arange(len(start)), np.asarray(tokens["act_count"], dtype=np.int64))
     features = np.asarray(tokens["act_features"], dtype=np.int64)
