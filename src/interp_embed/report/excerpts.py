@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..highlight import marked_spans, token_window
 
@@ -61,7 +62,8 @@ def collect_excerpts(ds, wanted: Iterable[tuple[int, int]], texts: Texts) -> dic
     for position, feature in wanted:
         by_position.setdefault(int(position), []).append(int(feature))
     found = {}
-    for position, features in sorted(by_position.items()):
+    for position, features in tqdm(sorted(by_position.items()), desc="Report: reading documents", unit="doc",
+                                   leave=False, disable=len(by_position) < 100):
         row = ds[position]
         features = sorted(set(features))
         columns = row.latents("all")[:, features].toarray()
