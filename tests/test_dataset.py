@@ -210,3 +210,45 @@ def test_a_dataset_is_named_after_its_store_and_a_view_by_the_user(tmp_path, sam
     assert Dataset.load_from_file(ds.path, name="mine").name == "mine"
     with pytest.raises(TypeError, match="name must be a non-empty string"):
         Dataset.load_from_file(ds.path, name=3)
+
+
+def test_highlighted_documents_are_strings_that_render_shaded_html(synthetic):
+    row = synthetic[25]
+    matrix = token_matrix(row)
+    feature = 3 + int(np.argmax((matrix[:, 3:] > 0).sum(axis=0)))  # a word feature active on several tokens
+    marked = row.token_activations(feature)
+    tokens = matrix[:, feature]
+    assert isinstance(marked, str) and marked.count("<<") == int((tokens > 0).sum()) > 0
+    html = marked._repr_html_()
+    titles = [float(t) for t in re.findall(r'title="([^"]+)"', html)]
+    np.testing.assert_allclose(titles, tokens[tokens > 0], rtol=1e-3)  # shown to 4 significant digits
+    assert "<<" not in html and re.sub(r"<[^>]+>", "", html) == row.document.replace("&", "&amp;").replace(
+        "<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("'", "&#x27;")
+
+
+def test_describe_feature_gathers_what_is_known(tmp_path, sample):
+    frame = sample.copy()
+    frame.loc[0, "text"] = "<script>alert(1)</script> über alles"
+    ds = synthetic_dataset(tmp_path / "d.iembed", frame)
+    description = ds.describe_feature(NON_ASCII, k=3)
+    active = ds.latents()[:, NON_ASCII].toarray().ravel() > 0
+    assert description.label == "letters beyond ASCII (ä, ñ, é …)" and description.label_source == "shipped"
+    assert description.frequency == pytest.approx(active.mean())
+    assert description.max_activation == 2.0 and description.mean_activation == pytest.approx(2.0)
+    assert description.words == ds.feature_words().top(NON_ASCII, 8)
+    assert len(description.top_documents) == 3 and all("<<" in d for d in description.top_documents)
+    assert description.shipped_summary is None  # no SAE files for a synthetic store
+    assert "<script>" not in description._repr_html_() and str(description).startswith(f"feature {NON_ASCII}:")
+    ds.set_label(NON_ASCII, "accented letters")
+    assert ds.describe_feature(NON_ASCII).label_source == "user"
+    with pytest.raises(ValueError, match="outside"):
+        ds.describe_feature(D_SAE)
+
+
+@pytest.mark.reader
+def test_describe_feature_shows_the_shipped_summary(encoded):
+    feature = int(encoded.latents()[25].indices[0])
+    description = encoded.describe_feature(feature, k=2)
+    summary = description.shipped_summary
+    assert summary is not None and summary["top_words"] and summary["top_contexts"]
+    assert "labelling corpus" in str(description) and description.top_documents

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from . import analysis
 from .encode import session
 from .encode.config import EncodePlan
-from .highlight import highlight
+from .highlight import Highlighted
 from .labeling import run as labeling_run
 from .labeling.llm import run_sync
 from .report import write_report
@@ -90,8 +90,8 @@ class DatasetRow:
         if not 0 <= feature < self._store.d_sae:
             raise IndexError(f"feature must be in [0, {self._store.d_sae}), not {feature}")
         column = self.latents("all")[:, feature].toarray().ravel()
-        if as_string:
-            return highlight(self.document, self._encoded().spans, column > 0, left_marker, right_marker)
+        if as_string:  # a str; in a notebook, HTML with the tokens shaded by activation
+            return Highlighted.of(self.document, self._encoded().spans, column, left_marker, right_marker)
         return [{"token": token, "activation": float(a)} for token, a in zip(self.tokens(), column)]
 
     def __repr__(self) -> str:
@@ -272,6 +272,14 @@ class Dataset:
         """Each feature's newest label: yours (:meth:`set_label`), else an LLM's (:meth:`label_features`), else
         the one shipped with the SAE. :meth:`label_sources` says where each came from."""
         return self._store.feature_labels()
+
+    def describe_feature(self, feature: int, k: int = 5):
+        """Everything known of ``feature`` here: its label and where it came from, how often and how strongly it
+        fires in this dataset, the words it fires on, its ``k`` strongest documents highlighted, and the summary
+        its SAE shipped (:class:`~interp_embed.describe.FeatureDescription`; HTML in a notebook)."""
+        from .describe import describe_feature
+
+        return describe_feature(self, feature, k)
 
     def set_label(self, feature: int, label: str) -> None:
         """Give ``feature`` a label of your own; it is kept in the store and wins over earlier labels."""

@@ -48,3 +48,34 @@ def token_window(n_tokens: int, center: int, window_tokens: int) -> tuple[int, i
     """
     start = min(max(center - (3 * window_tokens) // 4, 0), max(n_tokens - window_tokens, 0))
     return start, min(n_tokens, start + window_tokens)
+
+
+class Highlighted(str):
+    """A document with the tokens where a feature fires between markers — a plain ``str`` everywhere — that a
+    notebook shows as HTML, each active token shaded by its activation (hover for the value).
+
+    >>> h = Highlighted.of("Good morning!", np.array([[0, 4], [4, 12], [12, 13]]), np.array([0, 2.0, 0]))
+    >>> h, h._repr_html_()
+    ('Good <<morning>>!', 'Good <span style="background: rgba(255, 140, 0, 0.90)" title="2">morning</span>!')
+    """
+
+    _html: str
+
+    @classmethod
+    def of(cls, text: str, spans: np.ndarray, values: np.ndarray, left: str = "<<", right: str = ">>") -> "Highlighted":
+        import html
+
+        out = cls(highlight(text, spans, values > 0, left, right))
+        peak = float(values.max(initial=0)) or 1.0
+        parts, pos = [], 0
+        for token, start, end in marked_spans(text, spans, values > 0):
+            alpha = 0.15 + 0.75 * float(values[token]) / peak  # faint for weak, strong for the peak
+            parts += [html.escape(text[pos:start]), f'<span style="background: rgba(255, 140, 0, {alpha:.2f})" '
+                      f'title="{float(values[token]):.4g}">{html.escape(text[start:end])}</span>']
+            pos = end
+        parts.append(html.escape(text[pos:]))
+        out._html = "".join(parts)
+        return out
+
+    def _repr_html_(self) -> str:
+        return self._html
