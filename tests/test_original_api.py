@@ -196,7 +196,9 @@ def test_sort_by_features_matches_the_original(synthetic, descending, include_no
 def test_added_columns_are_not_saved(synthetic, tmp_path, caplog):
     ranked = synthetic.sort_by_features([NON_ASCII])
     assert ranked.columns[-3:] == ["feature_activation", "top_feature_label", "top_feature_index"]
-    assert synthetic.sort_by_features([NON_ASCII], include_top_feature=False).columns == synthetic.columns
+    assert synthetic.sort_by_features(np.array([NON_ASCII]), include_top_feature=False).columns == synthetic.columns
+    with pytest.raises(TypeError, match=r"e.g. \[1\]"):
+        synthetic.sort_by_features(NON_ASCII)
     with caplog.at_level(logging.WARNING):
         saved = Dataset.load_from_file(ranked.save_to_file(tmp_path / "ranked.iembed"))
     assert "not saved" in caplog.text and saved.columns == synthetic.columns

@@ -381,6 +381,7 @@ class Dataset:
         >>> ds.top_documents_for_feature(feature=4436, k=3)   # doctest: +SKIP
         ['Good afternoon<<.>>', 'Good morning<<!>>', 'Hello there<<!>>']
         """
+        check_features([feature], self.d_sae, "feature", sae=self.encoder)
         k = check_int(k, "k", minimum=0)
         select_top, document_only = check_bool(select_top, "select_top"), check_bool(document_only, "document_only")
         ranked = self.sort_by_features([feature], aggregation_type, include_top_feature=not document_only,
@@ -406,8 +407,9 @@ class Dataset:
         ``top_feature_index`` (-1 there). They belong to the view and the views taken from it; the store is
         not changed and :meth:`save_to_file` does not write them.
         """
-        if isinstance(features, (int, np.integer)) or not isinstance(features, Sequence):
+        if isinstance(features, (int, np.integer, str, bytes)):
             raise TypeError(f"features must be a list of feature ids, e.g. [{features!r}], not {features!r}.")
+        features = list(features)
         check_features(features, self.d_sae, sae=self.encoder)
         features = [int(f) for f in features]
         descending = check_bool(descending, "descending")

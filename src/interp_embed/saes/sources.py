@@ -194,8 +194,8 @@ def _refuse_quantized_reader() -> None:
         ([] if importlib.util.find_spec("bitsandbytes") else ["the bitsandbytes package (pip install bitsandbytes)"])
     if missing:
         raise RuntimeError(f"GoodfireSAE(quantize=True) loads the reader in 8 bits with bitsandbytes, which needs "
-                           f"{' and '.join(missing)}, which this machine lacks. Use quantize=False to run the reader at "
-                           "full precision.")
+                           f"{' and '.join(missing)}, which this machine lacks. Use quantize=False to run the "
+                           "reader at full precision.")
     raise NotImplementedError("GoodfireSAE(quantize=True): 8-bit loading of the reader is not available in this "
                               "version yet; use quantize=False (bfloat16 on a GPU).")
 
