@@ -62,6 +62,7 @@ class StandInDataset:
             self._rows.append(StandInRow(tokens, acts.tocsr()))
 
     d_sae = D_SAE
+    encoder = None  # no store, so no record of an SAE to name in errors
 
     def __len__(self):
         return len(self._rows)

@@ -7,6 +7,7 @@ imports torch.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from pathlib import Path
@@ -26,7 +27,7 @@ from .report import write_report
 from .saes.base import SAE
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
-from .validation import check_features, check_threshold
+from .validation import check_bool, check_features, check_int, check_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +35,11 @@ logger = logging.getLogger(__name__)
 class DatasetRow:
     """One document: its metadata row, its text, and its token-level activations."""
 
-    def __init__(self, dataset: "Dataset", row: int):
+    def __init__(self, dataset: "Dataset", row: int, extra: dict | None = None):
         self._store = dataset._store
         self._row = row
         self.field = self._store.field
-        self.row = self._store.documents().iloc[row].to_dict()
+        self.row = {**self._store.documents().iloc[row].to_dict(), **(extra or {})}
         self.document = self.row[self.field]
 
     def row_record(self) -> dict:
@@ -64,9 +65,16 @@ class DatasetRow:
         """(tokens, 2): each token's character [start, end) in the document."""
         return self._encoded().spans
 
-    def latents(self, aggregation_method: str = "all", activated_threshold: float = 0.0) -> sp.csr_matrix:
-        """``"all"``: the token × feature activations (csr); otherwise this document's pooled 1 × features row
-        (``max``, ``mean``, ``sum``, ``binarize``, ``count``; see :meth:`Dataset.latents`)."""
+    def latents(self, activation_type: str = "max", compress: bool = True, activated_threshold: float = 0.0):
+        """This document's pooled 1 × features row (``max``, ``mean``, ``sum``, ``binarize``, ``count``; see
+        :meth:`Dataset.latents`), or with ``"all"`` its token × features activations.
+
+        A scipy.sparse.csr_matrix; ``compress=False`` gives the same values as a dense numpy array.
+        """
+        matrix = self._latents(activation_type, activated_threshold)
+        return matrix if check_bool(compress, "compress") else matrix.toarray()
+
+    def _latents(self, aggregation_method: str, activated_threshold: float) -> sp.csr_matrix:
         d_sae = self._store.d_sae
         if aggregation_method == "all":
             doc = self._encoded()
@@ -87,9 +95,8 @@ class DatasetRow:
         >>> ds[0].token_activations(feature=4619)     # doctest: +SKIP
         '<<Good>> morning!'
         """
-        if not 0 <= feature < self._store.d_sae:
-            raise IndexError(f"feature must be in [0, {self._store.d_sae}), not {feature}")
-        column = self.latents("all")[:, feature].toarray().ravel()
+        check_features([feature], self._store.d_sae, "feature", sae=self._store.encoder)
+        column = self._latents("all", 0.0)[:, feature].toarray().ravel()
         if as_string:  # a str; in a notebook, HTML with the tokens shaded by activation
             return Highlighted.of(self.document, self._encoded().spans, column, left_marker, right_marker)
         return [{"token": token, "activation": float(a)} for token, a in zip(self.tokens(), column)]
@@ -118,6 +125,12 @@ class Dataset:
     :class:`~interp_embed.saes.DefaultSAE` (the bundled reader and SAE); ``plan`` cuts the work
     (:class:`~interp_embed.encode.config.EncodePlan`: chunk size on disk, batch size, windows).
 
+    ``batch_size`` (the original's documents per batch) sets ``plan=EncodePlan(batch_tokens=batch_size *
+    window_tokens)``: room for that many documents of a full window each; give it or ``plan``, not both.
+    ``save_every_batch`` is accepted and has nothing left to set: every chunk of rows is committed to
+    disk as soon as it is encoded. ``rows`` (the original's precomputed rows) can only be None: to
+    reuse activations, take rows of an existing dataset (``ds[...]``) or join datasets (:meth:`concat`).
+
     Rows whose text is None, NaN, empty or not a string raise an error listing them
     (``on_error="raise"``) or are kept without activations (``on_error="skip"``).
 
@@ -136,9 +149,19 @@ class Dataset:
     def __init__(self, data, sae: SAE | None = None, field: str = "text", save_path: str | Path | None = None,
                  dataset_description: str = "", on_error: str = "raise", compute_activations: bool = True,
                  feature_labels: dict[int, str] | None = None, plan: EncodePlan | None = None,
-                 name: str | None = None):
+                 name: str | None = None, rows=None, save_every_batch: int = 5, batch_size: int | None = None):
         from .saes import DefaultSAE
 
+        if rows is not None and any(row is not None for row in rows):
+            raise TypeError("rows= (precomputed DatasetRow objects) is not supported: a Dataset views the rows of its "
+                            "store, so take rows of an existing dataset with ds[...] or join datasets with "
+                            "Dataset.concat([...]).")
+        check_int(save_every_batch, "save_every_batch", minimum=1)
+        if batch_size is not None:
+            if plan is not None:
+                raise TypeError("give plan= or batch_size=, not both (batch_size=n is "
+                                "EncodePlan(batch_tokens=n * window_tokens)).")
+            plan = _plan_for_batch_size(batch_size, EncodePlan())
         self.name = _check_name(name, save_path)
 
         self.sae = sae if sae is not None else DefaultSAE()
@@ -149,9 +172,13 @@ class Dataset:
             session.encode_pending(self._store, self.sae)
 
     @classmethod
-    def load_from_file(cls, file_path: str | Path, resume: bool = False, sae: SAE | None = None,
-                       name: str | None = None) -> "Dataset":
+    def load_from_file(cls, file_path: str | Path, resume: bool = False, batch_size: int | None = None,
+                       sae: SAE | None = None, name: str | None = None) -> "Dataset":
         """Open a saved dataset (reads only its manifest). ``resume=True`` encodes the rows still missing.
+
+        A resumed run cuts its batches as the store's first run did (so that its activations are those of an
+        uninterrupted run): ``batch_size`` is checked but not applied, with a warning when it asks for other
+        batches than the store's.
 
         ``sae`` is the SAE to encode with (by default the one the store records, rebuilt from its JSON);
         it must be the SAE that encoded the store. Loading never unpickles and never imports torch
@@ -160,6 +187,9 @@ class Dataset:
         >>> ds = Dataset.load_from_file("greetings.iembed")           # doctest: +SKIP
         """
         store = Store.open(file_path)
+        if batch_size is not None and _plan_for_batch_size(batch_size, store.plan) != store.plan:
+            logger.warning("%s: batch_size=%d ignored; resuming uses the store's batches (batch_tokens=%d) so that "
+                           "the activations match an uninterrupted run", file_path, batch_size, store.plan.batch_tokens)
         if sae is not None:
             session.check_encoder(store, sae)
         dataset = DatasetView(store, np.arange(store.n_documents), sae, name=_check_name(name, file_path))
@@ -171,8 +201,20 @@ class Dataset:
                            file_path, store.pending_rows().size)
         return dataset
 
-    def save_to_file(self, file_path: str | Path) -> Path:
-        """Write this dataset — all of it, or just the rows of this view, in its order — to a new store."""
+    def save_to_file(self, file_path: str | Path | None = None, dtype=np.float32) -> Path:
+        """Write this dataset — all of it, or just the rows of this view, in its order — to a new store.
+
+        Activations are copied as stored (``dtype`` may only be float32, the type :meth:`latents` returns).
+        Columns that :meth:`sort_by_features` added to a view are not part of the store and are not written.
+        """
+        if file_path is None:
+            raise TypeError(f"save_to_file needs a folder path for the new store (this dataset's store is "
+                            f"{str(self._store.path)!r}).")
+        if np.dtype(dtype) != np.float32:
+            raise ValueError(f"dtype={dtype!r} is not supported: activations are saved as stored and read as float32.")
+        if self._extra is not None:
+            logger.warning("columns %s belong to this view only and are not saved", list(self._extra.columns))
+        session.warn_if_pickle_name(Path(file_path))
         return self._store.copy_rows(self._rows, file_path).path
 
     @classmethod
@@ -210,8 +252,12 @@ class Dataset:
             return NotImplemented
         return Dataset.concat([self, other])
 
-    def _view(self, positions: np.ndarray) -> "DatasetView":
-        return DatasetView(self._store, self._rows[positions], self.sae)
+    def _view(self, positions: np.ndarray, **columns) -> "DatasetView":
+        """The rows at ``positions``, with this view's added columns (and ``columns``, one value per row) kept."""
+        extra = None if self._extra is None else self._extra.iloc[positions].reset_index(drop=True)
+        if columns:
+            extra = (extra if extra is not None else pd.DataFrame(index=range(len(positions)))).assign(**columns)
+        return DatasetView(self._store, self._rows[positions], self.sae, extra=extra)
 
     # ---- activations ----------------------------------------------------------------------------
     @property
@@ -245,8 +291,9 @@ class Dataset:
     def dataset_description(self, text: str) -> None:
         self._store.set_description(text)
 
-    def latents(self, aggregation_method: str = "max", activated_threshold: float = 0.0) -> sp.csr_matrix:
-        """Document × feature matrix (scipy.sparse.csr_matrix, float32) pooled over each document's own tokens.
+    def latents(self, aggregation_method: str = "max", compress: bool = True, activated_threshold: float = 0.0):
+        """Document × feature matrix (scipy.sparse.csr_matrix, float32) pooled over each document's own tokens;
+        ``compress=False`` gives the same values as a dense numpy array.
 
         ``max``, ``mean`` or ``sum`` of the activations; ``count`` of the tokens where the feature is
         active; ``binarize``: 1 where it is active on any token. A token activation counts only above
@@ -256,8 +303,13 @@ class Dataset:
         >>> ds.latents("mean").shape      # doctest: +SKIP
         (3, 8192)
         """
+        if aggregation_method == "all":
+            raise ValueError("latents('all') is per document here: ds[i].latents('all') is document i's token × "
+                             "feature matrix.")
         check_aggregation(aggregation_method)
-        return self._store.latents(aggregation_method, check_threshold(activated_threshold))[self._rows]
+        compress = check_bool(compress, "compress")
+        matrix = self._store.latents(aggregation_method, check_threshold(activated_threshold))[self._rows]
+        return matrix if compress else matrix.toarray()
 
     def encoded_mask(self) -> np.ndarray:
         """True for rows that have activations."""
@@ -287,7 +339,7 @@ class Dataset:
 
         if not isinstance(label, str) or not label.strip():
             raise ValueError("label must be a non-empty string.")
-        feature = int(check_features([feature], self.d_sae, "feature")[0])
+        feature = int(check_features([feature], self.d_sae, "feature", sae=self.encoder)[0])
         self._store.add_label(LabelRecord(feature=feature, label=" ".join(label.split()), source="user"))
 
     def label_sources(self) -> pd.DataFrame:
@@ -326,34 +378,69 @@ class Dataset:
         dataset views; search and clustering by query match against them. Computed once per store."""
         return self._store.feature_words()
 
-    def top_documents_for_feature(self, feature: int, aggregation_type: str = "max", k: int = 10,
-                                  document_only: bool = True):
+    def top_documents_for_feature(self, feature: int, aggregation_type: str = "max", document_only: bool = True,
+                                  k: int = 10, select_top: bool = True, include_nonactive_samples: bool = False):
         """The ``k`` documents where ``feature`` is strongest, annotated with << >> (or a view if not ``document_only``).
+
+        The documents are those of :meth:`sort_by_features` ``([feature])``, strongest first; ``select_top=False``
+        takes the last ``k`` instead: the weakest active ones, or with ``include_nonactive_samples=True`` the
+        documents where the feature is not active at all.
 
         >>> ds.top_documents_for_feature(feature=4436, k=3)   # doctest: +SKIP
         ['Good afternoon<<.>>', 'Good morning<<!>>', 'Hello there<<!>>']
         """
-        order = self._order_by_feature(feature, aggregation_type, include_inactive=False)[:k]
+        check_features([feature], self.d_sae, "feature", sae=self.encoder)
+        k = check_int(k, "k", minimum=0)
+        select_top, document_only = check_bool(select_top, "select_top"), check_bool(document_only, "document_only")
+        ranked = self.sort_by_features([feature], aggregation_type, include_top_feature=not document_only,
+                                       include_nonactive_samples=include_nonactive_samples)
+        chosen = ranked[:k] if select_top else ranked[max(len(ranked) - k, 0):]
         if not document_only:
-            return self._view(order)
-        return [self[int(i)].token_activations(feature) for i in order]
-
-    def _order_by_feature(self, feature: int, aggregation_type: str, include_inactive: bool) -> np.ndarray:
-        if not 0 <= feature < self.d_sae:
-            raise IndexError(f"feature must be in [0, {self.d_sae}), not {feature}")
-        column = self.latents(aggregation_type)[:, feature].toarray().ravel()
-        order = np.argsort(-column, kind="stable")
-        return order if include_inactive else order[column[order] > 0]
+            return chosen
+        return [row.token_activations(feature) for row in chosen]
 
     def sort_by_features(self, features: list[int], aggregation_type: str = "max", descending: bool = True,
-                         include_nonactive_samples: bool = True) -> "DatasetView":
-        """A view sorted by the summed activation of ``features``; inactive rows last (or dropped)."""
-        score = np.asarray(self.latents(aggregation_type)[:, list(features)].sum(axis=1)).ravel()
-        order = np.argsort(-score if descending else score, kind="stable")
-        active = order[score[order] > 0]
+                         include_top_feature: bool = True, include_nonactive_samples: bool = True) -> "DatasetView":
+        """A view of the rows sorted by the activations of ``features``, a list in order of priority.
+
+        A row's top feature is the first of ``features`` active in it. Rows are sorted by two keys: the position
+        of their top feature in ``features``, then its activation — from high to low when ``descending``
+        (so rows whose top feature comes later in the list come first), else from low to high; ties keep
+        the dataset's order. With one feature this is simply its activation. Rows where none is active come
+        after the others when ``descending``, before them otherwise, or are dropped
+        (``include_nonactive_samples=False``).
+
+        ``include_top_feature`` adds three columns to the view's table (:meth:`pandas`, each row's ``row``):
+        ``feature_activation`` (0 where none is active), ``top_feature_label`` (``"NA"`` there) and
+        ``top_feature_index`` (-1 there). They belong to the view and the views taken from it; the store is
+        not changed and :meth:`save_to_file` does not write them.
+        """
+        if isinstance(features, (int, np.integer, str, bytes)):
+            raise TypeError(f"features must be a list of feature ids, e.g. [{features!r}], not {features!r}.")
+        features = list(features)
+        check_features(features, self.d_sae, sae=self.encoder)
+        features = [int(f) for f in features]
+        descending = check_bool(descending, "descending")
+        include_top_feature = check_bool(include_top_feature, "include_top_feature")
+        include_nonactive_samples = check_bool(include_nonactive_samples, "include_nonactive_samples")
+        columns = self.latents(aggregation_type)[:, features].toarray()
+        active = columns != 0
+        any_active = active.any(axis=1)
+        top = active.argmax(axis=1)  # position of the first active feature (0 where none is)
+        value = np.where(any_active, columns[np.arange(len(columns)), top], 0).astype(np.float32)
+        rows = np.flatnonzero(any_active)
+        sign = -1 if descending else 1
+        order = rows[np.lexsort((sign * value[rows], sign * top[rows]))]
         if include_nonactive_samples:
-            return self._view(np.r_[active, order[score[order] <= 0]])
-        return self._view(active)
+            inactive = np.flatnonzero(~any_active)
+            order = np.r_[order, inactive] if descending else np.r_[inactive, order]
+        if not include_top_feature:
+            return self._view(order)
+        labels = self.feature_labels()
+        top_ids = np.array([features[t] if a else -1 for t, a in zip(top[order], any_active[order])], dtype=np.int64)
+        top_labels = [labels.get(int(f), "") if f >= 0 else "NA" for f in top_ids]
+        return self._view(order, feature_activation=value[order], top_feature_label=top_labels,
+                          top_feature_index=top_ids)
 
     def sort_by_columns(self, columns, descending: bool = True) -> "DatasetView":
         """A view sorted by metadata columns."""
@@ -391,8 +478,13 @@ class Dataset:
         return [int(f) for f in ranked if peak[f] > 0]
 
     # ---- table access -----------------------------------------------------------------------------
+    _extra: pd.DataFrame | None = None  # columns added to a view by sort_by_features, one row per row of the view
+
     def pandas(self) -> pd.DataFrame:
-        return self._store.documents().iloc[self._rows]
+        frame = self._store.documents().iloc[self._rows]
+        if self._extra is None:
+            return frame
+        return frame.assign(**{column: self._extra[column].to_numpy() for column in self._extra.columns})
 
     def list(self) -> list[dict]:
         return self.pandas().to_dict(orient="records")
@@ -402,7 +494,17 @@ class Dataset:
 
     @property
     def columns(self) -> list:
-        return self._store.documents().columns.tolist()
+        return self.pandas().columns.tolist()
+
+    def token_activations(self, feature: int) -> list[str]:
+        """Every document annotated with << >> around the tokens where ``feature`` is active (see
+        :meth:`DatasetRow.token_activations`)."""
+        check_features([feature], self.d_sae, "feature", sae=self.encoder)
+        return [row.token_activations(feature) for row in self]
+
+    def dataset_rows(self) -> list[DatasetRow]:
+        """The rows of this dataset, in order."""
+        return list(self)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -415,7 +517,8 @@ class Dataset:
             n = len(self._rows)
             if not -n <= index < n:
                 raise IndexError(f"row {index} is out of range for a dataset of {n} rows")
-            return DatasetRow(self, int(self._rows[index]))
+            extra = None if self._extra is None else self._extra.iloc[int(index)].to_dict()
+            return DatasetRow(self, int(self._rows[index]), extra)
         if isinstance(index, slice):
             return self._view(np.arange(len(self._rows))[index])
         selector = np.asarray(index.to_numpy() if isinstance(index, pd.Series) else index)
@@ -432,6 +535,12 @@ class Dataset:
                 f"columns={[str(c) for c in self.columns]}, path={str(self._store.path)!r})")
 
 
+def _plan_for_batch_size(batch_size, plan: EncodePlan) -> EncodePlan:
+    """``plan`` with room per batch for ``batch_size`` documents of a full window each (the original's batch_size)."""
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    return dataclasses.replace(plan, batch_tokens=batch_size * plan.window_tokens)
+
+
 def _check_name(name, path: str | Path | None) -> str | None:
     """A dataset's name: ``name`` if given, else the stem of the store's ``path`` (None without one)."""
     if name is None:
@@ -446,5 +555,6 @@ class DatasetView(Dataset):
     :meth:`Dataset.load_from_file` return. It shares the store (nothing is copied) and encodes nothing."""
 
     def __init__(self, store: Store, rows: np.ndarray, sae: SAE | None = None,
-                 name: str | None = None):  # no call to Dataset.__init__: it encodes
+                 name: str | None = None, extra: pd.DataFrame | None = None):  # no call to Dataset.__init__: it encodes
         self._store, self._rows, self.sae, self.name = store, np.asarray(rows, dtype=np.int64), sae, name
+        self._extra = extra

@@ -74,7 +74,7 @@ def describe_feature(ds, feature: int, k: int = 5) -> FeatureDescription:
     the words it fires on, its ``k`` strongest documents highlighted, and the summary its SAE shipped."""
     from .validation import check_features, check_int
 
-    feature = int(check_features([feature], ds.d_sae, "feature")[0])
+    feature = int(check_features([feature], ds.d_sae, "feature", sae=ds.encoder)[0])
     k = check_int(k, "k", 0)
     sources = ds.label_sources().set_index("feature_id")
     label, source = "", "none"

@@ -65,8 +65,13 @@ def check_threshold(value: Any) -> float:
     return x
 
 
-def check_features(features: Iterable[int] | None, d_sae: int, name: str = "features") -> np.ndarray | None:
-    """Return the feature ids as a sorted unique int array, or None when ``features`` is None."""
+def check_features(features: Iterable[int] | None, d_sae: int, name: str = "features",
+                   sae: Any = None) -> np.ndarray | None:
+    """Return the feature ids as a sorted unique int array, or None when ``features`` is None.
+
+    ``sae`` (anything with a ``summary()``, such as a dataset's ``encoder``) names the loaded SAE in the error
+    for an id outside it.
+    """
     if features is None:
         return None
     if isinstance(features, (int, np.integer)):
@@ -78,7 +83,9 @@ def check_features(features: Iterable[int] | None, d_sae: int, name: str = "feat
         raise TypeError(f"{name} must be integer feature ids, got dtype {arr.dtype}.")
     bad = arr[(arr < 0) | (arr >= d_sae)]
     if bad.size:
-        raise ValueError(f"{name} contains ids outside [0, {d_sae}): {bad[:5].tolist()}; this SAE has {d_sae} features.")
+        loaded = f"the loaded SAE ({sae.summary()})" if sae is not None else "this SAE"
+        raise ValueError(f"{name} contains ids outside [0, {d_sae}): {bad[:5].tolist()}; {loaded} has {d_sae:,} "
+                         f"features, numbered 0 to {d_sae - 1}.")
     return np.unique(arr)
 
 

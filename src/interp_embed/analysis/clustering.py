@@ -145,7 +145,7 @@ def cluster_documents(
     if activated_threshold > 0:  # the axis embedding sees exactly the activations that count as active
         X = X.multiply(X > activated_threshold).tocsr()
     P = presence(docs.activations, activated_threshold)
-    axis = check_features(features, ds.d_sae)
+    axis = check_features(features, ds.d_sae, sae=ds.encoder)
     if query is not None:
         matched = query_features(ds, docs, query, k=check_int(n_query_features, "n_query_features", 1))
         axis = matched["feature_id"].to_numpy()

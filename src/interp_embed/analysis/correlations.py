@@ -276,7 +276,7 @@ def feature_correlations(
         pairs.query("q_value < 0.05").head()
     """
     P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
-    return correlate_presence(P, label_array(ds), features=check_features(features, ds.d_sae),
+    return correlate_presence(P, label_array(ds), features=check_features(features, ds.d_sae, sae=ds.encoder),
                               min_count=check_int(min_count, "min_count", 1),
                               max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True),
                               exact_q_below=exact_q_below, block_size=check_int(block_size, "block_size", 1))
@@ -299,7 +299,7 @@ def top_correlations(
         top_correlations(ds, k=10, min_count=50)[["label_a", "label_b", "npmi", "q_value"]]
     """
     P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
-    return correlate_presence(P, label_array(ds), features=check_features(features, ds.d_sae),
+    return correlate_presence(P, label_array(ds), features=check_features(features, ds.d_sae, sae=ds.encoder),
                               min_count=check_int(min_count, "min_count", 1),
                               max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True),
                               top=check_int(k, "k", 1), exact_q_below=exact_q_below,

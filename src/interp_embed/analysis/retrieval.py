@@ -67,7 +67,7 @@ def search_documents(
     if features is None:
         used = query_features(ds, docs, query, k=n_features)
     else:
-        ids = check_features(features, ds.d_sae)
+        ids = check_features(features, ds.d_sae, sae=ds.encoder)
         used = pd.DataFrame({"feature_id": ids, "label": labels[ids], "score": np.ones(ids.size)})
     ids = used["feature_id"].to_numpy()
     weights = used["score"].to_numpy(dtype=np.float64)

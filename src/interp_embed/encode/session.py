@@ -95,6 +95,7 @@ def new_store(save_path: str | Path | None, make: Callable[[Path], Store]) -> St
     any more or the process exits (``save_to_file`` keeps a copy)."""
     temporary = save_path is None
     path = Path(tempfile.mkdtemp(prefix="interp_embed-", suffix=".iembed")) if temporary else Path(save_path)
+    warn_if_pickle_name(path)
     try:
         store = make(path)
     except BaseException:
@@ -104,6 +105,17 @@ def new_store(save_path: str | Path | None, make: Callable[[Path], Store]) -> St
     if temporary:
         weakref.finalize(store, shutil.rmtree, path, ignore_errors=True)
     return store
+
+
+_WARNED_PICKLE_NAMES: set[str] = set()
+
+
+def warn_if_pickle_name(path: Path) -> None:
+    """Warn (once per path) that a store named like a pickle file (``my_dataset.pkl``) is a folder."""
+    if path.suffix.lower() in (".pkl", ".pickle") and str(path) not in _WARNED_PICKLE_NAMES:
+        _WARNED_PICKLE_NAMES.add(str(path))
+        logger.warning("%s will be a folder (a dataset store), not a pickle file; the name is kept as given, "
+                       "but a name ending in .iembed says what it is", path)
 
 
 def check_encoder(store: Store, sae: SAE) -> None:

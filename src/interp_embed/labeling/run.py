@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 def _check_feature(ds, feature) -> int:
-    return int(check_features([feature], ds.d_sae, "feature")[0])
+    return int(check_features([feature], ds.d_sae, "feature", sae=ds.encoder)[0])
 
 
 def earlier_label(ds, feature: int, config: LabelingConfig, scored: bool) -> LabelRecord | None:
@@ -145,7 +145,7 @@ async def label_features(ds, features: Iterable[int], *, model: str = DEFAULT_MO
     """
     if isinstance(features, (int, np.integer)):
         features = [features]
-    check_features(features := list(features), ds.d_sae)
+    check_features(features := list(features), ds.d_sae, sae=ds.encoder)
     wanted = list(dict.fromkeys(int(f) for f in features))  # in the order given
     check_bool(score, "score")
     config = make_config(model=model, concurrency=concurrency, base_url=base_url, **options)

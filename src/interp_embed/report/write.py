@@ -44,7 +44,7 @@ def write_report(ds, path, *, vs=None, features=None, max_features: int = 200, t
     if vs is not None and not isinstance(vs, Dataset):
         raise TypeError(f"vs must be an interp_embed Dataset to compare with (or None), not {type(vs).__name__}.")
     max_features = check_int(max_features, "max_features", 1, MAX_FEATURES)
-    features = check_features(features, ds.d_sae)
+    features = check_features(features, ds.d_sae, sae=ds.encoder)
     if features is not None and features.size > max_features:
         raise ValueError(f"features lists {features.size} features, more than max_features={max_features}; pass "
                          f"fewer, or raise max_features (up to {MAX_FEATURES}).")

@@ -12,8 +12,21 @@ from pathlib import Path
 from ..encode.config import ReaderSpec, check_role
 from ..files import SAE_CONFIG, SAE_WEIGHTS, sha256_file
 from ..store.manifest import EncoderRecord, encoder_identity
+from ..validation import check_bool
 
 Device = str | dict | None
+
+# Methods of the original interp_embed's SAE classes, with what replaces each here.
+ORIGINAL_METHODS = {
+    "metadata": "spec() gives the JSON that rebuilds this SAE.",
+    "load_models": "load() loads the reader and the SAE.",
+    "destroy_models": "destroy() frees them.",
+    "encode": "Dataset(data, sae=...) encodes documents; interp_embed.load_sae(sae.sae_folder()).encode(x) "
+              "encodes hidden states.",
+    "encode_chat": "Dataset(data, sae=...) wraps each document in the chat template as role= says.",
+    "tokenize": "Dataset(...)[i].tokens() gives a document's tokens as slices of its text.",
+    "chat_template_exists": "role='raw' reads plain text; 'assistant' or 'user' use the reader's chat template.",
+}
 
 
 def split_device(device: Device) -> tuple[str | None, str | None]:
@@ -32,11 +45,15 @@ class SAE:
     (:meth:`reader_spec`). ``role`` wraps each document in the reader's chat template as that role
     (``"assistant"``, the original's default, or ``"user"``), or ``"raw"`` for plain text;
     ``use_assistant_role=False`` is the original interp_embed's spelling of ``role="user"``.
+    ``truncate`` is accepted for the original's sake and changes nothing: a document longer than the
+    reader's window is read in overlapping windows (``EncodePlan.window_tokens``), never cut short.
     """
 
     kind = "base"
 
-    def __init__(self, device: Device = None, role: str = "assistant", use_assistant_role: bool | None = None):
+    def __init__(self, device: Device = None, role: str = "assistant", use_assistant_role: bool | None = None,
+                 truncate: bool = True):
+        check_bool(truncate, "truncate")
         if use_assistant_role is not None:
             role = "assistant" if use_assistant_role else "user"
         self.device = device
@@ -125,6 +142,12 @@ class SAE:
     def destroy(self) -> None:
         """Free the models (they are reloaded on the next use)."""
         self._loaded = None
+
+    def __getattr__(self, name: str):
+        if name in ORIGINAL_METHODS:
+            raise AttributeError(f"{type(self).__name__}.{name}() of the original interp_embed is not provided: "
+                                 f"{ORIGINAL_METHODS[name]}")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..data import default_sae_folder
 from ..files import FEATURE_LABELS, SAE_CONFIG, atomic_folder, write_atomically
+from ..validation import check_bool
 from .base import SAE, Device
 
 logger = logging.getLogger(__name__)
@@ -132,19 +133,30 @@ class GoodfireSAE(SAE):
     Goodfire ships PyTorch files; they are read with ``torch.load(weights_only=True)``, which refuses
     anything but tensors, then cached as safetensors.
 
+    ``quantize=True`` asks for the reader in 8 bits (bitsandbytes, CUDA only). It is not available in
+    this version: loading the models (the first encoding) raises an error that says what is missing,
+    instead of running the reader at another precision than asked.
+
     >>> sae = GoodfireSAE(variant_name="Llama-3.1-8B-Instruct-SAE-l19", device="cuda:0")   # doctest: +SKIP
     """
 
     kind = "goodfire"
 
-    def __init__(self, variant_name: str = "Llama-3.1-8B-Instruct-SAE-l19", device: Device = None, **kwargs):
+    def __init__(self, variant_name: str = "Llama-3.1-8B-Instruct-SAE-l19", device: Device = None,
+                 quantize: bool = False, **kwargs):
         super().__init__(device=device, **kwargs)
         if variant_name not in GOODFIRE_VARIANTS:
             raise ValueError(f"variant_name must be one of {sorted(GOODFIRE_VARIANTS)}, not {variant_name!r}")
         self.variant_name = variant_name
+        self.quantize = check_bool(quantize, "quantize")
 
     def params(self) -> dict:
-        return {**super().params(), "variant_name": self.variant_name}
+        return {**super().params(), "variant_name": self.variant_name, "quantize": self.quantize}
+
+    def load(self):
+        if self.quantize:
+            _refuse_quantized_reader()
+        return super().load()
 
     def sae_folder(self) -> Path:
         from ..encode.reader import cache_root
@@ -170,6 +182,22 @@ class GoodfireSAE(SAE):
                 logger.warning("No labels for %s (%s)", self.variant_name, err)
                 return {}
         return _read_label_file(folder / FEATURE_LABELS)
+
+
+def _refuse_quantized_reader() -> None:
+    """Say why ``quantize=True`` cannot load here: what the machine lacks, or that 8-bit loading is not built yet."""
+    import importlib.util
+
+    import torch
+
+    missing = ([] if torch.cuda.is_available() else ["a CUDA GPU"]) + \
+        ([] if importlib.util.find_spec("bitsandbytes") else ["the bitsandbytes package (pip install bitsandbytes)"])
+    if missing:
+        raise RuntimeError(f"GoodfireSAE(quantize=True) loads the reader in 8 bits with bitsandbytes, which needs "
+                           f"{' and '.join(missing)}, which this machine lacks. Use quantize=False to run the "
+                           "reader at full precision.")
+    raise NotImplementedError("GoodfireSAE(quantize=True): 8-bit loading of the reader is not available in this "
+                              "version yet; use quantize=False (bfloat16 on a GPU).")
 
 
 def _convert_goodfire(variant: dict, folder: Path) -> None:

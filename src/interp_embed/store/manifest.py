@@ -123,6 +123,15 @@ class EncoderRecord:
     def d_sae(self) -> int:
         return int(self.sae["d_sae"])
 
+    def summary(self) -> str:
+        """One line naming the SAE: architecture, where it came from and the reader layer it reads."""
+        parts = [f"{self.sae.get('architecture', 'unknown')} architecture"]
+        if self.source:
+            parts.append(", ".join(f"{k}={v}" for k, v in self.source.items() if v is not None))
+        if self.reader is not None:
+            parts.append(f"reading layer {self.reader.layer} of {self.reader.model}")
+        return "; ".join(parts)
+
     def identity(self) -> dict:
         """What must be equal for two encodings to be the same (see :func:`encoder_identity`)."""
         reader = self.reader
