@@ -149,12 +149,12 @@ def encode_pending(store: Store, sae: SAE) -> None:
     check_encoder(store, sae)
     from .pipeline import Encoder, encode_chunks  # torch is needed to run the models, not to plan or load
 
-    try:
-        with store.writing(), loaded_models(sae) as (reader, model, sae_device):
+    with store.writing(), loaded_models(sae) as (reader, model, sae_device):
+        try:
             encode_chunks(store, Encoder(reader, model, store.plan, sae_device=sae_device))
-    except BaseException as stop:
-        log_how_to_resume(store, stop)
-        raise
+        except BaseException as stop:  # a store that is locked or a model that fails to load is not an encoding to resume
+            log_how_to_resume(store, stop)
+            raise
 
 
 def log_how_to_resume(store: Store, stop: BaseException) -> None:
