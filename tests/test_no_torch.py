@@ -27,4 +27,4 @@ def test_configs_import_without_torch():
         print(TrainConfig(k=16).k, HarvestConfig(layer=3).layer, TopKConfig(d_in=8, d_sae=16, hook_layer=1, k=4).k,
               EncodePlan().chunk_tokens, ReaderSpec().layer)
     """)
-    assert out.split() == ["16", "3", "4", "12000", "15"]
+    assert out.split() == ["16", "3", "4", "24000", "15"]

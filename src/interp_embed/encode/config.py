@@ -54,9 +54,8 @@ class ReaderSpec:
 
 BYTES_PER_TOKEN = 3
 """UTF-8 bytes per token assumed when sizing chunks: SmolLM2's tokenizer reads the demo sample at 2.8
-(English 3.5, German and Spanish 2.6), Japanese at 1.7. Bytes rather than characters, so that a script
-of multi-byte characters (several tokens per character less often than per byte) is not underestimated
-fourfold."""
+(English 3.5, German and Spanish 2.6), Japanese at 1.7. Bytes rather than characters: a Japanese character
+is 3 bytes and about 1.8 tokens, which counting characters would underestimate fivefold."""
 
 
 def estimated_tokens(text) -> int:
@@ -80,10 +79,11 @@ class EncodePlan:
     bit-for-bit that of an uninterrupted run.
     """
 
-    chunk_tokens: int | None = 12_000
+    chunk_tokens: int | None = 24_000
     """A chunk of consecutive rows is committed to disk after about this many tokens (estimated from the
-    texts' UTF-8 bytes, so the same table is always cut the same way): about every 30 s for the bundled
-    reader on a laptop CPU; a crash loses at most the chunk in flight. On a GPU, raise it to commit less often."""
+    texts' UTF-8 bytes, so the same table is always cut the same way): every 20-30 s for the bundled reader
+    on a 2-core CPU (~1,000 tokens/s); a crash loses at most the chunk in flight. Smaller chunks cost padding
+    (benchmarks/chunk_plans.py: 12,000 ran 1.3x slower). On a GPU, raise it to commit less often."""
     chunk_chars: int | None = None
     """The rule of stores written before ``chunk_tokens`` existed: a chunk after about this many characters.
     Such stores resume with it; it is set only together with ``chunk_tokens=None``."""
