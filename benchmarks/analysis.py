@@ -81,7 +81,7 @@ def write_store(X: sp.csr_matrix, path: Path, y: np.ndarray, chunk_docs: int = 5
     # No reader or SAE made these activations: the store says so (it can be analysed, never resumed).
     encoder = EncoderRecord(source=None, reader=None, sae={"architecture": "synthetic (benchmarks/analysis.py)",
                                                            "d_sae": d}, sae_sha256=None)
-    store = Store.create(path, documents, "text", encoder=encoder, plan=EncodePlan(chunk_chars=chunk_docs),
+    store = Store.create(path, documents, "text", encoder=encoder, plan=EncodePlan(chunk_tokens=chunk_docs),
                          skipped={}, labels=None)
     one_token, span = np.ones(1, np.int64), np.array([[0, 1]])
     with store.writing():

@@ -37,7 +37,7 @@ def sae() -> DefaultSAE:
 def encoded(sample, sae, tmp_path_factory) -> Dataset:
     """The sample encoded by the bundled reader and the default SAE (about 15 s), in several chunks."""
     path = tmp_path_factory.mktemp("stores") / "sample.iembed"
-    return Dataset(sample, sae=sae, save_path=path, plan=EncodePlan(chunk_chars=1500))
+    return Dataset(sample, sae=sae, save_path=path, plan=EncodePlan(chunk_tokens=500))
 
 
 @pytest.fixture(scope="session")

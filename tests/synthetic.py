@@ -65,7 +65,7 @@ def synthetic_store(path: Path, frame: pd.DataFrame, field: str = "text", chunk_
     :func:`encode_text`.
     """
     encode = encode or encode_text
-    plan = EncodePlan(chunk_chars=chunk_chars)
+    plan = EncodePlan(chunk_tokens=None, chunk_chars=chunk_chars)  # the older rule: sizes are easy to reason about
     skipped = rows_to_skip(frame, field, on_error="skip")
     encoder = EncoderRecord(source=None, reader=None, sae={"architecture": "synthetic", "d_sae": D_SAE}, sae_sha256=None)
     store = Store.create(path, frame, field, encoder=encoder, plan=plan, skipped=skipped, labels=LABELS,

@@ -32,7 +32,7 @@ def test_encode_info_top_and_a_resumable_interrupt(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Store, "commit_chunk", commit_then_interrupt)
-    stopped = runner.invoke(app, ["encode", str(table), "--out", str(store), "--chunk-chars", "300"])
+    stopped = runner.invoke(app, ["encode", str(table), "--out", str(store), "--chunk-tokens", "100"])
     assert stopped.exit_code == 130 and f"interp-embed encode --out {store} --resume" in stopped.output
     monkeypatch.setattr(Store, "commit_chunk", commit)
     info = runner.invoke(app, ["info", str(store)])

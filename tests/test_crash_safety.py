@@ -15,7 +15,7 @@ from interp_embed import Dataset
 from interp_embed.data import demo_sample
 from interp_embed.encode.config import EncodePlan
 
-CHUNK_CHARS = 500  # ~5 documents per chunk: ~24 commits for 120 documents
+CHUNK_TOKENS = 170  # ~5 documents per chunk: ~24 commits for 120 documents
 N_DOCS = 120
 
 SCRIPT = textwrap.dedent(f"""
@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(f"""
     if mode == "resume":
         Dataset.load_from_file(path, resume=True)
     else:
-        Dataset(demo_sample().head({N_DOCS}), save_path=path, plan=EncodePlan(chunk_chars={CHUNK_CHARS}))
+        Dataset(demo_sample().head({N_DOCS}), save_path=path, plan=EncodePlan(chunk_tokens={CHUNK_TOKENS}))
 """)
 
 
@@ -53,7 +53,7 @@ def _run_and_kill(path: Path, mode: str, kill_when) -> None:
 @pytest.mark.reader
 def test_kill_and_resume_gives_the_uninterrupted_result(sae, tmp_path):
     reference = Dataset(demo_sample().head(N_DOCS), sae=sae, save_path=tmp_path / "ref.iembed",
-                        plan=EncodePlan(chunk_chars=CHUNK_CHARS))
+                        plan=EncodePlan(chunk_tokens=CHUNK_TOKENS))
     total_chunks = _committed(reference.path)
     assert total_chunks > 15
 

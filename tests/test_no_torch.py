@@ -25,6 +25,6 @@ def test_configs_import_without_torch():
         from interp_embed.train.config import HarvestConfig, TrainConfig
         from interp_embed.train import read_texts
         print(TrainConfig(k=16).k, HarvestConfig(layer=3).layer, TopKConfig(d_in=8, d_sae=16, hook_layer=1, k=4).k,
-              EncodePlan().chunk_chars, ReaderSpec().layer)
+              EncodePlan().chunk_tokens, ReaderSpec().layer)
     """)
-    assert out.split() == ["16", "3", "4", "100000", "15"]
+    assert out.split() == ["16", "3", "4", "24000", "15"]

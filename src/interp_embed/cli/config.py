@@ -34,7 +34,7 @@ def config_options(exclude: tuple[str, ...] = (), **configs: type):
     """Give a typer command one option per field of each config class; it is called with the configs built.
 
     ``@config_options(plan=EncodePlan)`` on ``def encode(table, ..., plan: EncodePlan)`` adds
-    ``--chunk-chars``, ``--batch-tokens`` … and calls ``encode(table, ..., plan=EncodePlan(...))``. Fields
+    ``--chunk-tokens``, ``--batch-tokens`` … and calls ``encode(table, ..., plan=EncodePlan(...))``. Fields
     named in ``exclude`` keep their default and get no option (the command sets them otherwise).
     """
     def decorate(command):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import enum
-import tempfile
 import time
 from pathlib import Path
 
@@ -57,18 +56,16 @@ def resume_command(out: Path) -> str:
 
 @app.command()
 @friendly
-def demo(save_path: Path = typer.Option(None, help="Where to keep the store (default: a temporary folder)."),
+def demo(save_path: Path = typer.Option(Path("demo.iembed"), help="Where to keep the store; a second run reuses it."),
          features_per_group: int = typer.Option(2, min=1, help="Features shown per language.")) -> None:
     """Embed the bundled sample with the default SAE and show, per language, its most distinctive features."""
-    from .. import Dataset
     from ..data import demo_sample
 
     df = demo_sample()
-    path = save_path or Path(tempfile.mkdtemp(prefix="interp_embed-demo-")) / "demo.iembed"
-    ds = Dataset(df, field="text", save_path=path)
+    ds = _demo_dataset(df, save_path)
     labels = ds.feature_labels()
     active = ds.latents("binarize").toarray() > 0
-    typer.echo(f"\nEncoded {len(ds)} documents into {path} ({ds.d_sae} features).")
+    typer.echo(f"\nEncoded {len(ds)} documents into {save_path} ({ds.d_sae} features).")
     for language in sorted(df["language"].unique()):
         inside = (df["language"] == language).to_numpy()
         difference = active[inside].mean(0) - active[~inside].mean(0)
@@ -81,9 +78,26 @@ def demo(save_path: Path = typer.Option(None, help="Where to keep the store (def
                 typer.echo(f"    · {shorten(text)}")
 
 
+def _demo_dataset(df, save_path: Path):
+    """The demo's store at ``save_path``, encoded on the first run and reused (finished if interrupted) after:
+    the README's analyses load it from there, and a second run should not spend a minute encoding again."""
+    from .. import Dataset
+
+    if not save_path.exists():
+        return Dataset(df, field="text", save_path=save_path)
+    ds = Dataset.load_from_file(save_path)
+    if ds.documents() != df["text"].tolist():
+        fail(f"{save_path} holds another table than the demo's; remove it or choose --save-path")
+    if ds._store.is_complete():
+        typer.echo(f"Reusing {save_path} (encoded by an earlier run; delete it to encode again).")
+        return ds
+    typer.echo(f"Finishing {save_path} (an earlier run was interrupted).")
+    return Dataset.load_from_file(save_path, resume=True)
+
+
 @app.command()
 @friendly
-@config_options(plan=EncodePlan)
+@config_options(exclude=("chunk_chars",), plan=EncodePlan)
 def encode(ctx: typer.Context,
            input: Path = typer.Argument(None, help="A .csv, .tsv, .json, .jsonl, .parquet or .txt file (documents "
                                                    "separated by blank lines). Not needed with --resume."),

@@ -52,6 +52,25 @@ class ReaderSpec:
         return cls(model=str(data["model"]), layer=int(data["layer"]), role=data["role"])
 
 
+BYTES_PER_TOKEN = 3
+"""UTF-8 bytes per token assumed when sizing chunks: SmolLM2's tokenizer reads the demo sample at 2.8
+(English 3.5, German and Spanish 2.6), Japanese at 1.7. Bytes rather than characters: a Japanese character
+is 3 bytes and about 1.8 tokens, which counting characters would underestimate fivefold."""
+
+
+def estimated_tokens(text) -> int:
+    """About how many tokens ``text`` makes, from its UTF-8 bytes alone (0 for a value that is not text).
+
+    Chunks are sized by this estimate rather than by the reader's tokenizer: a resumed run must cut the same
+    ranges, and the store plans them (``interp-embed info``, ``Store.pending_chunks``) without loading a
+    reader or importing transformers; a tokenizer's output can also change with a library upgrade, which
+    would leave a half-done store with chunks its plan no longer produces.
+    """
+    if not isinstance(text, str):
+        return 0
+    return -(-len(text.encode("utf-8", "surrogatepass")) // BYTES_PER_TOKEN)
+
+
 @dataclass(frozen=True)
 class EncodePlan:
     """How encoding work is cut: chunks on disk, batches on the device, windows over long documents.
@@ -60,9 +79,14 @@ class EncodePlan:
     bit-for-bit that of an uninterrupted run.
     """
 
-    chunk_chars: int = 100_000
-    """A chunk of consecutive rows is committed to disk after about this many characters of text; a
-    crash loses at most the chunk in flight."""
+    chunk_tokens: int | None = 24_000
+    """A chunk of consecutive rows is committed to disk after about this many tokens (estimated from the
+    texts' UTF-8 bytes, so the same table is always cut the same way): every 20-30 s for the bundled reader
+    on a 2-core CPU (~1,000 tokens/s); a crash loses at most the chunk in flight. Smaller chunks cost padding
+    (benchmarks/chunk_plans.py: 12,000 ran 1.3x slower). On a GPU, raise it to commit less often."""
+    chunk_chars: int | None = None
+    """The rule of stores written before ``chunk_tokens`` existed: a chunk after about this many characters.
+    Such stores resume with it; it is set only together with ``chunk_tokens=None``."""
     batch_tokens: int = 4096
     """Padded document tokens per forward batch (batches are packed from length-sorted windows)."""
     window_tokens: int = 1024
@@ -71,8 +95,11 @@ class EncodePlan:
     """Context tokens a window repeats from the one before it; their activations come from that one."""
 
     def __post_init__(self) -> None:
-        for name in ("chunk_chars", "batch_tokens", "window_tokens"):
-            check_int(getattr(self, name), name, minimum=1)
+        if (self.chunk_tokens is None) == (self.chunk_chars is None):
+            raise ValueError("give exactly one of chunk_tokens and chunk_chars (chunk_chars with chunk_tokens=None)")
+        for name in ("chunk_tokens", "chunk_chars", "batch_tokens", "window_tokens"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, minimum=1)
         # Fewer than half the window repeated, so every window moves on by more than it repeats.
         check_int(self.window_overlap, "window_overlap", minimum=0, maximum=self.window_tokens // 2 - 1,
                   maximum_name="window_tokens // 2 - 1")
@@ -80,15 +107,26 @@ class EncodePlan:
     def to_json(self) -> dict:
         return asdict(self)
 
-    def chunk_ranges(self, text_lengths) -> list[tuple[int, int]]:
-        """Consecutive row ranges [start, stop) of about ``chunk_chars`` characters each, a function of
-        the lengths alone: the same table is always cut the same way."""
-        ranges, start, size = [], 0, 0
-        for row, length in enumerate(text_lengths):
-            size += int(length)
-            if size >= self.chunk_chars:
+    @classmethod
+    def from_json(cls, data: dict) -> "EncodePlan":
+        """The plan a manifest records; one without ``chunk_tokens`` predates it and cut chunks by characters."""
+        if "chunk_tokens" not in data:
+            data = {**data, "chunk_tokens": None}
+        return cls(**data)
+
+    def chunk_ranges(self, texts) -> list[tuple[int, int]]:
+        """Consecutive row ranges [start, stop) of about ``chunk_tokens`` estimated tokens (or ``chunk_chars``
+        characters) each, a function of the texts alone: the same table is always cut the same way."""
+        if self.chunk_tokens is not None:
+            sizes, limit = map(estimated_tokens, texts), self.chunk_tokens
+        else:
+            sizes, limit = (len(t) if isinstance(t, str) else 0 for t in texts), self.chunk_chars
+        ranges, start, size, row = [], 0, 0, -1
+        for row, length in enumerate(sizes):
+            size += length
+            if size >= limit:
                 ranges.append((start, row + 1))
                 start, size = row + 1, 0
-        if start < len(text_lengths):
-            ranges.append((start, len(text_lengths)))
+        if start <= row:
+            ranges.append((start, row + 1))
         return ranges

@@ -1,7 +1,7 @@
 """From texts to sparse token activations, chunk by chunk, committed to a store as they finish.
 
-Rows are cut into chunks of consecutive rows by text length (``EncodePlan.chunk_ranges``), so the same
-table always gives the same chunks and the same batches: a resumed run computes bit-for-bit what an
+Rows are cut into chunks of consecutive rows by their texts' estimated tokens (``EncodePlan.chunk_ranges``),
+so the same table always gives the same chunks and the same batches: a resumed run computes bit-for-bit what an
 uninterrupted one would. Inside a chunk, windows are sorted by length and packed into batches under a token budget (little
 padding); long documents are split into windows that overlap by ``window_overlap`` tokens of context,
 and every token is computed exactly once. Only the sparse SAE output leaves the device.
@@ -134,6 +134,16 @@ class Encoder:
 
 
 
+def _advance(bar: tqdm, documents: int, rate: str, last: bool) -> None:
+    """Move the bar on by a chunk, drawing it once: a log (where every redraw is a line) then holds one line
+    per chunk and the final line once, drawn by the bar's close rather than also by this last step."""
+    bar.set_postfix_str(rate, refresh=False)
+    if last:
+        bar.n += documents
+    else:
+        bar.update(documents)
+
+
 def encode_chunks(store: Store, encoder: Encoder) -> None:
     """Encode the store's pending chunks in order, committing each as it finishes (``encoder.plan`` is the
     store's plan: it decides the chunks and the batches)."""
@@ -148,6 +158,5 @@ def encode_chunks(store: Store, encoder: Encoder) -> None:
             rows = [r for r in range(start, stop) if r not in skipped]
             store.commit_chunk(start, stop, encoder.encode_rows(rows, [texts[r] for r in rows]))
             rate = (encoder.tokens_done - tokens_before) / max(time.perf_counter() - started, 1e-9)
-            bar.update(stop - start)
-            bar.set_postfix_str(f"{rate:,.0f} tok/s")
+            _advance(bar, stop - start, f"{rate:,.0f} tok/s", last=stop == todo[-1][1])
     logger.info("Encoded %d rows (%d document tokens read) into %s", n_docs, encoder.tokens_done - tokens_before, store.path)

@@ -11,6 +11,9 @@ import importlib.util
 import inspect
 import logging
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +72,9 @@ def _bundled_model_dir() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     logger.info("Converting the bundled reader %s once into %s", gguf, target)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with transformers_bars_off():
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     del model.config.quantization_config  # the weights are de-quantised now; keep the config plain
     with atomic_folder(target, replace=False) as tmp:  # a conversion finished meanwhile by another process wins
         model.config.save_pretrained(tmp)
@@ -79,6 +83,21 @@ def _bundled_model_dir() -> Path:
         state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
         save_file(state, str(tmp / "model.safetensors"))
     return target
+
+
+@contextmanager
+def transformers_bars_off() -> Iterator[None]:
+    """Hide transformers' own progress bars ("Loading weights 272/272") for the block, then restore the
+    caller's setting: a load is one log line of ours, and the only bar a user sees is the encoding's."""
+    from transformers.utils import logging as transformers_logging
+
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def resolve_model_path(model: str) -> str:
@@ -126,12 +145,14 @@ class Reader:
     def __init__(self, spec: ReaderSpec, device: str | None = None, dtype: torch.dtype | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        started = time.perf_counter()
         self.spec = spec
         self.device = device or default_device()
         self.dtype = dtype or default_dtype(self.device)
         path = resolve_model_path(spec.model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
+        with transformers_bars_off():
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
         owner, name = _decoder_layers(model)
         layers = getattr(owner, name)
         if spec.layer >= len(layers):
@@ -150,6 +171,8 @@ class Reader:
         self._cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._prefix_cache_ok: bool | None = None
+        logger.info("Loaded reader %s up to layer %d on %s in %.1f s", spec.model, spec.layer, self.device,
+                    time.perf_counter() - started)
 
     def _capture(self, module, inputs, output):
         self._captured = output[0] if isinstance(output, tuple) else output

@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 ON_ERROR = ("raise", "skip")
 MAX_LISTED = 20  # bad rows named in one error message
 
+_temporary_stores: "weakref.WeakSet[Store]" = weakref.WeakSet()
+"""Stores made without a ``save_path``: deleted when no Dataset uses them, so an interrupted run there
+cannot be resumed and no resume call is offered."""
+
 
 def as_frame(data) -> pd.DataFrame:
     """The table as a DataFrame whose column names are distinct strings (the store keeps names as text)."""
@@ -104,6 +108,7 @@ def new_store(save_path: str | Path | None, make: Callable[[Path], Store]) -> St
         raise
     if temporary:
         weakref.finalize(store, shutil.rmtree, path, ignore_errors=True)
+        _temporary_stores.add(store)
     return store
 
 
@@ -157,7 +162,24 @@ def encode_pending(store: Store, sae: SAE) -> None:
     from .pipeline import Encoder, encode_chunks  # torch is needed to run the models, not to plan or load
 
     with store.writing(), loaded_models(sae) as (reader, model, sae_device):
-        encode_chunks(store, Encoder(reader, model, store.plan, sae_device=sae_device))
+        try:
+            encode_chunks(store, Encoder(reader, model, store.plan, sae_device=sae_device))
+        except BaseException as stop:  # a store that is locked or a model that fails to load is not an encoding to resume
+            log_how_to_resume(store, stop)
+            raise
+
+
+def log_how_to_resume(store: Store, stop: BaseException) -> None:
+    """Say, after Ctrl-C or a crash, what is kept and the exact call that finishes the run: a person who
+    interrupted a long encoding should not have to know that committed chunks survive, nor how to resume."""
+    why = "interrupted" if isinstance(stop, KeyboardInterrupt) else f"stopped by {type(stop).__name__}"
+    done = store.n_documents - len(store.skipped) - store.pending_rows().size
+    if store in _temporary_stores:
+        logger.warning("Encoding %s after %d rows; the store was temporary, so nothing is kept: pass save_path= "
+                       "to keep committed chunks and resume later", why, done)
+        return
+    logger.warning("Encoding %s; %d rows are committed in %s. Resume with: Dataset.load_from_file(%r, resume=True)",
+                   why, done, store.path, str(store.path))
 
 
 def encode_text(store: Store, sae: SAE, text: str) -> EncodedDocument:

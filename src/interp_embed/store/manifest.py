@@ -298,7 +298,7 @@ def _parse(body: dict) -> Manifest:
         field=_typed(body["field"], str, "field"),
         n_documents=_typed(body["n_documents"], int, "n_documents"),
         encoder=encoder,
-        plan=EncodePlan(**_typed(body["plan"], dict, "plan")),
+        plan=EncodePlan.from_json(_typed(body["plan"], dict, "plan")),
         skipped={int(row): _typed(reason, str, "skipped reason")
                  for row, reason in _typed(body["skipped"], dict, "skipped").items()},
         documents=_file(_typed(body["documents"], dict, "documents"), "documents"),

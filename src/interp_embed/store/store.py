@@ -370,9 +370,7 @@ class Store:
 
     def pending_chunks(self) -> list[tuple[int, int]]:
         """The [start, stop) ranges of the plan's chunks not committed yet, in order."""
-        texts = self.documents()[self.field]
-        lengths = [len(t) if isinstance(t, str) else 0 for t in texts]
-        ranges = self.plan.chunk_ranges(lengths)
+        ranges = self.plan.chunk_ranges(self.documents()[self.field].tolist())
         committed = {(e.start, e.stop) for e in self.manifest.chunks}
         unknown = committed - set(ranges)
         if unknown:
