@@ -262,6 +262,7 @@ class Dataset:
     # ---- activations ----------------------------------------------------------------------------
     @property
     def d_sae(self) -> int:
+        """Number of SAE features."""
         return self._store.d_sae
 
     @property
@@ -481,15 +482,18 @@ class Dataset:
     _extra: pd.DataFrame | None = None  # columns added to a view by sort_by_features, one row per row of the view
 
     def pandas(self) -> pd.DataFrame:
+        """The documents table of this dataset (text and every metadata column), in its row order."""
         frame = self._store.documents().iloc[self._rows]
         if self._extra is None:
             return frame
         return frame.assign(**{column: self._extra[column].to_numpy() for column in self._extra.columns})
 
     def list(self) -> list[dict]:
+        """The rows as dicts, one per document (column name: value)."""
         return self.pandas().to_dict(orient="records")
 
     def documents(self) -> list[str]:
+        """The texts, in row order."""
         return self.pandas()[self.field].tolist()
 
     @property
