@@ -12,6 +12,7 @@ from interp_embed import Dataset
 from interp_embed.data import demo_sample
 from interp_embed.encode.config import EncodePlan
 from interp_embed.saes import DefaultSAE
+import fake_llm
 from synthetic import synthetic_dataset
 
 
@@ -82,3 +83,20 @@ assert not {"torch", "transformers"} & {name.split(".")[0] for name in sys.modul
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> fake_llm.FakeLLM:
+    """A chat-completions server on 127.0.0.1 (tests/fake_llm.py) for the whole session."""
+    state, http = fake_llm.start()
+    yield state
+    http.shutdown()
+
+
+@pytest.fixture
+def llm(llm_server) -> fake_llm.FakeLLM:
+    """The session's local chat-completions server, its script and records cleared for this test."""
+    llm_server.script.clear()
+    llm_server.requests.clear()
+    llm_server.latency = llm_server.rate_429 = 0.0
+    return llm_server

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import fake_llm
 from interp_embed import Dataset
 from interp_embed.cli import app
 from synthetic import D_SAE, synthetic_dataset
@@ -61,16 +60,12 @@ def test_correlate_associate_cluster_search(stores, tmp_path):
     assert done.exit_code == 0 and "features used: 1 (1.00)" in done.output, done.output
 
 
-def test_label_against_a_local_server(stores, tmp_path):
-    state, server = fake_llm.start()
-    try:
-        path = Dataset.load_from_file(stores[0]).save_to_file(tmp_path / "copy.iembed")
-        done = run("label", path, "--features", "5,6", "--base-url", state.url, "--k", 5, "--n-score", 5)
-        assert done.exit_code == 0, done.output
-        assert done.output.count("labelled") == 2 and "requests" in done.output
-        assert Dataset.load_from_file(path).label_sources().query("source == 'llm'").feature_id.tolist() == [5, 6]
-    finally:
-        server.shutdown()
+def test_label_against_a_local_server(stores, tmp_path, llm):
+    path = Dataset.load_from_file(stores[0]).save_to_file(tmp_path / "copy.iembed")
+    done = run("label", path, "--features", "5,6", "--base-url", llm.url, "--k", 5, "--n-score", 5)
+    assert done.exit_code == 0, done.output
+    assert done.output.count("labelled") == 2 and "requests" in done.output
+    assert Dataset.load_from_file(path).label_sources().query("source == 'llm'").feature_id.tolist() == [5, 6]
 
 
 def test_report_writes_the_explorer(stores, tmp_path):

@@ -36,22 +36,6 @@ KEY = "sk-planted-0123456789abcdefSECRET"
 
 
 @pytest.fixture(scope="module")
-def server():
-    state, http = fake_llm.start()
-    yield state
-    http.shutdown()
-
-
-@pytest.fixture
-def llm(server):
-    """The module's server, its script and records cleared for this test."""
-    server.script.clear()
-    server.requests.clear()
-    server.latency = server.rate_429 = 0.0
-    return server
-
-
-@pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """240 real fortunes with synthetic activations; every third English one ends with the planted word."""
     frame = demo_sample()

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import fake_llm
 from interp_embed import Dataset
 from interp_embed.saes import DefaultSAE, GoodfireSAE, LocalSAE, sae_from_spec
 from synthetic import D_SAE, NON_ASCII, PUNCTUATION, synthetic_dataset, token_matrix, word_features
@@ -75,13 +74,6 @@ def run_cell(code: str, namespace: dict) -> dict:
     return namespace
 
 
-@pytest.fixture(scope="module")
-def server():
-    state, http = fake_llm.start()
-    yield state
-    http.shutdown()
-
-
 @pytest.fixture
 def ds(sample, tmp_path):
     """A fresh synthetic store per test (labels written by a test stay in its own store)."""
@@ -94,8 +86,8 @@ def word_feature(word: str) -> int:
 
 
 # ---- the README, verbatim ------------------------------------------------------------------------------------
-def test_readme_methods_verbatim(ds, server, monkeypatch):
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+def test_readme_methods_verbatim(ds, llm, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", llm.url)
     # 65478 is a Goodfire feature: on this SAE the first call that names it says how many features there are.
     with pytest.raises(ValueError, match=r"synthetic architecture\) has 256 features"):
         run_cell(METHODS, {"dataset": ds})
@@ -115,7 +107,7 @@ def test_readme_methods_verbatim(ds, server, monkeypatch):
 
 
 @pytest.mark.reader
-def test_readme_quickstart_verbatim(tmp_path, monkeypatch, caplog, server):
+def test_readme_quickstart_verbatim(tmp_path, monkeypatch, caplog, llm):
     monkeypatch.chdir(tmp_path)
     namespace = run_cell(QUICKSTART_SAE, {})
     goodfire = namespace["sae"]
@@ -128,7 +120,7 @@ def test_readme_quickstart_verbatim(tmp_path, monkeypatch, caplog, server):
     assert (tmp_path / "my_dataset.pkl").is_dir() and dataset.documents() == ["Good morning!", "Hello there!",
                                                                                "Good afternoon."]
     assert dataset.latents().shape == (3, 8192) and dataset.latents().nnz > 0
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_BASE_URL", llm.url)
     with pytest.raises(ValueError, match=r"type=default.*has 8,192 features"):
         run_cell(METHODS, {"dataset": dataset})
     rebuilt = Dataset(df := namespace["df"], field="text", save_path="batched.iembed", batch_size=2)

@@ -42,11 +42,18 @@ class DatasetRow:
         self.row = {**self._store.documents().iloc[row].to_dict(), **(extra or {})}
         self.document = self.row[self.field]
 
+    def _document(self) -> EncodedDocument | None:
+        """The row's tokens and activations, read from the store once per row object (spans, tokens and
+        activations are usually asked for together)."""
+        if not hasattr(self, "_read"):
+            self._read = self._store.document(self._row)
+        return self._read
+
     def row_record(self) -> dict:
         return self.row
 
     def _encoded(self) -> EncodedDocument:
-        doc = self._store.document(self._row)
+        doc = self._document()
         if doc is None:
             reason = self._store.skipped.get(self._row, "not encoded yet; load with resume=True")
             raise ValueError(f"row {self._row} has no activations: {reason}")
@@ -81,7 +88,7 @@ class DatasetRow:
             return sp.csr_matrix((doc.act_values, doc.act_features, doc.act_ptr), shape=(len(doc.spans), d_sae))
         check_aggregation(aggregation_method)
         threshold = check_threshold(activated_threshold)
-        doc = self._store.document(self._row)
+        doc = self._document()
         if doc is None:
             return sp.csr_matrix((1, d_sae), dtype=np.float32)
         tokens = np.array([len(doc.token_ids)])

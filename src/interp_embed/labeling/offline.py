@@ -290,4 +290,9 @@ def load_summaries(folder: str | Path) -> dict[int, dict]:
     path = Path(folder) / FEATURE_SUMMARIES
     if not path.is_file():
         return {}
-    return {int(k): v for k, v in json.loads(path.read_text("utf-8"))["features"].items()}
+    try:
+        features = json.loads(path.read_text("utf-8"))["features"]
+        return {int(k): v for k, v in features.items() if isinstance(v, dict)}
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError, ValueError,
+            AttributeError) as err:
+        raise ValueError(f"{path}: not a feature summaries file ({type(err).__name__}: {err})") from err

@@ -29,15 +29,19 @@ def _check_feature(ds, feature) -> int:
     return int(check_features([feature], ds.d_sae, "feature", sae=ds.encoder)[0])
 
 
-def earlier_label(ds, feature: int, config: LabelingConfig, scored: bool) -> LabelRecord | None:
-    """The newest kept LLM label of ``feature`` written as ``config`` would write it now (same model, prompts
-    and seed), scored if ``scored``: writing it again would pay for the same answer."""
-    for record in reversed(ds._store.label_records()):
-        if (record.feature == feature and record.source == "llm" and record.model == config.model
-                and record.prompt_version == PROMPT_VERSION and record.seed == config.seed
-                and (record.score is not None or not scored)):
-            return record
-    return None
+def earlier_labels(ds, config: LabelingConfig) -> tuple[dict[int, LabelRecord], dict[int, LabelRecord]]:
+    """``(labelled, scored)``: per feature, the newest kept LLM label written as ``config`` would write it now
+    (same model, prompts and seed), and the newest of those that was scored. Writing it again would pay for
+    the same answer. One pass over the kept labels, oldest first, so the newest wins."""
+    labelled: dict[int, LabelRecord] = {}
+    scored: dict[int, LabelRecord] = {}
+    for record in ds._store.label_records():
+        if (record.source == "llm" and record.model == config.model and record.prompt_version == PROMPT_VERSION
+                and record.seed == config.seed):
+            labelled[record.feature] = record
+            if record.score is not None:
+                scored[record.feature] = record
+    return labelled, scored
 
 
 def _shown_rows(record: LabelRecord | None) -> frozenset[int]:
@@ -152,12 +156,13 @@ async def label_features(ds, features: Iterable[int], *, model: str = DEFAULT_MO
     labeller = Labeller(config, api_key)
     rows: dict[int, dict] = {}
     todo = []
+    labelled, scored = earlier_labels(ds, config)
     for f in wanted:
-        kept = earlier_label(ds, f, config, score)
+        kept = (scored if score else labelled).get(f)
         if kept is not None:
             rows[f] = {**_row(kept), "status": "kept"}
         else:  # a label kept unscored is only scored
-            todo.append((f, earlier_label(ds, f, config, scored=False) if score else None))
+            todo.append((f, labelled.get(f) if score else None))
     bar = tqdm(total=len(todo), desc="Labelling", unit="feature", disable=not progress)
 
     async def one(f: int, kept: LabelRecord | None) -> None:

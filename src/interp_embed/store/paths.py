@@ -21,27 +21,24 @@ def _mode(path: Path) -> int | None:
         return None
 
 
-def plain_file(path: Path) -> Path:
-    """``path`` if it is a regular file (not a link); a StoreCorruptError naming it otherwise."""
+def _plain(path: Path, is_kind, kind: str) -> Path:
+    """``path`` if it exists, is not a link and is a ``kind`` (``is_kind`` of its mode); else a StoreCorruptError."""
     mode = _mode(path)
     if mode is None:
         raise StoreCorruptError(f"{path} is missing")
     if stat.S_ISLNK(mode):
         raise StoreCorruptError(f"{path} is a symbolic link; a store holds only plain files and folders, and links "
                                 "are never followed")
-    if not stat.S_ISREG(mode):
-        raise StoreCorruptError(f"{path} is not a regular file")
+    if not is_kind(mode):
+        raise StoreCorruptError(f"{path} is not a {kind}")
     return path
+
+
+def plain_file(path: Path) -> Path:
+    """``path`` if it is a regular file (not a link); a StoreCorruptError naming it otherwise."""
+    return _plain(path, stat.S_ISREG, "regular file")
 
 
 def plain_folder(path: Path) -> Path:
     """``path`` if it is a folder (not a link); a StoreCorruptError naming it otherwise."""
-    mode = _mode(path)
-    if mode is None:
-        raise StoreCorruptError(f"{path} is missing")
-    if stat.S_ISLNK(mode):
-        raise StoreCorruptError(f"{path} is a symbolic link; a store holds only plain files and folders, and links "
-                                "are never followed")
-    if not stat.S_ISDIR(mode):
-        raise StoreCorruptError(f"{path} is not a folder")
-    return path
+    return _plain(path, stat.S_ISDIR, "folder")
