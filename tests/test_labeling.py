@@ -242,3 +242,12 @@ def test_docstring_examples():
     from interp_embed.labeling import offline
 
     assert doctest.testmod(offline).failed == 0
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"features": [1, 2]}', '[]', '{"about": {}}', '{"features": {"x": {}}}'])
+def test_a_malformed_summaries_file_is_refused_by_name(tmp_path, content):
+    from interp_embed.labeling.offline import load_summaries
+
+    (tmp_path / "feature_summaries.json").write_text(content)
+    with pytest.raises(ValueError, match="feature_summaries.json: not a feature summaries file"):
+        load_summaries(tmp_path)
