@@ -98,6 +98,7 @@ def test_info_and_top(stores, tmp_path):
     (["encode", "--out", "{tmp}", "--resume"], 1, "is not an interp_embed store"),
     (["encode", "{csv}", "--out", "{tmp}/o.iembed", "--sae", "nowhere"], 2, "neither 'default'"),
     (["encode", "{bad_csv}", "--out", "{tmp}/o.iembed"], 1, "--on-error skip"),
+    (["encode", "{broken}", "--out", "{tmp}/o.iembed"], 1, "broken.parquet cannot be read as a .parquet table"),
     (["cluster", "{store}"], 2, "exactly one of --features or --query"),
     (["associate", "{store}", "--target", "nope"], 1, "columns are"),
     (["search", "{store}", "zzzzqqq"], 1, "--by example"),
@@ -107,7 +108,9 @@ def test_failures_are_one_line_in_the_command_lines_words(stores, tmp_path, args
     csv, bad_csv = tmp_path / "t.csv", tmp_path / "bad.csv"
     pd.DataFrame({"text": ["Hello there.", "Good morning!"]}).to_csv(csv, index=False)
     pd.DataFrame({"text": ["Hello there.", None]}).to_csv(bad_csv, index=False)
-    args = [str(a).format(store=path, tmp=tmp_path, csv=csv, bad_csv=bad_csv) for a in args]
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really parquet")
+    args = [str(a).format(store=path, tmp=tmp_path, csv=csv, bad_csv=bad_csv, broken=broken) for a in args]
     done = run(*args)
     assert done.exit_code == code, done.output
     assert message in " ".join(done.output.split()), done.output

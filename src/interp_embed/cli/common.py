@@ -100,7 +100,10 @@ def read_table(path: Path, field: str) -> pd.DataFrame:
                ".jsonl": lambda p: pd.read_json(p, lines=True), ".json": pd.read_json}
     if suffix not in readers:
         raise typer.BadParameter(f"{path}: use a .csv, .tsv, .json, .jsonl, .parquet or .txt file")
-    return readers[suffix](path)
+    try:
+        return readers[suffix](path)
+    except Exception as err:  # noqa: BLE001 — pandas and pyarrow raise many kinds; the user needs the file named
+        raise ValueError(f"{path} cannot be read as a {suffix} table: {err}") from err
 
 
 def open_dataset(path: Path):
