@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..validation import check_int
+from ..validation import check_choice, check_int
+
+NORMALIZATIONS = ("layer_norm", "constant_norm_rescale")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +32,11 @@ class SAEConfig:
     """The decoder block whose output (the residual stream, SAELens' ``hook_resid_post``) the SAE reads."""
     apply_b_dec_to_input: bool = True
     """Subtract the decoder bias from the input before encoding (SAELens' default; Goodfire's SAEs do not)."""
+    normalize_activations: str | None = None
+    """How the SAE rescales each input vector before encoding it (SAELens' ``normalize_activations``): None
+    reads it as it is; ``"layer_norm"`` subtracts its mean and divides by its standard deviation (+ 1e-5);
+    ``"constant_norm_rescale"`` scales it to norm sqrt(d_in). (A fixed scaling factor is folded into the
+    weights when the SAE is loaded, so it needs no setting.)"""
     model_name: str = ""
     """The reader the SAE was trained on, as its config names it (a Hugging Face name or folder); may be empty."""
     extra: dict = field(default_factory=dict)
@@ -41,6 +48,8 @@ class SAEConfig:
         check_int(self.d_in, "d_in", minimum=1)
         check_int(self.d_sae, "d_sae", minimum=1)
         check_int(self.hook_layer, "hook_layer", minimum=0)
+        if self.normalize_activations is not None:
+            check_choice(self.normalize_activations, "normalize_activations", NORMALIZATIONS)
 
     def to_json(self) -> dict:
         return asdict(self)
