@@ -9,7 +9,8 @@ Each ``<out>/<name>/`` holds what SAELens saved (``cfg.json``, ``sae_weights.saf
 checkpoint, ``activation_scaler.json``) plus ``parity.safetensors``: inputs ``x`` and, where SAELens encodes
 the folder, ``encoded`` = SAELens' ``encode(x)`` after loading it as SAELens does (``SAE.load_from_disk``; for
 ``expected_average_only_in`` also folding the checkpoint's scaling factor, as ``SAE.from_pretrained`` does
-with a release's). ``<out>/sae_lens_version.txt`` names the version used.
+with a release's), and ``reconstructed`` = SAELens' ``forward(x)``. ``<out>/sae_lens_version.txt`` names
+the version used.
 """
 from __future__ import annotations
 
@@ -93,17 +94,18 @@ CASES = {
 }
 
 
-def encode_as_saelens_loads(folder: Path, x: torch.Tensor) -> torch.Tensor | None:
-    """SAELens' encoding of ``x`` by the SAE in ``folder``, loaded as SAELens loads it; None if SAELens cannot."""
+def encode_as_saelens_loads(folder: Path, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """SAELens' encoding and reconstruction of ``x`` by the SAE in ``folder``, loaded as SAELens loads it
+    (nothing if SAELens cannot load it)."""
     try:
         sae = SAE.load_from_disk(folder)
     except (KeyError, ValueError):  # e.g. a BatchTopK training checkpoint: no inference class
-        return None
+        return {}
     scaler = folder / "activation_scaler.json"
     if sae.cfg.normalize_activations == "expected_average_only_in" and scaler.is_file():
         sae.fold_activation_norm_scaling_factor(json.loads(scaler.read_text())["scaling_factor"])
     with torch.no_grad():
-        return sae.encode(x)
+        return {"encoded": sae.encode(x).contiguous(), "reconstructed": sae(x).contiguous()}
 
 
 def main(out: Path) -> None:
@@ -118,10 +120,9 @@ def main(out: Path) -> None:
             ActivationScaler(scaling_factor=SCALING_FACTOR).save(str(folder / "activation_scaler.json"))
         # Inputs of the scale of a residual stream, off-centre, so layer norm and b_dec both matter.
         x = torch.randn(TOKENS, D_IN, generator=generator) * 3 + torch.randn(D_IN, generator=generator)
-        encoded = encode_as_saelens_loads(folder, x)
-        save_file({"x": x, **({} if encoded is None else {"encoded": encoded.contiguous()})},
-                  str(folder / "parity.safetensors"))
-        print(f"{name}: {'encoded' if encoded is not None else 'SAELens cannot load it'}")
+        outputs = encode_as_saelens_loads(folder, x)
+        save_file({"x": x, **outputs}, str(folder / "parity.safetensors"))
+        print(f"{name}: {'encoded' if outputs else 'SAELens cannot load it'}")
     (out / "sae_lens_version.txt").write_text(sae_lens.__version__ + "\n")
 
 

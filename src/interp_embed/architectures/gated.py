@@ -1,7 +1,7 @@
 """Gated SAE (Rajamanoharan et al. 2024): one path decides which latents fire, another how strongly.
 
 Both paths share ``W_enc``: a latent fires where ``x @ W_enc + b_gate > 0``, with the magnitude
-``relu(x @ W_enc · exp(r_mag) + b_mag)``. It has no ``b_enc``. Only loaded (SAELens' ``"gated"``), never trained here.
+``relu(x @ (W_enc · exp(r_mag)) + b_mag)``. It has no ``b_enc``. Only loaded (SAELens' ``"gated"``), never trained here.
 """
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ class GatedSAE(SparseAutoencoder):
         self.r_mag = torch.nn.Parameter(torch.zeros(cfg.d_sae))
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """``x @ W_enc``, shared by both paths: scaling its columns by ``exp(r_mag)`` gives the magnitude path's."""
-        return self.sae_input(x) @ self.W_enc
+        """The gating and the magnitude pre-activations, stacked (…, 2, d_sae); each computed as SAELens does."""
+        sae_in = self.sae_input(x)
+        gating = sae_in @ self.W_enc + self.b_gate
+        magnitude = sae_in @ (self.W_enc * self.r_mag.exp()) + self.b_mag
+        return torch.stack((gating, magnitude), dim=-2)
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
-        gate = pre + self.b_gate > 0
-        return gate * torch.relu(pre * self.r_mag.exp() + self.b_mag)
+        gating, magnitude = pre.unbind(-2)
+        return (gating > 0) * torch.relu(magnitude)
