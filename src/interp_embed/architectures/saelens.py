@@ -22,13 +22,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..files import SAE_CONFIG, SAE_WEIGHTS, write_atomically
+from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, write_atomically
 from .base import SparseAutoencoder, architectures, build_sae
 from .config import SAEConfig
 
 _SHARED_FIELDS = {f.name for f in fields(SAEConfig)}
 _KEPT_METADATA = ("dataset_path", "context_size", "trainer", "training_tokens")
-ACTIVATION_SCALER = "activation_scaler.json"
 
 # Architectures SAELens ships that are not built here, and why.
 _REFUSED_ARCHITECTURES = {
@@ -55,10 +54,11 @@ _REFUSED_NORMALIZATIONS = {
 _READ_KEYS = {"architecture", "d_in", "d_sae", "apply_b_dec_to_input", "normalize_activations",
               "reshape_activations", "metadata", "k", "rescale_acts_by_decoder_norm", "hook_name", "model_name",
               "activation_fn_str", "activation_fn_kwargs", "hook_head_index", "finetuning_scaling_factor"}
-# Keys that cannot change an encoding: the weights' dtype and device (loading chooses both), and the training
-# settings SAELens writes into a checkpoint's config (penalties, schedules, initialisation, threshold steps).
+# Keys that cannot change an encoding: the weights' dtype and device (loading chooses both), provenance a release's
+# registry entry may set (model_from_pretrained_kwargs is checked above), and the training settings SAELens
+# writes into a checkpoint's config (penalties, schedules, initialisation, threshold steps).
 _HARMLESS_KEYS = {
-    "dtype", "device",
+    "dtype", "device", "dataset_path", "model_from_pretrained_kwargs",
     "decoder_init_norm", "l1_coefficient", "lp_norm", "l1_warm_up_steps", "aux_loss_coefficient",
     "use_sparse_activations", "topk_threshold_lr", "matryoshka_widths", "use_matryoshka_aux_loss",
     "jumprelu_init_threshold", "jumprelu_bandwidth", "jumprelu_sparsity_loss_mode", "l0_coefficient",
@@ -82,6 +82,10 @@ def _refuse_what_is_not_built(raw: dict, source: str) -> None:
     head = meta.get("hook_head_index", raw.get("hook_head_index"))
     if head is not None:
         raise ValueError(f"{source}: hook_head_index={head!r} is not supported: the SAE reads one attention head")
+    tl_kwargs = meta.get("model_from_pretrained_kwargs") or raw.get("model_from_pretrained_kwargs") or {}
+    if isinstance(tl_kwargs, dict) and tl_kwargs.get("center_writing_weights"):
+        raise ValueError(f"{source}: model_from_pretrained_kwargs center_writing_weights=True is not supported: the "
+                         "SAE read TransformerLens' centred residual stream, which transformers' model does not give")
     if raw.get("finetuning_scaling_factor"):
         raise ValueError(f"{source}: finetuning_scaling_factor is not supported: it rescales the activations by a "
                          "tensor SAELens 6 no longer reads")
@@ -181,6 +185,9 @@ def load_sae(folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch
         raise ValueError(f"{cfg_path} is not valid JSON: {err}") from err
     sae = build_sae(config_from_saelens(raw_cfg, source=str(cfg_path)))
     state = sae.state_from_saved(load_file(str(weights_path)))
+    # Some SAELens releases carry a scaling_factor of ones that changes nothing; SAELens drops it too.
+    if "scaling_factor" in state and torch.allclose(state["scaling_factor"], torch.ones(())):
+        state = {name: t for name, t in state.items() if name != "scaling_factor"}
     expected = {name: tuple(p.shape) for name, p in sae.named_parameters()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if found != expected:
@@ -213,7 +220,7 @@ def _fold_saved_settings(state: dict[str, torch.Tensor], raw_cfg: dict, folder: 
 
 def _scaling_factor(folder: Path) -> float:
     """The input scaling factor a SAELens training checkpoint keeps beside its weights."""
-    path = folder / ACTIVATION_SCALER
+    path = folder / SAE_ACTIVATION_SCALER
     reason = f"{folder / SAE_CONFIG}: normalize_activations='expected_average_only_in' multiplies every input by " \
              f"a scaling factor estimated in training, and {path}"
     if not path.is_file():
