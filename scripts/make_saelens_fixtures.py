@@ -192,7 +192,8 @@ def make_releases(out: Path) -> None:
     (scope / "checkpoints").mkdir(parents=True, exist_ok=True)
     d_sae = 2 * RELEASE_D_IN
     (scope / "hyperparams.json").write_text(json.dumps({
-        "d_model": RELEASE_D_IN, "d_sae": d_sae, "jump_relu_threshold": 0.2, "hook_point_in": "blocks.1.hook_resid_post",
+        "d_model": RELEASE_D_IN, "d_sae": d_sae, "jump_relu_threshold": 0.2,
+        "hook_point_in": "blocks.1.hook_resid_post",
         "dataset_average_activation_norm": {"in": 2.0}}))
     save_file({"encoder.weight": torch.randn(d_sae, RELEASE_D_IN, generator=generator),
                "encoder.bias": torch.randn(d_sae, generator=generator) * 0.3,

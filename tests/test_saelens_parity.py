@@ -1,4 +1,4 @@
-"""``load_sae(folder).encode(x)`` equals SAELens' own, on folders SAELens itself wrote, or the folder is refused by name.
+"""``load_sae(folder).encode(x)`` equals SAELens' own on folders SAELens itself wrote, or the folder is refused by name.
 
 The fixtures in ``tests/fixtures/saelens`` were written by ``scripts/make_saelens_fixtures.py`` with the
 sae-lens version named in ``sae_lens_version.txt``; each holds SAELens' encoding of a few inputs, so
@@ -70,6 +70,20 @@ def test_what_is_not_built_is_refused_with_the_reason(name):
     assert str(FIXTURES / name) in str(err.value)
 
 
+@pytest.mark.parametrize("architecture,reason", [
+    ("matching_pursuit", "iterative matching pursuit"), ("temporal", "attends over earlier tokens"),
+    ("transcoder", "predicts another hook's output"), ("skip_transcoder", "predicts another hook's output"),
+    ("jumprelu_transcoder", "predicts another hook's output"),
+    ("jumprelu_skip_transcoder", "predicts another hook's output"),
+    ("matryoshka_batchtopk", "training checkpoint"),
+])
+def test_other_saelens_architectures_are_refused_with_the_reason(architecture, reason, tmp_path):
+    folder = copy_fixture("standard", tmp_path)
+    edit_config(folder, architecture=architecture)
+    with pytest.raises(ValueError, match=f"architecture {architecture!r} is not supported: .*{reason}"):
+        load_sae(folder)
+
+
 @pytest.mark.parametrize("name", ["topk_rescale", "topk_expected_average"])
 def test_folded_settings_change_the_encoding(name, tmp_path):
     """Read without the setting, the folder encodes differently: the setting is applied, not ignored."""
@@ -120,6 +134,11 @@ def test_a_weights_file_with_an_unknown_tensor_is_refused(tmp_path):
     save_file({**weights, "scaling_factor": torch.full((64,), 2.0)}, str(folder / "sae_weights.safetensors"))
     with pytest.raises(ValueError, match=r"sae_weights.safetensors: expected tensors .* found .*scaling_factor"):
         load_sae(folder)
+    # A scaling_factor of ones changes nothing: some releases carry one, and SAELens drops it too.
+    save_file({**weights, "scaling_factor": torch.ones(64)}, str(folder / "sae_weights.safetensors"))
+    x = parity("standard")["x"]
+    with torch.no_grad():
+        assert torch.equal(load_sae(folder).encode(x), parity("standard")["encoded"])
 
 
 @pytest.mark.parametrize("content,message", [

@@ -54,7 +54,8 @@ def test_an_sae_id_must_stay_inside_the_repository(sae_id, tmp_path):
 
 def test_without_the_extra_a_named_release_says_what_to_install(monkeypatch):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sae_lens" else find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "sae_lens" else find_spec(name, *args))
     sae = LocalSAE(release="gemma-scope-2b-pt-res-canonical", sae_id="layer_0/width_16k/canonical")
     with pytest.raises(ImportError, match=r"need the sae-lens package: pip install 'interp_embed\[saelens\]'"):
         sae.sae_folder()

@@ -1,7 +1,8 @@
 """Gated SAE (Rajamanoharan et al. 2024): one path decides which latents fire, another how strongly.
 
 Both paths share ``W_enc``: a latent fires where ``x @ W_enc + b_gate > 0``, with the magnitude
-``relu(x @ (W_enc · exp(r_mag)) + b_mag)``. It has no ``b_enc``. Only loaded (SAELens' ``"gated"``), never trained here.
+``relu(x @ (W_enc · exp(r_mag)) + b_mag)``. It has no ``b_enc``. Only loaded (SAELens' ``"gated"``), never
+trained here.
 """
 from __future__ import annotations
 
