@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp_embed.architectures import load_sae, save_sae
+from interp_embed.train.evaluate import reconstruction_quality
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saelens"
 FOLDERS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
@@ -165,3 +166,12 @@ def test_flat_configs_read_a_true_normalize_activations_as_the_scaling_factor(tm
     x = parity("topk_expected_average")["x"]
     with torch.no_grad():
         assert torch.equal(load_sae(folder).encode(x), parity("topk_expected_average")["encoded"])
+
+
+@pytest.mark.parametrize("name", ["standard_layer_norm", "standard_constant_norm_rescale"])
+def test_reconstruction_quality_compares_at_the_input_scale(name):
+    """An SAE that normalizes its input is judged on SAELens' reconstruction of the input itself."""
+    expected = parity(name)
+    x = expected["x"]
+    fvu = float((x - expected["reconstructed"]).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+    assert reconstruction_quality(load_sae(FIXTURES / name), [(None, x)]).fvu == pytest.approx(fvu, rel=1e-5)
