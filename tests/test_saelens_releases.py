@@ -123,3 +123,11 @@ def test_releases_load_from_the_hub_cache_as_saelens_loads_them(tiny_model_dir, 
         assert converted["same_latents"] and converted["max_difference"] <= 1e-4, converted
     assert (out["reader"], out["layer"]) == ("tiny-org/tiny-llama", 1)
     assert out["latents_shape"] == [2, 96] and out["plain_repository_folder"] == "resid_post_1"
+
+
+def test_transformer_lens_names_become_hub_names():
+    pytest.importorskip("transformer_lens", reason="TransformerLens comes with the saelens extra")
+    from interp_embed.saes.releases import _hugging_face_name
+
+    assert (_hugging_face_name("gpt2-small"), _hugging_face_name("gemma-2-2b")) == ("gpt2", "google/gemma-2-2b")
+    assert _hugging_face_name("tiny-org/tiny-llama") == "tiny-org/tiny-llama"

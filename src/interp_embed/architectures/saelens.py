@@ -76,10 +76,11 @@ def _refuse_what_is_not_built(raw: dict, source: str) -> None:
     norm = raw.get("normalize_activations")
     if norm in _REFUSED_NORMALIZATIONS:
         raise ValueError(f"{source}: normalize_activations={norm!r} is not supported: {_REFUSED_NORMALIZATIONS[norm]}")
-    if raw.get("reshape_activations", "none") != "none":
+    if raw.get("reshape_activations") not in (None, "none"):
         raise ValueError(f"{source}: reshape_activations={raw['reshape_activations']!r} is not supported: the SAE "
                          "reads attention heads (hook_z), not one vector per token")
-    head = meta.get("hook_head_index", raw.get("hook_head_index"))
+    # SAELens ≤ 5 named it hook_point_head_index.
+    head = meta.get("hook_head_index", raw.get("hook_head_index", raw.get("hook_point_head_index")))
     if head is not None:
         raise ValueError(f"{source}: hook_head_index={head!r} is not supported: the SAE reads one attention head")
     tl_kwargs = meta.get("model_from_pretrained_kwargs") or raw.get("model_from_pretrained_kwargs") or {}
