@@ -27,7 +27,7 @@ import interp_embed
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
-NOT_RUN = re.compile(r"^\s*<!--\s*not run:(.*?)-->\s*$")
+NOT_RUN = re.compile(r"^\s*<!--\s*not run\b:?(.*?)-->\s*$")
 EXPECTED_ERROR = re.compile(r"^\s*# ([A-Z]\w*(?:Error|Exception)): (.*)$")
 CONTINUED = re.compile(r"^\s*#\s{2,}(\S.*)$")
 DOCTEST_FLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
@@ -96,6 +96,7 @@ def expected_error(lines: list[str], end: int) -> str | None:
 
 
 def squeeze(text: str) -> str:
+    """``text`` with every run of whitespace made one space (a message shown over several comment lines)."""
     return " ".join(text.split())
 
 
@@ -160,7 +161,7 @@ def demo(tmp_path_factory) -> Demo:
     """``interp-embed demo`` run in a new working directory, as the README says to before its examples."""
     folder = tmp_path_factory.mktemp("readme")
     source = str(Path(interp_embed.__file__).parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([source, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, "-m", "interp_embed", "demo"], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -171,6 +172,13 @@ def test_every_skip_gives_its_reason():
     blocks = parse_blocks(README.read_text())
     assert [b for b in blocks if b.kind == "python"] and [b for b in blocks if b.kind == "doctest"]
     assert not [b.line for b in blocks if b.not_run == ""], "a '<!-- not run: -->' line gives no reason"
+
+
+def test_a_skip_belongs_to_the_block_under_it():
+    text = "<!-- not run: needs a GPU -->\n\n```python\nx = 1\n```\n\n<!-- not run -->\n  ```python\n  y = 2\n  ```\n"
+    assert [(b.line, b.not_run, b.text) for b in parse_blocks(text)] == [(3, "needs a GPU", "x = 1\n"), (8, "", "y = 2\n")]
+    with pytest.raises(ValueError, match="line 1: a 'not run' line must be right above a fenced block"):
+        parse_blocks("<!-- not run: needs a GPU -->\nSome text.\n\n```python\nx = 1\n```\n")
 
 
 def test_a_wrong_number_fails(tmp_path):
