@@ -47,8 +47,8 @@ def config_from_saelens(raw: dict, source: str = SAE_CONFIG) -> SAEConfig:
     head = meta.get("hook_head_index", raw.get("hook_head_index"))
     if reshape != flattened or head is not None:
         raise ValueError(f"{source}: reshape_activations={reshape!r}, hook_head_index={head!r} with hook "
-                         f"{hook_name!r} is not supported; an SAE reads all heads at once: reshape_activations "
-                         f"{flattened!r} and no hook_head_index")
+                         f"{hook_name!r} is not supported; use reshape_activations={flattened!r} and no "
+                         "hook_head_index (an SAE reads all attention heads at once)")
     shared = dict(
         architecture=cls.architecture,
         d_in=int(raw["d_in"]),
