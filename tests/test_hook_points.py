@@ -1,6 +1,7 @@
 """Hook points beyond the residual stream: named as SAELens names them, read where TransformerLens reads them
 in Llama, Gemma 2 and 3, GPT-2 and Qwen 2 and 3 (tiny random models made here), nothing computed after them."""
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,9 @@ from interp_embed.encode.config import BUNDLED_READER, EncodePlan, ReaderSpec
 from interp_embed.encode.hook_point import HookPoint
 from interp_embed.encode.pipeline import Encoder
 from interp_embed.encode.reader import Reader, resolve_model_path
+from interp_embed.files import MANIFEST, sha256_json
 from interp_embed.saes import LocalSAE
+from interp_embed.store import StoreCorruptError
 from interp_embed.store.manifest import ReaderRecord
 
 SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out", "z")
@@ -251,4 +254,18 @@ def test_an_mlp_out_sae_encodes_a_dataset_end_to_end(tiny_readers, tmp_path):
         with torch.no_grad():
             want = sae.encode(expected[0, len(reader.prefix_ids):]).numpy()
         np.testing.assert_allclose(ds[row].latents("all", compress=False), want, rtol=2e-3, atol=2e-3)
-    assert Dataset.load_from_file(ds.path).latents().nnz == ds.latents().nnz > 0
+    reopened = Dataset.load_from_file(ds.path)
+    assert reopened.encoder == ds.encoder and reopened.latents().nnz == ds.latents().nnz > 0
+    # The same weights read at the residual stream are another encoder, and a store says so.
+    shutil.copytree(tmp_path / "sae", tmp_path / "resid")
+    cfg = json.loads((tmp_path / "resid" / "cfg.json").read_text())
+    cfg["metadata"]["hook_name"] = "blocks.1.hook_resid_post"
+    (tmp_path / "resid" / "cfg.json").write_text(json.dumps(cfg))
+    resid = LocalSAE(path=tmp_path / "resid", role="user")
+    assert ds.encoder.differences(resid.identity()) == ["SAE config: hook_site 'mlp_out' vs None"]
+    # A manifest naming a site that does not exist is refused by name.
+    body = json.loads((ds.path / MANIFEST).read_text())["body"]
+    body["encoder"]["reader"]["site"] = "mlp_in"
+    (ds.path / MANIFEST).write_text(json.dumps({"body": body, "sha256": sha256_json(body)}))
+    with pytest.raises(StoreCorruptError, match="reader site 'mlp_in' is none of resid_pre, resid_post"):
+        Dataset.load_from_file(ds.path)

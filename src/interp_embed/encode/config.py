@@ -52,6 +52,7 @@ class ReaderSpec:
 
     @property
     def hook_point(self) -> HookPoint:
+        """Where the reader is read (``.name`` is the TransformerLens / SAELens hook name)."""
         return HookPoint(self.layer, self.site)
 
     def to_json(self) -> dict:
