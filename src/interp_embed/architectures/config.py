@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..encode.hook_point import HookPoint
 from ..validation import check_int
 
 
@@ -27,7 +28,10 @@ class SAEConfig:
     d_sae: int
     """Number of latents (features)."""
     hook_layer: int
-    """The decoder block whose output (the residual stream, SAELens' ``hook_resid_post``) the SAE reads."""
+    """The decoder block the SAE reads in."""
+    hook_site: str = "resid_post"
+    """Where in that block: ``resid_post`` (its output, the residual stream), ``attn_out``, ``mlp_out``, ``z``
+    or ``resid_pre`` at layer 0; together they are :attr:`hook_point`, SAELens' ``hook_name``."""
     apply_b_dec_to_input: bool = True
     """Subtract the decoder bias from the input before encoding (SAELens' default; Goodfire's SAEs do not)."""
     model_name: str = ""
@@ -41,9 +45,17 @@ class SAEConfig:
         check_int(self.d_in, "d_in", minimum=1)
         check_int(self.d_sae, "d_sae", minimum=1)
         check_int(self.hook_layer, "hook_layer", minimum=0)
+        HookPoint(self.hook_layer, self.hook_site)  # refuses a site that does not exist
+
+    @property
+    def hook_point(self) -> HookPoint:
+        """Where in the reader the SAE reads (``.name`` is SAELens' ``hook_name``)."""
+        return HookPoint(self.hook_layer, self.hook_site)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        # Configs recorded before sites existed read the residual stream and name no site; they stay equal.
+        data = asdict(self)
+        return {k: v for k, v in data.items() if k != "hook_site" or v != "resid_post"}
 
 
 @dataclass(frozen=True, kw_only=True)
