@@ -57,7 +57,7 @@ def test_reader_and_sae_must_agree(tiny_model_dir, tmp_path):
     reader = Reader(ReaderSpec(model=str(tiny_model_dir), layer=1, role="raw"), device="cpu")
     wrong_layer = build_sae(SAEConfig(architecture="relu", d_in=64, d_sae=8, hook_layer=2))
     wrong_width = build_sae(SAEConfig(architecture="relu", d_in=32, d_sae=8, hook_layer=1))
-    with pytest.raises(ValueError, match="layer 2"):
+    with pytest.raises(ValueError, match="SAE reads blocks.2.hook_resid_post but the reader is hooked at blocks.1"):
         Encoder(reader, wrong_layer, EncodePlan())
     with pytest.raises(ValueError, match="d_in=32"):
         Encoder(reader, wrong_width, EncodePlan())

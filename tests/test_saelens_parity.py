@@ -109,9 +109,6 @@ def test_a_loaded_sae_saved_again_encodes_the_same(name, tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     ({"sparsity_target": 0.1}, r"config keys 'sparsity_target' are not known here and may change the encoding"),
-    ({"reshape_activations": "hook_z"}, r"reshape_activations='hook_z' is not supported"),
-    ({"metadata": {"hook_name": "blocks.3.hook_resid_post", "hook_head_index": 2}}, r"hook_head_index=2"),
-    ({"metadata": None, "hook_name": "blocks.3.hook_resid_post", "hook_point_head_index": 1}, r"hook_head_index=1"),
     ({"normalize_activations": "unit_variance"}, r"normalize_activations='unit_variance' is not supported"),
     ({"rescale_acts_by_decoder_norm": True}, r"rescale_acts_by_decoder_norm is only read for topk SAEs"),
     ({"finetuning_scaling_factor": True}, r"finetuning_scaling_factor is not supported"),

@@ -69,7 +69,7 @@ def test_reads_flat_saelens_configs_and_resid_pre(tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     ({"architecture": "sparse_coding"}, "not supported"),
-    ({"metadata": {"hook_name": "blocks.3.hook_mlp_out"}}, "not a residual-stream hook"),
+    ({"metadata": {"hook_name": "blocks.3.mlp.hook_pre"}}, "hook 'blocks.3.mlp.hook_pre' is not supported"),
     ({"normalize_activations": "expected_average_only_in"}, "normalize_activations"),
     ({"d_sae": 65}, "expected tensors"),
 ])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..encode.hook_point import HookPoint
 from ..validation import check_choice, check_int
 
 NORMALIZATIONS = ("layer_norm", "constant_norm_rescale")
@@ -29,7 +30,10 @@ class SAEConfig:
     d_sae: int
     """Number of latents (features)."""
     hook_layer: int
-    """The decoder block whose output (the residual stream, SAELens' ``hook_resid_post``) the SAE reads."""
+    """The decoder block the SAE reads in."""
+    hook_site: str = "resid_post"
+    """Where in that block: ``resid_post`` (its output, the residual stream), ``attn_out``, ``mlp_out``, ``z``
+    or ``resid_pre`` at layer 0; together they are :attr:`hook_point`, SAELens' ``hook_name``."""
     apply_b_dec_to_input: bool = True
     """Subtract the decoder bias from the input before encoding (SAELens' default; Goodfire's SAEs do not)."""
     normalize_activations: str | None = None
@@ -48,11 +52,19 @@ class SAEConfig:
         check_int(self.d_in, "d_in", minimum=1)
         check_int(self.d_sae, "d_sae", minimum=1)
         check_int(self.hook_layer, "hook_layer", minimum=0)
+        HookPoint(self.hook_layer, self.hook_site)  # refuses a site that does not exist
         if self.normalize_activations is not None:
             check_choice(self.normalize_activations, "normalize_activations", NORMALIZATIONS)
 
+    @property
+    def hook_point(self) -> HookPoint:
+        """Where in the reader the SAE reads (``.name`` is SAELens' ``hook_name``)."""
+        return HookPoint(self.hook_layer, self.hook_site)
+
     def to_json(self) -> dict:
-        return asdict(self)
+        # Configs recorded before sites and input normalization existed name neither; they stay equal.
+        unset = {"hook_site": "resid_post", "normalize_activations": None}
+        return {k: v for k, v in asdict(self).items() if k not in unset or v != unset[k]}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,13 +15,13 @@ scaling factor a training checkpoint keeps in ``activation_scaler.json``.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import MISSING, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..encode.hook_point import HookPoint
 from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, write_atomically
 from .base import SparseAutoencoder, architectures, build_sae
 from .config import SAEConfig
@@ -76,13 +76,6 @@ def _refuse_what_is_not_built(raw: dict, source: str) -> None:
     norm = raw.get("normalize_activations")
     if norm in _REFUSED_NORMALIZATIONS:
         raise ValueError(f"{source}: normalize_activations={norm!r} is not supported: {_REFUSED_NORMALIZATIONS[norm]}")
-    if raw.get("reshape_activations") not in (None, "none"):
-        raise ValueError(f"{source}: reshape_activations={raw['reshape_activations']!r} is not supported: the SAE "
-                         "reads attention heads (hook_z), not one vector per token")
-    # SAELens ≤ 5 named it hook_point_head_index.
-    head = meta.get("hook_head_index", raw.get("hook_head_index", raw.get("hook_point_head_index")))
-    if head is not None:
-        raise ValueError(f"{source}: hook_head_index={head!r} is not supported: the SAE reads one attention head")
     tl_kwargs = meta.get("model_from_pretrained_kwargs") or raw.get("model_from_pretrained_kwargs") or {}
     if isinstance(tl_kwargs, dict) and tl_kwargs.get("center_writing_weights"):
         raise ValueError(f"{source}: model_from_pretrained_kwargs center_writing_weights=True is not supported: the "
@@ -114,18 +107,25 @@ def config_from_saelens(raw: dict, source: str = SAE_CONFIG) -> SAEConfig:
     norm = raw.get("normalize_activations")
     norm = _FOLDED_NORMALIZATION if norm is True else "none" if norm in (False, None) else norm
     hook_name = meta.get("hook_name") or raw.get("hook_name") or ""
-    # The residual stream before block N is the one after block N-1, so both hook names map to a layer.
-    match = re.fullmatch(r"blocks\.(\d+)\.hook_resid_(pre|post)", hook_name)
-    if match is None or int(match.group(1)) - (match.group(2) == "pre") < 0:
-        raise ValueError(
-            f"{source}: hook {hook_name!r} is not a residual-stream hook after a decoder block "
-            "(blocks.N.hook_resid_post or blocks.N.hook_resid_pre with N >= 1)"
-        )
+    try:
+        hook = HookPoint.parse(hook_name)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from err
+    # SAELens reads hook_z as (heads, head size); an SAE of all heads side by side says reshape_activations
+    # "hook_z" (configs before SAELens 6 did not say it, and flattened every hook_z).
+    flattened = "hook_z" if hook.site == "z" else "none"
+    reshape = raw.get("reshape_activations", flattened)
+    head = meta.get("hook_head_index", raw.get("hook_head_index"))
+    if reshape != flattened or head is not None:
+        raise ValueError(f"{source}: reshape_activations={reshape!r}, hook_head_index={head!r} with hook "
+                         f"{hook_name!r} is not supported; use reshape_activations={flattened!r} and no "
+                         "hook_head_index (an SAE reads all attention heads at once)")
     shared = dict(
         architecture=cls.architecture,
         d_in=int(raw["d_in"]),
         d_sae=int(raw["d_sae"]),
-        hook_layer=int(match.group(1)) - (match.group(2) == "pre"),
+        hook_layer=hook.layer,
+        hook_site=hook.site,
         apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
         normalize_activations=None if norm in ("none", _FOLDED_NORMALIZATION) else norm,
         model_name=str(meta.get("model_name") or raw.get("model_name") or ""),
@@ -159,9 +159,10 @@ def config_to_saelens(cfg: SAEConfig, dtype: torch.dtype = torch.float32) -> dic
         "dtype": str(dtype).removeprefix("torch."),
         "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
         "normalize_activations": cfg.normalize_activations or "none",
+        "reshape_activations": "hook_z" if cfg.hook_site == "z" else "none",
         "metadata": {
             "model_name": cfg.model_name,
-            "hook_name": f"blocks.{cfg.hook_layer}.hook_resid_post",
+            "hook_name": cfg.hook_point.name,
             **cfg.extra,
         },
         **own,

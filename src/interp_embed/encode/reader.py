@@ -23,6 +23,7 @@ import torch
 from ..files import atomic_folder
 from ..store.manifest import ReaderRecord
 from .config import BUNDLED_READER, ReaderSpec
+from .hooking import HookedModel
 
 logger = logging.getLogger(__name__)
 
@@ -105,27 +106,6 @@ def resolve_model_path(model: str) -> str:
     return str(_bundled_model_dir()) if model == BUNDLED_READER else model
 
 
-def _decoder_layers(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
-    """The module list of decoder blocks, for the architectures transformers names consistently."""
-    for path in ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
-        obj, owner, name = model, None, None
-        for part in path.split("."):
-            owner, name = obj, part
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if isinstance(obj, torch.nn.ModuleList):
-            return owner, name
-    raise ValueError(
-        f"Cannot find the decoder blocks of {type(model).__name__}: tried model.layers, transformer.h, "
-        "gpt_neox.layers, model.decoder.layers. Open an issue with the model name."
-    )
-
-
-class _ReachedHookLayer(Exception):
-    """Raised by the forward hook so that no layer after the hooked one is computed."""
-
-
 @dataclass
 class DocumentTokens:
     """A document's own tokens: ids and the [start, end) character span of each in the original text."""
@@ -135,7 +115,7 @@ class DocumentTokens:
 
 
 class Reader:
-    """A causal LM truncated after ``spec.layer``, with the tokenisation that maps tokens back to text.
+    """A causal LM cut at ``spec.hook_point``, with the tokenisation that maps tokens back to text.
 
     >>> reader = Reader(ReaderSpec())                       # doctest: +SKIP
     >>> doc = reader.document_tokens("Good morning!")       # doctest: +SKIP
@@ -153,14 +133,8 @@ class Reader:
         with transformers_bars_off():
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
-        owner, name = _decoder_layers(model)
-        layers = getattr(owner, name)
-        if spec.layer >= len(layers):
-            raise ValueError(f"layer {spec.layer} does not exist: {spec.model} has {len(layers)} layers (0..{len(layers) - 1})")
-        # Drop the blocks after the hooked one: they are never run, so they need no memory either.
-        setattr(owner, name, torch.nn.ModuleList(list(layers)[: spec.layer + 1]))
-        self._captured: torch.Tensor | None = None
-        getattr(owner, name)[spec.layer].register_forward_hook(self._capture)
+        self._hooked = HookedModel(model, spec.hook_point, spec.model)
+        self.width = self._hooked.width  # of the activations read: the hidden size, or heads × head size at z
         self.model = model.to(self.device).eval()
         self.d_model = int(model.config.hidden_size)
         self.prefix_ids = template_prefix_ids(self.tokenizer, spec.role)
@@ -171,12 +145,8 @@ class Reader:
         self._cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._prefix_cache_ok: bool | None = None
-        logger.info("Loaded reader %s up to layer %d on %s in %.1f s", spec.model, spec.layer, self.device,
-                    time.perf_counter() - started)
-
-    def _capture(self, module, inputs, output):
-        self._captured = output[0] if isinstance(output, tuple) else output
-        raise _ReachedHookLayer
+        logger.info("Loaded reader %s up to layer %d on %s, reading %s, in %.1f s", spec.model, spec.layer, self.device,
+                    spec.hook_point.name, time.perf_counter() - started)
 
     def document_tokens(self, text: str) -> DocumentTokens:
         """Tokenise a document on its own; special-token strings inside it are read as plain text."""
@@ -186,25 +156,17 @@ class Reader:
         return DocumentTokens(ids=ids, spans=spans)
 
     def _run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs) -> torch.Tensor:
-        self._captured = None
-        try:
-            self.model(input_ids=input_ids.to(self.device),
-                       attention_mask=None if attention_mask is None else attention_mask.to(self.device), **kwargs)
-        except _ReachedHookLayer:
-            pass
-        hidden, self._captured = self._captured, None
-        if hidden is None:
-            raise RuntimeError("The hooked layer did not run; the model's forward skipped it.")
-        return hidden
+        return self._hooked(input_ids=input_ids.to(self.device),
+                            attention_mask=None if attention_mask is None else attention_mask.to(self.device), **kwargs)
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Residual stream after block ``spec.layer`` for a right-padded batch, shape (batch, tokens, d_model)."""
+        """Activations at ``spec.hook_point`` for a right-padded batch, shape (batch, tokens, width)."""
         return self._run(input_ids, attention_mask, use_cache=False)
 
     @torch.inference_mode()
     def forward_documents(self, doc_ids: torch.Tensor, doc_mask: torch.Tensor) -> torch.Tensor:
-        """Hidden states of right-padded *document* tokens, the template prefix prepended, shape (batch, tokens, d).
+        """Activations of right-padded *document* tokens, the template prefix prepended, shape (batch, tokens, width).
 
         The prefix is the same for every document, so its keys and values are computed once and reused
         for every batch (about a fifth of the work for short documents under a chat template). A probe
@@ -271,6 +233,6 @@ def describe_reader(spec: ReaderSpec) -> ReaderRecord:
 
     path = resolve_model_path(spec.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    return ReaderRecord(model=spec.model, layer=spec.layer, role=spec.role,
+    return ReaderRecord(model=spec.model, layer=spec.layer, site=spec.site, role=spec.role,
                         d_model=int(AutoConfig.from_pretrained(path).hidden_size), vocab_size=len(tokenizer),
                         prefix_ids=tuple(template_prefix_ids(tokenizer, spec.role)))

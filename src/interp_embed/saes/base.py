@@ -105,8 +105,9 @@ class SAE:
         return config_from_saelens(self.saelens_config, source=str(self.sae_folder() / SAE_CONFIG))
 
     def reader_spec(self) -> ReaderSpec:
-        """The reader this SAE reads: model, hooked layer, role."""
-        return ReaderSpec(model=self.reader_model(self.saelens_config), layer=self.sae_config().hook_layer,
+        """The reader this SAE reads: model, hook point (layer and site), role."""
+        hook = self.sae_config().hook_point
+        return ReaderSpec(model=self.reader_model(self.saelens_config), layer=hook.layer, site=hook.site,
                           role=self.role)
 
     def identity(self) -> dict:

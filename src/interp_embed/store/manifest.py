@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..encode.config import EncodePlan
+from ..encode.hook_point import SITE_NAMES
 from ..files import canonical_json, sha256_json
 from .errors import StoreCorruptError, StoreError
 
@@ -78,7 +79,7 @@ class ReaderRecord:
     model: str
     """Hugging Face name or folder of the model."""
     layer: int
-    """Decoder block whose output the SAE reads."""
+    """Decoder block the SAE reads in."""
     role: str
     """Chat-template role the documents were wrapped in (``assistant``, ``user`` or ``raw``)."""
     d_model: int
@@ -87,9 +88,13 @@ class ReaderRecord:
     """Number of token ids of its tokenizer."""
     prefix_ids: tuple[int, ...]
     """Token ids of the template scaffolding fed before every document (never stored or pooled)."""
+    site: str = "resid_post"
+    """Where in the block the SAE reads (``resid_post``: the block's output; see ``HookPoint``)."""
 
     def to_json(self) -> dict:
-        return {"model": self.model, "layer": self.layer, "role": self.role, "d_model": self.d_model,
+        # Stores written before sites existed read the block's output and record no site.
+        site = {} if self.site == "resid_post" else {"site": self.site}
+        return {"model": self.model, "layer": self.layer, **site, "role": self.role, "d_model": self.d_model,
                 "vocab_size": self.vocab_size, "prefix_ids": list(self.prefix_ids)}
 
 
@@ -129,7 +134,8 @@ class EncoderRecord:
         if self.source:
             parts.append(", ".join(f"{k}={v}" for k, v in self.source.items() if v is not None))
         if self.reader is not None:
-            parts.append(f"reading layer {self.reader.layer} of {self.reader.model}")
+            site = "" if self.reader.site == "resid_post" else f" ({self.reader.site})"
+            parts.append(f"reading layer {self.reader.layer}{site} of {self.reader.model}")
         return "; ".join(parts)
 
     def identity(self) -> dict:
@@ -259,10 +265,17 @@ def _encoder(data: dict, version: int) -> EncoderRecord:
             model=_typed(reader["model"], str, "reader model"), layer=_typed(reader["layer"], int, "reader layer"),
             role=_typed(reader["role"], str, "reader role"), d_model=_typed(reader["d_model"], int, "d_model"),
             vocab_size=_typed(reader["vocab_size"], int, "vocab_size"),
-            prefix_ids=tuple(_typed(i, int, "prefix id") for i in _typed(reader["prefix_ids"], list, "prefix_ids"))),
+            prefix_ids=tuple(_typed(i, int, "prefix id") for i in _typed(reader["prefix_ids"], list, "prefix_ids")),
+            site=_site(reader.get("site", "resid_post"))),
         sae=_typed(data["sae"], dict, "encoder sae"),
         sae_sha256=None if data.get("sae_sha256") is None else _typed(data["sae_sha256"], str, "sae_sha256"),
     )
+
+
+def _site(value) -> str:
+    if _typed(value, str, "reader site") not in SITE_NAMES:
+        raise ValueError(f"reader site {value!r} is none of {', '.join(SITE_NAMES)}")
+    return value
 
 
 def _check_structure(manifest: Manifest) -> None:

@@ -1,0 +1,225 @@
+"""The README is executed, so that it cannot drift from what the code does.
+
+``interp-embed demo`` runs first, as the README tells its reader to, and must print the output the README shows.
+Every fenced ```python block runs, in README order, in one shared namespace (blocks build on earlier ones), in the
+working directory where the demo ran. A comment line
+``# SomeError: message`` (continued on ``#   `` lines) right under a statement means that statement must raise
+that error with that message. Every block of ``>>>`` examples is run by doctest in the same namespace and must
+print what the README shows; a warning the library logs is part of what an example prints, as a terminal shows it.
+A block right under ``<!-- not run: <reason> -->`` is skipped, and every such line must give its reason.
+"""
+import ast
+import asyncio
+import doctest
+import io
+import logging
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from difflib import unified_diff
+from pathlib import Path
+
+import pytest
+
+import interp_embed
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
+NOT_RUN = re.compile(r"^\s*<!--\s*not run\b:?(.*?)-->\s*$")
+EXPECTED_ERROR = re.compile(r"^\s*# ([A-Z]\w*(?:Error|Exception)): (.*)$")
+CONTINUED = re.compile(r"^\s*#\s{2,}(\S.*)$")
+DOCTEST_FLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
+
+
+@dataclass
+class Block:
+    """One fenced block of a Markdown file."""
+
+    line: int
+    """The line number of its opening fence (1-based); its text starts on the next line."""
+    language: str
+    """The word after the opening fence ('python', 'bash', or '' for shown output)."""
+    text: str
+    """Its lines, without the indentation of the fence (a block inside a list item is indented)."""
+    not_run: str | None
+    """The reason given by a ``<!-- not run: reason -->`` line right above it; None when there is none."""
+
+    @property
+    def kind(self) -> str | None:
+        """'python' (run as code), 'doctest' (``>>>`` examples, output compared) or None (not Python)."""
+        if self.language == "python":
+            return "python"
+        if any(line.startswith(">>> ") for line in self.text.splitlines()):
+            return "doctest"
+        return None
+
+
+def parse_blocks(markdown: str) -> list[Block]:
+    """The fenced blocks of ``markdown``, in order. A ``not run`` line that is not right above a block (blank
+    lines between them allowed) is an error, so that a skip cannot silently land on the wrong block."""
+    lines = markdown.splitlines()
+    blocks, pending, i = [], None, 0
+    while i < len(lines):
+        skip = NOT_RUN.match(lines[i])
+        fence = FENCE.match(lines[i])
+        if skip:
+            pending = (i + 1, skip.group(1).strip())
+        elif fence:
+            indent, start = len(fence.group(1)), i
+            i += 1
+            while i < len(lines) and lines[i].strip() != "```":
+                i += 1
+            text = "\n".join(line[indent:] for line in lines[start + 1:i]) + "\n"
+            blocks.append(Block(start + 1, fence.group(2), text, pending[1] if pending else None))
+            pending = None
+        elif lines[i].strip() and pending:
+            raise ValueError(f"README.md line {pending[0]}: a 'not run' line must be right above a fenced block")
+        i += 1
+    return blocks
+
+
+def expected_error(lines: list[str], end: int) -> str | None:
+    """The ``# SomeError: message`` comment that starts at line ``end + 1`` of ``lines`` (1-based), continuation
+    lines joined by one space; None when that line is not one."""
+    first = EXPECTED_ERROR.match(lines[end]) if end < len(lines) else None
+    if not first:
+        return None
+    parts = [f"{first.group(1)}: {first.group(2)}"]
+    for line in lines[end + 1:]:
+        more = CONTINUED.match(line)
+        if not more:
+            break
+        parts.append(more.group(1))
+    return " ".join(parts)
+
+
+def squeeze(text: str) -> str:
+    """``text`` with every run of whitespace made one space (a message shown over several comment lines)."""
+    return " ".join(text.split())
+
+
+def run_python(block: Block, namespace: dict) -> None:
+    """Run ``block`` statement by statement (top-level ``await`` allowed), with README line numbers in tracebacks,
+    checking each ``# SomeError: message`` comment against what its statement raises."""
+    lines = block.text.splitlines()
+    for statement in ast.parse(block.text).body:
+        where = f"README.md line {block.line + statement.lineno}"
+        expected = expected_error(lines, statement.end_lineno)
+        module = ast.increment_lineno(ast.Module([statement], type_ignores=[]), block.line)
+        code = compile(module, str(README), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        try:
+            result = eval(code, namespace)
+            if asyncio.iscoroutine(result):
+                asyncio.run(result)
+        except Exception as error:
+            if expected is None:
+                raise AssertionError(f"{where} (block at line {block.line}) raised {error!r}") from error
+            got = f"{type(error).__name__}: {error}"
+            assert squeeze(got) == squeeze(expected), f"{where}: expected\n  {expected}\ngot\n  {got}"
+        else:
+            assert expected is None, f"{where}: expected\n  {expected}\nbut it raised nothing"
+
+
+class ToStdout(logging.Handler):
+    """Writes a record's message to whatever ``sys.stdout`` is when it is logged (doctest replaces it), as
+    Python's last-resort handler writes a warning to the terminal when logging is not configured."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stdout.write(self.format(record) + "\n")
+
+
+def run_doctest(block: Block, namespace: dict) -> str:
+    """Run the ``>>>`` examples of ``block`` in ``namespace`` (updated with what they assign); doctest's report of
+    every example whose output differs from the README (with its README line, expected and got), or ''."""
+    test = doctest.DocTestParser().get_doctest(block.text, namespace, f"README.md block at line {block.line}",
+                                               str(README), block.line)
+    report = io.StringIO()
+    handler, logger = ToStdout(logging.WARNING), logging.getLogger(interp_embed.__name__)
+    logger.addHandler(handler)
+    try:
+        doctest.DocTestRunner(optionflags=DOCTEST_FLAGS).run(test, out=report.write, clear_globs=False)
+    finally:
+        logger.removeHandler(handler)
+    namespace.update(test.globs)
+    return report.getvalue()
+
+
+@dataclass
+class Demo:
+    """What ``interp-embed demo`` left behind."""
+
+    folder: Path
+    """The working directory it ran in, holding the ``demo.iembed`` it wrote."""
+    stdout: str
+    """What it printed (its progress bars go to stderr)."""
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Demo:
+    """``interp-embed demo`` run in a new working directory, as the README says to before its examples."""
+    folder = tmp_path_factory.mktemp("readme")
+    source = str(Path(interp_embed.__file__).parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "interp_embed", "demo"], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return Demo(folder, done.stdout)
+
+
+def test_every_skip_gives_its_reason():
+    blocks = parse_blocks(README.read_text())
+    assert [b for b in blocks if b.kind == "python"] and [b for b in blocks if b.kind == "doctest"]
+    assert not [b.line for b in blocks if b.not_run == ""], "a '<!-- not run: -->' line gives no reason"
+
+
+def test_a_skip_belongs_to_the_block_under_it():
+    text = "<!-- not run: needs a GPU -->\n\n```python\nx = 1\n```\n\n<!-- not run -->\n  ```python\n  y = 2\n  ```\n"
+    assert [(b.line, b.not_run, b.text) for b in parse_blocks(text)] == [(3, "needs a GPU", "x = 1\n"), (8, "", "y = 2\n")]
+    with pytest.raises(ValueError, match="line 1: a 'not run' line must be right above a fenced block"):
+        parse_blocks("<!-- not run: needs a GPU -->\nSome text.\n\n```python\nx = 1\n```\n")
+
+
+def test_a_wrong_number_fails(tmp_path):
+    """The comparison is strict: a shown number that differs from the printed one is a failure with its line."""
+    block = parse_blocks("text\n\n```\n>>> round(2 / 3, 4)\n0.6667\n>>> round(1 / 3, 4)\n0.3334\n```\n")[0]
+    report = run_doctest(block, {})
+    assert "line 6" in report and "Expected:\n    0.3334\nGot:\n    0.3333" in report, report
+
+
+def test_an_expected_error_is_checked():
+    run_python(Block(10, "python", "int('x')\n# ValueError: invalid literal for int() with base 10: 'x'\n", None), {})
+    with pytest.raises(AssertionError, match="README.md line 11: expected"):
+        run_python(Block(10, "python", "int('x')\n# ValueError: another message\n", None), {})
+    with pytest.raises(AssertionError, match="raised nothing"):
+        run_python(Block(10, "python", "int('1')\n# ValueError: invalid literal\n", None), {})
+
+
+@pytest.mark.reader
+@pytest.mark.slow
+def test_demo_prints_what_the_readme_shows(demo):
+    printed = demo.stdout.strip().splitlines()
+    shown = [b for b in parse_blocks(README.read_text()) if b.text.startswith(printed[0])]
+    assert shown, f"no block of README.md shows the demo's output, which starts with {printed[0]!r}"
+    difference = "\n".join(unified_diff(shown[0].text.strip().splitlines(), printed, f"README.md line {shown[0].line}",
+                                        "interp-embed demo", lineterm=""))
+    assert not difference, difference
+
+
+@pytest.mark.reader
+@pytest.mark.slow
+def test_readme_runs_as_shown(demo, llm, monkeypatch):
+    monkeypatch.chdir(demo.folder)
+    monkeypatch.setenv("OPENAI_BASE_URL", llm.url)   # the labelling examples talk to the tests' local server
+    namespace = {"__name__": "__main__"}
+    failures = []
+    for block in parse_blocks(README.read_text()):
+        if block.not_run is not None or block.kind is None:
+            continue
+        if block.kind == "python":
+            run_python(block, namespace)
+        else:
+            failures.append(run_doctest(block, namespace))
+    failures = "".join(failures)
+    assert not failures, "the README shows other output than its examples print:\n" + failures
