@@ -68,7 +68,7 @@ def test_reads_flat_saelens_configs_and_resid_pre(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"architecture": "gated"}, "not supported"),
+    ({"architecture": "sparse_coding"}, "not supported"),
     ({"metadata": {"hook_name": "blocks.3.mlp.hook_pre"}}, "hook 'blocks.3.mlp.hook_pre' is not supported"),
     ({"normalize_activations": "expected_average_only_in"}, "normalize_activations"),
     ({"d_sae": 65}, "expected tensors"),
@@ -125,7 +125,7 @@ def test_jumprelu_reads_thresholds_saved_as_their_logarithm(tmp_path):
 
 @pytest.mark.parametrize("cfg,message", [
     (dict(architecture="topk", d_in=16, d_sae=64, hook_layer=3), "TopKSAE needs a TopKConfig"),
-    (dict(architecture="gated", d_in=16, d_sae=64, hook_layer=3), "architecture must be one of"),
+    (dict(architecture="sparse_coding", d_in=16, d_sae=64, hook_layer=3), "architecture must be one of"),
     (dict(architecture="relu", d_in=0, d_sae=64, hook_layer=3), "d_in must be an integer >= 1"),
     (dict(architecture="relu", d_in=16, d_sae=64, hook_layer=-1), "hook_layer must be an integer >= 0"),
 ])

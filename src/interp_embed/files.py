@@ -19,6 +19,7 @@ from pathlib import Path
 # An SAE folder, in SAELens' layout plus our labels.
 SAE_CONFIG = "cfg.json"
 SAE_WEIGHTS = "sae_weights.safetensors"
+SAE_ACTIVATION_SCALER = "activation_scaler.json"  # a SAELens checkpoint's input scaling factor
 FEATURE_LABELS = "feature_labels.json"
 FEATURE_SUMMARIES = "feature_summaries.json"
 TRAINING_REPORT = "training.json"

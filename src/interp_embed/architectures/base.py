@@ -1,6 +1,6 @@
 """The interface every SAE architecture shares, and the registry that names them.
 
-Every architecture computes ``pre = (x - b_dec·[apply_b_dec_to_input]) @ W_enc + b_enc`` and differs in
+Every architecture computes ``pre = (normalize(x) - b_dec·[apply_b_dec_to_input]) @ W_enc + b_enc`` and differs in
 how it turns ``pre`` into activations: :meth:`~SparseAutoencoder.activation` at inference and
 :meth:`~SparseAutoencoder.training_activation` while training (the same function unless the architecture
 says otherwise). ``encode_sparse`` returns activations already in CSR form, on the SAE's device, so a
@@ -116,11 +116,25 @@ class SparseAutoencoder(torch.nn.Module, ABC):
         self.W_dec = torch.nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in))
         self.b_dec = torch.nn.Parameter(torch.zeros(cfg.d_in))
 
+    def normalize(self, x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """``x`` rescaled as the SAE reads it (``cfg.normalize_activations``), and the map of a reconstruction
+        back to the scale of ``x``."""
+        if self.cfg.normalize_activations == "layer_norm":
+            mean = x.mean(-1, keepdim=True)
+            std = (x - mean).std(-1, keepdim=True)
+            return (x - mean) / (std + 1e-5), lambda y: y * std + mean
+        if self.cfg.normalize_activations == "constant_norm_rescale":
+            scale = self.cfg.d_in**0.5 / x.norm(dim=-1, keepdim=True)
+            return x * scale, lambda y: y / scale
+        return x, lambda y: y
+
+    def sae_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder multiplies: ``x`` in the SAE's dtype, normalized, less ``b_dec`` if the SAE says so."""
+        x, _ = self.normalize(x.to(self.W_enc.dtype))
+        return x - self.b_dec if self.cfg.apply_b_dec_to_input else x
+
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.W_enc.dtype)
-        if self.cfg.apply_b_dec_to_input:
-            x = x - self.b_dec
-        return x @ self.W_enc + self.b_enc
+        return self.sae_input(x) @ self.W_enc + self.b_enc
 
     @abstractmethod
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
@@ -135,10 +149,14 @@ class SparseAutoencoder(torch.nn.Module, ABC):
         return self.activation(self.pre_activations(x))
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
+        """The reconstruction of the input as the SAE reads it: normalized, for an SAE that normalizes its input
+        (:meth:`forward` maps it back to the input's scale)."""
         return acts.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+        """The reconstruction of ``x``, at the scale of ``x``."""
+        _, to_input_scale = self.normalize(x.to(self.W_enc.dtype))
+        return to_input_scale(self.decode(self.encode(x)))
 
     @torch.inference_mode()
     def encode_sparse(self, x: torch.Tensor, token_block: int = 1024) -> SparseActivations:

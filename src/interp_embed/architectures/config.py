@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..encode.hook_point import HookPoint
-from ..validation import check_int
+from ..validation import check_choice, check_int
+
+NORMALIZATIONS = ("layer_norm", "constant_norm_rescale")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +36,11 @@ class SAEConfig:
     or ``resid_pre`` at layer 0; together they are :attr:`hook_point`, SAELens' ``hook_name``."""
     apply_b_dec_to_input: bool = True
     """Subtract the decoder bias from the input before encoding (SAELens' default; Goodfire's SAEs do not)."""
+    normalize_activations: str | None = None
+    """How the SAE rescales each input vector before encoding it (SAELens' ``normalize_activations``): None
+    reads it as it is; ``"layer_norm"`` subtracts its mean and divides by its standard deviation (+ 1e-5);
+    ``"constant_norm_rescale"`` scales it to norm sqrt(d_in). (A fixed scaling factor is folded into the
+    weights when the SAE is loaded, so it needs no setting.)"""
     model_name: str = ""
     """The reader the SAE was trained on, as its config names it (a Hugging Face name or folder); may be empty."""
     extra: dict = field(default_factory=dict)
@@ -46,6 +53,8 @@ class SAEConfig:
         check_int(self.d_sae, "d_sae", minimum=1)
         check_int(self.hook_layer, "hook_layer", minimum=0)
         HookPoint(self.hook_layer, self.hook_site)  # refuses a site that does not exist
+        if self.normalize_activations is not None:
+            check_choice(self.normalize_activations, "normalize_activations", NORMALIZATIONS)
 
     @property
     def hook_point(self) -> HookPoint:
@@ -53,9 +62,9 @@ class SAEConfig:
         return HookPoint(self.hook_layer, self.hook_site)
 
     def to_json(self) -> dict:
-        # Configs recorded before sites existed read the residual stream and name no site; they stay equal.
-        data = asdict(self)
-        return {k: v for k, v in data.items() if k != "hook_site" or v != "resid_post"}
+        # Configs recorded before sites and input normalization existed name neither; they stay equal.
+        unset = {"hook_site": "resid_post", "normalize_activations": None}
+        return {k: v for k, v in asdict(self).items() if k not in unset or v != unset[k]}
 
 
 @dataclass(frozen=True, kw_only=True)

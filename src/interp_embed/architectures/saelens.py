@@ -4,6 +4,13 @@ The weights are ``W_enc`` (d_in, d_sae), ``b_enc`` (d_sae), ``W_dec`` (d_sae, d_
 whatever else the architecture has (JumpReLU's ``threshold``). Both the flat config of SAELens ≤ 5 and
 the v6 config (with ``metadata``) are read; the v6 one is written, so SAELens and Neuronpedia tools read
 our files too. Weights are safetensors only, so loading a folder can never execute code.
+
+A loaded SAE encodes as SAELens' ``SAE.load_from_disk(folder).encode`` does, or the folder is refused with
+the reason: an architecture SAELens ships that is not built here, a setting not built here, or a config key
+this module does not know (a newer SAELens may have added it, and it might change the encoding). Two
+settings SAELens can fold into the weights are folded when loading, as SAELens' own ``fold_*`` methods do:
+``rescale_acts_by_decoder_norm`` (TopK) and ``normalize_activations="expected_average_only_in"`` with the
+scaling factor a training checkpoint keeps in ``activation_scaler.json``.
 """
 from __future__ import annotations
 
@@ -15,16 +22,80 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..encode.hook_point import HookPoint
-from ..files import SAE_CONFIG, SAE_WEIGHTS, write_atomically
+from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, write_atomically
 from .base import SparseAutoencoder, architectures, build_sae
 from .config import SAEConfig
 
 _SHARED_FIELDS = {f.name for f in fields(SAEConfig)}
 _KEPT_METADATA = ("dataset_path", "context_size", "trainer", "training_tokens")
 
+# Architectures SAELens ships that are not built here, and why.
+_REFUSED_ARCHITECTURES = {
+    "abstopk": "its activations may be negative, and an embedding keeps positive activations only",
+    "matching_pursuit": "it encodes by iterative matching pursuit, not by one encoder pass",
+    "temporal": "its encoder attends over earlier tokens, so a token's features depend on its context",
+    "transcoder": "a transcoder predicts another hook's output; load it as an SAE of its input hook yourself",
+    "skip_transcoder": "a transcoder predicts another hook's output; load it as an SAE of its input hook yourself",
+    "jumprelu_transcoder": "a transcoder predicts another hook's output; load it as an SAE of its input hook yourself",
+    "jumprelu_skip_transcoder": "a transcoder predicts another hook's output; load it as an SAE of its input "
+                                "hook yourself",
+    "batchtopk": "it is a training checkpoint (SAELens cannot load it either); use the folder the finished run "
+                 "saved, a jumprelu SAE",
+    "matryoshka_batchtopk": "it is a training checkpoint (SAELens cannot load it either); use the folder the "
+                            "finished run saved, a jumprelu SAE",
+}
+# normalize_activations values that are folded into the weights on loading, or refused, and why.
+_FOLDED_NORMALIZATION = "expected_average_only_in"
+_REFUSED_NORMALIZATIONS = {
+    "covariance_whitening": "its whitening statistics are folded into the weights when SAELens finishes "
+                            "training; this folder holds a checkpoint from before that",
+}
+# Top-level keys of a SAELens v6 cfg.json that are read here (the rest of the encoding is in the weights).
+_READ_KEYS = {"architecture", "d_in", "d_sae", "apply_b_dec_to_input", "normalize_activations",
+              "reshape_activations", "metadata", "k", "rescale_acts_by_decoder_norm", "hook_name", "model_name",
+              "activation_fn_str", "activation_fn_kwargs", "hook_head_index", "finetuning_scaling_factor"}
+# Keys that cannot change an encoding: the weights' dtype and device (loading chooses both), provenance a release's
+# registry entry may set (model_from_pretrained_kwargs is checked above), and the training settings SAELens
+# writes into a checkpoint's config (penalties, schedules, initialisation, threshold steps).
+_HARMLESS_KEYS = {
+    "dtype", "device", "dataset_path", "model_from_pretrained_kwargs",
+    "decoder_init_norm", "l1_coefficient", "lp_norm", "l1_warm_up_steps", "aux_loss_coefficient",
+    "use_sparse_activations", "topk_threshold_lr", "matryoshka_widths", "use_matryoshka_aux_loss",
+    "jumprelu_init_threshold", "jumprelu_bandwidth", "jumprelu_sparsity_loss_mode", "l0_coefficient",
+    "l0_warm_up_steps", "pre_act_loss_coefficient", "jumprelu_tanh_scale", "jumprelu_ste_to_input", "target_l0",
+}
+
+
+def _refuse_what_is_not_built(raw: dict, source: str) -> None:
+    """Refuse, by name, an architecture, setting or config key whose encoding this module does not compute."""
+    meta = raw.get("metadata") or {}
+    architecture = raw.get("architecture")
+    if architecture in _REFUSED_ARCHITECTURES:
+        raise ValueError(f"{source}: architecture {architecture!r} is not supported: "
+                         f"{_REFUSED_ARCHITECTURES[architecture]}")
+    norm = raw.get("normalize_activations")
+    if norm in _REFUSED_NORMALIZATIONS:
+        raise ValueError(f"{source}: normalize_activations={norm!r} is not supported: {_REFUSED_NORMALIZATIONS[norm]}")
+    tl_kwargs = meta.get("model_from_pretrained_kwargs") or raw.get("model_from_pretrained_kwargs") or {}
+    if isinstance(tl_kwargs, dict) and tl_kwargs.get("center_writing_weights"):
+        raise ValueError(f"{source}: model_from_pretrained_kwargs center_writing_weights=True is not supported: the "
+                         "SAE read TransformerLens' centred residual stream, which transformers' model does not give")
+    if raw.get("finetuning_scaling_factor"):
+        raise ValueError(f"{source}: finetuning_scaling_factor is not supported: it rescales the activations by a "
+                         "tensor SAELens 6 no longer reads")
+    if raw.get("rescale_acts_by_decoder_norm") and architecture != "topk":
+        raise ValueError(f"{source}: rescale_acts_by_decoder_norm is only read for topk SAEs, not {architecture!r}")
+    # A flat (SAELens ≤ 5) cfg.json holds the whole training run's settings, and that format no longer
+    # changes; a v6 one holds the SAE's own, so a key unknown there is new and may change the encoding.
+    unknown = sorted(set(raw) - _READ_KEYS - _HARMLESS_KEYS) if "metadata" in raw else []
+    if unknown:
+        raise ValueError(f"{source}: config keys {', '.join(map(repr, unknown))} are not known here and may change "
+                         "the encoding; the SAE is refused rather than encoded without them")
+
 
 def config_from_saelens(raw: dict, source: str = SAE_CONFIG) -> SAEConfig:
     """Our config of a SAELens ``cfg.json`` (flat ≤ 5 style or v6 style); errors name ``source``."""
+    _refuse_what_is_not_built(raw, source)
     meta = raw.get("metadata") or {}
     by_spelling = {spelling: cls for cls in architectures().values() for spelling in cls.saelens_names}
     spelling = raw.get("architecture") or raw.get("activation_fn_str") or "standard"
@@ -32,9 +103,9 @@ def config_from_saelens(raw: dict, source: str = SAE_CONFIG) -> SAEConfig:
         raise ValueError(f"{source}: architecture {spelling!r} is not supported (use {', '.join(by_spelling)})")
     # SAELens ≤ 5 wrote a TopK SAE as architecture "standard" with activation_fn_str "topk".
     cls = by_spelling["topk" if raw.get("activation_fn_str") == "topk" else spelling]
-    norm = raw.get("normalize_activations") or "none"
-    if norm != "none":
-        raise ValueError(f"{source}: normalize_activations={norm!r} is not supported; only 'none'")
+    # SAELens ≤ 5 wrote True for what is now "expected_average_only_in".
+    norm = raw.get("normalize_activations")
+    norm = _FOLDED_NORMALIZATION if norm is True else "none" if norm in (False, None) else norm
     hook_name = meta.get("hook_name") or raw.get("hook_name") or ""
     try:
         hook = HookPoint.parse(hook_name)
@@ -56,6 +127,7 @@ def config_from_saelens(raw: dict, source: str = SAE_CONFIG) -> SAEConfig:
         hook_layer=hook.layer,
         hook_site=hook.site,
         apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
+        normalize_activations=None if norm in ("none", _FOLDED_NORMALIZATION) else norm,
         model_name=str(meta.get("model_name") or raw.get("model_name") or ""),
         extra={key: meta[key] for key in _KEPT_METADATA if key in meta},
     )
@@ -86,7 +158,7 @@ def config_to_saelens(cfg: SAEConfig, dtype: torch.dtype = torch.float32) -> dic
         "d_sae": cfg.d_sae,
         "dtype": str(dtype).removeprefix("torch."),
         "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
-        "normalize_activations": "none",
+        "normalize_activations": cfg.normalize_activations or "none",
         "reshape_activations": "hook_z" if cfg.hook_site == "z" else "none",
         "metadata": {
             "model_name": cfg.model_name,
@@ -115,12 +187,54 @@ def load_sae(folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch
         raise ValueError(f"{cfg_path} is not valid JSON: {err}") from err
     sae = build_sae(config_from_saelens(raw_cfg, source=str(cfg_path)))
     state = sae.state_from_saved(load_file(str(weights_path)))
+    # Some SAELens releases carry a scaling_factor of ones that changes nothing; SAELens drops it too.
+    if "scaling_factor" in state and torch.allclose(state["scaling_factor"], torch.ones(())):
+        state = {name: t for name, t in state.items() if name != "scaling_factor"}
     expected = {name: tuple(p.shape) for name, p in sae.named_parameters()}
-    found = {name: tuple(t.shape) for name, t in state.items() if name in expected}
+    found = {name: tuple(t.shape) for name, t in state.items()}
     if found != expected:
         raise ValueError(f"{weights_path}: expected tensors {expected} for {sae.architecture}, found {found}")
-    sae.load_state_dict({name: state[name] for name in expected})
+    state = _fold_saved_settings(state, raw_cfg, folder)
+    sae.load_state_dict(state)
     return sae.to(device=device, dtype=dtype).eval()
+
+
+def _fold_saved_settings(state: dict[str, torch.Tensor], raw_cfg: dict, folder: Path) -> dict[str, torch.Tensor]:
+    """The weights with two of SAELens' settings folded in, in the order and the arithmetic of SAELens' own
+    ``fold_activation_norm_scaling_factor`` and ``fold_W_dec_norm``, so the plain architecture computes
+    what the setting computes."""
+    state = dict(state)
+    norm = raw_cfg.get("normalize_activations")
+    if norm in (True, _FOLDED_NORMALIZATION):
+        # The SAE was trained on inputs times a factor: x·s @ W_enc = x @ (s·W_enc), and b_dec is in those units.
+        factor = _scaling_factor(folder)
+        state["W_enc"] = state["W_enc"] * factor
+        state["W_dec"] = state["W_dec"] / factor
+        state["b_dec"] = state["b_dec"] / factor
+    if raw_cfg.get("rescale_acts_by_decoder_norm"):
+        # TopK ranks pre-activations times the decoder rows' norms: folded, every decoder row has norm 1.
+        norms = state["W_dec"].norm(dim=-1).clamp(min=1e-8)
+        state["W_enc"] = state["W_enc"] * norms
+        state["b_enc"] = state["b_enc"] * norms
+        state["W_dec"] = state["W_dec"] / norms[:, None]
+    return state
+
+
+def _scaling_factor(folder: Path) -> float:
+    """The input scaling factor a SAELens training checkpoint keeps beside its weights."""
+    path = folder / SAE_ACTIVATION_SCALER
+    reason = f"{folder / SAE_CONFIG}: normalize_activations='expected_average_only_in' multiplies every input by " \
+             f"a scaling factor estimated in training, and {path}"
+    if not path.is_file():
+        raise ValueError(f"{reason} is missing, so the factor is unknown (a release's factor is in SAELens' registry: "
+                         "load it with LocalSAE(release=..., sae_id=...))")
+    try:
+        factor = json.loads(path.read_text())["scaling_factor"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{reason} is not a JSON object with a scaling_factor ({err!r})") from err
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
+        raise ValueError(f"{reason} gives scaling_factor={factor!r}, not a positive number")
+    return float(factor)
 
 
 def save_sae(sae: SparseAutoencoder, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:

@@ -53,7 +53,10 @@ class DefaultSAE(SAE):
 class LocalSAE(SAE):
     """An SAE in SAELens' layout: a local folder, or ``release`` (a Hugging Face repo or SAELens release) + ``sae_id``.
 
-    ``model`` is the reader (a Hugging Face name or local folder); by default the config's ``model_name``.
+    A release named in SAELens' registry needs ``pip install 'interp_embed[saelens]'``; a release in a format
+    SAELens converts on load (Gemma Scope, Llama Scope, ...) is converted once by SAELens' own loader and cached
+    (see :mod:`interp_embed.saes.releases`). ``model`` is the reader (a Hugging Face name or local folder); by
+    default the config's ``model_name``, for a release the model the release names.
 
     >>> sae = LocalSAE(path="my_sae/", model="HuggingFaceTB/SmolLM2-135M-Instruct")   # doctest: +SKIP
     >>> sae = LocalSAE(release="jbloom/my-saes", sae_id="blocks.8.hook_resid_post")    # doctest: +SKIP
@@ -78,7 +81,10 @@ class LocalSAE(SAE):
     def sae_folder(self) -> Path:
         if self.path is not None:
             return Path(self.path)
-        return _download_saelens(self.release, self.sae_id)
+        from ..encode.reader import cache_root
+        from .releases import fetch_release
+
+        return fetch_release(self.release, self.sae_id, cache_root())
 
     def reader_model(self, cfg: dict) -> str:
         name = self.model or (cfg.get("metadata") or {}).get("model_name") or cfg.get("model_name")
@@ -88,27 +94,6 @@ class LocalSAE(SAE):
 
     def _read_labels(self) -> dict[int, str]:
         return _read_label_file(self.sae_folder() / FEATURE_LABELS)
-
-
-def _download_saelens(release: str, sae_id: str) -> Path:
-    """Fetch ``sae_id``'s folder from a hub repo; a SAELens release name is mapped to its repo when sae_lens is installed."""
-    from huggingface_hub import snapshot_download
-
-    repo_id = release
-    try:  # optional: SAELens' registry of named releases
-        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-        entry = get_pretrained_saes_directory().get(release)
-        if entry is not None:
-            repo_id = entry.repo_id
-            sae_id = entry.saes_map.get(sae_id, sae_id)
-    except ImportError:
-        pass
-    root = Path(snapshot_download(repo_id=repo_id, allow_patterns=[f"{sae_id}/*"]))
-    folder = root / sae_id
-    if not (folder / SAE_CONFIG).is_file():
-        raise FileNotFoundError(f"{repo_id} has no SAE folder {sae_id!r} with cfg.json")
-    return folder
 
 
 # Goodfire's releases: reader, hooked layer, weights file and where the original's labels live.

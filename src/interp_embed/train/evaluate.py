@@ -48,7 +48,8 @@ def reconstruction_quality(sae: SparseAutoencoder, chunks) -> Quality:
     for _, x in chunks:
         x = x.to(sae.W_enc.device, sae.W_enc.dtype)
         acts = sae.encode(x)
-        sq_err += float((x - sae.decode(acts)).double().pow(2).sum())
+        _, to_input_scale = sae.normalize(x)  # an SAE that normalizes its input reconstructs the normalized input
+        sq_err += float((x - to_input_scale(sae.decode(acts))).double().pow(2).sum())
         sum_x = sum_x + x.double().sum(0)
         sum_x2 += float(x.double().pow(2).sum())
         n += x.shape[0]
