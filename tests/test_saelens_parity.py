@@ -13,6 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp_embed.architectures import load_sae, save_sae
+from interp_embed.files import sha256_file
+from interp_embed.saes import LocalSAE
 from interp_embed.train.evaluate import reconstruction_quality
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saelens"
@@ -173,3 +175,14 @@ def test_reconstruction_quality_compares_at_the_input_scale(name):
     x = expected["x"]
     fvu = float((x - expected["reconstructed"]).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
     assert reconstruction_quality(load_sae(FIXTURES / name), [(None, x)]).fvu == pytest.approx(fvu, rel=1e-5)
+
+
+def test_the_scaling_factor_is_part_of_the_sae_identity(tmp_path):
+    """The factor is folded into the weights on load, so a store must not accept an SAE whose factor changed."""
+    folder = copy_fixture("topk_expected_average", tmp_path)
+    plain = copy_fixture("topk", tmp_path)
+    before = LocalSAE(path=folder, model="unused").fingerprint()
+    # Without a factor it is the weights' hash, as every store made before factors were read recorded it.
+    assert LocalSAE(path=plain, model="unused").fingerprint() == sha256_file(plain / "sae_weights.safetensors")
+    (folder / "activation_scaler.json").write_text(json.dumps({"scaling_factor": 3.5}))
+    assert LocalSAE(path=folder, model="unused").fingerprint() != before

@@ -5,12 +5,13 @@ it, and that spec is only turned back into models when encoding resumes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
 
 from ..encode.config import ReaderSpec, check_role
-from ..files import SAE_CONFIG, SAE_WEIGHTS, sha256_file
+from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
 from ..store.manifest import EncoderRecord, encoder_identity
 from ..validation import check_bool
 
@@ -88,10 +89,17 @@ class SAE:
 
     @cached_property
     def _weights_sha256(self) -> str:
-        return sha256_file(self.sae_folder() / SAE_WEIGHTS)
+        folder = self.sae_folder()
+        weights = sha256_file(folder / SAE_WEIGHTS)
+        scaler = folder / SAE_ACTIVATION_SCALER
+        if not scaler.is_file():  # the weights alone decide the encoding (every store made before scalers existed)
+            return weights
+        # The input scaling factor is folded into the weights when they are loaded: it is part of them.
+        return hashlib.sha256(f"{weights}:{sha256_file(scaler)}".encode()).hexdigest()
 
     def fingerprint(self) -> str:
-        """SHA-256 of the weights file (read once per object): resuming with other weights would mix two encodings."""
+        """SHA-256 of the weights file, and of the input scaling factor's file where there is one (read once per
+        object): resuming with other weights would mix two encodings."""
         return self._weights_sha256
 
     def feature_labels(self) -> dict[int, str]:
