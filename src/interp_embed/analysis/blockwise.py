@@ -81,14 +81,19 @@ class PresenceBlocks:
     @classmethod
     def of(cls, ds, name: str, aggregation: str, activated_threshold: float, memory_limit: int) -> "PresenceBlocks":
         """The presence blocks of ``ds`` (named ``name`` in errors); a ValueError if it has no encoded row."""
-        check_aggregation(aggregation)
-        store = ds._store
-        multiplicity = np.bincount(ds.store_rows, minlength=store.n_documents).astype(np.int32)
-        blocks = cls([(store, multiplicity)], aggregation, check_threshold(activated_threshold), memory_limit,
-                     store.d_sae)
+        blocks = cls.of_rows(ds._store, ds.store_rows, aggregation, activated_threshold, memory_limit)
         if blocks.shape[0] == 0:
             raise ValueError(f"{name} has no encoded documents; encode it first (the analyses skip rows not encoded).")
         return blocks
+
+    @classmethod
+    def of_rows(cls, store, rows: np.ndarray, aggregation: str, activated_threshold: float,
+                memory_limit: int) -> "PresenceBlocks":
+        """The presence blocks of the encoded ones among ``rows`` of ``store`` (a row listed twice counts twice)."""
+        check_aggregation(aggregation)
+        multiplicity = np.bincount(rows, minlength=store.n_documents).astype(np.int32)
+        return cls([(store, multiplicity)], aggregation, check_threshold(activated_threshold), memory_limit,
+                   store.d_sae)
 
     @classmethod
     def stack(cls, parts: list["PresenceBlocks"]) -> "PresenceBlocks":
@@ -101,19 +106,34 @@ class PresenceBlocks:
         stacked.shape = (sum(part.shape[0] for part in parts), parts[0].d_sae)
         return stacked
 
-    def blocks(self, columns: np.ndarray | None = None) -> Iterator[sp.csr_matrix]:
-        """The presence matrix one block of rows at a time (only ``columns``, in that order, when given; sorted
-        indices either way)."""
+    def row_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray, sp.csr_matrix]]:
+        """``(store rows, times each is shown, their presence)`` one block at a time: the encoded rows of the
+        sources that their datasets show, each once."""
         max_entries = self.memory_limit // BLOCK_SHARE // BYTES_PER_ENTRY
         for store, multiplicity in self.sources:
             for rows, stats in store.pooled_blocks(max_entries):
-                keep = np.repeat(np.arange(len(rows)), multiplicity[rows] * (stats.n_tokens > 0))
+                keep = np.flatnonzero((multiplicity[rows] > 0) & (stats.n_tokens > 0))
                 P = presence(aggregate(stats, self.aggregation, self.d_sae)[keep], self.threshold)
-                del stats
-                if columns is not None:
-                    P = P[:, columns].tocsr()
-                    P.sort_indices()
-                yield P
+                yield rows[keep], multiplicity[rows[keep]], P
+
+    def blocks(self, columns: np.ndarray | None = None) -> Iterator[sp.csr_matrix]:
+        """The presence matrix one block of rows at a time, each row as many times as its dataset shows it (only
+        ``columns``, in that order, when given; sorted indices either way)."""
+        for rows, times, P in self.row_blocks():
+            if (times > 1).any():
+                P = P[np.repeat(np.arange(len(rows)), times)]
+            if columns is not None:
+                P = P[:, columns].tocsr()
+                P.sort_indices()
+            yield P
+
+    def column_sums(self, values: np.ndarray) -> np.ndarray:
+        """Per feature, the sum of ``values`` (one per store row) over the rows where it is present, each row
+        counted as many times as its dataset shows it."""
+        total = np.zeros(self.d_sae)
+        for rows, times, P in self.row_blocks():
+            total += P.T @ (values[rows] * times)
+        return total
 
     def co_occurrence_blocks(self, features: np.ndarray, block_size: int, block_bytes: int):
         """As :func:`~interp_embed.analysis.correlations._co_occurrence_blocks` over the columns ``features``:
@@ -145,3 +165,38 @@ class BlockOverlaps:
         for P in self.blocks.blocks(self.features):
             out += (P[:, leaders].T.astype(np.int64) @ P).toarray()
         return out
+
+
+class GatheredRows:
+    """The presence rows of chosen documents, gathered from the blocks on demand: ``rows[i]`` is document i's
+    store row, and ``gathered[[i, j, ...]]`` is the CSR matrix of those documents in that order (one pass)."""
+
+    def __init__(self, blocks: PresenceBlocks, rows: np.ndarray):
+        self.blocks, self.rows = blocks, np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self.rows), blocks.d_sae)
+
+    def __getitem__(self, index) -> sp.csr_matrix:
+        wanted = self.rows[index]
+        order = np.argsort(wanted, kind="stable")
+        ranked = wanted[order]
+        parts, where = [], []
+        for rows, _, P in self.blocks.row_blocks():
+            lo, hi = np.searchsorted(ranked, [rows[0], rows[-1] + 1]) if rows.size else (0, 0)
+            if hi > lo:
+                parts.append(P[np.searchsorted(rows, ranked[lo:hi])])
+                where.append(order[lo:hi])
+        if not parts:
+            return sp.csr_matrix((0, self.shape[1]), dtype=np.int32)
+        gathered = sp.vstack(parts, format="csr")
+        back = np.empty(len(wanted), dtype=np.int64)
+        back[np.concatenate(where)] = np.arange(len(wanted))
+        return gathered[back]
+
+
+def encoded_positions(ds, memory_limit: int) -> np.ndarray:
+    """Positions in ``ds`` of its encoded rows, read chunk by chunk."""
+    store = ds._store
+    encoded = np.zeros(store.n_documents, dtype=bool)
+    for rows, stats in store.pooled_blocks(memory_limit // BLOCK_SHARE // BYTES_PER_ENTRY):
+        encoded[rows[stats.n_tokens > 0]] = True
+    return np.flatnonzero(encoded[ds.store_rows])

@@ -158,6 +158,7 @@ def query_features(ds: EncodedDataset, docs: Documents, query: str, k: int) -> p
     """:func:`match_features` for a dataset: its labels, the words its features fire on when it can tell
     (``ds.feature_words()``; otherwise labels alone), and as candidates the features active in ``docs``, its
     encoded documents — a feature that never fires here cannot find anything."""
-    words = ds.feature_words() if hasattr(ds, "feature_words") else None
+    # A compact store (pooled activations only) has no token-level words: labels alone then.
+    words = ds.feature_words() if hasattr(ds, "feature_words") and getattr(ds, "token_level", True) else None
     active = np.flatnonzero(docs.activations.getnnz(axis=0) > 0)
     return match_features(label_array(ds), query, k=k, words=words, candidates=active)

@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from ..encode.config import EncodePlan
 from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TEMPORARY_PREFIX, WRITER_LOCK,
                      atomic_folder, canonical_json, sha256_file, write_atomically)
-from .chunk import Chunk, EncodedDocument, write_chunk
+from .chunk import Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
 from .errors import StoreCorruptError, StoreError, StoreLockedError
 from .labels import LabelRecord, read_records, write_record
 from .manifest import CHUNK_NAME, EncoderRecord, FileRecord, Manifest
@@ -232,7 +232,20 @@ class Store:
     def commit_chunk(self, start: int, stop: int, docs: list[EncodedDocument]) -> None:
         """Durably add the encoded documents of rows [start, stop) (skipped rows simply absent)."""
         self._require_writer(f"chunk {start}-{stop}")
-        self.manifest.add_chunk(write_chunk(self.path / CHUNKS, start, stop, docs, self.d_sae, self.plan.token_level))
+        self._commit(write_chunk(self.path / CHUNKS, start, stop, docs, self.d_sae, self.plan.token_level))
+
+    def commit_pooled(self, start: int, stop: int, rows: np.ndarray, n_tokens: np.ndarray,
+                      pooled: PooledStatistics) -> None:
+        """Durably add rows [start, stop) of a compact store from pooled statistics made elsewhere (one document
+        per entry of ``rows``, ascending, with ``n_tokens`` tokens each), written as :meth:`commit_chunk` writes
+        them; structure is checked when they are read, as for any chunk."""
+        self._require_writer(f"chunk {start}-{stop}")
+        if self.plan.token_level:
+            raise StoreError(f"{self.path} keeps token-level activations; commit_pooled writes compact stores only")
+        self._commit(write_arrays(self.path / CHUNKS, start, stop, pooled_arrays(rows, n_tokens, pooled, self.d_sae)))
+
+    def _commit(self, entry) -> None:
+        self.manifest.add_chunk(entry)
         self._write_manifest()
         self._chunks, self._pooled, self._feature_words = None, None, None
 
