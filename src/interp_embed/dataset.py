@@ -57,8 +57,9 @@ class DatasetRow:
             else:
                 dataset = self._dataset
                 dataset.sae = session.encoder_of(self._store, dataset.sae)
-                self._read = dataclasses.replace(session.encode_text(self._store, dataset.sae, self.document),
-                                                 row=self._row)
+                doc = session.encode_text(self._store, dataset.sae, self.document)
+                # As a stored row reads: values float32 (the store keeps float16, which they are exactly).
+                self._read = dataclasses.replace(doc, row=self._row, act_values=doc.act_values.astype(np.float32))
         return self._read
 
     def row_record(self) -> dict:
