@@ -66,8 +66,8 @@ def build_compact_store(path: Path, n_documents: int, d_sae: int, active: float,
             chunk_rng = np.random.default_rng([seed, start])
             rows = np.repeat(np.flatnonzero(group[start:stop]), PLANTED)
             hit = chunk_rng.random(rows.size) < 0.5
-            plant = sp.csr_matrix((np.ones(int(hit.sum()), np.float32), (rows[hit], np.tile(planted, rows.size // PLANTED)[hit])),
-                                  shape=(n, d_sae))
+            columns = np.tile(planted, rows.size // PLANTED)[hit]
+            plant = sp.csr_matrix((np.ones(columns.size, np.float32), (rows[hit], columns)), shape=(n, d_sae))
             X = X.maximum(plant).tocsr()
             X.sort_indices()
             n_tokens = chunk_rng.integers(20, 300, n)

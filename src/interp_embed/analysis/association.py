@@ -9,7 +9,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from .blockwise import BLOCK_SHARE, BYTES_PER_ENTRY, GatheredRows, PresenceBlocks, check_blockwise, encoded_positions
+from .blockwise import (BLOCK_SHARE, BYTES_PER_ENTRY, GatheredRows, PresenceBlocks, check_blockwise,
+                        encoded_positions)
 from .grouping import add_groups, one_row_per_group
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import (benjamini_hochberg, fisher_two_sided, newcombe_interval, permutation_p_values, rank_sum_p_values,
@@ -175,8 +176,9 @@ def fit_sparse_model(
     training targets shuffled, scored on the same held-out documents — what a model of noise scores.
     ``candidates`` limits the features the model may use; ``max_test_docs`` scores on a random sample of that
     many held-out documents when there are more (a memory bound). ``P`` may be any object whose ``P[rows]`` is
-    the CSR presence of those documents (analysis/blockwise.py gathers them from a store). Returns the metric, both scores, the penalty and
-    the selected features with their coefficients (per unit of presence, in the target's units for Lasso).
+    the CSR presence of those documents (analysis/blockwise.py gathers them from a store). Returns the metric,
+    both scores, the penalty and the selected features with their coefficients (per unit of presence, in the
+    target's units for Lasso).
     """
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler

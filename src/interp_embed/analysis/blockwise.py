@@ -53,8 +53,8 @@ def check_fits(ds, memory_limit: int | None) -> None:
     if needed > memory_limit:
         raise MemoryError(
             f"the latents of {store.path} ({entries:,} pooled entries over {store.n_documents:,} rows) need about "
-            f"{needed / 1e9:.2f} GB in memory, more than memory_limit={memory_limit / 1e9:.2f} GB. Analyse it block "
-            "by block instead: ds.diff(other, memory_limit=...), ds.top_correlations(memory_limit=...) and "
+            f"{needed / 2**20:,.0f} MiB in memory, more than memory_limit ({memory_limit / 2**20:,.0f} MiB). Analyse "
+            "it block by block instead: ds.diff(other, memory_limit=...), ds.top_correlations(memory_limit=...) and "
             "ds.associate(target, memory_limit=...) never build the matrix."
         )
 

@@ -99,16 +99,16 @@ class _Screen:
 
 
 def correlate_presence(
-    P: sp.csr_matrix | PresenceBlocks, labels: np.ndarray | None = None, *, features: np.ndarray | None = None, min_count: int = 5,
-    max_coverage: float = 1.0, top: int | None = None, exact_q_below: float = 0.05, block_size: int = 4096,
-    block_bytes: int = BLOCK_BYTES,
+    P: sp.csr_matrix | PresenceBlocks, labels: np.ndarray | None = None, *, features: np.ndarray | None = None,
+    min_count: int = 5, max_coverage: float = 1.0, top: int | None = None, exact_q_below: float = 0.05,
+    block_size: int = 4096, block_bytes: int = BLOCK_BYTES,
 ) -> pd.DataFrame:
     """Pairwise NPMI and co-occurrence test on a binary document × feature matrix (see feature_correlations).
 
     Co-occurrence counts are made one block of candidate features at a time (at most ``block_size``
     features and ``block_bytes`` of counts), so memory never holds a dense F × F array. ``P`` may be presence
-    blocks read from a store (analysis/blockwise.py): each block of counts is then one pass over the store. With ``top`` set,
-    only the ``top`` pairs by NPMI are kept between blocks.
+    blocks read from a store (analysis/blockwise.py): each block of counts is then one pass over the store.
+    With ``top`` set, only the ``top`` pairs by NPMI are kept between blocks.
 
     The q-values are Benjamini–Hochberg over all m = F(F-1)/2 candidate pairs, found without the p-value of
     every pair. Write α = ``exact_q_below``, R(t) = #pairs with p <= t; q(p) = min over p' >= p of p'·m/R(p').

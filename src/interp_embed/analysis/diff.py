@@ -134,11 +134,13 @@ def diff_features(
     if limit is None:
         docs_a, docs_b = load_documents(ds_a, "ds_a", aggregation), load_documents(ds_b, "ds_b", aggregation)
         P_a, P_b = presence(docs_a.activations, activated_threshold), presence(docs_b.activations, activated_threshold)
-        count_a, count_b, n_a, n_b, P = feature_counts(P_a), feature_counts(P_b), docs_a.n, docs_b.n, sp.vstack([P_a, P_b])
+        count_a, count_b, n_a, n_b = feature_counts(P_a), feature_counts(P_b), docs_a.n, docs_b.n
+        P = sp.vstack([P_a, P_b])
     else:
         P_a = PresenceBlocks.of(ds_a, "ds_a", aggregation, activated_threshold, limit)
         P_b = PresenceBlocks.of(ds_b, "ds_b", aggregation, activated_threshold, limit)
-        count_a, count_b, n_a, n_b, P = P_a.counts, P_b.counts, P_a.shape[0], P_b.shape[0], PresenceBlocks.stack([P_a, P_b])
+        count_a, count_b, n_a, n_b = P_a.counts, P_b.counts, P_a.shape[0], P_b.shape[0]
+        P = PresenceBlocks.stack([P_a, P_b])
     logger.info("diffing %d vs %d encoded documents over %d features", n_a, n_b, count_a.size)
     labels = label_array(ds_a)
     table = diff_counts(count_a, n_a, count_b, n_b, labels, metric=metric,

@@ -109,9 +109,9 @@ class EncodePlan:
     """Context tokens a window repeats from the one before it; their activations come from that one."""
     token_level: bool = True
     """Keep every token's activations. False keeps each document's pooled activations only (a compact store,
-    several times smaller: ``interp-embed info`` prints both sizes); a document's highlights are then recomputed
-    by running the reader and SAE on that document, and what needs every token (``feature_words``,
-    ``activated_threshold`` > 0 on token activations) is refused."""
+    less than half the size: ``interp-embed info`` prints the bytes per token of both); a document's highlights
+    are then recomputed by running the reader and SAE on that document, and what needs every token
+    (``feature_words``, ``activated_threshold`` > 0 on token activations) is refused."""
 
     def __post_init__(self) -> None:
         if (self.chunk_tokens is None) == (self.chunk_chars is None):

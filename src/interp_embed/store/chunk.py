@@ -7,8 +7,9 @@ are exact. Document level: the pooled statistics (see pooling.py) — ``max`` an
 feature, and the ``sum`` only where the feature fired on more than one token (elsewhere the sum is the
 max: most entries of short documents) — written with the chunk so ``latents()`` only concatenates.
 
-A compact chunk (``EncodePlan(token_level=False)``) keeps the document-level arrays only (:data:`POOLED`): about
-a tenth of the bytes, at the price of recomputing a document's tokens when its highlights are asked for.
+A compact chunk (``EncodePlan(token_level=False)``) keeps the document-level arrays only (:data:`POOLED`): less
+than half the bytes for short documents, less still for long ones (whose features repeat over tokens), at the
+price of recomputing a document's tokens when its highlights are asked for.
 """
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def narrowest_uint(max_value: int) -> np.dtype:
     return np.min_scalar_type(max(int(max_value), 0))
 
 
-def pooled_arrays(rows: np.ndarray, n_tokens: np.ndarray, pooled: PooledStatistics, d_sae: int) -> dict[str, np.ndarray]:
+def pooled_arrays(rows: np.ndarray, n_tokens: np.ndarray, pooled: PooledStatistics,
+                  d_sae: int) -> dict[str, np.ndarray]:
     """The document-level arrays of a chunk (:data:`POOLED`): ``rows`` ascending, each with ``n_tokens`` tokens and
     the pooled statistics of its token activations."""
     return {

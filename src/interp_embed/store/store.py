@@ -242,7 +242,8 @@ class Store:
         self._require_writer(f"chunk {start}-{stop}")
         if self.plan.token_level:
             raise StoreError(f"{self.path} keeps token-level activations; commit_pooled writes compact stores only")
-        self._commit(write_arrays(self.path / CHUNKS, start, stop, pooled_arrays(rows, n_tokens, pooled, self.d_sae)))
+        arrays = pooled_arrays(rows, n_tokens, pooled, self.d_sae)
+        self._commit(write_arrays(self.path / CHUNKS, start, stop, arrays))
 
     def _commit(self, entry) -> None:
         self.manifest.add_chunk(entry)
