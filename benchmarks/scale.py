@@ -140,7 +140,7 @@ def out_of_core(args: argparse.Namespace) -> None:
     store = Store.open(args.store)
     chunks = store.manifest.chunks
     size = sum(c.bytes for c in chunks)
-    entries = sum(c.files["pool_max.npy"].bytes // 2 for c in chunks)
+    entries = sum(c.pooled_entries for c in chunks)
     print(f"store: {store.n_documents:,} documents, {entries / store.n_documents:.1f} active features per document, "
           f"{size / 1e9:.2f} GB on disk ({size / store.n_documents:.0f} bytes per document), {len(chunks)} chunks; "
           f"its latents in memory would need about {entries * 32 / GIB:.1f} GiB")

@@ -20,7 +20,7 @@ STORES = ["synthetic", pytest.param("encoded", marks=pytest.mark.reader)]
 
 def one_chunk(ds) -> int:
     """The smallest memory_limit a blockwise analysis of ``ds`` accepts: room to read its largest chunk."""
-    return max(c.files["pool_max.npy"].bytes // 2 for c in ds._store.manifest.chunks) * BLOCK_SHARE * BYTES_PER_ENTRY
+    return max(c.pooled_entries for c in ds._store.manifest.chunks) * BLOCK_SHARE * BYTES_PER_ENTRY
 
 
 @pytest.mark.parametrize("value, expected", [("4GB", 4 * 10**9), ("512 MiB", 512 * 2**20), ("1.5gb", 15 * 10**8),

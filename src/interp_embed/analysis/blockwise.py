@@ -5,8 +5,8 @@ With ``memory_limit`` set, :func:`~interp_embed.analysis.diff.diff_features`,
 :func:`~interp_embed.analysis.association.associate_features` never hold a dataset's matrix: they read the
 store's chunks memory-mapped, one block after another (each unmapped after use), and add up the statistics they
 need — per-feature document counts, co-occurrence counts of feature pairs, sums of the target over the documents
-of each feature. Those are sums of integers (or of the same floats in the same order), so the results are the
-in-memory ones exactly. Co-occurrence counts that do not fit the bound are made in several passes over the store,
+of each feature. Those are sums of integers, so the results are the in-memory ones exactly (sums of a numeric
+target are added in store order, so they agree to rounding). Co-occurrence counts that do not fit the bound are made in several passes over the store,
 one block of feature pairs per pass.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ from ..validation import check_memory_limit, check_threshold
 BLOCK_SHARE = 4
 """Reading a block may use 1/BLOCK_SHARE of the memory limit; the statistics being summed use the rest."""
 BYTES_PER_ENTRY = 64
-"""Working memory per pooled entry of a block being read: the mapped arrays, their structural check (int64
-copies), the aggregated values and the presence matrix (measured by benchmarks/scale.py --out-of-core)."""
+"""Working memory per pooled entry of a block being read, an upper estimate: the structural check's int64 copies
+(24 bytes), the float32 values and sums (8), the presence matrix (8), and their temporaries."""
 MATERIALISED_BYTES_PER_ENTRY = 32
 """Peak memory per pooled entry of the store while ``latents()`` builds a matrix in memory: the statistics of
 every row (16 bytes) and the aggregated CSR matrix (8), with its row selection."""
@@ -47,8 +47,7 @@ def check_fits(ds, memory_limit: int | None) -> None:
     if memory_limit is None:
         return
     store = ds._store
-    entries = sum((c.files.get("pool_max.npy").bytes or 0) // 2 for c in store.manifest.chunks
-                  if c.files.get("pool_max.npy") is not None)
+    entries = sum(c.pooled_entries for c in store.manifest.chunks)
     needed = entries * MATERIALISED_BYTES_PER_ENTRY + 8 * store.n_documents
     if needed > memory_limit:
         raise MemoryError(

@@ -492,8 +492,7 @@ class Store:
         pooled entries is refused (a ValueError naming it) rather than read past the caller's memory bound."""
         self._check_row_count()
         for chunk in self.chunks():
-            record = chunk.entry.files.get("pool_max.npy")
-            entries = (record.bytes or 0) // 2 if record else 0  # float16 values, beside a small header
+            entries = chunk.entry.pooled_entries
             if entries > max_entries:
                 raise ValueError(f"chunk {chunk.entry.name} of {self.path} holds about {entries:,} pooled entries, "
                                  f"more than the {max_entries:,} the memory limit allows per block; raise memory_limit")
