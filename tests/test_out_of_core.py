@@ -137,6 +137,8 @@ def test_a_compact_store_keeps_pooled_arrays_only_with_the_same_latents(twins):
                for c in manifest["chunks"])
     for aggregation in ("max", "mean", "count"):
         assert (compact.latents(aggregation) != full.latents(aggregation)).nnz == 0
+        assert (compact[3].latents(aggregation) != full[3].latents(aggregation)).nnz == 0
+    assert not compact.sae.is_loaded()  # a row's pooled activations are read, not recomputed
 
 
 @pytest.mark.reader

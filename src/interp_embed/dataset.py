@@ -101,6 +101,8 @@ class DatasetRow:
             return sp.csr_matrix((doc.act_values, doc.act_features, doc.act_ptr), shape=(len(doc.spans), d_sae))
         check_aggregation(aggregation_method)
         threshold = check_threshold(activated_threshold)
+        if not self._store.plan.token_level:  # the stored pooled row (a threshold on tokens is refused there)
+            return self._store.latents(aggregation_method, threshold)[self._row]
         doc = self._document()
         if doc is None:
             return sp.csr_matrix((1, d_sae), dtype=np.float32)
