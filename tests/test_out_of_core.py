@@ -155,6 +155,24 @@ def test_a_compact_store_recomputes_a_documents_highlights_on_demand(twins):
 
 
 @pytest.mark.reader
+def test_a_compact_store_loads_the_models_once_for_several_highlights(twins, monkeypatch):
+    from interp_embed.encode import session
+
+    full, compact = twins
+    loads, loaded_models = [], session.loaded_models
+
+    def counting(sae):
+        loads.append(sae.is_loaded())
+        return loaded_models(sae)
+
+    monkeypatch.setattr(session, "loaded_models", counting)
+    reopened = Dataset.load_from_file(compact.path)  # no SAE given: the store's is rebuilt from its record
+    feature = int(full.latents("binarize").sum(axis=0).A1.argmax())
+    assert reopened.top_documents_for_feature(feature, k=3) == full.top_documents_for_feature(feature, k=3)
+    assert loads.count(False) == 1  # loaded once, reused by the three documents
+
+
+@pytest.mark.reader
 def test_a_compact_store_refuses_what_needs_every_token_by_name(twins, tmp_path):
     _, compact = twins
     with pytest.raises(StoreError, match="activated_threshold > 0 .* keeps pooled activations only"):

@@ -433,6 +433,7 @@ class Dataset:
         if not document_only:
             return chosen
         with self.recomputing():
+            chosen.sae = self.sae  # the view was taken before the models were loaded: its rows use them too
             return [row.token_activations(feature) for row in chosen]
 
     @contextlib.contextmanager
