@@ -1,5 +1,6 @@
 """Out-of-core analyses (``memory_limit=``) and compact stores (``EncodePlan(token_level=False)``), on real text."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -170,6 +171,19 @@ def test_a_compact_store_loads_the_models_once_for_several_highlights(twins, mon
     feature = int(full.latents("binarize").sum(axis=0).A1.argmax())
     assert reopened.top_documents_for_feature(feature, k=3) == full.top_documents_for_feature(feature, k=3)
     assert loads.count(False) == 1  # loaded once, reused by the three documents
+
+
+@pytest.mark.reader
+def test_a_compact_store_searches_by_labels_alone_and_says_so(twins, caplog):
+    full, compact = twins
+    labels = compact.feature_labels()
+    active = np.flatnonzero(compact.latents("binarize").sum(axis=0).A1)
+    word = next(match.group(1) for f in active for match in [re.search(r"'([a-z]{4,})'", labels.get(int(f), ""))]
+                if match)
+    hits = compact.search(word, k=2)
+    assert "matched against feature labels alone" in caplog.text
+    assert all("<<" in text for text in hits.highlighted)  # recomputed, as a token-level store shows them
+    assert not compact.sae.is_loaded()
 
 
 @pytest.mark.reader
