@@ -6,8 +6,8 @@ With ``memory_limit`` set, :func:`~interp_embed.analysis.diff.diff_features`,
 store's chunks memory-mapped, one block after another (each unmapped after use), and add up the statistics they
 need — per-feature document counts, co-occurrence counts of feature pairs, sums of the target over the documents
 of each feature. Those are sums of integers, so the results are the in-memory ones exactly (sums of a numeric
-target are added in store order, so they agree to rounding). Co-occurrence counts that do not fit the bound are made in several passes over the store,
-one block of feature pairs per pass.
+target are added in store order, so they agree to rounding). Co-occurrence counts that do not fit the bound are
+made in several passes over the store, one block of feature pairs per pass.
 """
 from __future__ import annotations
 
