@@ -7,6 +7,7 @@ imports torch.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -18,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import analysis
+from .analysis.blockwise import check_blockwise, check_fits
 from .encode import session
 from .encode.config import EncodePlan
 from .highlight import Highlighted
@@ -36,6 +38,7 @@ class DatasetRow:
     """One document: its metadata row, its text, and its token-level activations."""
 
     def __init__(self, dataset: "Dataset", row: int, extra: dict | None = None):
+        self._dataset = dataset
         self._store = dataset._store
         self._row = row
         self.field = self._store.field
@@ -44,9 +47,19 @@ class DatasetRow:
 
     def _document(self) -> EncodedDocument | None:
         """The row's tokens and activations, read from the store once per row object (spans, tokens and
-        activations are usually asked for together)."""
+        activations are usually asked for together). A compact store keeps no tokens: the row is encoded again
+        by the store's reader and SAE (see :meth:`Dataset.recomputing`)."""
         if not hasattr(self, "_read"):
-            self._read = self._store.document(self._row)
+            if self._store.plan.token_level:
+                self._read = self._store.document(self._row)
+            elif not self._store.encoded_mask()[self._row]:
+                self._read = None
+            else:
+                dataset = self._dataset
+                dataset.sae = session.encoder_of(self._store, dataset.sae)
+                doc = session.encode_text(self._store, dataset.sae, self.document)
+                # As a stored row reads: values float32 (the store keeps float16, which they are exactly).
+                self._read = dataclasses.replace(doc, row=self._row, act_values=doc.act_values.astype(np.float32))
         return self._read
 
     def row_record(self) -> dict:
@@ -88,6 +101,8 @@ class DatasetRow:
             return sp.csr_matrix((doc.act_values, doc.act_features, doc.act_ptr), shape=(len(doc.spans), d_sae))
         check_aggregation(aggregation_method)
         threshold = check_threshold(activated_threshold)
+        if not self._store.plan.token_level:  # the stored pooled row (a threshold on tokens is refused there)
+            return self._store.latents(aggregation_method, threshold)[self._row]
         doc = self._document()
         if doc is None:
             return sp.csr_matrix((1, d_sae), dtype=np.float32)
@@ -281,6 +296,12 @@ class Dataset:
         return self._store.path
 
     @property
+    def token_level(self) -> bool:
+        """Whether the store keeps every token's activations; False for a compact store (pooled activations only,
+        ``EncodePlan(token_level=False)``), whose highlights are recomputed per document."""
+        return self._store.plan.token_level
+
+    @property
     def store_rows(self) -> np.ndarray:
         """Each document's row in the store this dataset views (what stored labels record as examples)."""
         return self._rows.copy()
@@ -299,7 +320,8 @@ class Dataset:
     def dataset_description(self, text: str) -> None:
         self._store.set_description(text)
 
-    def latents(self, aggregation_method: str = "max", compress: bool = True, activated_threshold: float = 0.0):
+    def latents(self, aggregation_method: str = "max", compress: bool = True, activated_threshold: float = 0.0,
+                memory_limit: int | str | None = None):
         """Document × feature matrix (scipy.sparse.csr_matrix, float32) pooled over each document's own tokens;
         ``compress=False`` gives the same values as a dense numpy array.
 
@@ -308,9 +330,14 @@ class Dataset:
         ``activated_threshold``. Rows without activations (skipped or not yet encoded) are all zero;
         see :meth:`encoded_mask`.
 
+        ``memory_limit`` (bytes, or a string such as ``"4GB"``): refuse with a MemoryError, before reading
+        anything, when building the matrix would take more memory; ``diff``, ``top_correlations`` and
+        ``associate`` take the same argument and work block by block within it.
+
         >>> ds.latents("mean").shape      # doctest: +SKIP
         (3, 8192)
         """
+        check_fits(self, check_blockwise(self, memory_limit))
         if aggregation_method == "all":
             raise ValueError("latents('all') is per document here: ds[i].latents('all') is document i's token × "
                              "feature matrix.")
@@ -405,7 +432,21 @@ class Dataset:
         chosen = ranked[:k] if select_top else ranked[max(len(ranked) - k, 0):]
         if not document_only:
             return chosen
-        return [row.token_activations(feature) for row in chosen]
+        with self.recomputing():
+            chosen.sae = self.sae  # the view was taken before the models were loaded: its rows use them too
+            return [row.token_activations(feature) for row in chosen]
+
+    @contextlib.contextmanager
+    def recomputing(self):
+        """Keep the reader and SAE loaded for the block when this dataset's store is compact (pooled activations
+        only, ``EncodePlan(token_level=False)``), where each row's tokens are recomputed by running them on it;
+        otherwise do nothing. Models loaded here are freed when the block ends."""
+        if self._store.plan.token_level:
+            yield
+            return
+        self.sae = session.encoder_of(self._store, self.sae)
+        with session.loaded_models(self.sae):
+            yield
 
     def sort_by_features(self, features: list[int], aggregation_type: str = "max", descending: bool = True,
                          include_top_feature: bool = True, include_nonactive_samples: bool = True) -> "DatasetView":

@@ -5,6 +5,7 @@ it is plain text with the active tokens between << >>.
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 from dataclasses import dataclass, field
@@ -87,13 +88,17 @@ def describe_feature(ds, feature: int, k: int = 5) -> FeatureDescription:
     sums = ds.latents("sum")[:, feature].toarray().ravel()
     counts = ds.latents("count")[:, feature].toarray().ravel()
     order = [int(i) for i in np.argsort(-pooled, kind="stable")[:k] if pooled[i] > 0]
+    with getattr(ds, "recomputing", contextlib.nullcontext)():  # a compact store encodes its top documents again
+        top_documents = [ds[i].token_activations(feature) for i in order]
     return FeatureDescription(
         feature=feature, label=label, label_source=source,
         frequency=float((pooled[encoded] > 0).mean()) if encoded.any() else 0.0,
         max_activation=float(pooled.max(initial=0)),
         mean_activation=float(sums.sum() / counts.sum()) if counts.sum() else 0.0,
-        words=ds.feature_words().top(feature, 8) if hasattr(ds, "feature_words") else [],
-        top_documents=[ds[i].token_activations(feature) for i in order],
+        # A compact store keeps no tokens to read the words from (and reading them is a pass over every token).
+        words=ds.feature_words().top(feature, 8) if hasattr(ds, "feature_words") and getattr(ds, "token_level", True)
+        else [],
+        top_documents=top_documents,
         shipped_summary=_shipped_summary(ds, feature))
 
 

@@ -2,6 +2,7 @@
 what it may be."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -95,3 +96,30 @@ def check_coverage(min_coverage: Any, max_coverage: Any) -> tuple[float, float]:
     if lo > hi:
         raise ValueError(f"min_coverage ({lo}) must not exceed max_coverage ({hi}).")
     return lo, hi
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def check_memory_limit(value: Any) -> int | None:
+    """A memory bound in bytes: None (no bound), a positive integer, or a string such as ``"4GB"`` or ``"512 MiB"``
+    (KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB powers of 1024).
+
+    >>> check_memory_limit("1.5GB"), check_memory_limit("2 GiB"), check_memory_limit(10**6)
+    (1500000000, 2147483648, 1000000)
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*)\s*", value)
+        unit = match.group(2).lower() if match else None
+        if unit not in _BYTE_UNITS:
+            raise ValueError(f"memory_limit={value!r} is not a size; write bytes as an integer or a string such as "
+                             f"'4GB', '512MB' or '2GiB'.")
+        value = int(float(match.group(1)) * _BYTE_UNITS[unit])
+    elif isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"memory_limit must be a number of bytes or a string such as '4GB', not {value!r}.")
+    if value <= 0:
+        raise ValueError(f"memory_limit must be positive, got {value!r}.")
+    return int(value)

@@ -9,8 +9,10 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from .blockwise import (BLOCK_SHARE, BYTES_PER_ENTRY, GatheredRows, PresenceBlocks, check_blockwise,
+                        encoded_positions)
 from .grouping import add_groups, one_row_per_group
-from .inputs import EncodedDataset, feature_counts, label_array, load_documents, metadata, presence
+from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import (benjamini_hochberg, fisher_two_sided, newcombe_interval, permutation_p_values, rank_sum_p_values,
                     welch_t_test)
 from ..validation import check_bool, check_fraction, check_int
@@ -44,12 +46,15 @@ def encode_target(values: pd.Series, name: str) -> tuple[np.ndarray, bool, Any]:
 MIN_NORMAL_GROUP = 30
 
 
-def _univariate(P: sp.csr_matrix, y: np.ndarray, binary: bool, min_count: int, confidence: float,
+def _univariate(k: np.ndarray, column_sums, y: np.ndarray, binary: bool, min_count: int, confidence: float,
                 n_permutations: int, rng: np.random.Generator):
-    """Per-feature separation E[y|active] − E[y|inactive], its CI, p-value and how the p-value was obtained."""
-    n = P.shape[0]
-    k = feature_counts(P)
-    sum_active = P.T @ y
+    """Per-feature separation E[y|active] − E[y|inactive], its CI, p-value and how the p-value was obtained.
+
+    ``k``: the documents where each feature is present; ``column_sums(v)``: per feature, the sum of ``v`` (one
+    value per document) over those documents.
+    """
+    n = y.size
+    sum_active = column_sums(y)
     testable = (k >= min_count) & (n - k >= min_count)
     f = np.flatnonzero(testable)
     k_f, n_inactive = k[f], n - k[f]
@@ -63,13 +68,13 @@ def _univariate(P: sp.csr_matrix, y: np.ndarray, binary: bool, min_count: int, c
         return f, k_f, mean_1, mean_0, lo, hi, p, np.full(f.size, "fisher")
     # The interval is Welch's, for the difference of means; the test uses ranks, which a skewed target
     # (lengths, counts, prices) cannot fool.
-    sq_active = P.T @ (y * y)
+    sq_active = column_sums(y * y)
     var_1 = (sq_active[f] - k_f * mean_1**2) / np.maximum(k_f - 1, 1)
     var_0 = ((y * y).sum() - sq_active[f] - n_inactive * mean_0**2) / np.maximum(n_inactive - 1, 1)
     # Sums of squares minus squared means can dip below zero by rounding.
     _, lo, hi = welch_t_test(mean_1, np.maximum(var_1, 0), k_f, mean_0, np.maximum(var_0, 0), n_inactive, confidence)
     ranks = stats.rankdata(y)
-    rank_sum = (P.T @ ranks)[f]
+    rank_sum = column_sums(ranks)[f]
     p = rank_sum_p_values(rank_sum, k_f, n, np.unique(y, return_counts=True)[1])
     small = np.minimum(k_f, n_inactive) < MIN_NORMAL_GROUP
     if small.any():  # the smaller group's rank sum decides the test: draw its null distribution
@@ -158,7 +163,7 @@ def _held_out(model, X: sp.csr_matrix, y: np.ndarray, binary: bool, y_centre: fl
 def fit_sparse_model(
     P: sp.csr_matrix, y: np.ndarray, binary: bool, *, candidates: np.ndarray | None = None,
     test_size: float = 0.25, max_features: int = 2000, max_train_docs: int = 20_000, folds: int = 5,
-    random_state: int = 0,
+    random_state: int = 0, max_test_docs: int | None = None,
 ) -> dict[str, Any]:
     """Fit an L1 logistic (binary y) or Lasso (numeric y) model on presence and score it on held-out documents.
 
@@ -169,8 +174,11 @@ def fit_sparse_model(
     screening repeated inside every fold. The held-out
     AUC (binary) or R² (numeric) comes with a permutation baseline: the same procedure fitted to the
     training targets shuffled, scored on the same held-out documents — what a model of noise scores.
-    ``candidates`` limits the features the model may use. Returns the metric, both scores, the penalty and
-    the selected features with their coefficients (per unit of presence, in the target's units for Lasso).
+    ``candidates`` limits the features the model may use; ``max_test_docs`` scores on a random sample of that
+    many held-out documents when there are more (a memory bound). ``P`` may be any object whose ``P[rows]`` is
+    the CSR presence of those documents (analysis/blockwise.py gathers them from a store). Returns the metric,
+    both scores, the penalty and the selected features with their coefficients (per unit of presence, in the
+    target's units for Lasso).
     """
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
@@ -181,9 +189,14 @@ def fit_sparse_model(
     rng = np.random.default_rng(random_state)
     if train.size > max_train_docs:
         train = np.sort(rng.choice(train, max_train_docs, replace=False))
+    if max_test_docs is not None and test.size > max_test_docs:
+        logger.warning("the model is scored on %d of its %d held-out documents, to stay within memory_limit",
+                       max_test_docs, test.size)
+        test = np.sort(rng.choice(test, max_test_docs, replace=False))
     pool = np.arange(P.shape[1]) if candidates is None else candidates
-    pool = pool[np.asarray(P[train][:, pool].sum(axis=0)).ravel() > 0]
-    X_train, y_train = P[train][:, pool].astype(np.float64), y[train]
+    P_train = P[train]
+    pool = pool[np.asarray(P_train[:, pool].sum(axis=0)).ravel() > 0]
+    X_train, y_train = P_train[:, pool].astype(np.float64), y[train]
     scaler = StandardScaler(with_mean=False).fit(X_train)  # keeps the matrix sparse
     X_fit, X_test = scaler.transform(X_train), scaler.transform(P[test][:, pool].astype(np.float64))
     centre, scale = (0.0, 1.0) if binary else (float(y_train.mean()), float(y_train.std()) or 1.0)
@@ -208,7 +221,7 @@ def associate_features(
     ds: EncodedDataset, target: str, *, min_count: int = 2, aggregation: str = "max", activated_threshold: float = 0.0,
     confidence: float = 0.95, n_permutations: int = 10_000, test_size: float = 0.25, max_model_features: int = 2000,
     max_train_docs: int = 20_000, random_state: int = 0, grouped: bool = False, alpha: float = 0.05,
-    min_overlap: float = 0.5,
+    min_overlap: float = 0.5, memory_limit: int | str | None = None,
 ) -> pd.DataFrame:
     """Which features separate the values of a binary or numeric metadata column ``target``.
 
@@ -240,6 +253,13 @@ def associate_features(
     :func:`~interp_embed.analysis.diff.diff_features` (``group``, ``representative``, ``overlap``);
     ``grouped=True`` returns one row per group with its ``members``.
 
+    ``memory_limit`` (bytes, or a string such as ``"4GB"``) reads the store block by block within that bound
+    instead of building the matrix in memory (analysis/blockwise.py). The table is the same — exactly for a
+    binary target; for a numeric one the means and intervals agree to rounding (their sums are added in store
+    order), the rank-sum p-values exactly — except that the model is scored on a random sample of the held-out
+    documents when all of them would not fit the bound (a warning says so; ``attrs["model"]["n_test"]`` gives
+    how many were used).
+
     Example::
 
         table = associate_features(ds, target="is_spam")
@@ -254,18 +274,40 @@ def associate_features(
     check_bool(grouped, "grouped")
     alpha = check_fraction(alpha, "alpha", open_low=True)
     min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
-    docs = load_documents(ds, aggregation=aggregation)
-    meta = metadata(ds, docs)
+    limit = check_blockwise(ds, memory_limit)
+    if limit is None:
+        docs = load_documents(ds, aggregation=aggregation)
+        rows = docs.rows
+    else:
+        rows = encoded_positions(ds, limit)
+        if not rows.size:
+            raise ValueError("ds has no encoded documents; encode it first (the analyses skip rows not encoded).")
+    meta = ds.pandas().iloc[rows].reset_index(drop=True)
     if target not in meta.columns:
         raise KeyError(f"target {target!r} is not a column of the dataset; columns are {list(meta.columns)}.")
     y, binary, positive = encode_target(meta[target], target)
-    infinite = docs.rows[np.isinf(y)]
+    infinite = rows[np.isinf(y)]
     if infinite.size:
         raise ValueError(f"target {target!r} is infinite in {infinite.size} document(s) (positions "
                          f"{infinite[:5].tolist()} in the dataset); replace those values, e.g. with NaN to leave "
                          "them out.")
     known = ~np.isnan(y)
-    P = presence(docs.activations, activated_threshold)[known]
+    max_test_docs = None
+    if limit is None:
+        P = presence(docs.activations, activated_threshold)[known]
+        counts, column_sums = feature_counts(P), lambda values: P.T @ values
+    else:
+        store_rows = ds.store_rows[rows[known]]
+        blocks = PresenceBlocks.of_rows(ds._store, store_rows, aggregation, activated_threshold, limit)
+        by_row = np.zeros(ds._store.n_documents)
+
+        def column_sums(values: np.ndarray) -> np.ndarray:
+            by_row[store_rows] = values  # one value per store row: a row shown twice has one target
+            return blocks.column_sums(by_row)
+
+        counts, P = blocks.counts, GatheredRows(blocks, store_rows)
+        mean_entries = max(counts.sum() / max(len(store_rows), 1), 1.0)
+        max_test_docs = max(10, int(limit // BLOCK_SHARE // (BYTES_PER_ENTRY * mean_entries)))
     y = y[known]
     if binary and min(y.sum(), y.size - y.sum()) < 2:
         raise ValueError(f"target {target!r} needs at least 2 documents of each class; it has {int(y.sum())} "
@@ -273,7 +315,8 @@ def associate_features(
     if not binary and y.size < 4:
         raise ValueError(f"target {target!r} needs at least 4 documents with a value, got {y.size}.")
     rng = np.random.default_rng(random_state)
-    f, k_f, mean_1, mean_0, lo, hi, p, method = _univariate(P, y, binary, min_count, confidence, n_permutations, rng)
+    f, k_f, mean_1, mean_0, lo, hi, p, method = _univariate(counts, column_sums, y, binary, min_count, confidence,
+                                                            n_permutations, rng)
     labels = label_array(ds)
     table = pd.DataFrame({
         "feature_id": f, "label": labels[f], "count_active": k_f, "mean_active": mean_1,
@@ -282,13 +325,13 @@ def associate_features(
     })
     logger.info("associating %d features with %r over %d documents", f.size, target, y.size)
     model = fit_sparse_model(P, y, binary, candidates=f, test_size=test_size, max_features=max_model_features,
-                             max_train_docs=max_train_docs, random_state=random_state)
+                             max_train_docs=max_train_docs, random_state=random_state, max_test_docs=max_test_docs)
     model.update(target=target, positive_class=positive, n_documents=int(y.size))
     coefficient = pd.Series(model["selected"], dtype=np.float64)
     table["selected"] = table["feature_id"].isin(coefficient.index)
     table["coefficient"] = table["feature_id"].map(coefficient).fillna(0.0)
     table = table.sort_values(["p_value", "separation"], ascending=[True, False], ignore_index=True)
-    table = add_groups(table, P, "separation", alpha, min_overlap)
+    table = add_groups(table, P if limit is None else blocks, "separation", alpha, min_overlap)
     if grouped:
         table = one_row_per_group(table)
     table.attrs["model"] = model

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .blockwise import PresenceBlocks, check_blockwise
+from .cooccurrence import FeatureOrder, add_pairs, feature_blocks
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import benjamini_hochberg, fisher_greater, fisher_greater_threshold
 from ..validation import check_fraction, check_features, check_int
@@ -55,37 +57,14 @@ _CLASS_WIDTH = 0.02
 def _co_occurrence_blocks(S: sp.csr_matrix, block_size: int, block_bytes: int):
     """Yield ``(start, counts)``: ``counts[r, x]`` documents holding both features ``start + r`` and ``start + x``.
 
-    Only pairs ``start + x > start + r`` are counted (each unordered pair once; the rest is 0). ``S`` is a
-    binary document × feature CSR matrix with sorted indices, so the features of a document that come after
-    an entry are the rest of its row: the pairs are enumerated from those row tails and counted with one
-    ``bincount`` into a dense block, whose rows are chosen so it holds at most ``block_bytes``. (scipy's
-    sparse product costs ~30 ns per co-occurrence here and builds a COO of every pair.)
+    Only pairs ``start + x > start + r`` are counted (each unordered pair once; the rest is 0). The rows of a
+    block are chosen so it holds at most ``block_bytes`` (see :func:`feature_blocks`).
     """
-    F = S.shape[1]
-    # The entries of S in feature order, as positions in S.indices, and how many later features each sees.
-    by_feature = sp.csr_matrix((np.arange(S.nnz, dtype=np.int64), S.indices, S.indptr), shape=S.shape).tocsc()
-    colptr, position = by_feature.indptr, by_feature.data
-    later = S.indptr[by_feature.indices + 1] - position - 1
-    del by_feature
-    item_limit = max(1, block_bytes // 32)  # four int64 arrays of enumerated pairs
-    start = 0
-    while start < F:
-        width = F - start
-        stop = start + max(1, min(block_size, block_bytes // (8 * width), width))
-        counts = np.zeros((stop - start) * width, dtype=np.int64)
-        lo, hi = colptr[start], colptr[stop]
-        row = np.repeat(np.arange(stop - start, dtype=np.int64) * width - start, np.diff(colptr[start:stop + 1]))
-        cum = np.cumsum(later[lo:hi])
-        a = 0
-        while a < hi - lo:  # entries a..b of the block enumerate at most item_limit pairs (or one entry's)
-            b = max(a + 1, int(np.searchsorted(cum, (cum[a - 1] if a else 0) + item_limit, side="right")))
-            k = later[lo + a:lo + b]
-            first = np.cumsum(k) - k
-            tail = np.repeat(position[lo + a:lo + b] + 1 - first, k) + np.arange(first[-1] + k[-1])
-            counts += np.bincount(np.repeat(row[a:b], k) + S.indices[tail], minlength=counts.size)
-            a = b
-        yield start, counts.reshape(stop - start, width)
-        start = stop
+    order = FeatureOrder.of(S)
+    for start, stop in feature_blocks(S.shape[1], block_size, block_bytes):
+        counts = np.zeros((stop - start) * (S.shape[1] - start), dtype=np.int64)
+        add_pairs(S, order, start, stop, counts, block_bytes)
+        yield start, counts.reshape(stop - start, -1)
 
 
 class _Screen:
@@ -120,15 +99,16 @@ class _Screen:
 
 
 def correlate_presence(
-    P: sp.csr_matrix, labels: np.ndarray | None = None, *, features: np.ndarray | None = None, min_count: int = 5,
-    max_coverage: float = 1.0, top: int | None = None, exact_q_below: float = 0.05, block_size: int = 4096,
-    block_bytes: int = BLOCK_BYTES,
+    P: sp.csr_matrix | PresenceBlocks, labels: np.ndarray | None = None, *, features: np.ndarray | None = None,
+    min_count: int = 5, max_coverage: float = 1.0, top: int | None = None, exact_q_below: float = 0.05,
+    block_size: int = 4096, block_bytes: int = BLOCK_BYTES,
 ) -> pd.DataFrame:
     """Pairwise NPMI and co-occurrence test on a binary document × feature matrix (see feature_correlations).
 
     Co-occurrence counts are made one block of candidate features at a time (at most ``block_size``
-    features and ``block_bytes`` of counts), so memory never holds a dense F × F array. With ``top`` set,
-    only the ``top`` pairs by NPMI are kept between blocks.
+    features and ``block_bytes`` of counts), so memory never holds a dense F × F array. ``P`` may be presence
+    blocks read from a store (analysis/blockwise.py): each block of counts is then one pass over the store.
+    With ``top`` set, only the ``top`` pairs by NPMI are kept between blocks.
 
     The q-values are Benjamini–Hochberg over all m = F(F-1)/2 candidate pairs, found without the p-value of
     every pair. Write α = ``exact_q_below``, R(t) = #pairs with p <= t; q(p) = min over p' >= p of p'·m/R(p').
@@ -141,21 +121,25 @@ def correlate_presence(
     n, d = P.shape
     if not 0.0 < exact_q_below < 1.0:
         raise ValueError(f"exact_q_below must lie in (0, 1), got {exact_q_below!r}.")
-    counts = feature_counts(P)
+    counts = P.counts if isinstance(P, PresenceBlocks) else feature_counts(P)
     labels = np.full(d, "", dtype=object) if labels is None else labels
     cand = _candidates(counts, n, features, min_count, max_coverage)
     F = cand.size
     n_pairs = F * (F - 1) // 2
     logger.info("correlating %d candidate features (%d pairs) over %d documents", F, n_pairs, n)
-    S = P[:, cand].tocsr()
-    S.sort_indices()
+    if isinstance(P, PresenceBlocks):
+        blocks = P.co_occurrence_blocks(cand, block_size, block_bytes)
+    else:
+        S = P[:, cand].tocsr()
+        S.sort_indices()
+        blocks = _co_occurrence_blocks(S, block_size, block_bytes)
     c = counts[cand]
     screen = _Screen(c, n, exact_q_below)
     kept: list[tuple[np.ndarray, ...]] = []
     maybe_key: list[np.ndarray] = []  # pairs (key i·F + j) that may have p <= exact_q_below, in key order
     maybe_ab: list[np.ndarray] = []
     log_c, log_n = np.log(np.maximum(c, 1)), np.log(n)
-    for start, block in _co_occurrence_blocks(S, block_size, block_bytes):
+    for start, block in blocks:
         stop = start + block.shape[0]
         i, j, ab = _pairs_where(block >= screen.thresholds(start, stop), block, start)
         maybe_key.append(i * F + j)
@@ -285,7 +269,7 @@ def feature_correlations(
 def top_correlations(
     ds: EncodedDataset, k: int = 20, features: Iterable[int] | None = None, min_count: int = 5, *,
     max_coverage: float = 1.0, aggregation: str = "max", activated_threshold: float = 0.0, exact_q_below: float = 0.05,
-    block_size: int = 4096,
+    block_size: int = 4096, memory_limit: int | str | None = None,
 ) -> pd.DataFrame:
     """The ``k`` most strongly co-occurring feature pairs by NPMI, with labels and q-values.
 
@@ -294,13 +278,22 @@ def top_correlations(
     stays bounded on large datasets. Raise ``min_count`` to keep rare features (whose NPMI is 1 after a
     handful of joint occurrences) from crowding the list.
 
+    ``memory_limit`` (bytes, or a string such as ``"4GB"``) reads the store block by block within that bound
+    instead of building the matrix in memory (analysis/blockwise.py); the table is the same. The co-occurrence
+    counts of one block of candidate features then take an eighth of the bound, and each such block is one
+    pass over the store: with F candidates, about 4·F² bytes / (memory_limit / 8) passes.
+
     Example::
 
         top_correlations(ds, k=10, min_count=50)[["label_a", "label_b", "npmi", "q_value"]]
     """
-    P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
-    return correlate_presence(P, label_array(ds), features=check_features(features, ds.d_sae, sae=ds.encoder),
-                              min_count=check_int(min_count, "min_count", 1),
-                              max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True),
-                              top=check_int(k, "k", 1), exact_q_below=exact_q_below,
-                              block_size=check_int(block_size, "block_size", 1))
+    limit = check_blockwise(ds, memory_limit)
+    features = check_features(features, ds.d_sae, sae=ds.encoder)
+    options = dict(min_count=check_int(min_count, "min_count", 1),
+                   max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True), top=check_int(k, "k", 1),
+                   exact_q_below=exact_q_below, block_size=check_int(block_size, "block_size", 1))
+    if limit is None:
+        P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
+        return correlate_presence(P, label_array(ds), features=features, **options)
+    P = PresenceBlocks.of(ds, "ds", aggregation, activated_threshold, limit)
+    return correlate_presence(P, label_array(ds), features=features, block_bytes=limit // 8, **options)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .blockwise import PresenceBlocks, check_blockwise
 from .grouping import add_groups, one_row_per_group
 from .inputs import (EncodedDataset, check_dataset, check_same_encoder, feature_counts, label_array, load_documents,
                      presence)
@@ -81,7 +82,7 @@ def diff_counts(
 def diff_features(
     ds_a: EncodedDataset, ds_b: EncodedDataset, metric: str = "absolute", min_coverage: float = 0.0,
     max_coverage: float = 1.0, *, aggregation: str = "max", activated_threshold: float = 0.0, confidence: float = 0.95,
-    grouped: bool = False, alpha: float = 0.05, min_overlap: float = 0.5,
+    grouped: bool = False, alpha: float = 0.05, min_overlap: float = 0.5, memory_limit: int | str | None = None,
 ) -> pd.DataFrame:
     """Compare how often each feature is active in the documents of two datasets.
 
@@ -107,6 +108,9 @@ def diff_features(
     with it; every other feature is a group of its own. ``grouped=True`` returns one row per group, the
     representative's, with ``members`` (feature ids) and ``n_members``.
 
+    ``memory_limit`` (bytes, or a string such as ``"4GB"``) reads the stores block by block within that bound
+    instead of building both matrices in memory (analysis/blockwise.py); the table is the same.
+
     Example::
 
         table = diff_features(english, german)
@@ -125,14 +129,23 @@ def diff_features(
     check_bool(grouped, "grouped")
     alpha = check_fraction(alpha, "alpha", open_low=True)
     min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
-    docs_a, docs_b = load_documents(ds_a, "ds_a", aggregation), load_documents(ds_b, "ds_b", aggregation)
-    P_a, P_b = presence(docs_a.activations, activated_threshold), presence(docs_b.activations, activated_threshold)
-    count_a, count_b = feature_counts(P_a), feature_counts(P_b)
-    logger.info("diffing %d vs %d encoded documents over %d features", docs_a.n, docs_b.n, count_a.size)
+    limit = check_blockwise(ds_a, memory_limit)
+    check_blockwise(ds_b, memory_limit)
+    if limit is None:
+        docs_a, docs_b = load_documents(ds_a, "ds_a", aggregation), load_documents(ds_b, "ds_b", aggregation)
+        P_a, P_b = presence(docs_a.activations, activated_threshold), presence(docs_b.activations, activated_threshold)
+        count_a, count_b, n_a, n_b = feature_counts(P_a), feature_counts(P_b), docs_a.n, docs_b.n
+        P = sp.vstack([P_a, P_b])
+    else:
+        P_a = PresenceBlocks.of(ds_a, "ds_a", aggregation, activated_threshold, limit)
+        P_b = PresenceBlocks.of(ds_b, "ds_b", aggregation, activated_threshold, limit)
+        count_a, count_b, n_a, n_b = P_a.counts, P_b.counts, P_a.shape[0], P_b.shape[0]
+        P = PresenceBlocks.stack([P_a, P_b])
+    logger.info("diffing %d vs %d encoded documents over %d features", n_a, n_b, count_a.size)
     labels = label_array(ds_a)
-    table = diff_counts(count_a, docs_a.n, count_b, docs_b.n, labels, metric=metric,
+    table = diff_counts(count_a, n_a, count_b, n_b, labels, metric=metric,
                         min_coverage=min_coverage, max_coverage=max_coverage, confidence=confidence)
-    table = add_groups(table, sp.vstack([P_a, P_b]), "frequency_difference", alpha, min_overlap)
+    table = add_groups(table, P, "frequency_difference", alpha, min_overlap)
     if grouped:
         table = one_row_per_group(table)
     return table.rename(columns=_named_columns(ds_a, ds_b))

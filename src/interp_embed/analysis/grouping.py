@@ -23,38 +23,59 @@ MAX_WORK = 1_000_000_000
 many significant features are present in many documents and share none."""
 
 
-def group_features(P: sp.spmatrix, features: np.ndarray, direction: np.ndarray,
+class _MatrixOverlaps:
+    """Shared documents of ``features`` read from a presence matrix in memory, one leader at a time."""
+
+    batch = 1
+
+    def __init__(self, P: sp.spmatrix, features: np.ndarray):
+        self.by_document = sp.csr_matrix(P)[:, features]
+        self.by_feature = self.by_document.tocsc()
+        self.size = np.diff(self.by_feature.indptr)
+
+    def shared(self, leaders: np.ndarray) -> np.ndarray:
+        """Each leader reads the rows of its own documents only."""
+        rows = []
+        for leader in leaders:
+            documents = self.by_feature.indices[self.by_feature.indptr[leader]:self.by_feature.indptr[leader + 1]]
+            rows.append(np.bincount(self.by_document[documents].indices, minlength=self.size.size))
+        return np.array(rows, dtype=np.int64)
+
+
+def group_features(P, features: np.ndarray, direction: np.ndarray,
                    min_overlap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(group, representative, overlap)`` for significant ``features`` listed from the strongest evidence down.
 
-    ``P`` is the document × feature presence matrix the evidence came from; ``direction`` the sign of each
-    feature's effect (only features of one sign share a group). ``overlap`` is a member's Jaccard index with
-    its representative (1 for the representative). Groups are numbered 0, 1, ... in order of their
-    representatives. Each representative reads the rows of its own documents only, so the work grows with
-    the number of groups, not with the square of the number of features; past :data:`MAX_WORK` entries
-    read, the features left are groups of their own (a warning says how many).
+    ``P`` is the document × feature presence matrix the evidence came from (or presence blocks read from a
+    store, see analysis/blockwise.py); ``direction`` the sign of each feature's effect (only features of one
+    sign share a group). ``overlap`` is a member's Jaccard index with its representative (1 for the
+    representative). Groups are numbered 0, 1, ... in order of their representatives. The work grows with the
+    number of groups, not with the square of the number of features: each representative reads the presence
+    entries of its own documents; past :data:`MAX_WORK` entries read, the features left are groups of their own
+    (a warning says how many).
     """
     features = np.asarray(features, dtype=np.int64)
-    by_document = sp.csr_matrix(P)[:, features]
-    by_feature = by_document.tocsc()
-    row_nnz = np.diff(by_document.indptr)
-    size = np.diff(by_feature.indptr)
+    overlaps = P.overlaps(features) if hasattr(P, "overlaps") else _MatrixOverlaps(P, features)
+    size = overlaps.size
     group = np.full(features.size, -1, dtype=np.int64)
     representative = features.copy()
     overlap = np.ones(features.size)
-    n_groups, work = 0, 0
+    n_groups, work, ahead = 0, 0, {}
     for leader in range(features.size):
         if group[leader] >= 0:
             continue
-        documents = by_feature.indices[by_feature.indptr[leader]:by_feature.indptr[leader + 1]]
-        work += int(row_nnz[documents].sum())
+        if leader not in ahead:  # the shared counts of the next leaders to come, a batch per read
+            batch = np.flatnonzero(group < 0)
+            batch = batch[batch >= leader][:overlaps.batch]
+            ahead = dict(zip(batch.tolist(), overlaps.shared(batch)))
+        shared = ahead.pop(leader)
+        work += int(shared.sum())  # the presence entries of the leader's documents
         if work > MAX_WORK:
             left = group < 0
             logger.warning("grouping stopped after %d groups to bound the work; the %d significant features left are "
                            "listed as groups of their own", n_groups, int(left.sum()))
             group[left] = n_groups + np.arange(int(left.sum()))
             break
-        shared = np.bincount(by_document[documents].indices, minlength=features.size)
         jaccard = shared / np.maximum(size[leader] + size - shared, 1)
         join = (group < 0) & (direction == direction[leader]) & (jaccard >= min_overlap)
         join[leader] = True
@@ -66,7 +87,7 @@ def group_features(P: sp.spmatrix, features: np.ndarray, direction: np.ndarray,
     return group, representative, overlap
 
 
-def add_groups(table: pd.DataFrame, P: sp.spmatrix, effect: str, alpha: float, min_overlap: float,
+def add_groups(table: pd.DataFrame, P, effect: str, alpha: float, min_overlap: float,
                first_group: int = 0) -> pd.DataFrame:
     """``table`` (one row per feature, with ``feature_id``, ``p_value``, ``q_value`` and the ``effect`` column)
     with ``group``, ``representative`` and ``overlap`` added; group numbers start at ``first_group``."""

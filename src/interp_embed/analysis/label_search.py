@@ -20,6 +20,7 @@ dataset are candidates.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 
 import numpy as np
@@ -28,6 +29,8 @@ import scipy.sparse as sp
 
 from ..store.words import WORD, FeatureWords
 from .inputs import Documents, EncodedDataset, label_array
+
+logger = logging.getLogger(__name__)
 
 WRITTEN_LABEL_WEIGHT = 1.0
 OFFLINE_LABEL_WEIGHT = 0.5  # an offline label matching alone scores at most this
@@ -158,6 +161,11 @@ def query_features(ds: EncodedDataset, docs: Documents, query: str, k: int) -> p
     """:func:`match_features` for a dataset: its labels, the words its features fire on when it can tell
     (``ds.feature_words()``; otherwise labels alone), and as candidates the features active in ``docs``, its
     encoded documents — a feature that never fires here cannot find anything."""
-    words = ds.feature_words() if hasattr(ds, "feature_words") else None
+    words = None
+    if hasattr(ds, "feature_words") and not getattr(ds, "token_level", True):
+        logger.warning("this dataset's store keeps pooled activations only (EncodePlan(token_level=False)), so the "
+                       "query is matched against feature labels alone, not the words features fire on")
+    elif hasattr(ds, "feature_words"):
+        words = ds.feature_words()
     active = np.flatnonzero(docs.activations.getnnz(axis=0) > 0)
     return match_features(label_array(ds), query, k=k, words=words, candidates=active)

@@ -1,6 +1,7 @@
 """Property-based retrieval: documents where the features named by a query fire, with highlighted evidence."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -87,9 +88,10 @@ def search_documents(
         "active_features": [ids[A[h] > 0].tolist() for h in hits],
     })
     if highlight:
-        table["highlighted"] = [
-            ds[int(d)].token_activations(int(f), as_string=True, left_marker=left_marker, right_marker=right_marker)
-            for d, f in zip(table["document"], table["feature_id"])
-        ]
+        with getattr(ds, "recomputing", contextlib.nullcontext)():  # a compact store encodes its hits again
+            table["highlighted"] = [
+                ds[int(d)].token_activations(int(f), as_string=True, left_marker=left_marker, right_marker=right_marker)
+                for d, f in zip(table["document"], table["feature_id"])
+            ]
     table.attrs["features"] = used
     return table

@@ -172,11 +172,40 @@ def info(path: Path = typer.Argument(..., help="A store folder.")) -> None:
     if pending:
         console.print(f"  finish with: {resume_command(path)}")
     console.print(f"{tokens} tokens in {len(chunks)} chunks, {size / max(tokens, 1):.1f} bytes per token")
+    if tokens:
+        full, compact = _mode_sizes(store)
+        kept = "token-level (highlights read from disk)" if store.plan.token_level else \
+            "compact (pooled activations only; highlights recomputed per document)"
+        console.print(f"  mode: {kept}; token-level {full / tokens:.1f} bytes per token"
+                      f"{'' if store.plan.token_level else ' (estimated)'}, compact {compact / tokens:.1f}")
     encoded_by = f"reader {reader.model} layer {reader.layer} ({reader.role}); " if reader else ""
     console.print(f"{encoded_by}SAE {store.encoder.sae.get('architecture', '?')} with {store.d_sae} features")
     written = store.label_records()
     console.print(f"labels: {len(store.shipped_labels())} shipped with the SAE, {len(written)} written since "
                   f"({sum(r.source == 'llm' for r in written)} by a language model)")
+
+
+def _mode_sizes(store) -> tuple[int, int]:
+    """Bytes of the store's chunks with token-level arrays and without (compact), from its own arrays.
+
+    The compact size is that of the pooled arrays every chunk holds. A compact store's token-level size is
+    estimated: each token activation (the pooled counts add up to their number) takes a feature id of the
+    width the chunks use and a float16 value, and each token an id, a character span and an activation count
+    (8 bytes, the widths of a typical store of short documents).
+    """
+    from ..store.checks import POOLED
+
+    compact = sum(r.bytes or 0 for c in store.manifest.chunks for name, r in c.files.items()
+                  if name[:-len(".npy")] in POOLED)
+    if store.plan.token_level:
+        return sum(c.bytes for c in store.manifest.chunks), compact
+    activations = feature_bytes = 0
+    for chunk in store.chunks():
+        stats = chunk.pooled()
+        activations += int(np.sum(stats.count, dtype=np.int64))
+        feature_bytes = chunk.array("pool_features").dtype.itemsize
+        chunk.release()
+    return compact + activations * (feature_bytes + 2) + 8 * sum(c.n_tokens for c in store.manifest.chunks), compact
 
 
 @app.command()

@@ -107,6 +107,11 @@ class EncodePlan:
     """The longest sequence fed to the reader, template prefix included; longer documents are split."""
     window_overlap: int = 128
     """Context tokens a window repeats from the one before it; their activations come from that one."""
+    token_level: bool = True
+    """Keep every token's activations. False keeps each document's pooled activations only (a compact store,
+    less than half the size: ``interp-embed info`` prints the bytes per token of both); a document's highlights
+    are then recomputed by running the reader and SAE on that document, and what needs every token
+    (``feature_words``, ``activated_threshold`` > 0 on token activations) is refused."""
 
     def __post_init__(self) -> None:
         if (self.chunk_tokens is None) == (self.chunk_chars is None):
@@ -114,6 +119,8 @@ class EncodePlan:
         for name in ("chunk_tokens", "chunk_chars", "batch_tokens", "window_tokens"):
             if getattr(self, name) is not None:
                 check_int(getattr(self, name), name, minimum=1)
+        if not isinstance(self.token_level, bool):
+            raise TypeError(f"token_level must be True or False, not {self.token_level!r}")
         # Fewer than half the window repeated, so every window moves on by more than it repeats.
         check_int(self.window_overlap, "window_overlap", minimum=0, maximum=self.window_tokens // 2 - 1,
                   maximum_name="window_tokens // 2 - 1")

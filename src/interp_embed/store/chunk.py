@@ -6,6 +6,10 @@ Each token keeps its id and the [start, start+len) character span in the origina
 are exact. Document level: the pooled statistics (see pooling.py) — ``max`` and ``count`` per active
 feature, and the ``sum`` only where the feature fired on more than one token (elsewhere the sum is the
 max: most entries of short documents) — written with the chunk so ``latents()`` only concatenates.
+
+A compact chunk (``EncodePlan(token_level=False)``) keeps the document-level arrays only (:data:`POOLED`): less
+than half the bytes for short documents, less still for long ones (whose features repeat over tokens), at the
+price of recomputing a document's tokens when its highlights are asked for.
 """
 from __future__ import annotations
 
@@ -50,50 +54,72 @@ def narrowest_uint(max_value: int) -> np.dtype:
     return np.min_scalar_type(max(int(max_value), 0))
 
 
-def build_arrays(docs: list[EncodedDocument], d_sae: int) -> dict[str, np.ndarray]:
-    """All arrays of a chunk, pooled levels included, from the encoded documents (sorted by row)."""
+def pooled_arrays(rows: np.ndarray, n_tokens: np.ndarray, pooled: PooledStatistics,
+                  d_sae: int) -> dict[str, np.ndarray]:
+    """The document-level arrays of a chunk (:data:`POOLED`): ``rows`` ascending, each with ``n_tokens`` tokens and
+    the pooled statistics of its token activations."""
+    return {
+        "doc_rows": np.asarray(rows, dtype=np.int64),
+        "token_ptr": np.r_[0, np.cumsum(n_tokens)].astype(np.int64),
+        "pool_ptr": np.asarray(pooled.indptr, dtype=np.int64),
+        "pool_features": np.asarray(pooled.features).astype(narrowest_uint(d_sae - 1)),
+        "pool_max": np.asarray(pooled.max).astype(np.float16),  # exact: a max of float16 values
+        "pool_count": np.asarray(pooled.count).astype(narrowest_uint(np.max(pooled.count, initial=0))),
+        "pool_sum_repeated": np.asarray(pooled.sum)[np.asarray(pooled.count) > 1].astype(np.float32),
+    }
+
+
+def build_arrays(docs: list[EncodedDocument], d_sae: int, token_level: bool = True) -> dict[str, np.ndarray]:
+    """The arrays of a chunk from the encoded documents (sorted by row): the pooled ones, and the token-level
+    ones unless ``token_level`` is False."""
     docs = sorted(docs, key=lambda d: d.row)
     n_tokens = np.array([len(d.token_ids) for d in docs], dtype=np.int64)
-    token_ptr = np.r_[0, np.cumsum(n_tokens)].astype(np.int64)
     spans = np.concatenate([d.spans for d in docs]).reshape(-1, 2).astype(np.int64) if docs else np.zeros((0, 2), np.int64)
     act_count = np.concatenate([np.diff(d.act_ptr) for d in docs]) if docs else np.zeros(0, np.int64)
     features = np.concatenate([d.act_features for d in docs]) if docs else np.zeros(0, np.int64)
     values = np.concatenate([d.act_values for d in docs]).astype(np.float16) if docs else np.zeros(0, np.float16)
     token_ids = np.concatenate([d.token_ids for d in docs]) if docs else np.zeros(0, np.int64)
-    pooled = pool_tokens(n_tokens, act_count, features, values, d_sae)
+    arrays = pooled_arrays([d.row for d in docs], n_tokens, pool_tokens(n_tokens, act_count, features, values, d_sae),
+                           d_sae)
+    if not token_level:
+        return arrays
     char_len = spans[:, 1] - spans[:, 0]
     return {
-        "doc_rows": np.array([d.row for d in docs], dtype=np.int64),
-        "token_ptr": token_ptr,
+        **arrays,
         "token_ids": token_ids.astype(narrowest_uint(token_ids.max(initial=0))),
         "char_start": spans[:, 0].astype(narrowest_uint(spans[:, 0].max(initial=0))),
         "char_len": char_len.astype(narrowest_uint(char_len.max(initial=0))),
         "act_count": act_count.astype(narrowest_uint(act_count.max(initial=0))),
         "act_features": features.astype(narrowest_uint(d_sae - 1)),
         "act_values": values,
-        "pool_ptr": pooled.indptr,
-        "pool_features": pooled.features.astype(narrowest_uint(d_sae - 1)),
-        "pool_max": pooled.max.astype(np.float16),  # exact: a max of float16 values
-        "pool_count": pooled.count.astype(narrowest_uint(pooled.count.max(initial=0))),
-        "pool_sum_repeated": pooled.sum[pooled.count > 1].astype(np.float32),
     }
 
 
-def write_chunk(chunks_folder: Path, start: int, stop: int, docs: list[EncodedDocument], d_sae: int) -> ChunkEntry:
-    """Write the chunk of rows [start, stop) durably under a temporary name, then rename it into place.
+def write_chunk(chunks_folder: Path, start: int, stop: int, docs: list[EncodedDocument], d_sae: int,
+                token_level: bool = True) -> ChunkEntry:
+    """Write the chunk of rows [start, stop) durably under a temporary name, then rename it into place (token-level
+    arrays included unless ``token_level`` is False).
 
     Returns its manifest entry. A folder of the same name left by a crash (never committed) is replaced.
     """
     if not all(start <= d.row < stop for d in docs):
         raise ValueError(f"documents outside rows [{start}, {stop})")
-    arrays, files = build_arrays(docs, d_sae), {}
+    return write_arrays(chunks_folder, start, stop, build_arrays(docs, d_sae, token_level))
+
+
+def write_arrays(chunks_folder: Path, start: int, stop: int, arrays: dict[str, np.ndarray]) -> ChunkEntry:
+    """Write a chunk's arrays (all of :data:`ARRAYS`, or the pooled ones of a compact chunk) as
+    :func:`write_chunk` does, and return its manifest entry."""
+    names = ARRAYS if TOKENS[-1] in arrays else POOLED
+    files = {}
     with atomic_folder(chunks_folder / chunk_name(start, stop)) as tmp:
-        for name in ARRAYS:
+        for name in names:
             path = tmp / f"{name}.npy"
             np.save(path, np.ascontiguousarray(arrays[name]), allow_pickle=False)
             files[path.name] = FileRecord(sha256=sha256_file(path), bytes=path.stat().st_size)
-    return ChunkEntry(start=start, stop=stop, n_encoded=len({d.row for d in docs}),
-                      n_tokens=int(sum(len(d.token_ids) for d in docs)), files=files)
+    token_ptr = arrays["token_ptr"]
+    return ChunkEntry(start=start, stop=stop, n_encoded=len(arrays["doc_rows"]), n_tokens=int(token_ptr[-1]),
+                      files=files)
 
 
 class Chunk:
@@ -105,6 +131,7 @@ class Chunk:
         self.entry = entry
         self.d_sae = d_sae
         self._arrays: dict[str, np.ndarray] = {}
+        self._verified: set[str] = set()  # files whose size and checksum were checked (once per object)
         self._checked: set[str] = set()
         self._act_ptr: np.ndarray | None = None
 
@@ -119,7 +146,7 @@ class Chunk:
             if expected.bytes is not None and size != expected.bytes:
                 raise StoreCorruptError(f"{path} has {size} bytes; the manifest says {expected.bytes}. Its rows "
                                         f"{self.entry.start}..{self.entry.stop - 1} cannot be trusted")
-            if sha256_file(path) != expected.sha256:
+            if name not in self._verified and sha256_file(path) != expected.sha256:
                 raise StoreCorruptError(
                     f"{path} does not match its checksum (truncated or altered). Its rows "
                     f"{self.entry.start}..{self.entry.stop - 1} cannot be trusted; remove the chunk from the store "
@@ -129,13 +156,25 @@ class Chunk:
                 self._arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
             except (ValueError, OSError, EOFError) as err:  # checksummed, yet not an array numpy can map
                 raise StoreCorruptError(f"{path}: not a readable array ({err})") from err
+            self._verified.add(name)
         return self._arrays[name]
+
+    def release(self) -> None:
+        """Unmap the arrays, so that the pages read stop counting against the process's memory; they are mapped
+        again (without a second checksum) when next needed. Blockwise analyses call it after each block."""
+        self._arrays.clear()
+        self._act_ptr = None
 
     def _checked_group(self, group: tuple[str, ...], check) -> None:
         key = group[-1]
         if key not in self._checked:
             check(self.folder, self.entry, self.d_sae, {name: self.array(name) for name in group})
             self._checked.add(key)
+
+    @property
+    def compact(self) -> bool:
+        """Whether the chunk keeps pooled arrays only (written with ``EncodePlan(token_level=False)``)."""
+        return f"{TOKENS[-1]}.npy" not in self.entry.files
 
     @property
     def rows(self) -> np.ndarray:

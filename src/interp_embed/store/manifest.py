@@ -67,6 +67,13 @@ class ChunkEntry:
     def bytes(self) -> int:
         return sum(record.bytes or 0 for record in self.files.values())
 
+    @property
+    def pooled_entries(self) -> int:
+        """About how many (document, feature) pooled entries the chunk holds, from the size of its float16
+        ``pool_max.npy`` alone: what sizes a read of the chunk before anything is read (over by a header's 64)."""
+        record = self.files.get("pool_max.npy")
+        return (record.bytes or 0) // 2 if record is not None else 0
+
     def to_json(self) -> dict:
         return {"name": self.name, "start": self.start, "stop": self.stop, "n_encoded": self.n_encoded,
                 "n_tokens": self.n_tokens, "files": {name: f.to_json() for name, f in self.files.items()}}

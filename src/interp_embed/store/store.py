@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from ..encode.config import EncodePlan
 from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TEMPORARY_PREFIX, WRITER_LOCK,
                      atomic_folder, canonical_json, sha256_file, write_atomically)
-from .chunk import Chunk, EncodedDocument, write_chunk
+from .chunk import Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
 from .errors import StoreCorruptError, StoreError, StoreLockedError
 from .labels import LabelRecord, read_records, write_record
 from .manifest import CHUNK_NAME, EncoderRecord, FileRecord, Manifest
@@ -232,7 +232,21 @@ class Store:
     def commit_chunk(self, start: int, stop: int, docs: list[EncodedDocument]) -> None:
         """Durably add the encoded documents of rows [start, stop) (skipped rows simply absent)."""
         self._require_writer(f"chunk {start}-{stop}")
-        self.manifest.add_chunk(write_chunk(self.path / CHUNKS, start, stop, docs, self.d_sae))
+        self._commit(write_chunk(self.path / CHUNKS, start, stop, docs, self.d_sae, self.plan.token_level))
+
+    def commit_pooled(self, start: int, stop: int, rows: np.ndarray, n_tokens: np.ndarray,
+                      pooled: PooledStatistics) -> None:
+        """Durably add rows [start, stop) of a compact store from pooled statistics made elsewhere (one document
+        per entry of ``rows``, ascending, with ``n_tokens`` tokens each), written as :meth:`commit_chunk` writes
+        them; structure is checked when they are read, as for any chunk."""
+        self._require_writer(f"chunk {start}-{stop}")
+        if self.plan.token_level:
+            raise StoreError(f"{self.path} keeps token-level activations; commit_pooled writes compact stores only")
+        arrays = pooled_arrays(rows, n_tokens, pooled, self.d_sae)
+        self._commit(write_arrays(self.path / CHUNKS, start, stop, arrays))
+
+    def _commit(self, entry) -> None:
+        self.manifest.add_chunk(entry)
         self._write_manifest()
         self._chunks, self._pooled, self._feature_words = None, None, None
 
@@ -269,6 +283,11 @@ class Store:
         encoded by ``resume``) otherwise.
         """
         first = parts[0][0]
+        compact = [str(store.path) for store, _ in parts if not store.plan.token_level]
+        if compact:
+            raise StoreError(f"{compact[0]} keeps pooled activations only (a compact store), so its rows cannot be "
+                             "copied into a new store; copy the whole store (save_to_file of the full dataset) or "
+                             "encode the rows again")
         sources = [(store, int(row)) for store, rows in parts for row in np.asarray(rows, dtype=np.int64)]
         skipped = {new: store.skipped[row] for new, (store, row) in enumerate(sources) if row in store.skipped}
         documents = pd.concat([store.documents().iloc[np.asarray(rows, dtype=np.int64)] for store, rows in parts],
@@ -440,6 +459,7 @@ class Store:
         the token activations above it, pooled again from the token level."""
         self._check_row_count()
         if activated_threshold > 0:
+            self.require_tokens("activated_threshold > 0 (a threshold on token activations)")
             parts = [(c.rows, c.pooled_above(activated_threshold)) for c in self.chunks()]
             return PooledStatistics.concatenate(parts, self.n_documents)
         if self._pooled is None:
@@ -453,13 +473,37 @@ class Store:
     def feature_words(self) -> FeatureWords:
         """The words each feature fires on strongly, over every encoded row (see words.py); read from the token
         level once per store object."""
+        self.require_tokens("feature_words (the words each feature fires on, read from every token)")
         if self._feature_words is None:
             peak = self.latents("max").max(axis=0).toarray().ravel()
             self._feature_words = feature_words(self.chunks(), self.documents()[self.field], peak, self.d_sae)
         return self._feature_words
 
+    def require_tokens(self, what: str) -> None:
+        """Refuse ``what`` on a compact store (one that keeps pooled activations only), saying why."""
+        if not self.plan.token_level:
+            raise StoreError(f"{what} needs token-level activations, and {self.path} keeps pooled activations only "
+                             "(it was encoded with EncodePlan(token_level=False)); encode the documents again "
+                             "without token_level=False to use it")
+
+    def pooled_blocks(self, max_entries: int) -> Iterator[tuple[np.ndarray, PooledStatistics]]:
+        """``(rows, statistics)`` chunk by chunk, in row order, each chunk's arrays memory-mapped and unmapped again
+        after its block, so a pass over the store holds one chunk at a time. A chunk of more than ``max_entries``
+        pooled entries is refused (a ValueError naming it) rather than read past the caller's memory bound."""
+        self._check_row_count()
+        for chunk in self.chunks():
+            entries = chunk.entry.pooled_entries
+            if entries > max_entries:
+                raise ValueError(f"chunk {chunk.entry.name} of {self.path} holds about {entries:,} pooled entries, "
+                                 f"more than the {max_entries:,} the memory limit allows per block; raise memory_limit")
+            try:
+                yield chunk.rows, chunk.pooled()
+            finally:
+                chunk.release()
+
     def document(self, row: int) -> EncodedDocument | None:
         """Tokens, character spans and token activations of a row; None if it is not encoded."""
+        self.require_tokens(f"the tokens of row {row}")
         entries = self.manifest.chunks
         i = bisect.bisect_right([e.start for e in entries], row) - 1
         if i < 0 or row >= entries[i].stop:

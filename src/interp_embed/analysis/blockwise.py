@@ -1,0 +1,201 @@
+"""Analyses of stores larger than memory: the presence matrix read one chunk of rows at a time.
+
+With ``memory_limit`` set, :func:`~interp_embed.analysis.diff.diff_features`,
+:func:`~interp_embed.analysis.correlations.top_correlations` and
+:func:`~interp_embed.analysis.association.associate_features` never hold a dataset's matrix: they read the
+store's chunks memory-mapped, one block after another (each unmapped after use), and add up the statistics they
+need — per-feature document counts, co-occurrence counts of feature pairs, sums of the target over the documents
+of each feature. Those are sums of integers, so the results are the in-memory ones exactly (sums of a numeric
+target are added in store order, so they agree to rounding). Co-occurrence counts that do not fit the bound are
+made in several passes over the store, one block of feature pairs per pass.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from .cooccurrence import FeatureOrder, add_pairs, feature_blocks
+from .inputs import presence
+from ..store.pooling import aggregate, check_aggregation
+from ..validation import check_memory_limit, check_threshold
+
+BLOCK_SHARE = 4
+"""Reading a block may use 1/BLOCK_SHARE of the memory limit; the statistics being summed use the rest."""
+BYTES_PER_ENTRY = 64
+"""Working memory per pooled entry of a block being read, an upper estimate: the structural check's int64 copies
+(24 bytes), the float32 values and sums (8), the presence matrix (8), and their temporaries."""
+MATERIALISED_BYTES_PER_ENTRY = 32
+"""Peak memory per pooled entry of the store while ``latents()`` builds a matrix in memory: the statistics of
+every row (16 bytes) and the aggregated CSR matrix (8), with its row selection."""
+
+
+def check_blockwise(ds, memory_limit) -> int | None:
+    """``memory_limit`` in bytes (see :func:`~interp_embed.validation.check_memory_limit`), after checking that
+    ``ds`` is a dataset over a store, which the blockwise analyses read."""
+    limit = check_memory_limit(memory_limit)
+    if limit is not None and not (hasattr(ds, "_store") and hasattr(ds, "store_rows")):
+        raise TypeError(f"memory_limit needs an interp_embed Dataset (whose store is read block by block), not a "
+                        f"{type(ds).__name__}; leave memory_limit=None to analyse it in memory.")
+    return limit
+
+
+def check_fits(ds, memory_limit: int | None) -> None:
+    """Refuse to build ``ds``'s latents in memory when that would pass ``memory_limit``, naming the analyses
+    that work block by block instead."""
+    if memory_limit is None:
+        return
+    store = ds._store
+    entries = sum(c.pooled_entries for c in store.manifest.chunks)
+    needed = entries * MATERIALISED_BYTES_PER_ENTRY + 8 * store.n_documents
+    if needed > memory_limit:
+        raise MemoryError(
+            f"the latents of {store.path} ({entries:,} pooled entries over {store.n_documents:,} rows) need about "
+            f"{needed / 2**20:,.0f} MiB in memory, more than memory_limit ({memory_limit / 2**20:,.0f} MiB). Analyse "
+            "it block by block instead: ds.diff(other, memory_limit=...), ds.top_correlations(memory_limit=...) and "
+            "ds.associate(target, memory_limit=...) never build the matrix."
+        )
+
+
+class PresenceBlocks:
+    """The presence matrix (see :func:`~interp_embed.analysis.inputs.presence`) of the encoded rows of one or
+    more datasets, read block by block from their stores and never held whole.
+
+    Its rows are those the in-memory analyses use (each encoded row of a dataset as many times as the dataset
+    shows it), in store order rather than the dataset's: every statistic summed here ignores the order.
+    """
+
+    def __init__(self, sources: list[tuple[object, np.ndarray]], aggregation: str, activated_threshold: float,
+                 memory_limit: int, d_sae: int):
+        self.sources, self.aggregation, self.threshold = sources, aggregation, activated_threshold
+        self.memory_limit, self.d_sae = memory_limit, d_sae
+        self.counts = np.zeros(d_sae, dtype=np.int64)
+        n = 0
+        for P in self.blocks():
+            self.counts += np.bincount(P.indices, minlength=d_sae)
+            n += P.shape[0]
+        self.shape = (n, d_sae)
+
+    @classmethod
+    def of(cls, ds, name: str, aggregation: str, activated_threshold: float, memory_limit: int) -> "PresenceBlocks":
+        """The presence blocks of ``ds`` (named ``name`` in errors); a ValueError if it has no encoded row."""
+        blocks = cls.of_rows(ds._store, ds.store_rows, aggregation, activated_threshold, memory_limit)
+        if blocks.shape[0] == 0:
+            raise ValueError(f"{name} has no encoded documents; encode it first (the analyses skip rows not encoded).")
+        return blocks
+
+    @classmethod
+    def of_rows(cls, store, rows: np.ndarray, aggregation: str, activated_threshold: float,
+                memory_limit: int) -> "PresenceBlocks":
+        """The presence blocks of the encoded ones among ``rows`` of ``store`` (a row listed twice counts twice)."""
+        check_aggregation(aggregation)
+        multiplicity = np.bincount(rows, minlength=store.n_documents).astype(np.int32)
+        return cls([(store, multiplicity)], aggregation, check_threshold(activated_threshold), memory_limit,
+                   store.d_sae)
+
+    @classmethod
+    def stack(cls, parts: list["PresenceBlocks"]) -> "PresenceBlocks":
+        """The rows of ``parts`` one after another (their counts added, nothing read again)."""
+        stacked = cls.__new__(cls)
+        stacked.sources = [source for part in parts for source in part.sources]
+        stacked.aggregation, stacked.threshold = parts[0].aggregation, parts[0].threshold
+        stacked.memory_limit, stacked.d_sae = parts[0].memory_limit, parts[0].d_sae
+        stacked.counts = sum(part.counts for part in parts)
+        stacked.shape = (sum(part.shape[0] for part in parts), parts[0].d_sae)
+        return stacked
+
+    def row_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray, sp.csr_matrix]]:
+        """``(store rows, times each is shown, their presence)`` one block at a time: the encoded rows of the
+        sources that their datasets show, each once."""
+        max_entries = self.memory_limit // BLOCK_SHARE // BYTES_PER_ENTRY
+        for store, multiplicity in self.sources:
+            for rows, stats in store.pooled_blocks(max_entries):
+                keep = np.flatnonzero((multiplicity[rows] > 0) & (stats.n_tokens > 0))
+                P = presence(aggregate(stats, self.aggregation, self.d_sae)[keep], self.threshold)
+                yield rows[keep], multiplicity[rows[keep]], P
+
+    def blocks(self, columns: np.ndarray | None = None) -> Iterator[sp.csr_matrix]:
+        """The presence matrix one block of rows at a time, each row as many times as its dataset shows it (only
+        ``columns``, in that order, when given; sorted indices either way)."""
+        for rows, times, P in self.row_blocks():
+            if (times > 1).any():
+                P = P[np.repeat(np.arange(len(rows)), times)]
+            if columns is not None:
+                P = P[:, columns].tocsr()
+                P.sort_indices()
+            yield P
+
+    def column_sums(self, values: np.ndarray) -> np.ndarray:
+        """Per feature, the sum of ``values`` (one per store row) over the rows where it is present, each row
+        counted as many times as its dataset shows it."""
+        total = np.zeros(self.d_sae)
+        for rows, times, P in self.row_blocks():
+            total += P.T @ (values[rows] * times)
+        return total
+
+    def co_occurrence_blocks(self, features: np.ndarray, block_size: int, block_bytes: int):
+        """As :func:`~interp_embed.analysis.correlations._co_occurrence_blocks` over the columns ``features``:
+        one pass over the store per block of feature pairs."""
+        F = len(features)
+        for start, stop in feature_blocks(F, block_size, block_bytes):
+            counts = np.zeros((stop - start) * (F - start), dtype=np.int64)
+            for S in self.blocks(features):
+                add_pairs(S, FeatureOrder.of(S), start, stop, counts, block_bytes)
+            yield start, counts.reshape(stop - start, F - start)
+
+    def overlaps(self, features: np.ndarray) -> "BlockOverlaps":
+        """Shared documents of ``features`` (see grouping.group_features), counted block by block."""
+        return BlockOverlaps(self, np.asarray(features, dtype=np.int64))
+
+
+class BlockOverlaps:
+    """How many documents each of a few leading features shares with each of ``features``: what grouping
+    reads, computed for a batch of leaders per pass over the store."""
+
+    def __init__(self, blocks: PresenceBlocks, features: np.ndarray):
+        self.blocks, self.features = blocks, features
+        self.size = blocks.counts[features]
+        self.batch = max(1, blocks.memory_limit // BLOCK_SHARE // (8 * max(features.size, 1)))
+
+    def shared(self, leaders: np.ndarray) -> np.ndarray:
+        """(len(leaders), len(features)) int64: documents holding both ``features[leader]`` and each feature."""
+        out = np.zeros((len(leaders), self.features.size), dtype=np.int64)
+        for P in self.blocks.blocks(self.features):
+            out += (P[:, leaders].T.astype(np.int64) @ P).toarray()
+        return out
+
+
+class GatheredRows:
+    """The presence rows of chosen documents, gathered from the blocks on demand: ``rows[i]`` is document i's
+    store row, and ``gathered[[i, j, ...]]`` is the CSR matrix of those documents in that order (one pass)."""
+
+    def __init__(self, blocks: PresenceBlocks, rows: np.ndarray):
+        self.blocks, self.rows = blocks, np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self.rows), blocks.d_sae)
+
+    def __getitem__(self, index) -> sp.csr_matrix:
+        wanted = self.rows[index]
+        order = np.argsort(wanted, kind="stable")
+        ranked = wanted[order]
+        parts, where = [], []
+        for rows, _, P in self.blocks.row_blocks():
+            lo, hi = np.searchsorted(ranked, [rows[0], rows[-1] + 1]) if rows.size else (0, 0)
+            if hi > lo:
+                parts.append(P[np.searchsorted(rows, ranked[lo:hi])])
+                where.append(order[lo:hi])
+        if not parts:
+            return sp.csr_matrix((0, self.shape[1]), dtype=np.int32)
+        gathered = sp.vstack(parts, format="csr")
+        back = np.empty(len(wanted), dtype=np.int64)
+        back[np.concatenate(where)] = np.arange(len(wanted))
+        return gathered[back]
+
+
+def encoded_positions(ds, memory_limit: int) -> np.ndarray:
+    """Positions in ``ds`` of its encoded rows, read chunk by chunk."""
+    store = ds._store
+    encoded = np.zeros(store.n_documents, dtype=bool)
+    for rows, stats in store.pooled_blocks(memory_limit // BLOCK_SHARE // BYTES_PER_ENTRY):
+        encoded[rows[stats.n_tokens > 0]] = True
+    return np.flatnonzero(encoded[ds.store_rows])
