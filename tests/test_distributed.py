@@ -1,0 +1,146 @@
+"""Encoding on Ray (encode/distributed.py), on a two-CPU Ray instance this test starts on 127.0.0.1: two workers
+write exactly the store a single process writes — chunk for chunk, byte for byte — even when a worker is killed
+mid-run (SIGKILL), and when the driver is killed and the run resumed. Real text (the bundled fortunes), the bundled reader and SAE."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from interp_embed import Dataset
+from interp_embed.encode.distributed import WORKER_NAME, RayEngine, engine_for
+from interp_embed.store import Store
+
+ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.reader, pytest.mark.slow]
+
+WAIT = 240  # seconds any step may take on a busy two-core machine before the test gives up
+
+
+@pytest.fixture(scope="module")
+def single(encoded) -> Dataset:
+    """The bundled fortunes encoded in this process (conftest's ``encoded``, in 5 chunks): what every Ray run must
+    reproduce."""
+    assert len(encoded._store.manifest.chunks) == 5
+    return encoded
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A Ray instance with two CPUs on 127.0.0.1; runs in this process join it, a driver in another by address."""
+    assert not ray.is_initialized()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def assert_same_store(path, single: Dataset):
+    """The store at ``path`` holds exactly what the single process wrote: the same committed chunks with files of
+    the same checksums (every token's ids, spans and activations, every pooled value), and no other chunk."""
+    store = Store.open(path)
+    assert store.is_complete()
+    assert store.manifest.chunks == single._store.manifest.chunks
+    committed = {c.name for c in store.manifest.chunks}
+    assert {p.name for p in (store.path / "chunks").iterdir() if not p.name.startswith(".tmp-")} == committed
+    done = Dataset.load_from_file(path)
+    for aggregation in ("max", "sum", "count"):
+        assert (done.latents(aggregation) != single.latents(aggregation)).nnz == 0
+    row = int(np.argmax([len(t) for t in single.documents()]))
+    assert np.array_equal(done[row].latents("all").toarray(), single[row].latents("all").toarray())
+
+
+def wait_for(condition, what: str):
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+def committed(path) -> int:
+    try:
+        return len(Store.open(path).manifest.chunks)
+    except Exception:  # the store is not created yet
+        return 0
+
+
+def test_a_worker_killed_mid_run_changes_nothing(sample, sae, single, cluster, tmp_path):
+    path, failure = tmp_path / "killed-worker.iembed", []
+
+    def encode():
+        try:
+            Dataset(sample, sae=sae, save_path=path, plan=single._store.plan, engine="ray", num_workers=2)
+        except BaseException as err:  # reported by the test's thread
+            failure.append(err)
+
+    run = threading.Thread(target=encode)
+    run.start()
+    wait_for(lambda: committed(path) >= 1 or failure, "the first commit")
+    assert not failure, failure
+    [name, *_] = sorted(a for a in ray.util.list_named_actors() if a.startswith(WORKER_NAME))
+    worker = ray.get_actor(name)
+    pid = ray.get(worker.where.options(concurrency_group="status").remote())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    assert committed(path) < 5  # killed while it still had chunks to encode
+    run.join(WAIT)
+    assert not run.is_alive() and not failure, failure
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert_same_store(path, single)
+    assert not [a for a in ray.util.list_named_actors() if a.startswith(WORKER_NAME)]  # workers are stopped after
+
+
+# A driver in a process of its own, joining the test's Ray instance: it finishes the store given as argument with
+# one worker (one model load fewer on a busy machine; the resumed run uses two).
+DRIVER = """
+import sys
+from interp_embed import Dataset
+Dataset.load_from_file(sys.argv[1], resume=True, engine="ray", num_workers=1, ray_address=sys.argv[2])
+"""
+
+
+def test_a_killed_driver_is_resumed(sample, sae, single, cluster, tmp_path):
+    path = tmp_path / "killed-driver.iembed"
+    Dataset(sample, sae=sae, save_path=path, plan=single._store.plan, compute_activations=False)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(path), cluster], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for(lambda: committed(path) >= 1 or driver.poll() is not None, "the driver's first commit")
+        assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(WAIT)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.stderr.close()
+    done_before = committed(path)
+    assert 1 <= done_before < 5
+    # Ray stops the workers of a driver that died, which frees the cluster's two CPUs for the resumed run.
+    wait_for(lambda: ray.available_resources().get("CPU", 0) >= 2, "the dead driver's workers to stop")
+    resumed = Dataset.load_from_file(path, resume=True, engine="ray", num_workers=2)
+    assert resumed._store.is_complete()
+    assert_same_store(path, single)
+
+
+def test_engine_settings_are_checked_at_the_door(sample, sae, tmp_path):
+    with pytest.raises(ValueError, match="engine must be 'local' .* or 'ray' .*, not 'spark'"):
+        Dataset(sample, sae=sae, save_path=tmp_path / "a.iembed", engine="spark")
+    with pytest.raises(ValueError, match="num_workers and ray_address are settings of engine='ray'"):
+        Dataset(sample, sae=sae, save_path=tmp_path / "b.iembed", num_workers=2)
+    with pytest.raises(ValueError, match="num_workers must be an integer >= 1, not 0"):
+        engine_for("ray", 0, None)
+    with pytest.raises(ValueError, match="ray_address must be a Ray cluster address"):
+        engine_for("ray", 2, " ")
+    assert engine_for("ray", 3, "auto") == RayEngine(3, "auto") and engine_for("local", None, None) is None
+    assert not (tmp_path / "a.iembed").exists() and not (tmp_path / "b.iembed").exists()
+
+
+def test_more_workers_than_the_cluster_holds_are_refused(sample, sae, cluster, tmp_path):
+    with pytest.raises(ValueError, match="num_workers=3 but the Ray cluster has 2 CPUs: give num_workers=2 or less"):
+        Dataset(sample, sae=sae, save_path=tmp_path / "c.iembed", engine="ray", num_workers=3)
+    with pytest.raises(ValueError, match="the Ray cluster has no GPU, so give num_workers="):
+        Dataset.load_from_file(tmp_path / "c.iembed", resume=True, engine="ray")
