@@ -93,30 +93,23 @@ def test_a_worker_killed_mid_run_changes_nothing(sample, sae, single, cluster, t
     assert not [a for a in ray.util.list_named_actors() if a.startswith(WORKER_NAME)]  # workers are stopped after
 
 
-# A driver in a process of its own, joining the test's Ray instance: it finishes the store given as argument with
-# one worker (one model load fewer on a busy machine; the resumed run uses two).
-DRIVER = """
-import sys
-from interp_embed import Dataset
-Dataset.load_from_file(sys.argv[1], resume=True, engine="ray", num_workers=1, ray_address=sys.argv[2])
-"""
-
-
 def test_a_killed_driver_is_resumed(sample, sae, single, cluster, tmp_path):
     path = tmp_path / "killed-driver.iembed"
     Dataset(sample, sae=sae, save_path=path, plan=single._store.plan, compute_activations=False)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(path), cluster], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # The driver: the command line in a process of its own, joining the test's Ray instance with one worker (one
+    # model load fewer on a busy machine; the resumed run uses two).
+    command = ["encode", "--out", str(path), "--resume", "--engine", "ray", "--workers", "1", "--address", cluster]
+    log = tmp_path / "driver.log"
+    with open(log, "wb") as output:
+        driver = subprocess.Popen([sys.executable, "-m", "interp_embed", *command], env=env, stdout=output,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for(lambda: committed(path) >= 1 or driver.poll() is not None, "the driver's first commit")
-        assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(WAIT)
+        assert driver.poll() is None, log.read_text()[-3000:]
     finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-        driver.stderr.close()
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and anything it started
+        driver.wait(WAIT)
     done_before = committed(path)
     assert 1 <= done_before < 5
     # Ray stops the workers of a driver that died, which frees the cluster's two CPUs for the resumed run.
