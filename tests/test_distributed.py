@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from interp_embed import Dataset
-from interp_embed.encode.distributed import WORKER_NAME, RayEngine, engine_for
+from interp_embed.encode.distributed import WORKER_NAME, RayEngine, WorkerPlan, engine_for, plan_workers
 from interp_embed.store import Store
 
 ray = pytest.importorskip("ray")
@@ -137,3 +137,17 @@ def test_more_workers_than_the_cluster_holds_are_refused(sample, sae, cluster, t
         Dataset(sample, sae=sae, save_path=tmp_path / "c.iembed", engine="ray", num_workers=3)
     with pytest.raises(ValueError, match="the Ray cluster has no GPU, so give num_workers="):
         Dataset.load_from_file(tmp_path / "c.iembed", resume=True, engine="ray")
+
+
+def test_workers_take_a_gpu_each_or_a_share_of_the_cpus():
+    gpu_cluster = {"GPU": 4.0, "CPU": 64.0}
+    assert plan_workers(gpu_cluster, None, None, 100) == WorkerPlan(4, True, {"num_gpus": 1, "num_cpus": 1})
+    assert plan_workers(gpu_cluster, "cuda", 2, 100) == WorkerPlan(2, True, {"num_gpus": 1, "num_cpus": 1})
+    assert plan_workers(gpu_cluster, None, None, 3).count == 3  # no more workers than chunks
+    assert plan_workers(gpu_cluster, "cpu", 8, 100) == WorkerPlan(8, False, {"num_cpus": 8})
+    assert plan_workers({"CPU": 2.0}, None, 2, 5) == WorkerPlan(2, False, {"num_cpus": 1})
+    assert plan_workers({"CPU": 16.0}, None, 4, 2) == WorkerPlan(2, False, {"num_cpus": 8})
+    with pytest.raises(ValueError, match="num_workers=5 but the Ray cluster has 4 GPUs: give num_workers=4 or less"):
+        plan_workers(gpu_cluster, None, 5, 100)
+    with pytest.raises(ValueError, match=r"the Ray cluster has no GPU, so give num_workers= \(it has 2 CPUs\)"):
+        plan_workers({"CPU": 2.0}, None, None, 5)

@@ -147,26 +147,45 @@ def encode_on_ray(store: Store, sae: SAE, engine: RayEngine) -> None:
             ray.shutdown()
 
 
-def _start_workers(ray, store: Store, sae: SAE, engine: RayEngine, n_chunks: int) -> list:
-    """Start the workers (no more than there are chunks) and wait until each has loaded its models."""
-    if store.encoder.source is None:
-        raise StoreError(f"{store.path} does not record which SAE encoded it, so no worker can rebuild it")
-    resources = ray.cluster_resources()
-    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
-    on_gpu = gpus > 0 and all(d is None or str(d).startswith("cuda") for d in split_device(sae.device))
-    wanted = engine.num_workers or (gpus if on_gpu else None)
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many workers a run starts and what each asks Ray for."""
+
+    count: int
+    """Workers started: the number asked for (or one per GPU), never more than there are chunks to encode."""
+    on_gpu: bool
+    """Whether each worker takes a GPU of its own (the cluster has GPUs and the SAE's device does not say CPU)."""
+    resources: dict
+    """What each worker reserves: ``num_gpus=1`` (and one CPU) on a GPU, else an equal share of the CPUs, all
+    of which its torch threads use."""
+
+
+def plan_workers(cluster: dict, device: Device, num_workers: int | None, n_chunks: int) -> WorkerPlan:
+    """The workers to start on a cluster with ``cluster`` resources (``ray.cluster_resources()``) for an SAE on
+    ``device``; a ValueError when the cluster cannot hold them."""
+    gpus, cpus = int(cluster.get("GPU", 0)), int(cluster.get("CPU", 0))
+    on_gpu = gpus > 0 and all(d is None or str(d).startswith("cuda") for d in split_device(device))
+    wanted = num_workers or (gpus if on_gpu else None)
     if wanted is None:
         raise ValueError(f"the Ray cluster has no GPU, so give num_workers= (it has {cpus} CPUs)")
     slots = gpus if on_gpu else cpus
     if wanted > slots:
         raise ValueError(f"num_workers={wanted} but the Ray cluster has {slots} {'GPUs' if on_gpu else 'CPUs'}: "
                          f"give num_workers={slots} or less, or add nodes")
-    n = min(wanted, n_chunks)
-    resources = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": max(1, cpus // n)}
+    count = min(wanted, n_chunks)
+    return WorkerPlan(count, on_gpu, {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": max(1, cpus // count)})
+
+
+def _start_workers(ray, store: Store, sae: SAE, engine: RayEngine, n_chunks: int) -> list:
+    """Start the workers and wait until each has loaded its models."""
+    if store.encoder.source is None:
+        raise StoreError(f"{store.path} does not record which SAE encoded it, so no worker can rebuild it")
+    plan = plan_workers(ray.cluster_resources(), sae.device, engine.num_workers, n_chunks)
     actor = ray.remote(max_restarts=RESTARTS, max_task_retries=RESTARTS, concurrency_groups={"status": 1})(ChunkWorker)
     run = uuid.uuid4().hex[:8]
-    args = (store.encoder.source, sae.device, store.plan.to_json(), store.encoder.identity())
-    workers = [actor.options(name=f"{WORKER_NAME}-{run}-{i}", **resources).remote(*args) for i in range(n)]
+    # A worker on a GPU sees that GPU alone (Ray sets CUDA_VISIBLE_DEVICES), so it takes the default device.
+    args = (store.encoder.source, None if plan.on_gpu else sae.device, store.plan.to_json(), store.encoder.identity())
+    workers = [actor.options(name=f"{WORKER_NAME}-{run}-{i}", **plan.resources).remote(*args) for i in range(plan.count)]
     for i, place in enumerate(ray.get([w.where.options(concurrency_group="status").remote() for w in workers])):
         logger.info("Ray worker %d: process %d on %s (%s)", i, place["pid"], place["node"], place["device"])
     return workers
