@@ -211,7 +211,7 @@ def _encode_chunks(ray, store: Store, workers: list, todo: list[tuple[int, int]]
             if queue:
                 give(worker)
     n_docs, tokens, started = sum(b - a for a, b in todo), 0, time.perf_counter()
-    with tqdm(total=n_docs, unit="doc", desc=f"Encoding on {len(workers)} Ray workers", dynamic_ncols=True) as bar:
+    with tqdm(total=n_docs, unit="doc", desc=f"Encoding on {len(workers)} Ray worker{'s' * (len(workers) > 1)}", dynamic_ncols=True) as bar:
         while in_flight:
             [ready], _ = ray.wait(list(in_flight), num_returns=1)
             worker, start, stop, n_rows = in_flight.pop(ready)
