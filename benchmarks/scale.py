@@ -1,6 +1,6 @@
 """Benchmark (not a test): encoding on Ray workers against the plain single-process pipeline (``--ray``).
 
-    .venv/bin/python benchmarks/scale.py --ray                      # 160 fortunes, chunks of ~2,000 tokens
+    .venv/bin/python benchmarks/scale.py --ray                      # 96 fortunes, chunks of ~1,000 tokens
     .venv/bin/python benchmarks/scale.py --ray --documents 1000
 
 ``--ray`` encodes one deterministic sample of Debian fortunes (benchmarks/fortunes.py; ``apt-get install
@@ -94,8 +94,8 @@ def ray_scaling(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ray", action="store_true", help="run the Ray benchmark")
-    parser.add_argument("--documents", type=int, default=160, help="fortunes encoded (--ray)")
-    parser.add_argument("--chunk-tokens", type=int, default=2000, help="EncodePlan(chunk_tokens=...) (--ray)")
+    parser.add_argument("--documents", type=int, default=96, help="fortunes encoded (--ray)")
+    parser.add_argument("--chunk-tokens", type=int, default=1000, help="EncodePlan(chunk_tokens=...) (--ray)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each way, in mirrored order (--ray)")
     args = parser.parse_args()
     if not args.ray:
