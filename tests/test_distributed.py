@@ -151,3 +151,34 @@ def test_workers_take_a_gpu_each_or_a_share_of_the_cpus():
         plan_workers(gpu_cluster, None, 5, 100)
     with pytest.raises(ValueError, match=r"the Ray cluster has no GPU, so give num_workers= \(it has 2 CPUs\)"):
         plan_workers({"CPU": 2.0}, None, None, 5)
+
+
+def test_a_chunk_another_process_wrote_is_committed_only_as_it_was_written(sample, tmp_path):
+    """What the driver does with a worker's result, without Ray: parse the entry, check every file, commit."""
+    from interp_embed.store import ChunkEntry, StoreCorruptError
+    from interp_embed.store.chunk import write_chunk
+    from synthetic import D_SAE, encode_text, synthetic_store
+
+    store = synthetic_store(tmp_path / "s.iembed", sample, encode_chunks=0)
+    texts = sample["text"].tolist()
+    (a, b), (c, d) = store.pending_chunks()[:2]
+    with store.writing():  # taken before the workers write: taking it removes chunk folders not committed
+        written = [write_chunk(store.path / "chunks", start, stop, [encode_text(texts[r], r) for r in range(start, stop)],
+                               D_SAE).to_json() for start, stop in ((a, b), (c, d))]
+        first, second = (ChunkEntry.from_json(entry) for entry in written)
+        values = store.path / "chunks" / second.name / "act_values.npy"
+        values.write_bytes(values.read_bytes()[:-2] + b"\0\0")  # a rerun or a stale worker left other bytes
+        store.commit_written_chunk(first)
+        with pytest.raises(StoreCorruptError, match="act_values.npy does not match its checksum"):
+            store.commit_written_chunk(second)
+        without_one = ChunkEntry.from_json({**written[1], "files": {k: v for k, v in written[1]["files"].items()
+                                                                   if k != "pool_max.npy"}})
+        with pytest.raises(StoreCorruptError, match=f"chunk {second.name} lists files"):
+            store.commit_written_chunk(without_one)
+    with pytest.raises(TypeError, match="n_tokens should be int"):
+        ChunkEntry.from_json({**written[0], "n_tokens": "12"})
+    with pytest.raises(RuntimeError, match="needs the writer lock"):
+        store.commit_written_chunk(first)
+    reopened = Store.open(store.path)
+    assert [(e.start, e.stop) for e in reopened.manifest.chunks] == [(a, b)]
+    assert reopened.document(a).token_ids.tolist() == encode_text(texts[a], a).token_ids.tolist()
