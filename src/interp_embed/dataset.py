@@ -22,6 +22,7 @@ from . import analysis
 from .analysis.blockwise import check_blockwise, check_fits
 from .encode import session
 from .encode.config import EncodePlan
+from .encode.distributed import engine_for
 from .highlight import Highlighted
 from .labeling import run as labeling_run
 from .labeling.llm import run_sync
@@ -153,6 +154,10 @@ class Dataset:
     disk as soon as it is encoded. ``rows`` (the original's precomputed rows) can only be None: to
     reuse activations, take rows of an existing dataset (``ds[...]``) or join datasets (:meth:`concat`).
 
+    ``engine="ray"`` encodes on ``num_workers`` Ray workers (one per GPU by default), on this machine or on the
+    cluster at ``ray_address`` (see :mod:`interp_embed.encode.distributed`); the store and its activations are
+    those a single process writes. It needs the ``ray`` extra (``pip install 'interp_embed[ray]'``).
+
     Rows whose text is None, NaN, empty or not a string raise an error listing them
     (``on_error="raise"``) or are kept without activations (``on_error="skip"``).
 
@@ -171,7 +176,8 @@ class Dataset:
     def __init__(self, data, sae: SAE | None = None, field: str = "text", save_path: str | Path | None = None,
                  dataset_description: str = "", on_error: str = "raise", compute_activations: bool = True,
                  feature_labels: dict[int, str] | None = None, plan: EncodePlan | None = None,
-                 name: str | None = None, rows=None, save_every_batch: int = 5, batch_size: int | None = None):
+                 name: str | None = None, rows=None, save_every_batch: int = 5, batch_size: int | None = None,
+                 engine: str = "local", num_workers: int | None = None, ray_address: str | None = None):
         from .saes import DefaultSAE
 
         if rows is not None and any(row is not None for row in rows):
@@ -179,6 +185,7 @@ class Dataset:
                             "store, so take rows of an existing dataset with ds[...] or join datasets with "
                             "Dataset.concat([...]).")
         check_int(save_every_batch, "save_every_batch", minimum=1)
+        ray = engine_for(engine, num_workers, ray_address)
         if batch_size is not None:
             if plan is not None:
                 raise TypeError("give plan= or batch_size=, not both (batch_size=n is "
@@ -191,11 +198,12 @@ class Dataset:
                                            feature_labels, dataset_description)
         self._rows = np.arange(self._store.n_documents)
         if compute_activations:
-            session.encode_pending(self._store, self.sae)
+            session.encode_pending(self._store, self.sae, ray)
 
     @classmethod
     def load_from_file(cls, file_path: str | Path, resume: bool = False, batch_size: int | None = None,
-                       sae: SAE | None = None, name: str | None = None) -> "Dataset":
+                       sae: SAE | None = None, name: str | None = None, engine: str = "local",
+                       num_workers: int | None = None, ray_address: str | None = None) -> "Dataset":
         """Open a saved dataset (reads only its manifest). ``resume=True`` encodes the rows still missing.
 
         A resumed run cuts its batches as the store's first run did (so that its activations are those of an
@@ -204,10 +212,12 @@ class Dataset:
 
         ``sae`` is the SAE to encode with (by default the one the store records, rebuilt from its JSON);
         it must be the SAE that encoded the store. Loading never unpickles and never imports torch
-        (resuming does, to run the reader). ``name`` defaults to the folder's stem.
+        (resuming does, to run the reader). ``name`` defaults to the folder's stem. ``engine``,
+        ``num_workers`` and ``ray_address`` choose where a resumed run encodes, as for :class:`Dataset`.
 
         >>> ds = Dataset.load_from_file("greetings.iembed")           # doctest: +SKIP
         """
+        ray = engine_for(engine, num_workers, ray_address)
         store = Store.open(file_path)
         if batch_size is not None and _plan_for_batch_size(batch_size, store.plan) != store.plan:
             logger.warning("%s: batch_size=%d ignored; resuming uses the store's batches (batch_tokens=%d) so that "
@@ -217,7 +227,7 @@ class Dataset:
         dataset = DatasetView(store, np.arange(store.n_documents), sae, name=_check_name(name, file_path))
         if resume and not store.is_complete():
             dataset.sae = session.encoder_of(store, sae)
-            session.encode_pending(store, dataset.sae)
+            session.encode_pending(store, dataset.sae, ray)
         elif not store.is_complete():
             logger.warning("%s: %d rows are not encoded yet; load with resume=True to finish",
                            file_path, store.pending_rows().size)

@@ -17,6 +17,13 @@ SAE_HELP = ("default (the bundled SAE) | PATH (a folder in SAELens' layout) | sa
             "goodfire:VARIANT")
 
 
+class Engine(str, enum.Enum):
+    """Where the documents are encoded."""
+
+    local = "local"
+    ray = "ray"
+
+
 class OnError(str, enum.Enum):
     """What to do with rows whose text cannot be encoded (missing, empty, not text)."""
 
@@ -108,11 +115,18 @@ def encode(ctx: typer.Context,
            sae: str = typer.Option("default", help=SAE_HELP),
            device: str = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: the best available)."),
            resume: bool = typer.Option(False, help="Finish an interrupted run in OUT with its own table and settings."),
+           engine: Engine = typer.Option(Engine.local, help="'local': encode in this process; 'ray': on Ray workers "
+                                                            "(pip install 'interp_embed[ray]')."),
+           workers: int = typer.Option(None, min=1, help="Ray workers encoding at once (with --engine ray; default: "
+                                                          "one per GPU of the cluster)."),
+           address: str = typer.Option(None, help="The Ray cluster to join, e.g. auto or 10.0.0.5:6379 (with --engine "
+                                                  "ray; default: start Ray on this machine for the run)."),
            plan: EncodePlan = EncodePlan()) -> None:
     """Encode a table of documents into a store, committed chunk by chunk (Ctrl-C keeps what is done)."""
     from .. import Dataset
 
     started = time.perf_counter()
+    where = {"engine": engine.value, "num_workers": workers, "ray_address": address}
     if resume:
         given = [f"--{name.replace('_', '-')}" for name in ("field", "on_error", *EncodePlan.__dataclass_fields__)
                  if _typed(ctx, name)]
@@ -123,7 +137,7 @@ def encode(ctx: typer.Context,
             fail(f"{input} is not the table {out} was made from; resume with `{resume_command(out)}` alone")
         encoder = sae_from_spec(sae, device) if _typed(ctx, "sae") else None
         try:
-            ds = Dataset.load_from_file(out, resume=True, sae=encoder)
+            ds = Dataset.load_from_file(out, resume=True, sae=encoder, **where)
         except KeyboardInterrupt:
             fail(f"interrupted; what was committed is kept. Resume with `{resume_command(out)}`", 130)
     else:
@@ -136,7 +150,7 @@ def encode(ctx: typer.Context,
         frame = read_table(input, field)
         encoder = sae_from_spec(sae, device)
         try:
-            ds = Dataset(frame, sae=encoder, field=field, save_path=out, on_error=on_error.value, plan=plan)
+            ds = Dataset(frame, sae=encoder, field=field, save_path=out, on_error=on_error.value, plan=plan, **where)
         except KeyboardInterrupt:
             if (out / "manifest.json").exists():
                 fail(f"interrupted; what was committed is kept in {out}. Resume with `{resume_command(out)}`", 130)

@@ -136,7 +136,7 @@ class Encoder:
 
 
 
-def _advance(bar: tqdm, documents: int, rate: str, last: bool) -> None:
+def advance_bar(bar: tqdm, documents: int, rate: str, last: bool) -> None:
     """Move the bar on by a chunk, drawing it once: a log (where every redraw is a line) then holds one line
     per chunk and the final line once, drawn by the bar's close rather than also by this last step."""
     bar.set_postfix_str(rate, refresh=False)
@@ -160,5 +160,5 @@ def encode_chunks(store: Store, encoder: Encoder) -> None:
             rows = [r for r in range(start, stop) if r not in skipped]
             store.commit_chunk(start, stop, encoder.encode_rows(rows, [texts[r] for r in rows]))
             rate = (encoder.tokens_done - tokens_before) / max(time.perf_counter() - started, 1e-9)
-            _advance(bar, stop - start, f"{rate:,.0f} tok/s", last=stop == todo[-1][1])
+            advance_bar(bar, stop - start, f"{rate:,.0f} tok/s", last=stop == todo[-1][1])
     logger.info("Encoded %d rows (%d document tokens read) into %s", n_docs, encoder.tokens_done - tokens_before, store.path)

@@ -23,6 +23,7 @@ import pandas as pd
 from ..saes.base import SAE
 from ..store import EncodedDocument, Store, StoreError
 from .config import EncodePlan
+from .distributed import RayEngine
 
 logger = logging.getLogger(__name__)
 
@@ -154,11 +155,22 @@ def loaded_models(sae: SAE) -> Iterator[tuple]:
             sae.destroy()
 
 
-def encode_pending(store: Store, sae: SAE) -> None:
-    """Encode every row of ``store`` that is neither committed nor skipped, committing chunk by chunk."""
+def encode_pending(store: Store, sae: SAE, ray: RayEngine | None = None) -> None:
+    """Encode every row of ``store`` that is neither committed nor skipped, committing chunk by chunk: in this
+    process, or on Ray workers with ``ray`` (see distributed.py)."""
     if store.is_complete():
         return
     check_encoder(store, sae)
+    if ray is not None:
+        from .distributed import encode_on_ray
+
+        with store.writing():
+            try:
+                encode_on_ray(store, sae, ray)
+            except BaseException as stop:
+                log_how_to_resume(store, stop)
+                raise
+        return
     from .pipeline import Encoder, encode_chunks  # torch is needed to run the models, not to plan or load
 
     with store.writing(), loaded_models(sae) as (reader, model, sae_device):

@@ -78,6 +78,11 @@ class ChunkEntry:
         return {"name": self.name, "start": self.start, "stop": self.stop, "n_encoded": self.n_encoded,
                 "n_tokens": self.n_tokens, "files": {name: f.to_json() for name, f in self.files.items()}}
 
+    @classmethod
+    def from_json(cls, data: dict) -> "ChunkEntry":
+        """The entry :meth:`to_json` wrote, checked as a manifest's entries are (a TypeError or ValueError if not)."""
+        return _chunk(_typed(data, dict, "chunk"))
+
 
 @dataclass(frozen=True)
 class ReaderRecord:

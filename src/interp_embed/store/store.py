@@ -42,10 +42,11 @@ import scipy.sparse as sp
 from ..encode.config import EncodePlan
 from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TEMPORARY_PREFIX, WRITER_LOCK,
                      atomic_folder, canonical_json, sha256_file, write_atomically)
-from .chunk import Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
+from .checks import POOLED
+from .chunk import ARRAYS, Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
 from .errors import StoreCorruptError, StoreError, StoreLockedError
 from .labels import LabelRecord, read_records, write_record
-from .manifest import CHUNK_NAME, EncoderRecord, FileRecord, Manifest
+from .manifest import CHUNK_NAME, ChunkEntry, EncoderRecord, FileRecord, Manifest
 from .paths import plain_file, plain_folder
 from .pooling import PooledStatistics, aggregate
 from .words import FeatureWords, feature_words
@@ -232,7 +233,7 @@ class Store:
     def commit_chunk(self, start: int, stop: int, docs: list[EncodedDocument]) -> None:
         """Durably add the encoded documents of rows [start, stop) (skipped rows simply absent)."""
         self._require_writer(f"chunk {start}-{stop}")
-        self._commit(write_chunk(self.path / CHUNKS, start, stop, docs, self.d_sae, self.plan.token_level))
+        self._add_chunk(write_chunk(self.path / CHUNKS, start, stop, docs, self.d_sae, self.plan.token_level))
 
     def commit_pooled(self, start: int, stop: int, rows: np.ndarray, n_tokens: np.ndarray,
                       pooled: PooledStatistics) -> None:
@@ -243,9 +244,23 @@ class Store:
         if self.plan.token_level:
             raise StoreError(f"{self.path} keeps token-level activations; commit_pooled writes compact stores only")
         arrays = pooled_arrays(rows, n_tokens, pooled, self.d_sae)
-        self._commit(write_arrays(self.path / CHUNKS, start, stop, arrays))
+        self._add_chunk(write_arrays(self.path / CHUNKS, start, stop, arrays))
 
-    def _commit(self, entry) -> None:
+    def commit_written_chunk(self, entry: ChunkEntry) -> None:
+        """Durably add a chunk that another process wrote into ``chunks/`` with :func:`~.chunk.write_chunk` (a Ray
+        worker, see encode/distributed.py), once every file of it matches ``entry``: a folder that is incomplete,
+        altered or written for other rows is a ``StoreCorruptError`` and is not committed."""
+        self._require_writer(f"chunk {entry.name}")
+        expected = {f"{name}.npy" for name in (ARRAYS if self.plan.token_level else POOLED)}
+        if set(entry.files) != expected:
+            raise StoreCorruptError(f"chunk {entry.name} lists files {sorted(entry.files)}, not the arrays "
+                                    f"{sorted(expected)}")
+        plain_folder(self.path / CHUNKS / entry.name)
+        for name, record in entry.files.items():
+            self._verified(f"{CHUNKS}/{entry.name}/{name}", record)
+        self._add_chunk(entry)
+
+    def _add_chunk(self, entry: ChunkEntry) -> None:
         self.manifest.add_chunk(entry)
         self._write_manifest()
         self._chunks, self._pooled, self._feature_words = None, None, None
