@@ -24,7 +24,7 @@ def parquet_batches(path: str | Path, batch_rows: int = ROWS_PER_BATCH) -> pa.Re
         parquet = open_parquet(path)
         schema = parquet.schema_arrow
     except pa.ArrowException as err:
-        raise ValueError(f"{path} cannot be read as a Parquet file: {err}") from err
+        raise ValueError(f"{path} cannot be read as a .parquet table: {err}") from err
     return pa.RecordBatchReader.from_batches(schema, _parquet_batches(path, parquet, batch_rows))
 
 
@@ -32,7 +32,7 @@ def _parquet_batches(path: Path, parquet, batch_rows: int) -> Iterator[pa.Record
     try:
         yield from parquet.iter_batches(batch_size=batch_rows)
     except pa.ArrowException as err:
-        raise ValueError(f"{path} cannot be read as a Parquet file: {err}") from err
+        raise ValueError(f"{path} cannot be read as a .parquet table: {err}") from err
 
 
 def jsonl_batches(path: str | Path, field: str = "text", batch_rows: int = ROWS_PER_BATCH) -> pa.RecordBatchReader:
