@@ -15,6 +15,7 @@ from interp_embed import Dataset
 from interp_embed.cli import app
 from interp_embed.data import demo_sample
 from interp_embed.encode.config import EncodePlan
+from interp_embed.saes import LocalSAE
 from interp_embed.store import EncoderRecord, Store
 from synthetic import D_SAE
 
@@ -138,9 +139,61 @@ def test_the_command_line_streams_parquet_and_jsonl(table, tmp_path, monkeypatch
     assert "is not the table" not in done.output and "does not record which SAE" in done.output
 
 
+@pytest.mark.reader
+def test_a_streamed_file_encodes_and_resumes_as_its_dataframe(tiny_model_dir, table, tmp_path, monkeypatch):
+    """Bit for bit the activations of ``Dataset(pd.read_parquet(path))``, the run interrupted and resumed, and
+    the whole documents table never read while encoding or reading a row's tokens."""
+    from interp_embed.encode.pipeline import Encoder
+
+    sae = LocalSAE(path=_random_sae(tmp_path / "sae", tiny_model_dir), role="raw")
+    path, plan = tmp_path / "t.parquet", EncodePlan(chunk_tokens=300)
+    table.iloc[:60].to_parquet(path)
+    expected = Dataset(pd.read_parquet(path), sae=sae, save_path=tmp_path / "a.iembed", on_error="skip", plan=plan)
+
+    def whole_table(store):
+        raise AssertionError("the whole documents table was read")
+
+    encode_rows, chunks = Encoder.encode_rows, []
+
+    def two_chunks_then_stop(encoder, rows, texts):
+        chunks.append(rows)
+        if len(chunks) > 2:
+            raise KeyboardInterrupt
+        return encode_rows(encoder, rows, texts)
+
+    monkeypatch.setattr(Store, "documents", whole_table)
+    monkeypatch.setattr(Encoder, "encode_rows", two_chunks_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        Dataset.from_parquet(path, sae=sae, save_path=tmp_path / "b.iembed", on_error="skip", plan=plan, batch_rows=16)
+    assert len(Store.open(tmp_path / "b.iembed").manifest.chunks) == 2
+    monkeypatch.setattr(Encoder, "encode_rows", encode_rows)
+    resumed = Dataset.load_from_file(tmp_path / "b.iembed", resume=True, sae=sae)
+    for row in (0, 7, 59):
+        ours, theirs = resumed._store.document(row), expected._store.document(row)
+        for name in ("token_ids", "spans", "act_ptr", "act_features", "act_values"):
+            np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name))
+    monkeypatch.undo()
+    for aggregation in ("max", "sum", "count"):
+        assert (resumed.latents(aggregation) != expected.latents(aggregation)).nnz == 0
+    _same_store(resumed, expected)
+    assert resumed.skipped_rows() == {5: "empty"} and resumed._store.is_complete()
+
+
+def _random_sae(folder, model_dir):
+    """A ReLU SAE with random weights on layer 1 of the tiny random reader."""
+    import torch
+
+    from interp_embed.architectures import SAEConfig, build_sae, save_sae
+
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig(architecture="relu", d_in=64, d_sae=128, hook_layer=1, model_name=str(model_dir)))
+    with torch.no_grad():
+        sae.W_enc.normal_()
+    return save_sae(sae, folder)
+
+
 MEASURE = """
-import json, resource, sys
-import torch  # imported before the baseline: what reading the file adds is measured, not what importing does
+import json, sys
 from interp_embed import Dataset
 from interp_embed.encode.pipeline import encode_chunks
 from interp_embed.store import Store
@@ -160,52 +213,64 @@ class ThreeChunks:
             raise Enough
         return [encode_text(text, row) for row, text in zip(rows, texts)]
 
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak():  # the peak resident memory since the last reset, in bytes
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
 
-def store_and_three_chunks(path, out):
-    read = Dataset.from_parquet if path.endswith(".parquet") else Dataset.from_jsonl
-    read(path, sae=NoModel(), save_path=out, compute_activations=False)
-    store = Store.open(out)  # reopened: its chunks are cut again from the text column, a batch at a time
-    with store.writing():
-        try:
-            encode_chunks(store, ThreeChunks())
-        except Enough:
-            pass
-    assert len(store.manifest.chunks) == 3 and store.document(store.n_documents - 1) is None
-    return store.n_documents
-
-peaks = [peak()]
-rows = [store_and_three_chunks(path, path + ".iembed") for path in sys.argv[1:] if not peaks.append(peak())]
-print(json.dumps({"peaks": peaks + [peak()], "rows": rows}))
+path, way = sys.argv[1:]
+out, parquet = f"{path}-{way}.iembed", path.endswith(".parquet")
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")  # the peak so far (importing) is forgotten: only what the work adds is measured
+before = peak()
+if way == "streamed":
+    (Dataset.from_parquet if parquet else Dataset.from_jsonl)(path, sae=NoModel(), save_path=out,
+                                                              compute_activations=False)
+else:
+    import pandas as pd
+    table = pd.read_parquet(path) if parquet else pd.read_json(path, lines=True)
+    Dataset(table, sae=NoModel(), save_path=out, compute_activations=False)
+    del table
+store = Store.open(out)  # reopened: its chunks are cut again from the text column, a batch at a time
+with store.writing():
+    try:
+        encode_chunks(store, ThreeChunks())
+    except Enough:
+        pass
+assert len(store.manifest.chunks) == 3 and store.document(store.n_documents - 1) is None
+print(json.dumps({"growth": peak() - before, "rows": store.n_documents}))
 """
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="measures peak memory with Linux's clear_refs")
 @pytest.mark.parametrize("kind", ["parquet", "jsonl"])
 def test_peak_memory_does_not_grow_with_the_file(tmp_path, kind):
-    """Real fortunes (each made unique, so that no format keeps one copy of a repeated text), 30,000 rows, then
-    300,000 in the same process: making the store, cutting its chunks and encoding its first chunks takes about
-    the same memory for both. Reading the larger table whole as a DataFrame takes about 210 MiB more here
-    (benchmarks/streaming_memory.py); streaming stays under 128 MiB, most of it a fixed cost (Arrow's allocator)."""
+    """Real fortunes (each made unique, so that no format keeps one copy of a repeated text), 30,000 and 300,000
+    rows: making the store, cutting its chunks again and encoding its first chunks takes about the same memory
+    for both, and less than half of what reading the larger file whole into a DataFrame takes
+    (benchmarks/streaming_memory.py prints the figures)."""
     fortunes = demo_sample()
-    paths, sizes = [], (30_000, 300_000)
-    for n in sizes:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), *sys.path]))
+
+    def growth(path, way) -> int:
+        done = subprocess.run([sys.executable, "-c", MEASURE, str(path), way], capture_output=True, text=True,
+                              env=env, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.splitlines()[-1])["growth"]
+
+    streamed = {}
+    for n in (30_000, 300_000):
         table = fortunes.iloc[np.arange(n) % len(fortunes)].reset_index(drop=True)
         table["text"] = table["text"] + " (" + table.index.astype(str) + ")"
-        paths.append(str(tmp_path / f"{n}.{kind}"))
+        path = tmp_path / f"{n}.{kind}"
         if kind == "parquet":
-            table.to_parquet(paths[-1])  # one row group: reading it must not take the group whole
+            table.to_parquet(path)  # one row group: reading it must not take the group whole
         else:
-            table.to_json(paths[-1], orient="records", lines=True, force_ascii=False)
-    texts_in_memory = sum(sys.getsizeof(text) for text in table["text"])  # as a list of str, ~50 MiB
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), *sys.path]))
-    done = subprocess.run([sys.executable, "-c", MEASURE, *paths], capture_output=True, text=True, env=env, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    measured = json.loads(done.stdout.splitlines()[-1])
-    assert measured["rows"] == list(sizes)
-    start, small, large = measured["peaks"][0], measured["peaks"][2], measured["peaks"][3]
-    figures = {"small": (small - start) / 2**20, "larger adds": (large - small) / 2**20,
-               "texts": texts_in_memory / 2**20}
-    assert large - small < texts_in_memory / 4, figures  # ten times the rows, about the same memory
-    assert large - start < 128 * 2**20, figures
+            table.to_json(path, orient="records", lines=True, force_ascii=False)
+        streamed[n] = growth(path, "streamed")
+    whole = growth(path, "whole")
+    texts_in_memory = sum(sys.getsizeof(text) for text in table["text"])  # as a list of str: ~50 MiB
+    figures = {f"streamed {n}": f"{g / 2**20:.1f} MiB" for n, g in streamed.items()} | {
+        "whole 300000": f"{whole / 2**20:.1f} MiB", "texts 300000": f"{texts_in_memory / 2**20:.1f} MiB"}
+    assert streamed[300_000] - streamed[30_000] < texts_in_memory / 4, figures  # ten times the rows, about the same
+    assert streamed[300_000] < whole / 2, figures
