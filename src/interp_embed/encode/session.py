@@ -80,12 +80,14 @@ def cannot_encode(field: str, problems: dict[int, str], count: int, name_row: Ca
 
 
 def check_on_error(on_error: str) -> str:
+    """``on_error`` if it is ``"raise"`` or ``"skip"``, else a ValueError naming it."""
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     return on_error
 
 
 def check_field(field: str, columns: list[str]) -> None:
+    """A KeyError that lists the columns when ``field`` is not one of them."""
     if field not in columns:
         raise KeyError(f"field {field!r} is not a column; available columns: {[str(c) for c in columns]}")
 
