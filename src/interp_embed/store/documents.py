@@ -66,35 +66,31 @@ class DocumentsWriter:
         """Hex SHA-256 of the file, once closed."""
         self._file = _HashingFile(path)
         self._writer = pq.ParquetWriter(self._file, schema)
-        self._held: list[pa.Table] = []
-        self._n_held = 0
+        self._held = schema.empty_table()
 
     @property
     def n_rows(self) -> int:
         return self.cutter.rows
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
-        """Append the next rows (held until they fill a row group: small batches make no small groups)."""
+        """Append the next rows. Rows are held until they fill a row group, so that every group but the last has
+        :data:`ROWS_PER_GROUP` rows whatever the size of the batches."""
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         for column in table.column(self.field).chunks:
             self.cutter.add(column.to_pylist())
-        self._held.append(table)
-        self._n_held += table.num_rows
-        if self._n_held >= ROWS_PER_GROUP:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._held:
-            self._writer.write_table(pa.concat_tables(self._held), row_group_size=ROWS_PER_GROUP)
-        self._held, self._n_held = [], 0
+        held = pa.concat_tables([self._held, table])
+        whole = held.num_rows - held.num_rows % ROWS_PER_GROUP
+        if whole:
+            self._writer.write_table(held.slice(0, whole), row_group_size=ROWS_PER_GROUP)
+        self._held = held.slice(whole)
 
     def __enter__(self) -> "DocumentsWriter":
         return self
 
     def __exit__(self, kind, error, trace) -> None:
         try:
-            if error is None:
-                self._flush()
+            if error is None and self._held.num_rows:
+                self._writer.write_table(self._held)
             self._writer.close()
         finally:
             self._file.close()
