@@ -23,6 +23,7 @@ from .analysis.blockwise import check_blockwise, check_fits
 from .encode import session
 from .encode.config import EncodePlan
 from .encode.distributed import engine_for
+from .encode.table_files import ROWS_PER_BATCH, jsonl_batches, parquet_batches
 from .highlight import Highlighted
 from .labeling import run as labeling_run
 from .labeling.llm import run_sync
@@ -154,6 +155,9 @@ class Dataset:
     disk as soon as it is encoded. ``rows`` (the original's precomputed rows) can only be None: to
     reuse activations, take rows of an existing dataset (``ds[...]``) or join datasets (:meth:`concat`).
 
+    ``data`` is a pandas DataFrame, a list of dicts, or a ``pyarrow.RecordBatchReader``: a table read a batch of
+    rows at a time and never whole in memory (:meth:`from_parquet` and :meth:`from_jsonl` make one of a file).
+
     ``engine="ray"`` encodes on ``num_workers`` Ray workers (one per GPU by default), on this machine or on the
     cluster at ``ray_address`` (see :mod:`interp_embed.encode.distributed`); the store and its activations are
     those a single process writes. It needs the ``ray`` extra (``pip install 'interp_embed[ray]'``).
@@ -199,6 +203,30 @@ class Dataset:
         self._rows = np.arange(self._store.n_documents)
         if compute_activations:
             session.encode_pending(self._store, self.sae, ray)
+
+    @classmethod
+    def from_parquet(cls, path: str | Path, field: str = "text", batch_rows: int = ROWS_PER_BATCH,
+                     **options) -> "Dataset":
+        """Encode a Parquet file that need not fit in memory: it is read ``batch_rows`` rows at a time, each batch
+        checked and written to the store, and each chunk of rows read back from the store as it is encoded.
+
+        ``options`` are :class:`Dataset`'s (``sae``, ``save_path``, ``on_error``, ``plan`` ...); the result is
+        that of ``Dataset(pd.read_parquet(path), field=field, **options)``, and a bad text is named by its row
+        in the file.
+
+        >>> ds = Dataset.from_parquet("reviews.parquet", field="text", save_path="reviews.iembed")   # doctest: +SKIP
+        """
+        return cls(parquet_batches(path, batch_rows), field=field, **options)
+
+    @classmethod
+    def from_jsonl(cls, path: str | Path, field: str = "text", batch_rows: int = ROWS_PER_BATCH,
+                   **options) -> "Dataset":
+        """Encode a JSON lines file (one object per line) that need not fit in memory, as :meth:`from_parquet`
+        does a Parquet file. The file is read twice, a batch at a time: first to find each column's type.
+
+        >>> ds = Dataset.from_jsonl("reviews.jsonl", field="text", save_path="reviews.iembed")   # doctest: +SKIP
+        """
+        return cls(jsonl_batches(path, field, batch_rows), field=field, **options)
 
     @classmethod
     def load_from_file(cls, file_path: str | Path, resume: bool = False, batch_size: int | None = None,

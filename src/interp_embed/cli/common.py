@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -89,15 +90,19 @@ def feature_list(text: str | None) -> list[int] | None:
         raise typer.BadParameter(f"{text!r}: give feature ids separated by commas, e.g. --features 12,345") from None
 
 
-def read_table(path: Path, field: str) -> pd.DataFrame:
-    """A documents table from .csv, .tsv, .json, .jsonl, .parquet or .txt (documents separated by blank lines)."""
+def read_table(path: Path, field: str) -> pd.DataFrame | pa.RecordBatchReader:
+    """A documents table from .csv, .tsv, .json, .jsonl, .parquet or .txt (documents separated by blank lines);
+    .parquet and .jsonl files are read a batch of rows at a time (never whole in memory)."""
     suffix = path.suffix.lower()
     if suffix in (".txt", ".md", ".text"):
         from ..train.corpus import read_texts
 
         return pd.DataFrame({field: read_texts(path)})
-    readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".parquet": pd.read_parquet,
-               ".jsonl": lambda p: pd.read_json(p, lines=True), ".json": pd.read_json}
+    if suffix in (".parquet", ".jsonl"):
+        from ..encode.table_files import jsonl_batches, parquet_batches
+
+        return parquet_batches(path) if suffix == ".parquet" else jsonl_batches(path, field)
+    readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".json": pd.read_json}
     if suffix not in readers:
         raise typer.BadParameter(f"{path}: use a .csv, .tsv, .json, .jsonl, .parquet or .txt file")
     try:

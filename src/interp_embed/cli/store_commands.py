@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import typer
 
 from . import app
@@ -133,7 +134,7 @@ def encode(ctx: typer.Context,
         if given:
             raise typer.BadParameter(f"with --resume the store's own table and settings are used; drop {', '.join(given)}")
         ds = Dataset.load_from_file(out)  # fails here, before any model loads, if OUT is not a store
-        if input is not None and read_table(input, ds.field)[ds.field].tolist() != ds.documents():
+        if input is not None and not _same_texts(read_table(input, ds.field), ds):
             fail(f"{input} is not the table {out} was made from; resume with `{resume_command(out)}` alone")
         encoder = sae_from_spec(sae, device) if _typed(ctx, "sae") else None
         try:
@@ -147,15 +148,31 @@ def encode(ctx: typer.Context,
             raise typer.BadParameter(f"{input} is not a file", param_hint="INPUT")
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             fail(f"{out} already exists. Continue it with `{resume_command(out)}`, or choose another --out")
-        frame = read_table(input, field)
+        table = read_table(input, field)
         encoder = sae_from_spec(sae, device)
         try:
-            ds = Dataset(frame, sae=encoder, field=field, save_path=out, on_error=on_error.value, plan=plan, **where)
+            ds = Dataset(table, sae=encoder, field=field, save_path=out, on_error=on_error.value, plan=plan, **where)
         except KeyboardInterrupt:
             if (out / "manifest.json").exists():
                 fail(f"interrupted; what was committed is kept in {out}. Resume with `{resume_command(out)}`", 130)
             raise
     _summary(ds, out, time.perf_counter() - started)
+
+
+def _same_texts(table, ds) -> bool:
+    """Whether ``table`` (as :func:`read_table` gives it) holds the texts of the store ``ds`` views, compared a
+    batch of rows at a time when it comes in batches."""
+    if isinstance(table, pd.DataFrame):
+        return ds.field in table.columns and table[ds.field].tolist() == ds.documents()
+    if ds.field not in table.schema.names:
+        return False
+    row = 0
+    for batch in table:
+        texts = batch.column(ds.field).to_pylist()
+        if texts != ds._store.texts(row, row + len(texts)):
+            return False
+        row += len(texts)
+    return row == len(ds)
 
 
 def _summary(ds, out: Path, seconds: float) -> None:
@@ -235,8 +252,6 @@ def top(path: Path = typer.Argument(..., help="A store folder."),
              f"{ds.d_sae} features, 0 to {ds.d_sae - 1}")
     column = ds.latents("max")[:, feature].toarray().ravel()
     order = [int(i) for i in np.argsort(-column, kind="stable")[:k] if column[i] > 0]
-    import pandas as pd
-
     table = pd.DataFrame({"row": order, "activation": column[order],
                           "document": [ds[i].token_activations(feature) for i in order]})
     console.print(f"feature {feature}: {ds.feature_labels().get(feature, '(no label)')}")

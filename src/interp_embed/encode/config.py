@@ -5,7 +5,8 @@ the encoder that made it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from ..validation import check_int
@@ -135,19 +136,43 @@ class EncodePlan:
             data = {**data, "chunk_tokens": None}
         return cls(**data)
 
-    def chunk_ranges(self, texts) -> list[tuple[int, int]]:
+    def chunk_ranges(self, texts: Iterable) -> list[tuple[int, int]]:
         """Consecutive row ranges [start, stop) of about ``chunk_tokens`` estimated tokens (or ``chunk_chars``
         characters) each, a function of the texts alone: the same table is always cut the same way."""
-        if self.chunk_tokens is not None:
-            sizes, limit = map(estimated_tokens, texts), self.chunk_tokens
+        cutter = ChunkCutter(self)
+        cutter.add(texts)
+        return cutter.ranges()
+
+
+@dataclass
+class ChunkCutter:
+    """Cuts rows into the chunks of a plan as their texts arrive, batch after batch: one pass over a table that
+    is never whole in memory gives the ranges :meth:`EncodePlan.chunk_ranges` gives for all its texts at once."""
+
+    plan: EncodePlan
+    """The plan whose ``chunk_tokens`` (or ``chunk_chars``) sizes the chunks."""
+    closed: list[tuple[int, int]] = field(default_factory=list)
+    """The [start, stop) ranges cut so far."""
+    start: int = 0
+    """First row of the chunk being filled."""
+    size: int = 0
+    """Its size so far, in the plan's measure."""
+    rows: int = 0
+    """Rows seen so far."""
+
+    def add(self, texts: Iterable) -> None:
+        """Take the next rows' texts, in table order."""
+        if self.plan.chunk_tokens is not None:
+            sizes, limit = map(estimated_tokens, texts), self.plan.chunk_tokens
         else:
-            sizes, limit = (len(t) if isinstance(t, str) else 0 for t in texts), self.chunk_chars
-        ranges, start, size, row = [], 0, 0, -1
-        for row, length in enumerate(sizes):
-            size += length
-            if size >= limit:
-                ranges.append((start, row + 1))
-                start, size = row + 1, 0
-        if start <= row:
-            ranges.append((start, row + 1))
-        return ranges
+            sizes, limit = (len(t) if isinstance(t, str) else 0 for t in texts), self.plan.chunk_chars
+        for length in sizes:
+            self.rows += 1
+            self.size += length
+            if self.size >= limit:
+                self.closed.append((self.start, self.rows))
+                self.start, self.size = self.rows, 0
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """Every range: those cut so far and, when rows remain, the last, shorter one."""
+        return self.closed + ([(self.start, self.rows)] if self.start < self.rows else [])

@@ -196,14 +196,15 @@ def _encode_chunks(ray, store: Store, workers: list, todo: list[tuple[int, int]]
     next one."""
     from .pipeline import advance_bar
 
-    texts, skipped = store.documents()[store.field].tolist(), store.skipped
+    skipped = store.skipped
     folder = str((store.path / CHUNKS).resolve())  # a worker's working folder may be another
     queue, in_flight = deque(todo), {}
 
     def give(worker) -> None:
         start, stop = queue.popleft()
+        texts = store.texts(start, stop)  # only this chunk's rows: the table may not fit in memory
         rows = [r for r in range(start, stop) if r not in skipped]
-        in_flight[worker.encode_chunk.remote(folder, start, stop, rows, [texts[r] for r in rows])] = (
+        in_flight[worker.encode_chunk.remote(folder, start, stop, rows, [texts[r - start] for r in rows])] = (
             worker, start, stop, len(rows))
 
     for _ in range(CHUNKS_PER_WORKER):

@@ -152,13 +152,14 @@ def encode_chunks(store: Store, encoder: Encoder) -> None:
     todo = store.pending_chunks()
     if not todo:
         return
-    texts, skipped = store.documents()[store.field].tolist(), store.skipped
+    skipped = store.skipped
     n_docs = sum(b - a for a, b in todo)
     started, tokens_before = time.perf_counter(), encoder.tokens_done
     with tqdm(total=n_docs, unit="doc", desc="Encoding", dynamic_ncols=True) as bar:
         for start, stop in todo:
+            texts = store.texts(start, stop)  # only this chunk's rows: the table may not fit in memory
             rows = [r for r in range(start, stop) if r not in skipped]
-            store.commit_chunk(start, stop, encoder.encode_rows(rows, [texts[r] for r in rows]))
+            store.commit_chunk(start, stop, encoder.encode_rows(rows, [texts[r - start] for r in rows]))
             rate = (encoder.tokens_done - tokens_before) / max(time.perf_counter() - started, 1e-9)
             advance_bar(bar, stop - start, f"{rate:,.0f} tok/s", last=stop == todo[-1][1])
     logger.info("Encoded %d rows (%d document tokens read) into %s", n_docs, encoder.tokens_done - tokens_before, store.path)

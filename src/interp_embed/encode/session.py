@@ -13,12 +13,13 @@ import logging
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..saes.base import SAE
 from ..store import EncodedDocument, Store, StoreError
@@ -65,34 +66,85 @@ def text_problem(text) -> str | None:
     return None
 
 
+def text_problems(texts: Iterable, first_row: int = 0) -> dict[int, str]:
+    """``{row: why}`` for the texts that cannot be encoded, rows numbered from ``first_row``."""
+    return {row: why for row, text in enumerate(texts, first_row) if (why := text_problem(text)) is not None}
+
+
+def cannot_encode(field: str, problems: dict[int, str], count: int, name_row: Callable[[int], str]) -> ValueError:
+    """The error for ``count`` texts that cannot be encoded, listing the first of ``problems`` (``name_row``
+    says which row each is)."""
+    listed = ", ".join(f"{name_row(row)}: {why}" for row, why in list(problems.items())[:MAX_LISTED])
+    more = f" and {count - MAX_LISTED} more" if count > MAX_LISTED else ""
+    return ValueError(f"column {field!r} has {count} value(s) that cannot be encoded: {listed}{more}. "
+                      "Fix them, or pass on_error='skip' to keep those rows without activations.")
+
+
+def check_on_error(on_error: str) -> str:
+    """``on_error`` if it is ``"raise"`` or ``"skip"``, else a ValueError naming it."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    return on_error
+
+
+def check_field(field: str, columns: list[str]) -> None:
+    """A KeyError that lists the columns when ``field`` is not one of them."""
+    if field not in columns:
+        raise KeyError(f"field {field!r} is not a column; available columns: {[str(c) for c in columns]}")
+
+
 def rows_to_skip(frame: pd.DataFrame, field: str, on_error: str) -> dict[int, str]:
     """``{row: why}`` for texts that cannot be encoded; with ``on_error="raise"`` any such row is an error
     that lists them (row position, index label and reason)."""
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
-    if field not in frame.columns:
-        raise KeyError(f"field {field!r} is not a column; available columns: {[str(c) for c in frame.columns]}")
-    problems = {row: why for row, text in enumerate(frame[field].tolist()) if (why := text_problem(text)) is not None}
+    check_on_error(on_error)
+    check_field(field, list(frame.columns))
+    problems = text_problems(frame[field].tolist())
     if problems and on_error == "raise":
-        listed = ", ".join(f"row {row} (index {frame.index[row]!r}): {why}"
-                           for row, why in list(problems.items())[:MAX_LISTED])
-        more = f" and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise ValueError(f"column {field!r} has {len(problems)} value(s) that cannot be encoded: {listed}{more}. "
-                         "Fix them, or pass on_error='skip' to keep those rows without activations.")
+        raise cannot_encode(field, problems, len(problems), lambda row: f"row {row} (index {frame.index[row]!r})")
     return problems
+
+
+def checked_batches(batches: pa.RecordBatchReader, field: str,
+                    on_error: str) -> Iterator[tuple[pa.RecordBatch, dict[int, str]]]:
+    """Each batch with its rows whose text (in ``field``, a column) cannot be encoded, ``{row in the table: why}``;
+    with ``on_error="raise"``, once every row is checked, an error listing them (as :func:`rows_to_skip`'s)."""
+    first: dict[int, str] = {}  # the rows an error lists: memory does not grow with the table's bad rows
+    count = row = 0
+    for batch in batches:
+        problems = text_problems(batch.column(field).to_pylist(), row)
+        count += len(problems)
+        first.update(list(problems.items())[: MAX_LISTED - len(first)])
+        yield batch, problems
+        row += batch.num_rows
+    if count and on_error == "raise":
+        raise cannot_encode(field, first, count, lambda row: f"row {row}")
 
 
 def create_store(data, sae: SAE, field: str, save_path: str | Path | None, on_error: str, plan: EncodePlan,
                  feature_labels: dict[int, str] | None, dataset_description: str) -> Store:
-    """Check the table and write a new store for it (nothing encoded yet) at ``save_path`` (see :func:`new_store`)."""
-    frame = as_frame(data)
-    skipped = rows_to_skip(frame, field, on_error)
+    """Check the table and write a new store for it (nothing encoded yet) at ``save_path`` (see :func:`new_store`).
+
+    ``data`` is a DataFrame, a list of dicts, or a ``pyarrow.RecordBatchReader``, whose batches are checked
+    and written one at a time: that table is never whole in memory.
+    """
+    streamed = isinstance(data, pa.RecordBatchReader)
+    if streamed:
+        check_on_error(on_error)
+        check_field(field, data.schema.names)
+    else:
+        frame = as_frame(data)
+        skipped = rows_to_skip(frame, field, on_error)
     if not isinstance(plan, EncodePlan):
         raise TypeError(f"plan must be an EncodePlan, not {type(plan).__name__}")
     labels = feature_labels if feature_labels is not None else sae.feature_labels()
-    return new_store(save_path, lambda path: Store.create(
-        path, frame, field, encoder=sae.describe(), plan=plan, skipped=skipped, labels=labels,
-        dataset_description=dataset_description))
+
+    def make(path: Path) -> Store:
+        if streamed:
+            return Store.create_from_batches(path, data.schema, checked_batches(data, field, on_error), field,
+                                             sae.describe(), plan, labels, dataset_description)
+        return Store.create(path, frame, field, sae.describe(), plan, skipped, labels, dataset_description)
+
+    return new_store(save_path, make)
 
 
 def new_store(save_path: str | Path | None, make: Callable[[Path], Store]) -> Store:

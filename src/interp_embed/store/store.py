@@ -24,11 +24,10 @@ the model.
 from __future__ import annotations
 
 import bisect
-import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -39,11 +38,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from ..encode.config import EncodePlan
+from ..encode.config import ChunkCutter, EncodePlan
 from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TEMPORARY_PREFIX, WRITER_LOCK,
                      atomic_folder, canonical_json, sha256_file, write_atomically)
 from .checks import POOLED
 from .chunk import ARRAYS, Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
+from .documents import DocumentTexts, DocumentsWriter
 from .errors import StoreCorruptError, StoreError, StoreLockedError
 from .labels import LabelRecord, read_records, write_record
 from .manifest import CHUNK_NAME, ChunkEntry, EncoderRecord, FileRecord, Manifest
@@ -52,10 +52,10 @@ from .pooling import PooledStatistics, aggregate
 from .words import FeatureWords, feature_words
 
 
-def _documents_bytes(documents: pd.DataFrame) -> bytes:
-    """The table as Parquet bytes; a column Arrow cannot store is named in the error."""
+def _documents_table(documents: pd.DataFrame) -> pa.Table:
+    """The table in Arrow; a column Arrow cannot store is named in the error."""
     try:
-        table = pa.Table.from_pandas(documents, preserve_index=True)
+        return pa.Table.from_pandas(documents, preserve_index=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
         for column in documents.columns:
             try:
@@ -66,9 +66,6 @@ def _documents_bytes(documents: pd.DataFrame) -> bytes:
                     f"(e.g. df[{column!r}] = df[{column!r}].astype(str)) or drop it."
                 ) from col_err
         raise ValueError(f"The table cannot be stored: {err}") from err
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
 
 
 def _storable(documents: pd.DataFrame, field: str, skipped: dict[int, str]) -> pd.DataFrame:
@@ -111,6 +108,8 @@ class Store:
         self.manifest = manifest
         self._chunks: list[Chunk] | None = None
         self._documents: pd.DataFrame | None = None
+        self._texts: DocumentTexts | None = None
+        self._chunk_ranges: list[tuple[int, int]] | None = None
         self._pooled: PooledStatistics | None = None
         self._feature_words: FeatureWords | None = None
         self._label_records: list[LabelRecord] | None = None
@@ -126,25 +125,44 @@ class Store:
         It is built under a temporary name and appears at ``path`` whole, manifest included, so a kill or
         a full disk never leaves a half-made store. ``path`` must not exist, or be an empty folder.
         """
+        table = _documents_table(_storable(documents, field, skipped))  # fails before anything is written
+        return cls.create_from_batches(path, table.schema, [(table, skipped)], field, encoder, plan, labels,
+                                       dataset_description)
+
+    @classmethod
+    def create_from_batches(cls, path: str | Path, schema: pa.Schema,
+                            batches: Iterable[tuple[pa.RecordBatch | pa.Table, dict[int, str]]], field: str,
+                            encoder: EncoderRecord, plan: EncodePlan, labels: dict[int, str] | None,
+                            dataset_description: str = "") -> "Store":
+        """:meth:`create` for a table that arrives in batches of rows, each with its rows to skip (``{row in the
+        table: why}``): the documents table is written a batch at a time and is never whole in memory.
+
+        Whatever the batches raise (a check that refuses a bad row) leaves nothing at ``path``.
+        """
         path = Path(path)
         if path.is_symlink() or (path.exists() and (not path.is_dir() or any(path.iterdir()))):
             raise FileExistsError(
                 f"{path} already exists and is not an empty folder. Open it with Dataset.load_from_file("
                 f"{str(path)!r}, resume=True), or choose another save_path."
             )
-        table = _documents_bytes(_storable(documents, field, skipped))  # fails before anything is written
+        skipped: dict[int, str] = {}
         with atomic_folder(path) as tmp:
             (tmp / CHUNKS).mkdir()
-            (tmp / DOCUMENTS).write_bytes(table)
+            with DocumentsWriter(tmp / DOCUMENTS, schema, field, plan) as writer:
+                for batch, problems in batches:
+                    writer.write(batch)
+                    skipped.update(problems)
             label_record = None
             if labels:
                 (tmp / FEATURE_LABELS).write_text(canonical_json({str(k): v for k, v in labels.items()}), "utf-8")
                 label_record = FileRecord(sha256_file(tmp / FEATURE_LABELS))
-            manifest = Manifest(field=field, n_documents=len(documents), encoder=encoder, plan=plan,
-                                skipped=dict(skipped), documents=FileRecord(sha256_file(tmp / DOCUMENTS)),
-                                labels=label_record, dataset_description=dataset_description)
+            manifest = Manifest(field=field, n_documents=writer.n_rows, encoder=encoder, plan=plan, skipped=skipped,
+                                documents=FileRecord(writer.sha256), labels=label_record,
+                                dataset_description=dataset_description)
             (tmp / MANIFEST).write_bytes(manifest.to_bytes())
-        return cls(path, manifest)
+        store = cls(path, manifest)
+        store._chunk_ranges = writer.cutter.ranges()  # cut while the table was written: no second reading
+        return store
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -404,13 +422,23 @@ class Store:
 
     def pending_chunks(self) -> list[tuple[int, int]]:
         """The [start, stop) ranges of the plan's chunks not committed yet, in order."""
-        ranges = self.plan.chunk_ranges(self.documents()[self.field].tolist())
+        ranges = self.chunk_ranges()
         committed = {(e.start, e.stop) for e in self.manifest.chunks}
         unknown = committed - set(ranges)
         if unknown:
             raise StoreError(f"{self.path}: committed chunks {sorted(unknown)[:3]} do not match the chunk plan of "
                              "its documents; the documents table was changed after the chunks were written")
         return [r for r in ranges if r not in committed]
+
+    def chunk_ranges(self) -> list[tuple[int, int]]:
+        """Every [start, stop) range of rows the plan cuts, committed or not; from the text column read a batch at
+        a time, once per store object (a store just created knows them from writing its table)."""
+        if self._chunk_ranges is None:
+            cutter = ChunkCutter(self.plan)
+            for texts in self._document_texts().batches():
+                cutter.add(texts)
+            self._chunk_ranges = cutter.ranges()
+        return self._chunk_ranges
 
     def encoded_mask(self) -> np.ndarray:
         """True for rows with activations: every encoded row has at least one token (empty texts are skipped)."""
@@ -438,6 +466,17 @@ class Store:
                                         f"column {self.field!r}")
             self._documents = documents
         return self._documents
+
+    def texts(self, start: int, stop: int) -> list:
+        """The texts of rows [start, stop) (None where a skipped row has none), reading only the row groups of
+        the documents table that hold them."""
+        return self._document_texts().between(start, stop)
+
+    def _document_texts(self) -> DocumentTexts:
+        if self._texts is None:
+            self._check_row_count()
+            self._texts = DocumentTexts(self.path / DOCUMENTS, self.field)
+        return self._texts
 
     def feature_labels(self) -> dict[int, str]:
         """Each feature's newest label: a label written later (LLM or user) over the one shipped with the SAE."""
@@ -525,7 +564,7 @@ class Store:
             return None
         doc = self.chunks()[i].document(row)
         if doc is not None:
-            text = self.documents()[self.field].iloc[row]
+            [text] = self.texts(row, row + 1)
             if not isinstance(text, str) or (len(doc.spans) and (doc.spans[:, 1].max() > len(text))):
                 raise StoreCorruptError(f"{self.chunks()[i].folder / 'char_len.npy'}: the spans of row {row} reach "
                                         f"beyond its text; the chunk cannot be trusted")

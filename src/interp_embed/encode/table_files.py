@@ -1,0 +1,104 @@
+"""Input tables read a batch of rows at a time, as ``pyarrow.RecordBatchReader`` objects: a file larger than
+memory is encoded without ever being whole in it (``Dataset.from_parquet``, ``Dataset.from_jsonl``).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..store.documents import open_parquet
+from ..validation import check_int
+
+ROWS_PER_BATCH = 10_000
+"""Rows read (and held in memory) at a time."""
+
+
+def parquet_batches(path: str | Path, batch_rows: int = ROWS_PER_BATCH) -> pa.RecordBatchReader:
+    """The rows of a Parquet file, ``batch_rows`` at a time, with the file's schema (a pandas index it
+    records included)."""
+    path, batch_rows = Path(path), check_int(batch_rows, "batch_rows", minimum=1)
+    try:
+        parquet = open_parquet(path)
+        schema = parquet.schema_arrow
+    except pa.ArrowException as err:
+        raise ValueError(f"{path} cannot be read as a .parquet table: {err}") from err
+    return pa.RecordBatchReader.from_batches(schema, _parquet_batches(path, parquet, batch_rows))
+
+
+def _parquet_batches(path: Path, parquet, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from parquet.iter_batches(batch_size=batch_rows)
+    except pa.ArrowException as err:
+        raise ValueError(f"{path} cannot be read as a .parquet table: {err}") from err
+
+
+def jsonl_batches(path: str | Path, field: str = "text", batch_rows: int = ROWS_PER_BATCH) -> pa.RecordBatchReader:
+    """The rows of a JSON lines file (one JSON object per line; blank lines are ignored), ``batch_rows`` at a time.
+
+    The file is read twice, a batch at a time: first to find every column and a type that holds all its values
+    (integers and decimals in one column become decimals, as pandas reads them), then to convert the rows.
+    ``field``'s values must be strings (null where a row has no text): a number there is refused by its line,
+    since no column type holds both.
+    """
+    path, batch_rows = Path(path), check_int(batch_rows, "batch_rows", minimum=1)
+    schema = None
+    for records, lines in _records(path, field, batch_rows):
+        names = list(dict.fromkeys(name for record in records for name in record))
+        found = _table(records, names, None, path, lines).schema
+        try:
+            schema = found if schema is None else pa.unify_schemas([schema, found], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise ValueError(f"{path}, {lines}: a column holds values of another type than in the lines before "
+                             f"({err}); give every column one type") from err
+    if schema is None:
+        raise ValueError(f"{path} holds no JSON object; write one object per line, e.g. {{\"{field}\": \"...\"}}")
+    batches = (_table(records, schema.names, schema, path, lines).to_batches()
+               for records, lines in _records(path, field, batch_rows))
+    return pa.RecordBatchReader.from_batches(schema, (batch for listed in batches for batch in listed))
+
+
+def _records(path: Path, field: str, batch_rows: int) -> Iterator[tuple[list[dict], str]]:
+    """Batches of the file's objects (their text checked), each with the lines it spans, as ``"lines 3-7"``."""
+    batch, first, number = [], 0, 0
+    try:
+        with open(path, encoding="utf-8-sig") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                if not batch:
+                    first = number
+                batch.append(_record(path, number, line, field))
+                if len(batch) == batch_rows:
+                    yield batch, f"lines {first}-{number}"
+                    batch = []
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason} after line {number})") from err
+    if batch:
+        yield batch, f"lines {first}-{number}"
+
+
+def _record(path: Path, number: int, line: str, field: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}, line {number}: not JSON ({err.msg}); write one JSON object per line") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}, line {number}: a JSON {type(record).__name__}, not an object; write one "
+                         f"object per line, e.g. {{\"{field}\": \"...\"}}")
+    text = record.get(field)
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f"{path}, line {number}: {field!r} holds {json.dumps(text)[:40]}, not a string; write it "
+                         "as a JSON string, or null for a row without text")
+    return record
+
+
+def _table(records: list[dict], names: list[str], schema: pa.Schema | None, path: Path, lines: str) -> pa.Table:
+    columns = {name: [record.get(name) for record in records] for name in names}
+    try:
+        return pa.Table.from_pydict(columns, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
+        raise ValueError(f"{path}, {lines}: a column holds values of different types ({err}); give every column "
+                         "one type") from err
