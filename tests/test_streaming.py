@@ -124,7 +124,7 @@ def test_the_command_line_streams_parquet_and_jsonl(table, tmp_path, monkeypatch
     monkeypatch.setattr(pd, "read_parquet", None)
     monkeypatch.setattr(pd, "read_json", None)
     monkeypatch.setattr("interp_embed.cli.store_commands.sae_from_spec", lambda spec, device: NoModel())
-    monkeypatch.setattr("interp_embed.encode.session.encode_pending", lambda store, sae: None)
+    monkeypatch.setattr("interp_embed.encode.session.encode_pending", lambda store, sae, ray=None: None)
     table.to_parquet(tmp_path / "t.parquet")
     table.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
     for name in ("t.parquet", "t.jsonl"):
