@@ -3,11 +3,22 @@ checksum matches again (the manifest's own checksum detects accidents, not inten
 from __future__ import annotations
 
 import json
+import resource
 from pathlib import Path
 
 import numpy as np
 
 from interp_embed.files import MANIFEST, sha256_file, sha256_json
+
+
+MEMORY_CAP = 4 * 2**30
+"""Address space a process reading a tampered store may use: a store that makes it allocate more (a manifest
+claiming billions of rows) fails the test with a MemoryError on every machine, not only on small ones."""
+
+
+def cap_memory() -> None:
+    """Give the calling (child) process :data:`MEMORY_CAP` of address space; pass as ``preexec_fn``."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
 def manifest_body(path: Path) -> dict:

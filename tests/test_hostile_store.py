@@ -17,7 +17,7 @@ from interp_embed import Dataset, analysis
 from interp_embed.files import MANIFEST, TEMPORARY_PREFIX, sha256_json
 from interp_embed.store import Store, StoreCorruptError, StoreLockedError
 
-from hostile import manifest_body, read_everything, replace_array, reseal, same
+from hostile import cap_memory, manifest_body, read_everything, replace_array, reseal, same
 from synthetic import D_SAE, encode_text, synthetic_store
 
 
@@ -96,7 +96,8 @@ def _reads_in_a_child(path) -> subprocess.CompletedProcess:
         else:
             print("read")
     """)
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          preexec_fn=cap_memory)
 
 
 @pytest.mark.parametrize("case", ["d_sae below the ids", "feature id >= d_sae", "negative ids", "duplicated chunk",
@@ -154,7 +155,7 @@ def test_resealed_structural_tampering_is_always_refused_and_never_crashes(sampl
     frame = pd.concat([sample.head(14), pd.DataFrame({"text": ["", None], "language": ["en", "en"]})], ignore_index=True)
     store = synthetic_store(tmp_path / "s.iembed", frame, chunk_chars=300)
     done = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "fuzz_store.py"), str(store.path),
-                           "80"], capture_output=True, text=True, timeout=600)
+                           "80"], capture_output=True, text=True, timeout=600, preexec_fn=cap_memory)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout[-3000:] + done.stderr[-3000:]
 
 

@@ -372,6 +372,9 @@ class Store:
 
     @property
     def n_documents(self) -> int:
+        """Rows of the documents table; checked against the table itself on first use, because arrays are sized
+        by it and a manifest could claim billions."""
+        self._check_row_count()
         return self.manifest.n_documents
 
     @property
@@ -404,8 +407,8 @@ class Store:
                 rows = pq.ParquetFile(path).metadata.num_rows
             except (pa.ArrowException, OSError) as err:
                 raise StoreCorruptError(f"{path}: not a readable Parquet file ({err})") from err
-            if rows != self.n_documents:
-                raise StoreCorruptError(f"{path} has {rows} rows; the manifest says {self.n_documents}")
+            if rows != self.manifest.n_documents:
+                raise StoreCorruptError(f"{path} has {rows} rows; the manifest says {self.manifest.n_documents}")
             self._rows_checked = True
 
     def pending_rows(self) -> np.ndarray:
