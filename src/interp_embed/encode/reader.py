@@ -127,7 +127,7 @@ def from_pretrained_arguments(spec: ReaderSpec, path: str, device: str, dtype: t
     """Keyword arguments of ``AutoModelForCausalLM.from_pretrained`` for a reader of ``spec`` at ``path``.
 
     The config is cut to the blocks up to ``spec.layer``, so the weights of later blocks are never read: a
-    16-block model hooked at block 2 loads with a fifth of the peak memory of loading it whole and dropping the
+    16-block model hooked at block 2 loads with 0.29 of the peak memory of loading it whole and dropping the
     rest (benchmarks/reader_memory.py). ``device`` goes to ``device_map``: one device, or ``"auto"`` to spread
     the kept blocks over every GPU (accelerate). ``quantize`` loads the linear layers in 8 bits (bitsandbytes).
     """
