@@ -73,9 +73,9 @@ def ensure_original_venv() -> Path:
     return python
 
 
-def run_measured(command: list[str], result_path: Path) -> tuple[dict, int]:
+def run_measured(command: list[str], result_path: Path, env: dict | None = None) -> tuple[dict, int]:
     """Run one measured pipeline in its own process; its JSON result and its peak RSS in bytes."""
-    process = subprocess.Popen(command, stdout=sys.stderr)  # stdout is kept for the figures alone
+    process = subprocess.Popen(command, stdout=sys.stderr, env=env)  # stdout is kept for the figures alone
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here; tell Popen not to wait again
     if process.returncode != 0:
@@ -296,6 +296,8 @@ def main() -> None:
              "--layer", str(layer), "--save-path", str(work / "original.pkl"), "--result", str(work / "original.json"),
              "--compare", str(COMPARED_DOCUMENTS)],
             work / "original.json",
+            # Run from a checkout with PYTHONPATH=src, the original would import our package instead of its own.
+            env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
         )
         load.append(os.getloadavg()[0])
 
