@@ -1,7 +1,5 @@
-"""SAE architectures, the SAELens layout, and the SAE sources (hub, Goodfire) tested on locally made files."""
+"""SAE architectures, the SAELens layout, and the SAE sources (hub) tested on locally made files (Goodfire: test_goodfire.py)."""
 import json
-import os
-import pickle
 
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ from interp_embed.architectures import (BatchTopKConfig, SAEConfig, SparseAutoen
                                         save_sae)
 from interp_embed.architectures import base
 from interp_embed.saes import DefaultSAE, GoodfireSAE, LocalSAE, sae_from_spec
-from interp_embed.saes import sources
 from interp_embed.saes.base import split_device
 
 
@@ -183,46 +180,6 @@ def test_local_sae_from_a_hub_release_uses_the_downloaded_folder(tmp_path, monke
     assert sae_from_spec(sae.spec()).spec() == sae.spec()
     with pytest.raises(ValueError, match="either path="):
         LocalSAE()
-
-
-def test_goodfire_files_are_converted_without_unpickling_code(tmp_path, monkeypatch):
-    monkeypatch.setenv("INTERP_EMBED_CACHE", str(tmp_path / "cache"))
-    variant = {"model": "tiny/llama", "repo": "Goodfire/tiny", "file": "tiny.pth", "layer": 1, "d_in": 8, "d_sae": 32,
-               "labels": "goodfire/tiny.json"}
-    monkeypatch.setitem(sources.GOODFIRE_VARIANTS, "tiny-l1", variant)
-    torch.manual_seed(1)
-    state = {"encoder_linear.weight": torch.randn(32, 8), "encoder_linear.bias": torch.randn(32),
-             "decoder_linear.weight": torch.randn(8, 32), "decoder_linear.bias": torch.randn(8)}
-    torch.save(state, tmp_path / "tiny.pth")
-    (tmp_path / "labels.json").write_text('{"3": "friendly greeting"}')
-
-    def fake_download(repo_id, filename, repo_type=None):
-        return str(tmp_path / ("labels.json" if repo_type == "dataset" else "tiny.pth"))
-
-    monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
-    sae = GoodfireSAE(variant_name="tiny-l1")
-    model = load_sae(sae.sae_folder())
-    x = torch.randn(5, 8)
-    expected = torch.relu(x @ state["encoder_linear.weight"].T + state["encoder_linear.bias"])
-    with torch.no_grad():
-        torch.testing.assert_close(model.encode(x), expected)
-        torch.testing.assert_close(model.decode(expected), expected @ state["decoder_linear.weight"].T + state["decoder_linear.bias"])
-    assert sae.feature_labels() == {3: "friendly greeting"}
-    assert sae.reader_model({}) == "tiny/llama" and model.cfg.hook_layer == 1
-
-    # A .pth that carries code is refused by torch.load(weights_only=True), and the code never runs.
-    marker = tmp_path / "pwned"
-
-    class Exploit:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    import shutil
-    shutil.rmtree(tmp_path / "cache")
-    torch.save({"encoder_linear.weight": Exploit()}, tmp_path / "tiny.pth", pickle_module=pickle)
-    with pytest.raises(pickle.UnpicklingError):
-        GoodfireSAE(variant_name="tiny-l1").sae_folder()
-    assert not marker.exists()
 
 
 def test_specs_rebuild_only_known_front_doors():

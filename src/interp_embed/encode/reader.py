@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +37,22 @@ def default_device() -> str:
 
 
 def default_dtype(device: str) -> torch.dtype:
+    """bfloat16 on a GPU (``"auto"`` spreads the model over the GPUs when there are any), float32 on a CPU."""
+    if device == "auto":
+        device = default_device()
     return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+
+
+def require_8bit_loading() -> None:
+    """Raise, naming what is missing, unless this machine can load a reader in 8 bits (bitsandbytes on a CUDA GPU)."""
+    from transformers.utils import is_bitsandbytes_available
+
+    missing = ([] if torch.cuda.is_available() else ["a CUDA GPU"]) + \
+        ([] if is_bitsandbytes_available() else ["the bitsandbytes package (pip install bitsandbytes)"])
+    if missing:
+        raise RuntimeError(f"quantize=True loads the reader in 8 bits with bitsandbytes, which needs "
+                           f"{' and '.join(missing)}; this machine lacks it. Use quantize=False to run the reader "
+                           "at full precision.")
 
 
 def cache_root() -> Path:
@@ -106,6 +122,70 @@ def resolve_model_path(model: str) -> str:
     return str(_bundled_model_dir()) if model == BUNDLED_READER else model
 
 
+def from_pretrained_arguments(spec: ReaderSpec, path: str, device: str, dtype: torch.dtype,
+                              quantize: bool = False) -> dict:
+    """Keyword arguments of ``AutoModelForCausalLM.from_pretrained`` for a reader of ``spec`` at ``path``.
+
+    The config is cut to the blocks up to ``spec.layer``, so the weights of later blocks are never read: a
+    16-block model hooked at block 2 loads with 0.29 of the peak memory of loading it whole and dropping the
+    rest (benchmarks/reader_memory.py). ``device`` goes to ``device_map``: one device, or ``"auto"`` to spread
+    the kept blocks over every GPU (accelerate). ``quantize`` loads the linear layers in 8 bits (bitsandbytes).
+    """
+    from transformers import AutoConfig, BitsAndBytesConfig
+
+    config = AutoConfig.from_pretrained(path)
+    blocks = config.get_text_config()
+    n_layers = blocks.num_hidden_layers
+    if spec.layer >= n_layers:
+        raise ValueError(f"layer {spec.layer} does not exist: {spec.model} has {n_layers} layers (0..{n_layers - 1})")
+    blocks.num_hidden_layers = spec.layer + 1
+    if isinstance(getattr(blocks, "layer_types", None), list):  # one attention type per block (Gemma, Qwen)
+        blocks.layer_types = blocks.layer_types[: spec.layer + 1]
+    arguments = {"config": config, "dtype": dtype, "device_map": device}
+    if quantize:
+        arguments["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    return arguments
+
+
+@contextmanager
+def load_report_held() -> Iterator[None]:
+    """Hold back transformers' load report for the block: it lists the weights of the blocks cut off after the
+    hooked one as unexpected on every load. It is shown if the load fails (it says why); any other weight that
+    was not loaded is reported by :func:`check_loaded_weights`."""
+    report = logging.getLogger("transformers.modeling_utils")
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    report.addFilter(hold)
+    try:
+        yield
+    except BaseException:
+        report.removeFilter(hold)
+        for record in held:
+            report.handle(record)
+        raise
+    finally:
+        report.removeFilter(hold)
+
+
+def check_loaded_weights(model_name: str, model: torch.nn.Module, loading_info: dict) -> None:
+    """Warn about weights the checkpoint lacked or had in excess, beyond those of the blocks cut off after the
+    hooked one (a block's weights differ from a kept block's only by its number): a reader with weights left
+    at random gives meaningless activations."""
+    def shape(key: str) -> str:
+        return re.sub(r"\.\d+\.", ".#.", key)
+
+    kept = {shape(key) for key in model.state_dict()}
+    problems = sorted(loading_info["missing_keys"]) + sorted(key for key, *_ in loading_info["mismatched_keys"]) + \
+        sorted(key for key in loading_info["unexpected_keys"] if shape(key) not in kept)
+    if problems:
+        logger.warning("%s: %d weights were not loaded as the model expects them (%s%s); its hidden states may be "
+                       "meaningless", model_name, len(problems), ", ".join(problems[:5]), " …" if len(problems) > 5 else "")
+
+
 @dataclass
 class DocumentTokens:
     """A document's own tokens: ids and the [start, end) character span of each in the original text."""
@@ -117,25 +197,35 @@ class DocumentTokens:
 class Reader:
     """A causal LM cut at ``spec.hook_point``, with the tokenisation that maps tokens back to text.
 
+    ``device`` is a torch device (``"cuda:0"``, ``"cpu"``) or ``"auto"``: accelerate spreads the blocks over
+    every GPU, for a reader larger than one. ``quantize=True`` loads its linear layers in 8 bits with
+    bitsandbytes (LLM.int8, CUDA only; activations then differ slightly from the full-precision reader's).
+
     >>> reader = Reader(ReaderSpec())                       # doctest: +SKIP
     >>> doc = reader.document_tokens("Good morning!")       # doctest: +SKIP
     >>> hidden = reader.forward(torch.tensor([reader.prefix_ids + doc.ids.tolist()]))  # doctest: +SKIP
     """
 
-    def __init__(self, spec: ReaderSpec, device: str | None = None, dtype: torch.dtype | None = None):
+    def __init__(self, spec: ReaderSpec, device: str | None = None, dtype: torch.dtype | None = None,
+                 quantize: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         started = time.perf_counter()
         self.spec = spec
-        self.device = device or default_device()
-        self.dtype = dtype or default_dtype(self.device)
+        device = device or default_device()
+        self.dtype = dtype or default_dtype(device)
+        if quantize:  # before reading anything: say at once what this machine lacks
+            require_8bit_loading()
         path = resolve_model_path(spec.model)
-        with transformers_bars_off():
+        with transformers_bars_off(), load_report_held():
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
+            model, loading_info = AutoModelForCausalLM.from_pretrained(
+                path, output_loading_info=True, **from_pretrained_arguments(spec, path, device, self.dtype, quantize))
+        check_loaded_weights(spec.model, model, loading_info)
         self._hooked = HookedModel(model, spec.hook_point, spec.model)
         self.width = self._hooked.width  # of the activations read: the hidden size, or heads × head size at z
-        self.model = model.to(self.device).eval()
+        self.model = model.eval()  # placed by from_pretrained's device_map
+        self.device = str(model.device)  # where the inputs go: the embeddings' device
         self.d_model = int(model.config.hidden_size)
         self.prefix_ids = template_prefix_ids(self.tokenizer, spec.role)
         pad = self.tokenizer.pad_token_id
@@ -145,8 +235,8 @@ class Reader:
         self._cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._prefix_cache_ok: bool | None = None
-        logger.info("Loaded reader %s up to layer %d on %s, reading %s, in %.1f s", spec.model, spec.layer, self.device,
-                    spec.hook_point.name, time.perf_counter() - started)
+        logger.info("Loaded reader %s up to layer %d on %s%s, reading %s, in %.1f s", spec.model, spec.layer, device,
+                    " in 8 bits" if quantize else "", spec.hook_point.name, time.perf_counter() - started)
 
     def document_tokens(self, text: str) -> DocumentTokens:
         """Tokenise a document on its own; special-token strings inside it are read as plain text."""

@@ -31,7 +31,12 @@ ORIGINAL_METHODS = {
 
 
 def split_device(device: Device) -> tuple[str | None, str | None]:
-    """``"cuda:0"`` → both on it; ``{"model": ..., "sae": ...}`` → each on its own (as in the original interp_embed)."""
+    """``"cuda:0"`` → both on it; ``{"model": ..., "sae": ...}`` → each on its own (as in the original interp_embed).
+
+    ``"auto"`` as the model's device spreads a reader larger than one GPU over every GPU (accelerate's
+    ``device_map="auto"``, as the original passed its device to ``from_pretrained``); as the SAE's device it
+    means the first GPU, or the CPU without one.
+    """
     if device is None or isinstance(device, str):
         return device, device
     if isinstance(device, dict) and set(device) == {"model", "sae"}:
@@ -48,6 +53,9 @@ class SAE:
     ``use_assistant_role=False`` is the original interp_embed's spelling of ``role="user"``.
     ``truncate`` is accepted for the original's sake and changes nothing: a document longer than the
     reader's window is read in overlapping windows (``EncodePlan.window_tokens``), never cut short.
+    ``device`` is ``"cuda:0"``, ``"cpu"``, ``"auto"`` (a reader larger than one GPU spread over all of them)
+    or ``{"model": ..., "sae": ...}`` (see :func:`split_device`); by default the first GPU, else the CPU.
+    Constructing an SAE reads and downloads nothing; :meth:`load` (the first encoding) does.
     """
 
     kind = "base"
@@ -73,6 +81,10 @@ class SAE:
         raise NotImplementedError
 
     def _read_labels(self) -> dict[int, str]:
+        return {}
+
+    def _reader_options(self) -> dict:
+        """Further keyword arguments of the ``Reader`` this SAE loads."""
         return {}
 
     # -- shared behaviour -----------------------------------------------------------------------
@@ -139,7 +151,9 @@ class SAE:
             model_device, sae_device = split_device(self.device)
             model_device = model_device or default_device()
             sae_device = sae_device or model_device
-            reader = Reader(self.reader_spec(), device=model_device)
+            if sae_device == "auto":  # the SAE is not spread: it sits whole on one device
+                sae_device = default_device()
+            reader = Reader(self.reader_spec(), device=model_device, **self._reader_options())
             sae = load_sae(self.sae_folder(), device=sae_device)
             self._loaded = (reader, sae, sae_device)
         return self._loaded

@@ -100,29 +100,33 @@ class LocalSAE(SAE):
 GOODFIRE_VARIANTS = {
     "Llama-3.1-8B-Instruct-SAE-l19": {
         "model": "meta-llama/Llama-3.1-8B-Instruct", "repo": "Goodfire/Llama-3.1-8B-Instruct-SAE-l19",
-        "file": "Llama-3.1-8B-Instruct-SAE-l19.pth", "layer": 19, "d_in": 4096, "d_sae": 65536,
+        "file": "Llama-3.1-8B-Instruct-SAE-l19.pth", "layer": 19,
         "labels": "goodfire/meta-llama/Llama-3.1-8B-Instruct.json",
     },
     "Llama-3.3-70B-Instruct-SAE-l50": {
         "model": "meta-llama/Llama-3.3-70B-Instruct", "repo": "Goodfire/Llama-3.3-70B-Instruct-SAE-l50",
-        "file": "Llama-3.3-70B-Instruct-SAE-l50.pt", "layer": 50, "d_in": 8192, "d_sae": 65536,
+        "file": "Llama-3.3-70B-Instruct-SAE-l50.pt", "layer": 50,
         "labels": "goodfire/meta-llama/Llama-3.3-70B-Instruct.json",
     },
 }
 LABELS_REPO = "nickjiang/feature_labels"
+GOODFIRE_TENSORS = ("encoder_linear.weight", "encoder_linear.bias", "decoder_linear.weight", "decoder_linear.bias")
 
 
 class GoodfireSAE(SAE):
     """Goodfire's ReLU SAEs for Llama 3 (the original interp_embed's default), converted once to SAELens layout.
 
     Goodfire ships PyTorch files; they are read with ``torch.load(weights_only=True)``, which refuses
-    anything but tensors, then cached as safetensors.
+    anything but tensors, then cached as safetensors. Their feature labels are fetched from the hub with
+    the SAE and kept beside it; without a connection the SAE has no labels (one warning says so).
 
-    ``quantize=True`` asks for the reader in 8 bits (bitsandbytes, CUDA only). It is not available in
-    this version: loading the models (the first encoding) raises an error that says what is missing,
-    instead of running the reader at another precision than asked.
+    ``quantize=True`` loads the reader in 8 bits with bitsandbytes, as the original does: it needs a CUDA
+    GPU, and loading (the first encoding) on a machine without one raises an error that says so.
+    ``device="auto"`` (or ``{"model": "auto", "sae": "cuda:0"}``) spreads a reader larger than one GPU, such
+    as the 70B one, over every GPU.
 
-    >>> sae = GoodfireSAE(variant_name="Llama-3.1-8B-Instruct-SAE-l19", device="cuda:0")   # doctest: +SKIP
+    >>> sae = GoodfireSAE(variant_name="Llama-3.1-8B-Instruct-SAE-l19", device="cuda:0", quantize=True)   # doctest: +SKIP
+    >>> sae = GoodfireSAE(variant_name="Llama-3.3-70B-Instruct-SAE-l50", device="auto")   # doctest: +SKIP
     """
 
     kind = "goodfire"
@@ -134,14 +138,20 @@ class GoodfireSAE(SAE):
             raise ValueError(f"variant_name must be one of {sorted(GOODFIRE_VARIANTS)}, not {variant_name!r}")
         self.variant_name = variant_name
         self.quantize = check_bool(quantize, "quantize")
+        self._labels_unreachable = False
 
     def params(self) -> dict:
         return {**super().params(), "variant_name": self.variant_name, "quantize": self.quantize}
 
     def load(self):
-        if self.quantize:
-            _refuse_quantized_reader()
+        if self.quantize:  # before downloading gigabytes that this machine could not run
+            from ..encode.reader import require_8bit_loading
+
+            require_8bit_loading()
         return super().load()
+
+    def _reader_options(self) -> dict:
+        return {"quantize": self.quantize}
 
     def sae_folder(self) -> Path:
         from ..encode.reader import cache_root
@@ -155,37 +165,23 @@ class GoodfireSAE(SAE):
         return GOODFIRE_VARIANTS[self.variant_name]["model"]
 
     def _read_labels(self) -> dict[int, str]:
-        folder = self.sae_folder()
-        if not (folder / FEATURE_LABELS).is_file():
+        path = self.sae_folder() / FEATURE_LABELS
+        if not path.is_file() and not self._labels_unreachable:
+            labels = GOODFIRE_VARIANTS[self.variant_name]["labels"]
             try:
                 from huggingface_hub import hf_hub_download
 
-                path = hf_hub_download(repo_id=LABELS_REPO, filename=GOODFIRE_VARIANTS[self.variant_name]["labels"],
-                                       repo_type="dataset")
-                write_atomically(folder / FEATURE_LABELS, Path(path).read_bytes())
+                fetched = hf_hub_download(repo_id=LABELS_REPO, filename=labels, repo_type="dataset")
+                write_atomically(path, Path(fetched).read_bytes())
             except Exception as err:  # labels are optional: offline users still get activations
-                logger.warning("No labels for %s (%s)", self.variant_name, err)
-                return {}
-        return _read_label_file(folder / FEATURE_LABELS)
-
-
-def _refuse_quantized_reader() -> None:
-    """Say why ``quantize=True`` cannot load here: what the machine lacks, or that 8-bit loading is not built yet."""
-    import importlib.util
-
-    import torch
-
-    missing = ([] if torch.cuda.is_available() else ["a CUDA GPU"]) + \
-        ([] if importlib.util.find_spec("bitsandbytes") else ["the bitsandbytes package (pip install bitsandbytes)"])
-    if missing:
-        raise RuntimeError(f"GoodfireSAE(quantize=True) loads the reader in 8 bits with bitsandbytes, which needs "
-                           f"{' and '.join(missing)}, which this machine lacks. Use quantize=False to run the "
-                           "reader at full precision.")
-    raise NotImplementedError("GoodfireSAE(quantize=True): 8-bit loading of the reader is not available in this "
-                              "version yet; use quantize=False (bfloat16 on a GPU).")
+                self._labels_unreachable = True  # asked once per object: one warning, not one per call
+                logger.warning("%s has no feature labels: %s/%s could not be fetched (%s)", self.variant_name,
+                               LABELS_REPO, labels, err)
+        return _read_label_file(path)
 
 
 def _convert_goodfire(variant: dict, folder: Path) -> None:
+    """Write Goodfire's PyTorch file of ``variant`` into ``folder`` in SAELens layout; its sizes come from the file."""
     import torch
     from huggingface_hub import hf_hub_download
 
@@ -193,13 +189,19 @@ def _convert_goodfire(variant: dict, folder: Path) -> None:
 
     path = hf_hub_download(repo_id=variant["repo"], filename=variant["file"])
     state = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = SAEConfig(architecture="relu", d_in=variant["d_in"], d_sae=variant["d_sae"], hook_layer=variant["layer"],
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), torch.Tensor) for k in GOODFIRE_TENSORS):
+        raise ValueError(f"{path}: not a Goodfire SAE (a state dict with tensors {', '.join(GOODFIRE_TENSORS)})")
+    d_sae, d_in = state["encoder_linear.weight"].shape
+    cfg = SAEConfig(architecture="relu", d_in=d_in, d_sae=d_sae, hook_layer=variant["layer"],
                     apply_b_dec_to_input=False, model_name=variant["model"])
     sae = build_sae(cfg)
-    sae.load_state_dict({
-        "W_enc": state["encoder_linear.weight"].T.contiguous(), "b_enc": state["encoder_linear.bias"],
-        "W_dec": state["decoder_linear.weight"].T.contiguous(), "b_dec": state["decoder_linear.bias"],
-    })
+    try:
+        sae.load_state_dict({
+            "W_enc": state["encoder_linear.weight"].T.contiguous(), "b_enc": state["encoder_linear.bias"],
+            "W_dec": state["decoder_linear.weight"].T.contiguous(), "b_dec": state["decoder_linear.bias"],
+        })
+    except RuntimeError as err:  # shapes that disagree with each other
+        raise ValueError(f"{path}: the Goodfire SAE's tensors do not fit together ({err})") from err
     with atomic_folder(folder, replace=False) as tmp:
         save_sae(sae, tmp)
 
