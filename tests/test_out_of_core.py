@@ -1,5 +1,6 @@
 """Out-of-core analyses (``memory_limit=``) and compact stores (``EncodePlan(token_level=False)``), on real text."""
 import json
+import mmap
 import re
 
 import numpy as np
@@ -9,12 +10,13 @@ from typer.testing import CliRunner
 
 from interp_embed import Dataset
 from interp_embed.analysis import top_correlations
-from interp_embed.analysis.blockwise import BLOCK_SHARE, BYTES_PER_ENTRY, PresenceBlocks
+from interp_embed.analysis.blockwise import BLOCK_SHARE, BYTES_PER_ENTRY, MATERIALISED_BYTES_PER_ENTRY, PresenceBlocks
 from interp_embed.analysis.cooccurrence import feature_blocks
 from interp_embed.cli import app
 from interp_embed.encode.config import EncodePlan
 from interp_embed.store import StoreError
 from interp_embed.validation import check_memory_limit
+from synthetic import synthetic_dataset
 
 STORES = ["synthetic", pytest.param("encoded", marks=pytest.mark.reader)]
 
@@ -92,10 +94,41 @@ def test_blockwise_associate_scores_on_a_sample_of_the_held_out_documents_past_t
     assert "held-out documents, to stay within memory_limit" in caplog.text
 
 
-def test_latents_refuse_a_matrix_over_the_limit_and_name_the_blockwise_analyses(synthetic):
-    with pytest.raises(MemoryError, match=r"ds.diff\(other, memory_limit=...\)"):
-        synthetic.latents(memory_limit="10KB")
-    assert (synthetic.latents(memory_limit="1GB") != synthetic.latents()).nnz == 0
+def mapped(array: np.ndarray) -> bool:
+    """Whether ``array``'s memory is a mapped file (somewhere down its chain of bases)."""
+    while array is not None and not isinstance(array, (np.memmap, mmap.mmap)):
+        array = getattr(array, "base", None)
+    return array is not None
+
+
+@pytest.fixture(scope="module")
+def small_chunks(sample, tmp_path_factory):
+    """The sample with an empty and a missing text, in chunks small enough that one fits where all do not."""
+    frame = pd.concat([sample, pd.DataFrame({"text": ["", None], "language": ["en", "en"]})], ignore_index=True)
+    return synthetic_dataset(tmp_path_factory.mktemp("small") / "s.iembed", frame, chunk_chars=200)
+
+
+@pytest.mark.parametrize("aggregation", ["max", "mean", "sum", "count", "binarize"])
+def test_latents_over_the_limit_are_built_on_disk_with_the_same_values(small_chunks, aggregation):
+    n, limit = len(small_chunks), one_chunk(small_chunks)
+    entries = sum(c.pooled_entries for c in small_chunks._store.manifest.chunks)
+    assert entries * MATERIALISED_BYTES_PER_ENTRY > limit  # so the matrix is built on disk
+    view = small_chunks[np.r_[n - 1, 3, 3, np.arange(0, n, 2)]]  # reordered, a row twice, unencoded rows included
+    for ds in (small_chunks, view):
+        on_disk = ds.latents(aggregation, memory_limit=limit)
+        assert mapped(on_disk.data) and mapped(on_disk.indices) and not mapped(ds.latents(aggregation).data)
+        assert on_disk.shape == ds.latents(aggregation).shape
+        assert (on_disk != ds.latents(aggregation)).nnz == 0
+        assert on_disk.has_canonical_format == ds.latents(aggregation).has_canonical_format
+    assert not [p for p in small_chunks.path.iterdir() if p.name.startswith(".tmp-")]  # its files are unlinked
+
+
+def test_latents_over_the_limit_refuse_what_needs_memory(small_chunks):
+    with pytest.raises(MemoryError, match="leave compress=True"):
+        small_chunks.latents(compress=False, memory_limit=one_chunk(small_chunks))
+    with pytest.raises(ValueError, match="activated_threshold > 0"):
+        small_chunks.latents(activated_threshold=1.0, memory_limit=one_chunk(small_chunks))
+    assert (small_chunks.latents(memory_limit="1GB") != small_chunks.latents()).nnz == 0
 
 
 def test_a_chunk_larger_than_the_bound_is_refused_by_name(synthetic):
@@ -217,3 +250,14 @@ def test_info_prints_the_bytes_per_token_of_both_modes(twins):
 def test_token_level_must_be_a_bool():
     with pytest.raises(TypeError, match="token_level must be True or False"):
         EncodePlan(token_level="no")
+
+
+def test_a_rows_pooled_latents_are_read_from_its_chunk_alone(small_chunks, monkeypatch):
+    store, expected = small_chunks._store, small_chunks.latents("mean")
+
+    def whole_store(*args, **kwargs):
+        raise AssertionError("one row's latents read every chunk")
+
+    monkeypatch.setattr(type(store), "pooled", whole_store)
+    for row in range(len(small_chunks)):  # the empty and the missing text included
+        assert (store.row_latents(row, "mean") != expected[row]).nnz == 0

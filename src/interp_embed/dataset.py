@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import analysis
-from .analysis.blockwise import check_blockwise, check_fits
+from .analysis.blockwise import check_blockwise, fits_in_memory, latents_on_disk
 from .encode import session
 from .encode.config import EncodePlan
 from .encode.distributed import engine_for
@@ -104,7 +104,7 @@ class DatasetRow:
         check_aggregation(aggregation_method)
         threshold = check_threshold(activated_threshold)
         if not self._store.plan.token_level:  # the stored pooled row (a threshold on tokens is refused there)
-            return self._store.latents(aggregation_method, threshold)[self._row]
+            return self._store.row_latents(self._row, aggregation_method)
         doc = self._document()
         if doc is None:
             return sp.csr_matrix((1, d_sae), dtype=np.float32)
@@ -368,21 +368,30 @@ class Dataset:
         ``activated_threshold``. Rows without activations (skipped or not yet encoded) are all zero;
         see :meth:`encoded_mask`.
 
-        ``memory_limit`` (bytes, or a string such as ``"4GB"``): refuse with a MemoryError, before reading
-        anything, when building the matrix would take more memory; ``diff``, ``top_correlations`` and
-        ``associate`` take the same argument and work block by block within it.
+        ``memory_limit`` (bytes, or a string such as ``"4GB"``): a matrix that would take more memory is built
+        on disk instead, one chunk of the store at a time, and returned memory-mapped (the same values; its files
+        vanish with it); ``diff``, ``top_correlations`` and ``associate`` take the same argument and never build
+        the matrix at all.
 
         >>> ds.latents("mean").shape      # doctest: +SKIP
         (3, 8192)
         """
-        check_fits(self, check_blockwise(self, memory_limit))
+        limit = check_blockwise(self, memory_limit)
         if aggregation_method == "all":
             raise ValueError("latents('all') is per document here: ds[i].latents('all') is document i's token × "
                              "feature matrix.")
         check_aggregation(aggregation_method)
-        compress = check_bool(compress, "compress")
-        matrix = self._store.latents(aggregation_method, check_threshold(activated_threshold))[self._rows]
-        return matrix if compress else matrix.toarray()
+        compress, threshold = check_bool(compress, "compress"), check_threshold(activated_threshold)
+        if fits_in_memory(self, limit):
+            matrix = self._store.latents(aggregation_method, threshold)[self._rows]
+            return matrix if compress else matrix.toarray()
+        if not compress:
+            raise MemoryError(f"a dense {len(self):,} × {self.d_sae:,} array does not fit memory_limit; leave "
+                              "compress=True for a sparse matrix built on disk")
+        if threshold > 0:
+            raise ValueError("activated_threshold > 0 pools every token again, which latents() does in memory only; "
+                             "leave memory_limit=None, or use activated_threshold=0")
+        return latents_on_disk(self, aggregation_method, limit)
 
     def encoded_mask(self) -> np.ndarray:
         """True for rows that have activations."""

@@ -11,13 +11,17 @@ made in several passes over the store, one block of feature pairs per pass.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from .cooccurrence import FeatureOrder, add_pairs, feature_blocks
 from .inputs import presence
+from ..files import TEMPORARY_PREFIX
 from ..store.pooling import aggregate, check_aggregation
 from ..validation import check_memory_limit, check_threshold
 
@@ -28,7 +32,8 @@ BYTES_PER_ENTRY = 64
 (24 bytes), the float32 values and sums (8), the presence matrix (8), and their temporaries."""
 MATERIALISED_BYTES_PER_ENTRY = 32
 """Peak memory per pooled entry of the store while ``latents()`` builds a matrix in memory: the statistics of
-every row (16 bytes) and the aggregated CSR matrix (8), with its row selection."""
+every row (16 bytes) and the aggregated CSR matrix (8), with its row selection. A matrix that would take more
+than ``memory_limit`` is built on disk instead (:func:`latents_on_disk`)."""
 
 
 def check_blockwise(ds, memory_limit) -> int | None:
@@ -41,21 +46,52 @@ def check_blockwise(ds, memory_limit) -> int | None:
     return limit
 
 
-def check_fits(ds, memory_limit: int | None) -> None:
-    """Refuse to build ``ds``'s latents in memory when that would pass ``memory_limit``, naming the analyses
-    that work block by block instead."""
+def fits_in_memory(ds, memory_limit: int | None) -> bool:
+    """Whether building ``ds``'s latents in memory stays within ``memory_limit`` (always, without one)."""
     if memory_limit is None:
-        return
+        return True
     store = ds._store
     entries = sum(c.pooled_entries for c in store.manifest.chunks)
-    needed = entries * MATERIALISED_BYTES_PER_ENTRY + 8 * store.n_documents
-    if needed > memory_limit:
-        raise MemoryError(
-            f"the latents of {store.path} ({entries:,} pooled entries over {store.n_documents:,} rows) need about "
-            f"{needed / 2**20:,.0f} MiB in memory, more than memory_limit ({memory_limit / 2**20:,.0f} MiB). Analyse "
-            "it block by block instead: ds.diff(other, memory_limit=...), ds.top_correlations(memory_limit=...) and "
-            "ds.associate(target, memory_limit=...) never build the matrix."
-        )
+    return entries * MATERIALISED_BYTES_PER_ENTRY + 8 * store.n_documents <= memory_limit
+
+
+def latents_on_disk(ds, aggregation: str, memory_limit: int) -> sp.csr_matrix:
+    """``ds.latents(aggregation)`` as a CSR matrix whose values and feature ids are memory-mapped files, filled one
+    chunk of the store at a time: it takes its size on disk, and in memory only the pages being read.
+
+    The files are made in a temporary folder inside the store (on the disk that holds the store, sized for this
+    data) and unlinked as soon as they are mapped, so they disappear with the matrix and nothing is left behind.
+    """
+    store, rows = ds._store, ds.store_rows
+    max_entries = memory_limit // BLOCK_SHARE // BYTES_PER_ENTRY
+    per_row = np.zeros(store.n_documents, dtype=np.int64)
+    for block_rows, stats in store.pooled_blocks(max_entries):
+        per_row[block_rows] = np.diff(stats.indptr)
+    indptr = np.r_[0, np.cumsum(per_row[rows])]
+    # scipy keeps arrays it is given only when indices and indptr share a dtype it would choose itself.
+    index_dtype = np.int32 if indptr[-1] < 2**31 else np.int64
+    folder = Path(tempfile.mkdtemp(dir=store.path, prefix=f"{TEMPORARY_PREFIX}latents-"))
+    try:
+        data = np.lib.format.open_memmap(folder / "data.npy", mode="w+", dtype=np.float32, shape=(int(indptr[-1]),))
+        indices = np.lib.format.open_memmap(folder / "indices.npy", mode="w+", dtype=index_dtype,
+                                            shape=(int(indptr[-1]),))
+    finally:
+        shutil.rmtree(folder)  # the mappings keep the files' space until the matrix is freed
+    order = np.argsort(rows, kind="stable")  # this dataset's positions, by store row
+    by_row = rows[order]
+    for block_rows, stats in store.pooled_blocks(max_entries):
+        if not len(block_rows):  # a chunk whose rows were all skipped
+            continue
+        lo, hi = np.searchsorted(by_row, block_rows[0], "left"), np.searchsorted(by_row, block_rows[-1], "right")
+        local = np.searchsorted(block_rows, by_row[lo:hi])
+        encoded = block_rows[np.minimum(local, len(block_rows) - 1)] == by_row[lo:hi]
+        positions, part = order[lo:hi][encoded], aggregate(stats, aggregation, store.d_sae)[local[encoded]]
+        counts = np.diff(part.indptr)
+        destination = np.repeat(indptr[positions] - part.indptr[:-1], counts) + np.arange(part.nnz)
+        data[destination], indices[destination] = part.data, part.indices
+    matrix = sp.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(len(rows), store.d_sae), copy=False)
+    matrix.has_sorted_indices = True  # each row's ids come ascending from its chunk; checking would read them all
+    return matrix
 
 
 class PresenceBlocks:

@@ -558,17 +558,29 @@ class Store:
             finally:
                 chunk.release()
 
+    def _chunk_of(self, row: int) -> Chunk | None:
+        """The committed chunk whose range holds ``row``, or None."""
+        entries = self.manifest.chunks
+        i = bisect.bisect_right([e.start for e in entries], row) - 1
+        return self.chunks()[i] if i >= 0 and row < entries[i].stop else None
+
+    def row_latents(self, row: int, aggregation: str) -> sp.csr_matrix:
+        """The 1 × d_sae matrix of an aggregation for one row, reading only its chunk's pooled arrays."""
+        chunk = self._chunk_of(row)
+        rows = chunk.rows if chunk is not None else np.zeros(0, np.int64)
+        pos = int(np.searchsorted(rows, row))
+        if pos == len(rows) or rows[pos] != row:
+            return sp.csr_matrix((1, self.d_sae), dtype=np.float32)
+        return aggregate(chunk.pooled(), aggregation, self.d_sae)[pos]
+
     def document(self, row: int) -> EncodedDocument | None:
         """Tokens, character spans and token activations of a row; None if it is not encoded."""
         self.require_tokens(f"the tokens of row {row}")
-        entries = self.manifest.chunks
-        i = bisect.bisect_right([e.start for e in entries], row) - 1
-        if i < 0 or row >= entries[i].stop:
-            return None
-        doc = self.chunks()[i].document(row)
+        chunk = self._chunk_of(row)
+        doc = chunk.document(row) if chunk is not None else None
         if doc is not None:
             [text] = self.texts(row, row + 1)
             if not isinstance(text, str) or (len(doc.spans) and (doc.spans[:, 1].max() > len(text))):
-                raise StoreCorruptError(f"{self.chunks()[i].folder / 'char_len.npy'}: the spans of row {row} reach "
+                raise StoreCorruptError(f"{chunk.folder / 'char_len.npy'}: the spans of row {row} reach "
                                         f"beyond its text; the chunk cannot be trusted")
         return doc
