@@ -14,6 +14,7 @@ from interp_embed.analysis.blockwise import BLOCK_SHARE, BYTES_PER_ENTRY, MATERI
 from interp_embed.analysis.cooccurrence import feature_blocks
 from interp_embed.cli import app
 from interp_embed.encode.config import EncodePlan
+from interp_embed.saes import DefaultSAE
 from interp_embed.store import StoreError
 from interp_embed.validation import check_memory_limit
 from synthetic import synthetic_dataset
@@ -148,8 +149,9 @@ def test_memory_limit_needs_a_dataset_over_a_store(synthetic):
 
 # ---- compact stores -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def twins(sample, sae, tmp_path_factory):
+def twins(sample, tmp_path_factory):
     """Twelve real documents encoded twice by the bundled reader: with token-level arrays and compact."""
+    sae = DefaultSAE()  # its own: the tests check when it is loaded, and another test may load the shared one
     folder = tmp_path_factory.mktemp("twins")
     docs = sample.iloc[::5].reset_index(drop=True)
     full = Dataset(docs, sae=sae, save_path=folder / "full.iembed", plan=EncodePlan(chunk_tokens=200))
