@@ -186,3 +186,13 @@ def test_the_scaling_factor_is_part_of_the_sae_identity(tmp_path):
     assert LocalSAE(path=plain, model="unused").fingerprint() == sha256_file(plain / "sae_weights.safetensors")
     (folder / "activation_scaler.json").write_text(json.dumps({"scaling_factor": 3.5}))
     assert LocalSAE(path=folder, model="unused").fingerprint() != before
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "not json", "\xff"])
+def test_a_config_that_is_not_a_json_object_is_refused_by_name(content, tmp_path):
+    folder = copy_fixture("topk", tmp_path)
+    (folder / "cfg.json").write_bytes(content.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"cfg\.json: (cannot read the SAE config|the SAE config is not a JSON)"):
+        load_sae(folder)
+    with pytest.raises(ValueError, match=r"cfg\.json"):
+        LocalSAE(path=folder, model="unused").sae_config()

@@ -7,7 +7,9 @@ architecture's name to its config class.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ..encode.hook_point import HookPoint
 from ..validation import check_choice, check_int
@@ -104,3 +106,14 @@ class BatchTopKConfig(TopKConfig):
         super().__post_init__()
         if not 0 < self.threshold_rate <= 1:
             raise ValueError(f"threshold_rate must be in (0, 1], not {self.threshold_rate!r}")
+
+
+def read_config(path: Path) -> dict:
+    """A SAELens ``cfg.json`` as a dict; a file that is not a JSON object is refused naming it."""
+    try:
+        raw = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{path}: cannot read the SAE config ({err})") from err
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: the SAE config is not a JSON object")
+    return raw

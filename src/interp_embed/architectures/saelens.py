@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from ..encode.hook_point import HookPoint
 from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, write_atomically
 from .base import SparseAutoencoder, architectures, build_sae
-from .config import SAEConfig
+from .config import SAEConfig, read_config
 
 _SHARED_FIELDS = {f.name for f in fields(SAEConfig)}
 _KEPT_METADATA = ("dataset_path", "context_size", "trainer", "training_tokens")
@@ -181,10 +181,7 @@ def load_sae(folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch
     for path in (cfg_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: an SAE folder holds {SAE_CONFIG} and {SAE_WEIGHTS}")
-    try:
-        raw_cfg = json.loads(cfg_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{cfg_path} is not valid JSON: {err}") from err
+    raw_cfg = read_config(cfg_path)
     sae = build_sae(config_from_saelens(raw_cfg, source=str(cfg_path)))
     state = sae.state_from_saved(load_file(str(weights_path)))
     # Some SAELens releases carry a scaling_factor of ones that changes nothing; SAELens drops it too.

@@ -6,10 +6,10 @@ it, and that spec is only turned back into models when encoding resumes.
 from __future__ import annotations
 
 import hashlib
-import json
 from functools import cached_property
 from pathlib import Path
 
+from ..architectures.config import read_config
 from ..encode.config import ReaderSpec, check_role
 from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
 from ..store.manifest import EncoderRecord, encoder_identity
@@ -93,11 +93,7 @@ class SAE:
 
     @cached_property
     def saelens_config(self) -> dict:
-        path = self.sae_folder() / SAE_CONFIG
-        try:
-            return json.loads(path.read_text("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: cannot read the SAE config ({err})") from err
+        return read_config(self.sae_folder() / SAE_CONFIG)
 
     @cached_property
     def _weights_sha256(self) -> str:

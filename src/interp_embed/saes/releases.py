@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path, PurePosixPath
 
+from ..architectures.config import read_config
 from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, atomic_folder, write_atomically
 
 INSTALL = "pip install 'interp_embed[saelens]'"
@@ -143,7 +144,7 @@ def _write_release(found: ReleaseSAE, tmp: Path) -> None:
     if found.conversion in (None, "sae_lens"):
         from huggingface_hub import hf_hub_download
 
-        cfg = json.loads(Path(hf_hub_download(found.repo_id, f"{found.folder}/{SAE_CONFIG}")).read_text("utf-8"))
+        cfg = read_config(Path(hf_hub_download(found.repo_id, f"{found.folder}/{SAE_CONFIG}")))
         cfg.update(found.config_overrides)  # as SAELens applies them: over the file's top-level keys
         weights = Path(hf_hub_download(found.repo_id, f"{found.folder}/{SAE_WEIGHTS}"))
         write_atomically(tmp / SAE_WEIGHTS, weights.read_bytes())
