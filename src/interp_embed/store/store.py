@@ -161,7 +161,8 @@ class Store:
                                 dataset_description=dataset_description)
             (tmp / MANIFEST).write_bytes(manifest.to_bytes())
         store = cls(path, manifest)
-        store._chunk_ranges = writer.cutter.ranges()  # cut while the table was written: no second reading
+        # Cut and counted while the table was written: neither needs a second reading of it.
+        store._chunk_ranges, store._rows_checked = writer.cutter.ranges(), True
         return store
 
     @classmethod
