@@ -232,7 +232,7 @@ class Dataset:
     def load_from_file(cls, file_path: str | Path, resume: bool = False, batch_size: int | None = None,
                        sae: SAE | None = None, name: str | None = None, engine: str = "local",
                        num_workers: int | None = None, ray_address: str | None = None) -> "Dataset":
-        """Open a saved dataset (reads only its manifest). ``resume=True`` encodes the rows still missing.
+        """Open a saved dataset (reads its manifest, and checks its documents table against it). ``resume=True`` encodes the rows still missing.
 
         A resumed run cuts its batches as the store's first run did (so that its activations are those of an
         uninterrupted run): ``batch_size`` is checked but not applied, with a warning when it asks for other

@@ -13,7 +13,7 @@ A new store is written under a temporary name and renamed into place once its ma
 protocol: one writer at a time holds ``.lock`` (``Store.writing()``); a chunk folder is written under a
 temporary name, fsynced and renamed; then the manifest, which lists every committed chunk with the
 checksum of each file, is replaced atomically. Anything not in the manifest is a leftover of a crash: it
-is ignored, and removed by the next writer. Opening a store reads the manifest only.
+is ignored, and removed by the next writer. Opening a store reads the manifest only; the documents table is checked against it on first use.
 
 A store may come from someone else, so it is read as data and never trusted: no link inside it is
 followed (paths.py), every file is checked against its recorded size and checksum before its data is
