@@ -30,6 +30,7 @@ from .labeling.llm import run_sync
 from .report import write_report
 from .saes.base import SAE
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
+from .store.chunk import stored_values
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
 from .validation import check_bool, check_features, check_int, check_threshold
 
@@ -60,8 +61,9 @@ class DatasetRow:
                 dataset = self._dataset
                 dataset.sae = session.encoder_of(self._store, dataset.sae)
                 doc = session.encode_text(self._store, dataset.sae, self.document)
-                # As a stored row reads: values float32 (the store keeps float16, which they are exactly).
-                self._read = dataclasses.replace(doc, row=self._row, act_values=doc.act_values.astype(np.float32))
+                # As a stored row reads: values as the store keeps them, read as float32.
+                self._read = dataclasses.replace(doc, row=self._row,
+                                                 act_values=stored_values(doc.act_values).astype(np.float32))
         return self._read
 
     def row_record(self) -> dict:

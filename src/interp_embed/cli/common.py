@@ -102,7 +102,9 @@ def read_table(path: Path, field: str) -> pd.DataFrame | pa.RecordBatchReader:
         from ..encode.table_files import jsonl_batches, parquet_batches
 
         return parquet_batches(path) if suffix == ".parquet" else jsonl_batches(path, field)
-    readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".json": pd.read_json}
+    from ..encode.table_files import read_csv, read_json
+
+    readers = {".csv": lambda p: read_csv(p, field), ".tsv": lambda p: read_csv(p, field, sep="\t"), ".json": read_json}
     if suffix not in readers:
         raise typer.BadParameter(f"{path}: use a .csv, .tsv, .json, .jsonl, .parquet or .txt file")
     try:

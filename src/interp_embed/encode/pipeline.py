@@ -113,7 +113,7 @@ class Encoder:
         acts = self.sae.encode_sparse(x.to(self.sae_device, self.sae.W_enc.dtype))
         ptr = acts.ptr.cpu().numpy()
         features = acts.features.cpu().numpy()
-        values = acts.values.float().cpu().numpy().astype(np.float16)
+        values = acts.values.float().cpu().numpy()  # float32: the store decides how to keep them (stored_values)
         self.tokens_done += int(mask.sum())
         results, t = [], 0
         for window in batch:

@@ -70,7 +70,8 @@ class ChunkEntry:
     @property
     def pooled_entries(self) -> int:
         """About how many (document, feature) pooled entries the chunk holds, from the size of its float16
-        ``pool_max.npy`` alone: what sizes a read of the chunk before anything is read (over by a header's 64)."""
+        ``pool_max.npy`` alone: what sizes a read of the chunk before anything is read (over by a header's 64, and
+        twice over for a chunk whose values needed float32)."""
         record = self.files.get("pool_max.npy")
         return (record.bytes or 0) // 2 if record is not None else 0
 
@@ -224,7 +225,8 @@ class Manifest:
         try:
             raw = json.loads(data.decode("utf-8"))
             body, checksum = raw["body"], raw["sha256"]
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as err:
+        # ValueError: not JSON, or a number JSON allows and Python will not read (an integer of 4,300+ digits).
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as err:
             raise StoreCorruptError(f"{path} is damaged ({type(err).__name__}); the store cannot be opened") from err
         try:
             sealed = isinstance(body, dict) and sha256_json(body) == checksum
