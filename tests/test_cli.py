@@ -49,7 +49,7 @@ def test_encode_info_top_and_a_resumable_interrupt(tmp_path, monkeypatch):
     top = runner.invoke(app, ["top", str(store), "--feature", str(feature), "--k", "2"], terminal_width=250)
     assert top.exit_code == 0 and top.output.count("<<") >= 1 and "activation" in top.output
     again = runner.invoke(app, ["encode", str(table), "--out", str(store)])
-    assert again.exit_code == 1 and f"interp-embed encode --out {store} --resume" in again.output
+    assert again.exit_code == 1 and f"interp-embed info {store}" in again.output and "--overwrite" in again.output
 
 
 def test_train_sae_writes_a_loadable_sae(tmp_path):

@@ -92,7 +92,7 @@ def test_info_and_top(stores, tmp_path):
     (["info", "{tmp}/nothing"], 1, "is not an interp_embed store"),
     (["diff", "{store}", "{tmp}/nothing"], 1, "nothing"),
     (["encode", "{csv}", "--out", "{tmp}/o.iembed", "--field", "body"], 1, "field 'body' is not a column"),
-    (["encode", "{csv}", "--out", "{store}"], 1, "--resume"),
+    (["encode", "{csv}", "--out", "{store}"], 1, "replace it with --overwrite"),
     (["encode", "{csv}", "--out", "{tmp}/o.iembed", "--on-error", "ignore"], 2, "is not one of 'raise'"),
     (["encode", "--out", "{store}", "--resume", "--field", "body"], 2, "drop --field"),
     (["encode", "--out", "{tmp}", "--resume"], 1, "is not an interp_embed store"),

@@ -1,5 +1,6 @@
 """SAE architectures, the SAELens layout, and the SAE sources (hub) tested on locally made files (Goodfire: test_goodfire.py)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,14 +169,14 @@ def test_local_sae_from_a_hub_release_uses_the_downloaded_folder(tmp_path, monke
     (tmp_path / "repo" / "blocks.3.hook_resid_post" / "feature_labels.json").write_text('{"0": "dogs", "5": "cats"}')
     calls = []
 
-    def fake_snapshot_download(repo_id, allow_patterns):
-        calls.append((repo_id, allow_patterns))
+    def fake_snapshot_download(repo_id, allow_patterns, local_dir):
+        calls.append((repo_id, allow_patterns, Path(local_dir).parts[-3:]))
         return str(tmp_path / "repo")
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
     sae = LocalSAE(release="someone/saes", sae_id="blocks.3.hook_resid_post", model="some/model")
     assert sae.sae_folder() == tmp_path / "repo" / "blocks.3.hook_resid_post"
-    assert calls == [("someone/saes", ["blocks.3.hook_resid_post/*"])]
+    assert calls == [("someone/saes", ["blocks.3.hook_resid_post/*"], ("hub", "someone", "saes"))]
     assert sae.feature_labels() == {0: "dogs", 5: "cats"}
     assert sae_from_spec(sae.spec()).spec() == sae.spec()
     with pytest.raises(ValueError, match="either path="):

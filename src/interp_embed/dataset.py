@@ -31,6 +31,7 @@ from .report import write_report
 from .saes.base import SAE
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
 from .store.chunk import stored_values
+from .store.placing import replacing
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
 from .validation import check_bool, check_features, check_int, check_threshold
 
@@ -147,7 +148,9 @@ class Dataset:
 
     Encoding starts at construction and is committed to ``save_path`` chunk by chunk; an interrupted
     run continues with ``Dataset.load_from_file(save_path, resume=True)``. Without ``save_path`` the
-    store lives in a temporary folder (see :meth:`save_to_file`). ``sae`` defaults to
+    store lives in a temporary folder (see :meth:`save_to_file`). A ``save_path`` that holds a store is
+    refused, unless ``overwrite=True``: then the new store is built and encoded beside it and replaces it whole
+    once complete (an interrupted run leaves the old store as it was, and is not resumable). ``sae`` defaults to
     :class:`~interp_embed.saes.DefaultSAE` (the bundled reader and SAE); ``plan`` cuts the work
     (:class:`~interp_embed.encode.config.EncodePlan`: chunk size on disk, batch size, windows).
 
@@ -183,7 +186,8 @@ class Dataset:
                  dataset_description: str = "", on_error: str = "raise", compute_activations: bool = True,
                  feature_labels: dict[int, str] | None = None, plan: EncodePlan | None = None,
                  name: str | None = None, rows=None, save_every_batch: int = 5, batch_size: int | None = None,
-                 engine: str = "local", num_workers: int | None = None, ray_address: str | None = None):
+                 engine: str = "local", num_workers: int | None = None, ray_address: str | None = None,
+                 overwrite: bool = False):
         from .saes import DefaultSAE
 
         if rows is not None and any(row is not None for row in rows):
@@ -200,11 +204,13 @@ class Dataset:
         self.name = _check_name(name, save_path)
 
         self.sae = sae if sae is not None else DefaultSAE()
-        self._store = session.create_store(data, self.sae, field, save_path, on_error, plan or EncodePlan(),
-                                           feature_labels, dataset_description)
+        with replacing(save_path, check_bool(overwrite, "overwrite")) as path:  # save_path, or a store's replacement
+            store = session.create_store(data, self.sae, field, path, on_error, plan or EncodePlan(), feature_labels,
+                                         dataset_description)
+            if compute_activations:
+                session.encode_pending(store, self.sae, ray)
+        self._store = store if path == save_path else Store.open(save_path)  # swapped in for the old store
         self._rows = np.arange(self._store.n_documents)
-        if compute_activations:
-            session.encode_pending(self._store, self.sae, ray)
 
     @classmethod
     def from_parquet(cls, path: str | Path, field: str = "text", batch_rows: int = ROWS_PER_BATCH,
@@ -240,9 +246,10 @@ class Dataset:
         uninterrupted run): ``batch_size`` is checked but not applied, with a warning when it asks for other
         batches than the store's.
 
-        ``sae`` is the SAE to encode with (by default the one the store records, rebuilt from its JSON);
-        it must be the SAE that encoded the store. Loading never unpickles and never imports torch
-        (resuming does, to run the reader). ``name`` defaults to the folder's stem. ``engine``,
+        ``sae`` is the SAE to encode with, to resume or to recompute a compact store's highlights; it must be the SAE
+        that encoded the store. It may be left out only for a store encoded with the bundled ``DefaultSAE``: no other
+        SAE is rebuilt from a store's record, so that a store never chooses what is downloaded or read outside it.
+        Loading never unpickles and never imports torch (resuming does, to run the reader). ``name`` defaults to the folder's stem. ``engine``,
         ``num_workers`` and ``ray_address`` choose where a resumed run encodes, as for :class:`Dataset`.
 
         >>> ds = Dataset.load_from_file("greetings.iembed")           # doctest: +SKIP
@@ -263,11 +270,13 @@ class Dataset:
                            file_path, store.pending_rows().size)
         return dataset
 
-    def save_to_file(self, file_path: str | Path | None = None, dtype=np.float32) -> Path:
+    def save_to_file(self, file_path: str | Path | None = None, dtype=np.float32, overwrite: bool = False) -> Path:
         """Write this dataset — all of it, or just the rows of this view, in its order — to a new store.
 
         Activations are copied as stored (``dtype`` may only be float32, the type :meth:`latents` returns).
         Columns that :meth:`sort_by_features` added to a view are not part of the store and are not written.
+        The store appears at ``file_path`` whole, once written; a store already there is refused, or with
+        ``overwrite=True`` replaced whole (never the store this dataset reads).
         """
         if file_path is None:
             raise TypeError(f"save_to_file needs a folder path for the new store (this dataset's store is "
@@ -277,18 +286,19 @@ class Dataset:
         if self._extra is not None:
             logger.warning("columns %s belong to this view only and are not saved", list(self._extra.columns))
         session.warn_if_pickle_name(Path(file_path))
-        return self._store.copy_rows(self._rows, file_path).path
+        return self._store.copy_rows(self._rows, file_path, check_bool(overwrite, "overwrite")).path
 
     @classmethod
     def concat(cls, datasets: Sequence["Dataset"], save_path: str | Path | None = None,
-               name: str | None = None) -> "Dataset":
+               name: str | None = None, overwrite: bool = False) -> "Dataset":
         """One dataset holding the rows of ``datasets`` (datasets or views), in order, with their activations.
 
         Nothing is encoded again: activations are copied into a new store at ``save_path`` (temporary when
         None). Every dataset must have been encoded by the same reader and SAE and use the same text field;
         the metadata columns are united (a column one dataset lacks is missing in its rows), and the feature
         labels are the first dataset's. Rows not encoded yet stay pending (``load_from_file(save_path,
-        resume=True)`` encodes them). ``a + b`` is ``Dataset.concat([a, b])``.
+        resume=True)`` encodes them). ``a + b`` is ``Dataset.concat([a, b])``. ``overwrite=True`` replaces a store
+        at ``save_path``, whole, as :meth:`save_to_file` does.
 
         >>> both = Dataset.concat([reviews_2023, reviews_2024], save_path="reviews.iembed")   # doctest: +SKIP
         >>> both.associate("year")                                                           # doctest: +SKIP
@@ -306,7 +316,9 @@ class Dataset:
             raise ValueError(f"the datasets keep their text in different columns ({sorted(fields)}); rename one "
                              "column so that they match before concatenating.")
         first = datasets[0]
-        store = session.new_store(save_path, lambda path: Store.combine([(ds._store, ds._rows) for ds in datasets], path))
+        overwrite = check_bool(overwrite, "overwrite")
+        store = session.new_store(save_path, lambda path: Store.combine([(ds._store, ds._rows) for ds in datasets], path,
+                                                                        overwrite))
         return DatasetView(store, np.arange(store.n_documents), first.sae, name=_check_name(name, save_path))
 
     def __add__(self, other: "Dataset") -> "Dataset":

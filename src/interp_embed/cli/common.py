@@ -33,8 +33,7 @@ DEBUG = {"on": False}  # set by the --debug option of the command group
 # Library messages name Python calls; on the command line the user knows flags.
 _CLI_WORDS = [
     (re.compile(r"Dataset\.load_from_file\('([^']*)', resume=True\)"), r"interp-embed encode --out \1 --resume"),
-    (re.compile(r"Open it with interp-embed encode --out (\S+) --resume, or choose another save_path"),
-     r"Continue it with `interp-embed encode --out \1 --resume`, or choose another --out"),
+    (re.compile(r"\boverwrite=True\b"), "--overwrite"),
     (re.compile(r"on_error='skip'"), "--on-error skip"),
     (re.compile(r"load with resume=True"), "resume with `interp-embed encode --out STORE --resume`"),
     (re.compile(r"pass feature ids with features=\[\.\.\.\]"), "pass feature ids with --features"),

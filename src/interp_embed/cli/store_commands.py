@@ -13,6 +13,7 @@ from . import app
 from .common import CSV, JSON, console, fail, friendly, open_dataset, read_table, shorten, show
 from .config import config_options
 from ..encode.config import EncodePlan
+from ..store.placing import holds_store
 
 SAE_HELP = ("default (the bundled SAE) | PATH (a folder in SAELens' layout) | saelens:RELEASE/SAE_ID | "
             "goodfire:VARIANT")
@@ -116,6 +117,8 @@ def encode(ctx: typer.Context,
            sae: str = typer.Option("default", help=SAE_HELP),
            device: str = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: the best available)."),
            resume: bool = typer.Option(False, help="Finish an interrupted run in OUT with its own table and settings."),
+           overwrite: bool = typer.Option(False, help="Replace the store at OUT, whole, once the new one is complete "
+                                                      "(never anything that is not a store)."),
            engine: Engine = typer.Option(Engine.local, help="'local': encode in this process; 'ray': on Ray workers "
                                                             "(pip install 'interp_embed\\[ray]')."),
            workers: int = typer.Option(None, min=1, help="Ray workers encoding at once (with --engine ray; default: "
@@ -129,8 +132,8 @@ def encode(ctx: typer.Context,
     started = time.perf_counter()
     where = {"engine": engine.value, "num_workers": workers, "ray_address": address}
     if resume:
-        given = [f"--{name.replace('_', '-')}" for name in ("field", "on_error", *EncodePlan.__dataclass_fields__)
-                 if _typed(ctx, name)]
+        given = [f"--{name.replace('_', '-')}" for name in ("field", "on_error", "overwrite",
+                                                             *EncodePlan.__dataclass_fields__) if _typed(ctx, name)]
         if given:
             raise typer.BadParameter(f"with --resume the store's own table and settings are used; drop {', '.join(given)}")
         ds = Dataset.load_from_file(out)  # fails here, before any model loads, if OUT is not a store
@@ -146,17 +149,37 @@ def encode(ctx: typer.Context,
             raise typer.BadParameter("give the INPUT table to encode (or --resume to finish OUT)", param_hint="INPUT")
         if not input.is_file():
             raise typer.BadParameter(f"{input} is not a file", param_hint="INPUT")
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            fail(f"{out} already exists. Continue it with `{resume_command(out)}`, or choose another --out")
+        _refuse_taken(out, overwrite)
         table = read_table(input, field)
         encoder = sae_from_spec(sae, device)
         try:
-            ds = Dataset(table, sae=encoder, field=field, save_path=out, on_error=on_error.value, plan=plan, **where)
+            ds = Dataset(table, sae=encoder, field=field, save_path=out, on_error=on_error.value, plan=plan,
+                         overwrite=overwrite, **where)
         except KeyboardInterrupt:
+            if overwrite and holds_store(out):
+                fail(f"interrupted; {out} is unchanged (--overwrite replaces it only with a complete store)", 130)
             if (out / "manifest.json").exists():
                 fail(f"interrupted; what was committed is kept in {out}. Resume with `{resume_command(out)}`", 130)
             raise
     _summary(ds, out, time.perf_counter() - started)
+
+
+def _refuse_taken(out: Path, overwrite: bool) -> None:
+    """Fail before any work when OUT holds what encoding there would not replace, saying the ways out."""
+    from ..store import Store
+    from ..store.placing import check_target
+
+    if not overwrite and holds_store(out):
+        try:
+            complete = Store.open(out).is_complete()
+        except Exception:  # noqa: BLE001 — a damaged store is still one not to write over
+            complete = True
+        go_on = f"read it with `interp-embed info {out}`" if complete else f"continue it with `{resume_command(out)}`"
+        fail(f"{out} already holds a store: {go_on}, replace it with --overwrite, or choose another --out")
+    try:
+        check_target(out, overwrite)
+    except FileExistsError as taken:
+        fail(str(taken).replace("choose another path", "choose another --out"))
 
 
 def _same_texts(table, ds) -> bool:

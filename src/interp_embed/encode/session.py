@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from ..saes.base import SAE
 from ..store import EncodedDocument, Store, StoreError
+from ..store.placing import is_temporary
 from .config import EncodePlan
 from .distributed import RayEngine
 
@@ -185,13 +186,26 @@ def check_encoder(store: Store, sae: SAE) -> None:
 
 
 def encoder_of(store: Store, sae: SAE | None = None) -> SAE:
-    """``sae`` after checking it against the store, or the SAE the store records, rebuilt from its JSON."""
-    from ..saes import sae_from_spec
+    """``sae`` after checking it against the store; without one, the bundled default SAE when the store records it.
+
+    A store may come from someone else, and its record of the SAE that encoded it is data: rebuilding any other SAE
+    from it would let the store choose what is downloaded (a hub release, gigabytes of weights) or read (a folder
+    of this machine). The bundled default ships inside the package, so rebuilding it reads nothing else; any other
+    SAE is asked for by name, and checked against the record like the default.
+    """
+    from ..saes import DefaultSAE, sae_from_spec
 
     if sae is None:
-        if store.encoder.source is None:
+        source = store.encoder.source
+        if source is None:
             raise StoreError(f"{store.path} does not record which SAE encoded it, so nothing can be encoded with it")
-        sae = sae_from_spec(store.encoder.source)
+        if source.get("type") != DefaultSAE.kind:
+            raise StoreError(
+                f"{store.path} was encoded with another SAE than the bundled default ({store.encoder.summary()}), and "
+                "only the bundled default SAE is rebuilt from a store's record (a store never chooses what is "
+                "downloaded or read outside it): pass sae= the SAE that encoded it, e.g. "
+                f"Dataset.load_from_file({str(store.path)!r}, sae=LocalSAE(path=...))")
+        sae = sae_from_spec(source)
     check_encoder(store, sae)
     return sae
 
@@ -237,6 +251,10 @@ def log_how_to_resume(store: Store, stop: BaseException) -> None:
     """Say, after Ctrl-C or a crash, what is kept and the exact call that finishes the run: a person who
     interrupted a long encoding should not have to know that committed chunks survive, nor how to resume."""
     why = "interrupted" if isinstance(stop, KeyboardInterrupt) else f"stopped by {type(stop).__name__}"
+    if is_temporary(store.path.name):  # built aside to replace a store (overwrite=True): removed, the old one kept
+        logger.warning("Encoding %s; the store it was to replace is unchanged (overwrite=True replaces it only with a "
+                       "complete store), and this run's rows are not kept", why)
+        return
     done = store.n_documents - len(store.skipped) - store.pending_rows().size
     if store in _temporary_stores:
         logger.warning("Encoding %s after %d rows; the store was temporary, so nothing is kept: pass save_path= "

@@ -6,10 +6,11 @@ it, and that spec is only turned back into models when encoding resumes.
 from __future__ import annotations
 
 import hashlib
+import os
 from functools import cached_property
 from pathlib import Path
 
-from ..architectures.config import read_config
+from ..architectures.config import read_config, sae_file
 from ..encode.config import ReaderSpec, check_role
 from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
 from ..store.manifest import EncoderRecord, encoder_identity
@@ -98,12 +99,12 @@ class SAE:
     @cached_property
     def _weights_sha256(self) -> str:
         folder = self.sae_folder()
-        weights = sha256_file(folder / SAE_WEIGHTS)
+        weights = sha256_file(sae_file(folder / SAE_WEIGHTS))
         scaler = folder / SAE_ACTIVATION_SCALER
-        if not scaler.is_file():  # the weights alone decide the encoding (every store made before scalers existed)
+        if not os.path.lexists(scaler):  # the weights alone decide the encoding (every store made before scalers)
             return weights
         # The input scaling factor is folded into the weights when they are loaded: it is part of them.
-        return hashlib.sha256(f"{weights}:{sha256_file(scaler)}".encode()).hexdigest()
+        return hashlib.sha256(f"{weights}:{sha256_file(sae_file(scaler))}".encode()).hexdigest()
 
     def fingerprint(self) -> str:
         """SHA-256 of the weights file, and of the input scaling factor's file where there is one (read once per

@@ -52,7 +52,7 @@ def check_target(path: Path, overwrite: bool) -> bool:
     if not names:
         return False
     replaces_only = "overwrite=True replaces only a store, never other files: " if overwrite else ""
-    if not _holds_store(path):
+    if not holds_store(path):
         raise FileExistsError(f"{path} already exists and is not an interp_embed store (it holds {_listed(names)}); "
                               f"{replaces_only}choose another path")
     if not overwrite:
@@ -65,9 +65,9 @@ def check_target(path: Path, overwrite: bool) -> bool:
     return True
 
 
-def _holds_store(path: Path) -> bool:
-    """Whether ``path`` (a folder) has a store's manifest: a plain file naming our format, sealed or not (a damaged
-    store is still one to replace)."""
+def holds_store(path: Path) -> bool:
+    """Whether ``path`` is a folder with a store's manifest: a plain file naming our format, sealed or not (a
+    damaged store is still one to replace)."""
     manifest = path / MANIFEST
     try:
         if not stat.S_ISREG(os.lstat(manifest).st_mode):

@@ -288,7 +288,8 @@ class Store:
         """
         rows = np.asarray(rows, dtype=np.int64)
         if np.array_equal(rows, np.arange(self.n_documents)):
-            _refuse_own_path([self], Path(path))
+            if overwrite:
+                _refuse_own_path([self], Path(path))
             with replacing(Path(path), overwrite) as folder:
                 self._copy_files(folder)
             return Store.open(path)
@@ -307,7 +308,8 @@ class Store:
         encoded by ``resume``) otherwise.
         """
         first = parts[0][0]
-        _refuse_own_path([store for store, _ in parts], Path(path))
+        if overwrite:
+            _refuse_own_path([store for store, _ in parts], Path(path))
         compact = [str(store.path) for store, _ in parts if not store.plan.token_level]
         if compact:
             raise StoreError(f"{compact[0]} keeps pooled activations only (a compact store), so its rows cannot be "
@@ -580,7 +582,7 @@ class Store:
 
 
 def _refuse_own_path(sources: list[Store], path: Path) -> None:
-    """A store is never written over one it is read from: the copy would read files it is replacing."""
+    """A store is never replaced by a copy of its own rows: the dataset read from it would be left reading another."""
     for source in sources:
         if os.path.lexists(path) and os.path.lexists(source.path) and os.path.samefile(source.path, path):
             raise ValueError(f"{path} is the store this dataset reads; save to another path")
