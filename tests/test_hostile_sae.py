@@ -82,6 +82,18 @@ def test_resuming_and_describing_never_fetch_the_sae_a_store_names(sample, tmp_p
     assert described.shipped_summary is None and described.feature == 3
 
 
+def test_resuming_on_the_command_line_asks_for_the_sae_by_its_flag(sample, tmp_path, nothing_leaves):
+    from typer.testing import CliRunner
+
+    from interp_embed.cli import app
+
+    source = HOSTILE_SOURCES["a folder of the reader's machine"]
+    store = _store(tmp_path / "s.iembed", sample.head(12), source, token_level=True, encode_chunks=1)
+    done = CliRunner().invoke(app, ["encode", "--out", str(store.path), "--resume"])
+    assert done.exit_code == 1 and f"interp-embed encode --out {store.path} --resume --sae PATH" in done.output
+    assert "sae=" not in done.output and "Traceback" not in done.output
+
+
 def test_the_bundled_default_is_rebuilt_from_the_record_and_still_checked(sample, tmp_path):
     store = _store(tmp_path / "s.iembed", sample.head(12), DefaultSAE(role="user").spec(), token_level=False)
     with pytest.raises(ValueError, match="encoded by another reader or SAE"):  # rebuilt, then compared

@@ -270,3 +270,24 @@ def test_json_strings_stay_strings(tmp_path):
     table = read_table(path, "text")
     assert table["text"].tolist() == ["0042", "NA"] and table["id"].tolist() == ["007", "1e5"]
     assert table["n"].tolist() == [3, 4]
+
+
+@pytest.mark.reader
+def test_an_sae_whose_activations_exceed_float16_encodes_a_store_its_reader_accepts(tiny_model_dir, tmp_path):
+    """The encoder hands the store float32 activations; a chunk float16 cannot hold keeps them in float32."""
+    import torch
+
+    from interp_embed.architectures import SAEConfig, build_sae, save_sae
+    from interp_embed.saes import LocalSAE
+
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig(architecture="relu", d_in=64, d_sae=128, hook_layer=1, model_name=str(tiny_model_dir)))
+    with torch.no_grad():
+        sae.W_enc.normal_(std=1e5)  # pre-activations far beyond 65504
+    folder = save_sae(sae, tmp_path / "sae")
+    frame = pd.DataFrame({"text": ["Good morning!", "Hello there, how are you?", "Guten Tag."]})
+    Dataset(frame, sae=LocalSAE(path=folder, role="raw"), save_path=tmp_path / "s.iembed")
+    ds = Dataset.load_from_file(tmp_path / "s.iembed")
+    largest = ds.latents("max").max()
+    assert np.isfinite(largest) and largest > 65504
+    assert np.isfinite(ds[1].latents("all").toarray()).all() and len(ds[1].tokens()) > 3

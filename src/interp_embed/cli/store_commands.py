@@ -139,6 +139,12 @@ def encode(ctx: typer.Context,
         ds = Dataset.load_from_file(out)  # fails here, before any model loads, if OUT is not a store
         if input is not None and not _same_texts(read_table(input, ds.field), ds):
             fail(f"{input} is not the table {out} was made from; resume with `{resume_command(out)}` alone")
+        source = ds.encoder.source
+        if not _typed(ctx, "sae") and source is not None and source.get("type") != "default" and \
+                not ds._store.is_complete():
+            fail(f"{out} was encoded with {ds.encoder.summary()}; only the bundled default SAE is rebuilt from a "
+                 f"store's record, so pass the SAE that encoded it: `{resume_command(out)} --sae PATH` "
+                 "(or saelens:RELEASE/SAE_ID, goodfire:VARIANT)")
         encoder = sae_from_spec(sae, device) if _typed(ctx, "sae") else None
         try:
             ds = Dataset.load_from_file(out, resume=True, sae=encoder, **where)
