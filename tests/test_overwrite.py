@@ -280,6 +280,14 @@ def test_encode_overwrite_on_the_command_line(old, tmp_path, monkeypatch):
     done = CliRunner().invoke(app, ["encode", str(table), "--out", str(old.path), "--overwrite"])
     assert done.exit_code == 0, done.output
     assert Dataset.load_from_file(old.path).documents() == _part(1).text.tolist()
+    def interrupted(store, sae, ray=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("interp_embed.encode.session.encode_pending", interrupted)
+    _part(2).to_csv(table, index=False)
+    stopped = CliRunner().invoke(app, ["encode", str(table), "--out", str(old.path), "--overwrite"])
+    assert stopped.exit_code == 130 and "is unchanged" in stopped.output and "--resume" not in stopped.output
+    assert Dataset.load_from_file(old.path).documents() == _part(1).text.tolist()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("precious")
     refused = CliRunner().invoke(app, ["encode", str(table), "--out", str(tmp_path / "mine"), "--overwrite"])

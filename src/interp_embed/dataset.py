@@ -250,8 +250,9 @@ class Dataset:
         ``sae`` is the SAE to encode with, to resume or to recompute a compact store's highlights; it must be the SAE
         that encoded the store. It may be left out only for a store encoded with the bundled ``DefaultSAE``: no other
         SAE is rebuilt from a store's record, so that a store never chooses what is downloaded or read outside it.
-        Loading never unpickles and never imports torch (resuming does, to run the reader). ``name`` defaults to the folder's stem. ``engine``,
-        ``num_workers`` and ``ray_address`` choose where a resumed run encodes, as for :class:`Dataset`.
+        Loading never unpickles and never imports torch (resuming does, to run the reader). ``name`` defaults to the
+        folder's stem. ``engine``, ``num_workers`` and ``ray_address`` choose where a resumed run encodes, as for
+        :class:`Dataset`.
 
         >>> ds = Dataset.load_from_file("greetings.iembed")           # doctest: +SKIP
         """

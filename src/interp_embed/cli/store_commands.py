@@ -139,8 +139,10 @@ def encode(ctx: typer.Context,
         ds = Dataset.load_from_file(out)  # fails here, before any model loads, if OUT is not a store
         if input is not None and not _same_texts(read_table(input, ds.field), ds):
             fail(f"{input} is not the table {out} was made from; resume with `{resume_command(out)}` alone")
+        from ..saes import DefaultSAE
+
         source = ds.encoder.source
-        if not _typed(ctx, "sae") and source is not None and source.get("type") != "default" and \
+        if not _typed(ctx, "sae") and source is not None and source.get("type") != DefaultSAE.kind and \
                 not ds._store.is_complete():
             fail(f"{out} was encoded with {ds.encoder.summary()}; only the bundled default SAE is rebuilt from a "
                  f"store's record, so pass the SAE that encoded it: `{resume_command(out)} --sae PATH` "
@@ -156,13 +158,14 @@ def encode(ctx: typer.Context,
         if not input.is_file():
             raise typer.BadParameter(f"{input} is not a file", param_hint="INPUT")
         _refuse_taken(out, overwrite)
+        replacing = overwrite and holds_store(out)
         table = read_table(input, field)
         encoder = sae_from_spec(sae, device)
         try:
             ds = Dataset(table, sae=encoder, field=field, save_path=out, on_error=on_error.value, plan=plan,
                          overwrite=overwrite, **where)
         except KeyboardInterrupt:
-            if overwrite and holds_store(out):
+            if replacing:
                 fail(f"interrupted; {out} is unchanged (--overwrite replaces it only with a complete store)", 130)
             if (out / "manifest.json").exists():
                 fail(f"interrupted; what was committed is kept in {out}. Resume with `{resume_command(out)}`", 130)
