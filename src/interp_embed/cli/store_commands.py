@@ -12,6 +12,7 @@ import typer
 from . import app
 from .common import CSV, JSON, console, fail, friendly, open_dataset, read_table, shorten, show
 from .config import config_options
+from ..analysis import diff_features
 from ..encode.config import EncodePlan
 
 SAE_HELP = ("default (the bundled SAE) | PATH (a folder in SAELens' layout) | saelens:RELEASE/SAE_ID | "
@@ -71,18 +72,19 @@ def demo(save_path: Path = typer.Option(Path("demo.iembed"), help="Where to keep
 
     df = demo_sample()
     ds = _demo_dataset(df, save_path)
-    labels = ds.feature_labels()
-    active = ds.latents("binarize").toarray() > 0
     typer.echo(f"\nEncoded {len(ds)} documents into {save_path} ({ds.d_sae} features).")
+    sources = ds.label_sources().set_index("feature_id").source
+    origin = {"shipped": "shipped with the SAE, from its training text", "dataset": "from this dataset's words",
+              "llm": "written by a language model", "user": "yours"}
     for language in sorted(df["language"].unique()):
         inside = (df["language"] == language).to_numpy()
-        difference = active[inside].mean(0) - active[~inside].mean(0)
+        table = diff_features(ds[inside], ds[~inside])
         typer.secho(f"\nFeatures most specific to language={language!r}", bold=True)
-        for feature in np.argsort(-difference)[:features_per_group]:
-            typer.echo(f"  feature {feature}: {labels.get(int(feature), '(no label)')}")
-            typer.echo(f"    active in {active[inside, feature].mean():.0%} of {language} documents, "
-                       f"{active[~inside, feature].mean():.0%} of the others")
-            for text in ds.top_documents_for_feature(int(feature), k=2):
+        for row in table.head(features_per_group).itertuples():
+            typer.echo(f"  feature {row.feature_id} fires here on: {row.fires_on}")
+            typer.echo(f"    label ({origin[sources.get(row.feature_id, 'shipped')]}): {row.label or '(none)'}")
+            typer.echo(f"    active in {row.freq_a:.0%} of {language} documents, {row.freq_b:.0%} of the others")
+            for text in ds[inside].top_documents_for_feature(int(row.feature_id), k=2):
                 typer.echo(f"    · {shorten(text)}")
 
 
