@@ -2,30 +2,50 @@
 
 Each label is one small JSON file in ``labels/``, named by the SHA-256 of its bytes: adding one never rewrites
 another file or the manifest, so labels arrive one by one as they are paid for, a kill loses none that was
-written, and reading checks every file against its name. A file is parsed as data with a type check on every
-field; anything else is refused by name. The newest record of a feature is its label.
+written, and reading checks every file against its name.
+
+One schema, :class:`LabelRecord`, checks a record when it is written and when it is read, so a store never holds
+a label it cannot read back: a record the writer would refuse is exactly one the reader skips. A file that is
+not a valid record (altered, truncated, crafted, or naming a feature the store's SAE lacks) is skipped with a
+warning naming it; the other labels stay readable. The newest record of a feature is its label.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..files import TEMPORARY_PREFIX, canonical_json, write_atomically
-from .errors import StoreCorruptError
+from .errors import StoreCorruptError, StoreError
 from .paths import plain_file, plain_folder
+
+logger = logging.getLogger(__name__)
 
 SOURCES = ("llm", "user")
 MAX_RECORD_BYTES = 1 << 20
-RECORD_NAME_LENGTH = 64 + len(".json")
+"""A record's JSON is at most this long: labels are short phrases, and a store's labels are read whole."""
+MAX_INTEGER = 2**63 - 1
+"""Feature ids, seeds, rows and token counts fit a 64-bit integer column."""
+RECORD_NAME = re.compile(r"[0-9a-f]{64}\.json")
+EXAMPLE_ROLES = ("label_positives", "label_negatives", "score_positives", "score_negatives")
+SCORE_FRACTIONS = ("balanced_accuracy", "precision", "recall", "f1", "fuzzing")
+SCORE_COUNTS = ("true_positives", "false_positives", "true_negatives", "false_negatives")
+USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
+
+
+class InvalidLabelRecord(ValueError):
+    """A label record a store cannot keep; the message names the field and what is wrong (never its text)."""
 
 
 @dataclass(frozen=True)
 class LabelRecord:
-    """One label of one feature and its provenance."""
+    """One label of one feature and its provenance; refused on creation (:class:`InvalidLabelRecord`) unless a
+    store can keep it and read it back."""
 
     feature: int
     """The feature id."""
@@ -46,77 +66,149 @@ class LabelRecord:
     seed: int | None = None
     """The seed that drew its examples."""
     examples: dict[str, list[int]] = field(default_factory=dict)
-    """Rows of the store shown to write it and held out to score it, by role."""
+    """Rows of the store shown to write it and held out to score it, by role (:data:`EXAMPLE_ROLES`)."""
     score: dict[str, float] | None = None
-    """Detection and fuzzing metrics on held-out examples, when scoring ran."""
+    """Detection and fuzzing metrics on held-out examples, when scoring ran: fractions in [0, 1]
+    (:data:`SCORE_FRACTIONS`) and counts (:data:`SCORE_COUNTS`)."""
     usage: dict[str, int] = field(default_factory=dict)
-    """Prompt and completion tokens spent on it."""
+    """Prompt and completion tokens spent on it (:data:`USAGE_COUNTS`)."""
+
+    def __post_init__(self):
+        for name in ("label", "source", "created", "brief_description", "detailed_explanation", "model",
+                     "prompt_version"):
+            _check_text(getattr(self, name), name, optional=name in ("model", "prompt_version"))
+        if not self.label.strip():
+            raise InvalidLabelRecord("label is empty; a label is a short phrase")
+        if self.source not in SOURCES:
+            raise InvalidLabelRecord(f"source must be one of {SOURCES}")
+        try:
+            datetime.fromisoformat(self.created)
+        except ValueError:
+            raise InvalidLabelRecord("created is not an ISO 8601 time") from None
+        _check_count(self.feature, "feature")
+        if self.seed is not None:
+            _check_count(self.seed, "seed")
+        _check_table(self.examples, "examples", EXAMPLE_ROLES)
+        for role, rows in self.examples.items():
+            if not isinstance(rows, list):
+                raise InvalidLabelRecord(f"examples.{role} is not a list of rows")
+            for row in rows:
+                _check_count(row, f"examples.{role}")
+        if self.score is not None:
+            _check_table(self.score, "score", SCORE_FRACTIONS + SCORE_COUNTS)
+            for name, value in self.score.items():
+                if name in SCORE_COUNTS:
+                    _check_count(value, f"score.{name}")
+                elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                    raise InvalidLabelRecord(f"score.{name} is not a number from 0 to 1")
+        _check_table(self.usage, "usage", USAGE_COUNTS)
+        for name, value in self.usage.items():
+            _check_count(value, f"usage.{name}")
+        size = len(self.to_bytes())
+        if size > MAX_RECORD_BYTES:
+            longest = max(("label", "brief_description", "detailed_explanation"), key=lambda n: len(getattr(self, n)))
+            raise InvalidLabelRecord(f"the record would be {size:,} bytes of JSON, more than the {MAX_RECORD_BYTES:,} "
+                                     f"a label record may have ({longest} is {len(getattr(self, longest)):,} "
+                                     "characters); shorten it")
 
     def to_bytes(self) -> bytes:
         return canonical_json(asdict(self)).encode("utf-8")
 
     @classmethod
-    def from_json(cls, body, where: str) -> "LabelRecord":
-        """Parse a record, checking the type of every value; a StoreCorruptError naming ``where`` otherwise."""
-        def bad(what: str) -> StoreCorruptError:
-            return StoreCorruptError(f"{where}: {what}; not a label record")
-
-        if not isinstance(body, dict) or set(body) != {f for f in cls.__dataclass_fields__}:
-            raise bad("unexpected fields")
-        text = {"label", "source", "created", "brief_description", "detailed_explanation"}
-        for name in text:
-            if not isinstance(body[name], str):
-                raise bad(f"{name} is not a string")
-        for name in ("model", "prompt_version"):
-            if body[name] is not None and not isinstance(body[name], str):
-                raise bad(f"{name} is not a string")
-        for name in ("feature", "seed"):
-            if (body[name] is not None or name == "feature") and (type(body[name]) is not int or body[name] < 0):
-                raise bad(f"{name} is not a non-negative integer")
-        if body["source"] not in SOURCES:
-            raise bad(f"source {body['source']!r} is not one of {SOURCES}")
-        examples, score, usage = body["examples"], body["score"], body["usage"]
-        if not isinstance(examples, dict) or not all(
-                isinstance(v, list) and all(type(r) is int and r >= 0 for r in v) for v in examples.values()):
-            raise bad("examples are not lists of rows")
-        if score is not None and not (isinstance(score, dict) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in score.values())):
-            raise bad("score is not a table of numbers")
-        if not isinstance(usage, dict) or not all(type(v) is int and v >= 0 for v in usage.values()):
-            raise bad("usage is not a table of token counts")
+    def from_json(cls, body) -> "LabelRecord":
+        """A record from parsed JSON, checked as when it is written (:class:`InvalidLabelRecord` otherwise)."""
+        if not isinstance(body, dict) or set(body) != set(cls.__dataclass_fields__):
+            raise InvalidLabelRecord("unexpected fields")
         return cls(**body)
+
+    def check_feature(self, d_sae: int) -> None:
+        """Refuse a record of a feature the store's SAE does not have."""
+        if self.feature >= d_sae:
+            raise InvalidLabelRecord(f"feature {self.feature} is outside [0, {d_sae}) for this SAE")
+
+
+def _check_text(value, name: str, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise InvalidLabelRecord(f"{name} is not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate: no file, table or terminal can hold it
+        raise InvalidLabelRecord(f"{name} is not valid Unicode text (a lone surrogate at character {err.start})") \
+            from None
+
+
+def _check_count(value, name: str) -> None:
+    if type(value) is not int or not 0 <= value <= MAX_INTEGER:
+        raise InvalidLabelRecord(f"{name} is not an integer from 0 to 2**63 - 1")
+
+
+def _check_table(value, name: str, keys: tuple[str, ...]) -> None:
+    if not isinstance(value, dict):
+        raise InvalidLabelRecord(f"{name} is not a table")
+    unknown = [k for k in value if k not in keys]
+    if unknown:
+        raise InvalidLabelRecord(f"{name} has {len(unknown)} unknown entr{'y' if len(unknown) == 1 else 'ies'}; "
+                                 f"the known ones are {keys}")
 
 
 def record_name(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest() + ".json"
 
 
-def write_record(folder: Path, record: LabelRecord) -> None:
-    """Add ``record`` to ``folder`` atomically (the caller holds the writer lock)."""
+def write_record(folder: Path, record: LabelRecord, d_sae: int) -> None:
+    """Add ``record`` to ``folder`` atomically (the caller holds the writer lock); a record of a feature beyond
+    ``d_sae`` is refused."""
+    record.check_feature(d_sae)
     data = record.to_bytes()
     folder.mkdir(exist_ok=True)
     write_atomically(plain_folder(folder) / record_name(data), data)
 
 
-def read_records(folder: Path) -> list[LabelRecord]:
-    """Every record in ``folder``, oldest first; files being written (temporary names) are skipped."""
+def read_records(folder: Path, d_sae: int) -> list[LabelRecord]:
+    """Every valid record in ``folder``, oldest first. Files being written (temporary names) are skipped
+    silently, files that are not a valid record of a feature below ``d_sae`` with a warning naming them."""
     if not os.path.lexists(folder):
         return []
     records = []
     for entry in sorted(os.scandir(plain_folder(folder)), key=lambda e: e.name):
         if entry.name.startswith(TEMPORARY_PREFIX):
             continue
-        path = plain_file(Path(entry.path))
-        if len(entry.name) != RECORD_NAME_LENGTH or not entry.name.endswith(".json"):
-            raise StoreCorruptError(f"{path}: not a label record's name (the SHA-256 of its bytes, then .json)")
-        if path.stat().st_size > MAX_RECORD_BYTES:
-            raise StoreCorruptError(f"{path} is larger than a label record can be ({MAX_RECORD_BYTES} bytes)")
-        data = path.read_bytes()
-        if record_name(data) != entry.name:
-            raise StoreCorruptError(f"{path} does not match its checksum (its name); truncated or altered")
         try:
-            body = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-            raise StoreCorruptError(f"{path}: not JSON ({type(err).__name__})") from err
-        records.append(LabelRecord.from_json(body, str(path)))
+            records.append(_read_record(Path(entry.path), d_sae))
+        except StoreError as err:
+            logger.warning("%s; skipped (the store's other labels are read)", err)
     return sorted(records, key=lambda r: r.created)
+
+
+def _read_record(path: Path, d_sae: int) -> LabelRecord:
+    """The record in ``path``; a StoreCorruptError naming it if that is not a valid record."""
+    plain_file(path)
+    if not RECORD_NAME.fullmatch(path.name):
+        raise StoreCorruptError(f"{path}: not a label record's name (the SHA-256 of its bytes, then .json)")
+    if path.stat().st_size > MAX_RECORD_BYTES:
+        raise StoreCorruptError(f"{path} is larger than a label record can be ({MAX_RECORD_BYTES:,} bytes)")
+    data = path.read_bytes()
+    if record_name(data) != path.name:
+        raise StoreCorruptError(f"{path} does not match its checksum (its name); truncated or altered")
+    try:
+        body = json.loads(data.decode("utf-8"), parse_int=_json_integer, parse_constant=_json_constant)
+        record = LabelRecord.from_json(body)
+        record.check_feature(d_sae)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise StoreCorruptError(f"{path}: not JSON ({type(err).__name__})") from None
+    except InvalidLabelRecord as err:
+        raise StoreCorruptError(f"{path}: not a label record: {err}") from None
+    return record
+
+
+def _json_integer(digits: str) -> int:
+    """An integer of a record's JSON; one too long for any field is refused before Python converts it."""
+    if len(digits.lstrip("-")) > len(str(MAX_INTEGER)):
+        raise InvalidLabelRecord(f"an integer of {len(digits):,} digits; a record's integers fit 64 bits")
+    return int(digits)
+
+
+def _json_constant(name: str):
+    raise InvalidLabelRecord(f"{name} is not a number a label record holds")

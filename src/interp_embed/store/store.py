@@ -358,7 +358,7 @@ class Store:
                 (tmp / name).parent.mkdir(exist_ok=True)
                 shutil.copyfile(source, tmp / name)
             for label in self.label_records():  # checked as they are read, written anew
-                write_record(tmp / LABEL_RECORDS, label)
+                write_record(tmp / LABEL_RECORDS, label, self.d_sae)
             (tmp / MANIFEST).write_bytes(self.manifest.to_bytes())
         return Store.open(path)
 
@@ -491,15 +491,13 @@ class Store:
     def label_records(self) -> list[LabelRecord]:
         """Every label written after encoding (see labels.py), oldest first; read once per store object."""
         if self._label_records is None:
-            self._label_records = read_records(self.path / LABEL_RECORDS)
+            self._label_records = read_records(self.path / LABEL_RECORDS, self.d_sae)
         return list(self._label_records)
 
     def add_label(self, record: LabelRecord) -> None:
         """Keep ``record`` (durably, at once); it becomes its feature's label."""
-        if not 0 <= record.feature < self.d_sae:
-            raise ValueError(f"feature {record.feature} is outside [0, {self.d_sae}) for this SAE")
         with self.writing():
-            write_record(self.path / LABEL_RECORDS, record)
+            write_record(self.path / LABEL_RECORDS, record, self.d_sae)
         self._label_records = None
 
     def shipped_labels(self) -> dict[int, str]:
