@@ -193,7 +193,7 @@ def _read_record(path: Path, d_sae: int) -> LabelRecord:
     if record_name(data) != path.name:
         raise StoreCorruptError(f"{path} does not match its checksum (its name); truncated or altered")
     try:
-        body = json.loads(data.decode("utf-8"), parse_int=_json_integer, parse_constant=_json_constant)
+        body = json.loads(data.decode("utf-8"), parse_int=_json_integer)
         record = LabelRecord.from_json(body)
         record.check_feature(d_sae)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
@@ -204,11 +204,9 @@ def _read_record(path: Path, d_sae: int) -> LabelRecord:
 
 
 def _json_integer(digits: str) -> int:
-    """An integer of a record's JSON; one too long for any field is refused before Python converts it."""
-    if len(digits.lstrip("-")) > len(str(MAX_INTEGER)):
-        raise InvalidLabelRecord(f"an integer of {len(digits):,} digits; a record's integers fit 64 bits")
-    return int(digits)
+    """An integer of a record's JSON; one of more digits than Python converts (4,300) is refused by name."""
+    try:
+        return int(digits)
+    except ValueError:
+        raise InvalidLabelRecord(f"an integer of {len(digits):,} digits; a record's integers fit 64 bits") from None
 
-
-def _json_constant(name: str):
-    raise InvalidLabelRecord(f"{name} is not a number a label record holds")
