@@ -177,7 +177,7 @@ def read_records(folder: Path, d_sae: int) -> list[LabelRecord]:
             continue
         try:
             records.append(_read_record(Path(entry.path), d_sae))
-        except StoreError as err:
+        except (StoreError, OSError) as err:  # OSError: a file that cannot be read (permissions)
             logger.warning("%s; skipped (the store's other labels are read)", err)
     return sorted(records, key=lambda r: r.created)
 
