@@ -24,7 +24,7 @@ from interp_embed.files import LABEL_RECORDS
 from interp_embed.labeling.provider import KEY_PIECE, Secret
 from interp_embed.report import write_report
 from interp_embed.store import StoreLockedError
-from interp_embed.store.labels import InvalidLabelRecord, LabelRecord
+from interp_embed.store.labels import DatasetLabels, InvalidLabelRecord, LabelRecord
 from synthetic import D_SAE, synthetic_dataset
 
 # The key's first and last 8 characters are the same, and its middle repeats: replacing one piece first would
@@ -133,7 +133,7 @@ BAD_FIELDS = [
     ({"score": {"balanced_accuracy": 10**400}}, "score.balanced_accuracy is not a number from 0 to 1"),
     ({"score": {"balanced_accuracy": float("nan")}}, "score.balanced_accuracy is not a number from 0 to 1"),
     ({"score": {"f1": float("inf")}}, "score.f1 is not a number from 0 to 1"),
-    ({"score": {"true_positives": 1.5}}, "score.true_positives is not an integer"),
+    ({"score": {"true_positives": 1.5}}, "score.true_positives is not a whole number"),
     ({"score": {"secret sauce": 1}}, "score has 1 unknown entry"),
     ({"usage": {"prompt_tokens": -1000}}, "usage.prompt_tokens is not an integer"),
     ({"usage": {"prompt_tokens": 1.5}}, "usage.prompt_tokens is not an integer"),
@@ -157,6 +157,28 @@ def test_the_writer_refuses_by_name_exactly_what_the_reader_skips(ds, caplog, fi
     assert crafted.name in caplog.text and "skipped" in caplog.text
     if len(data) <= 1 << 20:  # a larger file is refused by its size before it is read
         assert message in caplog.text
+
+
+@pytest.mark.parametrize("labels, scores, message", [
+    ({3: "fine", 4: "a\ud800b"}, {}, "label is not valid Unicode text"),
+    ({3: "fine", D_SAE: "beyond"}, {}, f"feature {D_SAE} is outside"),
+    ({3: "fine"}, {3: {"keyword_recall": float("nan")}}, "score.keyword_recall is not a number from 0 to 1"),
+    ({3: "fine"}, {4: {"keyword_recall": 0.5}}, "scores name a feature that has no label"),
+    ({3: "y" * 600_000, 4: "z" * 600_000}, {}, "2 labels take"),
+])
+def test_a_file_of_dataset_labels_is_checked_label_by_label_both_ways(ds, caplog, labels, scores, message):
+    fields = {"rows": "0" * 64, "seed": 0, "held_out": 0.3, "version": "dataset-words-1"}
+    with pytest.raises(InvalidLabelRecord, match=message):
+        ds._store.add_dataset_labels(DatasetLabels(labels=labels, scores=scores, **fields))
+    ds.set_label(7, "a good label")
+    body = {"dataset_labels": {**fields, "created": "2024-01-01T00:00:00+00:00",
+                               "labels": {str(f): v for f, v in labels.items()},
+                               "scores": {str(f): v for f, v in scores.items()}}}
+    crafted = plant(ds, json.dumps(body).encode("utf-8", "surrogatepass"))
+    with caplog.at_level(logging.WARNING):
+        reread = Dataset.load_from_file(ds.path)
+        assert [r.feature for r in reread._store.label_records()] == [7] and not reread._store.dataset_labels()
+    assert crafted.name in caplog.text and "skipped" in caplog.text
 
 
 def test_a_label_too_large_to_keep_is_refused_when_set_and_the_store_stays_readable(ds):
