@@ -345,8 +345,8 @@ def test_next_steps_quote_paths_a_shell_would_split(ds, tmp_path, capsys):
 def test_a_long_error_from_the_server_is_cut_in_the_status_and_scrubbed(ds, llm):
     llm.echo = lambda key: "x" * 100_000 + key
     llm.script.append(("status", 400, None))
-    table = ds.label_features_sync(active_features(ds, 2), base_url=llm.url, api_key=KEY, score=False,
-                                   progress=False)
+    table = ds.label_features_sync(active_features(ds, 2), base_url=llm.url, api_key=KEY, concurrency=1,
+                                   score=False, progress=False)
     status = table.status.iloc[0]
     assert status.startswith("failed:") and "BadRequestError" in status and len(status) < 500
     assert not key_pieces(table.to_string()) and table.status.iloc[1] == "labelled"

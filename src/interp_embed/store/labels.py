@@ -41,6 +41,11 @@ SCORE_FRACTIONS = ("balanced_accuracy", "precision", "recall", "f1", "fuzzing", 
 SCORE_COUNTS = tuple(f"{prefix}{outcome}_{kind}" for prefix in ("", "keyword_") for outcome in ("true", "false")
                      for kind in ("positives", "negatives"))
 USAGE_COUNTS = ("prompt_tokens", "completion_tokens")
+_TEXTS = ("label", "source", "created", "brief_description", "detailed_explanation")
+_OPTIONAL_TEXTS = ("model", "prompt_version")
+_KNOWN = {"examples": frozenset(EXAMPLE_ROLES), "score": frozenset(SCORE_FRACTIONS + SCORE_COUNTS),
+          "usage": frozenset(USAGE_COUNTS)}
+_COUNTS = frozenset(SCORE_COUNTS)
 
 
 class InvalidLabelRecord(ValueError):
@@ -79,10 +84,12 @@ class LabelRecord:
     usage: dict[str, int] = field(default_factory=dict)
     """Prompt and completion tokens spent on it (:data:`USAGE_COUNTS`)."""
 
-    def __post_init__(self):
-        for name in ("label", "source", "created", "brief_description", "detailed_explanation", "model",
-                     "prompt_version"):
-            _check_text(getattr(self, name), name, optional=name in ("model", "prompt_version"))
+    def __post_init__(self):  # every check is cheap when it passes: a store may hold tens of thousands of labels
+        for name in _TEXTS:
+            _check_text(getattr(self, name), name)
+        for name in _OPTIONAL_TEXTS:
+            if getattr(self, name) is not None:
+                _check_text(getattr(self, name), name)
         if not self.label.strip():
             raise InvalidLabelRecord("label is empty; a label is a short phrase")
         if self.source not in SOURCES:
@@ -91,19 +98,19 @@ class LabelRecord:
         _check_count(self.feature, "feature")
         if self.seed is not None:
             _check_count(self.seed, "seed")
-        _check_table(self.examples, "examples", EXAMPLE_ROLES)
+        _check_table(self.examples, "examples")
         for role, rows in self.examples.items():
             if not isinstance(rows, list):
                 raise InvalidLabelRecord(f"examples.{role} is not a list of rows")
             for row in rows:
-                _check_count(row, f"examples.{role}")
+                _check_count(row, "examples.", role)
         if self.score is not None:
-            _check_table(self.score, "score", SCORE_FRACTIONS + SCORE_COUNTS)
+            _check_table(self.score, "score")
             for name, value in self.score.items():
-                _check_number(value, f"score.{name}", integral=name in SCORE_COUNTS)
-        _check_table(self.usage, "usage", USAGE_COUNTS)
+                _check_number(value, name, name in _COUNTS)
+        _check_table(self.usage, "usage")
         for name, value in self.usage.items():
-            _check_count(value, f"usage.{name}")
+            _check_count(value, "usage.", name)
         if self._size_bound() > MAX_RECORD_BYTES and len(self.to_bytes()) > MAX_RECORD_BYTES:
             size = len(self.to_bytes())
             longest = max(("label", "brief_description", "detailed_explanation"), key=lambda n: len(getattr(self, n)))
@@ -164,8 +171,9 @@ class DatasetLabels:
         if isinstance(self.held_out, bool) or not isinstance(self.held_out, (int, float)) or \
                 not 0 <= self.held_out < 1:
             raise InvalidLabelRecord("held_out is not a share in [0, 1)")
-        _check_table(self.labels, "labels", None)
-        _check_table(self.scores, "scores", None)
+        for name in ("labels", "scores"):
+            if not isinstance(getattr(self, name), dict):
+                raise InvalidLabelRecord(f"{name} is not a table")
         for f in self.labels:
             _check_count(f, "a feature id of labels")
         if not set(self.scores) <= set(self.labels):
@@ -174,10 +182,15 @@ class DatasetLabels:
         object.__setattr__(self, "_records", tuple(
             LabelRecord(feature=f, label=label, source="dataset", created=self.created, prompt_version=self.version,
                         seed=self.seed, score=self.scores.get(f)) for f, label in sorted(self.labels.items())))
-        size = len(self.to_bytes())
-        if size > MAX_RECORD_BYTES:
-            raise InvalidLabelRecord(f"{len(self.labels)} labels take {size:,} bytes of JSON, more than the "
-                                     f"{MAX_RECORD_BYTES:,} a label file may have; write fewer at a time")
+        if self._size_bound() > MAX_RECORD_BYTES and len(self.to_bytes()) > MAX_RECORD_BYTES:
+            raise InvalidLabelRecord(f"{len(self.labels)} labels take {len(self.to_bytes()):,} bytes of JSON, more "
+                                     f"than the {MAX_RECORD_BYTES:,} a label file may have; write fewer at a time")
+
+    def _size_bound(self) -> int:
+        """At least the length of :meth:`to_bytes` (as :meth:`LabelRecord._size_bound` bounds a record's)."""
+        numbers = 2 + len(self.labels) + sum(map(len, self.scores.values()))
+        texts = sum(map(len, self.labels.values())) + len(self.rows) + len(self.version) + len(self.created)
+        return 6 * texts + 25 * numbers + 32 * (numbers + len(self.__dataclass_fields__))
 
     def records(self) -> list[LabelRecord]:
         """One :class:`LabelRecord` per label (source ``dataset``), in the order of their features."""
@@ -195,8 +208,8 @@ class DatasetLabels:
         written (:class:`InvalidLabelRecord` otherwise)."""
         if not isinstance(body, dict) or set(body) != set(cls.__dataclass_fields__):
             raise InvalidLabelRecord("unexpected fields")
-        _check_table(body["labels"], "labels", None)
-        _check_table(body["scores"], "scores", None)
+        if not isinstance(body["labels"], dict) or not isinstance(body["scores"], dict):
+            raise InvalidLabelRecord("labels or scores are not tables")
         return cls(**{**body, "labels": {_feature_key(k): v for k, v in body["labels"].items()},
                       "scores": {_feature_key(k): v for k, v in body["scores"].items()}})
 
@@ -206,9 +219,7 @@ class DatasetLabels:
             self._records[-1].check_feature(d_sae)  # the largest feature id
 
 
-def _check_text(value, name: str, optional: bool = False) -> None:
-    if value is None and optional:
-        return
+def _check_text(value, name: str) -> None:
     if not isinstance(value, str):
         raise InvalidLabelRecord(f"{name} is not a string")
     if value.isascii():  # known without a look at the characters
@@ -227,27 +238,29 @@ def _check_time(value: str) -> None:
         raise InvalidLabelRecord("created is not an ISO 8601 time") from None
 
 
-def _check_count(value, name: str) -> None:
+def _check_count(value, name: str, key: str = "") -> None:
+    """An integer from 0 to :data:`MAX_INTEGER`; the field is ``name + key``."""
     if type(value) is not int or not 0 <= value <= MAX_INTEGER:
-        raise InvalidLabelRecord(f"{name} is not an integer from 0 to 2**63 - 1")
+        raise InvalidLabelRecord(f"{name}{key} is not an integer from 0 to 2**63 - 1")
 
 
 def _check_number(value, name: str, integral: bool) -> None:
-    """A fraction in [0, 1], or (``integral``) a count, which JSON may spell ``3.0``."""
+    """``score[name]``: a fraction in [0, 1], or (``integral``) a count, which JSON may spell ``3.0``."""
     high = MAX_INTEGER if integral else 1
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high or (
             integral and value != int(value)):
         wanted = "whole number from 0 to 2**63 - 1" if integral else "number from 0 to 1"
-        raise InvalidLabelRecord(f"{name} is not a {wanted}")
+        raise InvalidLabelRecord(f"score.{name} is not a {wanted}")
 
 
-def _check_table(value, name: str, keys: tuple[str, ...] | None) -> None:
+def _check_table(value, name: str) -> None:
+    """A dict whose keys are the known ones of the field ``name`` (:data:`_KNOWN`)."""
     if not isinstance(value, dict):
         raise InvalidLabelRecord(f"{name} is not a table")
-    if keys is not None and not value.keys() <= set(keys):
-        unknown = len(value.keys() - set(keys))
+    if not value.keys() <= _KNOWN[name]:
+        unknown = len(value.keys() - _KNOWN[name])
         raise InvalidLabelRecord(f"{name} has {unknown} unknown entr{'y' if unknown == 1 else 'ies'}; the known ones "
-                                 f"are {keys}")
+                                 f"are {sorted(_KNOWN[name])}")
 
 
 def _feature_key(key: str) -> int:
@@ -276,6 +289,8 @@ def write_dataset_labels(folder: Path, labels: DatasetLabels, d_sae: int) -> Non
 def _write(folder: Path, item: LabelRecord | DatasetLabels, d_sae: int) -> None:
     item.check_feature(d_sae)
     data = item.to_bytes()
+    if len(data) > MAX_RECORD_BYTES:  # what the reader checks first (the schema's bound makes this unreachable)
+        raise InvalidLabelRecord(f"a label file would be {len(data):,} bytes, more than {MAX_RECORD_BYTES:,}")
     folder.mkdir(exist_ok=True)
     write_atomically(plain_folder(folder) / record_name(data), data)
 
