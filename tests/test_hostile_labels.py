@@ -335,11 +335,10 @@ def test_next_steps_quote_paths_a_shell_would_split(ds, tmp_path, capsys):
     _summary(ds, Path("my store.iembed"), 1.0)
     assert "interp-embed info 'my store.iembed'" in capsys.readouterr().out
     out = tmp_path / "my out"
-    out.mkdir()
-    (out / "something").write_text("x")
+    ds.save_to_file(out)  # a store already there: the hint names a command on it
     (tmp_path / "t.csv").write_text("text\nhello\n")
     done = runner.invoke(app, ["encode", str(tmp_path / "t.csv"), "--out", str(out)], terminal_width=250)
-    assert done.exit_code == 1 and f"`interp-embed encode --out '{out}' --resume`" in done.output
+    assert done.exit_code == 1 and f"`interp-embed info '{out}'`" in done.output
 
 
 def test_a_long_error_from_the_server_is_cut_in_the_status_and_scrubbed(ds, llm):
