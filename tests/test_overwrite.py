@@ -293,3 +293,25 @@ def test_encode_overwrite_on_the_command_line(old, tmp_path, monkeypatch):
     refused = CliRunner().invoke(app, ["encode", str(table), "--out", str(tmp_path / "mine"), "--overwrite"])
     assert refused.exit_code == 1 and "not an interp_embed store" in refused.output and "--resume" not in refused.output
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["renameat2", "lock and check"])
+def test_a_rename_that_replaces_nothing_and_a_swap(tmp_path, monkeypatch, native):
+    from interp_embed import files
+
+    if native:
+        assert files._renameat2() is not None  # Linux: one system call each
+    else:  # as on a system without renameat2
+        monkeypatch.setattr(files, "_renameat2", lambda: None)
+    a, b, empty = tmp_path / "a", tmp_path / "b", tmp_path / "empty"
+    for folder, text in ((a, "a"), (b, "b")):
+        folder.mkdir()
+        (folder / "x").write_text(text)
+    empty.mkdir()
+    for taken in (b, empty):  # not even an empty folder is replaced
+        with pytest.raises(FileExistsError, match=str(taken)):
+            files.rename_no_replace(a, taken)
+    files.exchange(a, b)
+    assert (a / "x").read_text() == "b" and (b / "x").read_text() == "a"
+    files.rename_no_replace(a, tmp_path / "c")
+    assert (tmp_path / "c" / "x").read_text() == "b" and sorted(p.name for p in tmp_path.iterdir()) == ["b", "c", "empty"]
