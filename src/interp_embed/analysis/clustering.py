@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..store.words import FeatureWords
+from ..store.words import WORD, FeatureWords
 from .feature_terms import FeatureTerms
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .label_search import dataset_words, fires_on, stop_words
@@ -101,20 +101,29 @@ def describe_clusters(P: sp.csr_matrix, labels: np.ndarray, feature_labels: np.n
                                        "difference", "lift"])
 
 
-def cluster_words(P: sp.csr_matrix, labels: np.ndarray, words: FeatureWords, n: int = 8) -> dict[int, list[str]]:
-    """Each cluster's ``n`` most distinguishing words, BERTopic's c-TF-IDF over the words its documents' features
-    fire on: a cluster's bag holds, for every document and every feature active in it, that feature's word
-    distribution (``words``: where its strong activations fall); a word weighs its share of the bag times
-    ``log(1 + A / f)``, A the mean bag size and f the word's mass over all clusters, so words every cluster
-    has say little. English stop words and one-letter words are left out."""
+def cluster_words(P: sp.csr_matrix, labels: np.ndarray, words: FeatureWords, texts: Sequence[str],
+                  n: int = 8) -> dict[int, list[str]]:
+    """Each cluster's ``n`` most distinguishing words, by BERTopic's c-TF-IDF over the words its features fire on.
+
+    A cluster's bag of words adds up, for each feature more frequent in the cluster than outside it (by the
+    difference of the shares of documents where it fires), that feature's word distribution (``words``: where its
+    strong activations fall); features as frequent everywhere add nothing. Only words of the clustered
+    documents' ``texts`` count, English stop words and one-letter words left out. A word then weighs its share of
+    the cluster's bag times ``log(1 + A / f)``, A the mean bag size and f the word's mass over all clusters, so
+    words every cluster has say little."""
     from sklearn.preprocessing import normalize
 
     clusters = np.unique(labels)
     membership = sp.csr_matrix((np.ones(labels.size), (np.searchsorted(clusters, labels), np.arange(labels.size))),
                                shape=(clusters.size, labels.size))
-    per_cluster = membership @ sp.csr_matrix(P, dtype=np.float64)  # clusters × features: documents where it fires
-    bag = (per_cluster @ normalize(sp.csr_matrix(words.mass, dtype=np.float64), norm="l1")).toarray()
-    keep = np.array([len(w) > 1 and w not in stop_words() for w in words.words], dtype=bool)
+    inside = (membership @ sp.csr_matrix(P, dtype=np.float64)).toarray()  # clusters × features: documents where it fires
+    sizes = np.asarray(membership.sum(axis=1)).ravel()[:, None]
+    outside = np.maximum(labels.size - sizes, 1)
+    specific = np.maximum(inside / sizes - (inside.sum(axis=0) - inside) / outside, 0)
+    distribution = normalize(sp.csr_matrix(words.mass, dtype=np.float64), norm="l1")  # feature → its words
+    bag = (sp.csr_matrix(specific) @ distribution).toarray()
+    present = {w.lower() for text in texts for w in WORD.findall(text)}
+    keep = np.array([len(w) > 1 and w in present and w not in stop_words() for w in words.words], dtype=bool)
     bag[:, ~keep] = 0
     total = bag.sum(axis=0)
     weight = normalize(bag, norm="l1") * np.log1p(bag.sum(axis=1).mean() / np.maximum(total, 1e-12))
@@ -278,7 +287,8 @@ def cluster_documents(
     clusters.insert(4, "fires_on", fires_on(ds, clusters.feature_id.clip(lower=0).to_numpy()))
     clusters.loc[clusters.feature_id < 0, "fires_on"] = ""
     words = dataset_words(ds)
-    described = cluster_words(P, cluster, words, n_words) if words is not None else {}
+    texts = ds.pandas().iloc[docs.rows][ds.field].astype(str).tolist() if words is not None else []
+    described = cluster_words(P, cluster, words, texts, n_words) if words is not None else {}
     typical = typical_documents(profiles, cluster)
     clusters.insert(2, "words", [", ".join(described.get(int(c), [])) for c in clusters.cluster])
     clusters.insert(3, "examples", [docs.rows[typical[int(c)]].tolist() for c in clusters.cluster])
