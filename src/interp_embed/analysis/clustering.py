@@ -154,9 +154,12 @@ class Axis(NamedTuple):
     """For each feature, the index in ``parts`` of the part it is most specific to (-1 for features given)."""
 
     def table(self, ds: EncodedDataset, labels: np.ndarray) -> pd.DataFrame:
-        part = [self.parts[i] if i >= 0 else "" for i in self.part_of]
-        return pd.DataFrame({"feature_id": self.features, "label": labels[self.features],
-                             "fires_on": fires_on(ds, self.features), "weight": self.weights, "part": part})
+        """One row per axis feature, by part (in the user's order) and then heaviest first."""
+        order = np.lexsort((-self.weights, self.part_of))
+        f = self.features[order]
+        part = [self.parts[i] if i >= 0 else "" for i in self.part_of[order]]
+        return pd.DataFrame({"feature_id": f, "part": part, "weight": self.weights[order], "fires_on": fires_on(ds, f),
+                             "label": labels[f]})
 
 
 def query_parts(query: str) -> list[str]:
@@ -258,7 +261,11 @@ def cluster_documents(
         parts = query_parts(query)
         weights = []
         for part in parts:
-            found = search_documents(ds, part, k=1, by=by, highlight=False, aggregation=aggregation).attrs["features"]
+            try:
+                found = search_documents(ds, part, k=1, by=by, highlight=False, aggregation=aggregation)
+            except ValueError as e:
+                raise ValueError(f"the axis part {part!r} finds nothing: {e}") from None
+            found = found.attrs["features"]
             found = found[found.source == "feedback"] if (found.source == "feedback").any() else found
             w = np.zeros(ds.d_sae)
             np.add.at(w, found.feature_id.to_numpy(), found.score.to_numpy(dtype=np.float64))
