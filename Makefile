@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-encode bench-analysis bench-sae bench-report bench-retrieval clean
+.PHONY: demo test test-portable bench-encode bench-analysis bench-sae bench-report bench-retrieval clean
 
 # Real text for the tests that check analyses on unseen text (tests/test_analysis_real.py) and for the
 # benchmarks: Debian's fortunes in English, German and Spanish, installed with apt-get when it can be.
@@ -37,6 +37,12 @@ demo: $(STAMP)
 
 test: $(STAMP) $(FORTUNES) $(CHROMIUM)
 	$(PY) -m pytest
+
+# The tests that compare what torch computes (marker `numerics`: SAEs, and every test that runs a reader) under the
+# arithmetic of another CPU: MKL's reproducible code path, PyTorch's kernels without AVX, one thread. Their float
+# results differ from `make test`'s in the last bits; the tests must not notice (tests/numerics.py).
+test-portable: $(STAMP) $(FORTUNES) $(CHROMIUM)
+	MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(PY) -m pytest -m numerics
 
 # Benchmarks (not tests): each prints its figures. bench-encode and bench-sae need Debian's fortunes.
 bench-encode: $(STAMP) $(FORTUNES)

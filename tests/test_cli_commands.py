@@ -103,7 +103,7 @@ def test_info_and_top(stores, tmp_path):
     (["encode", "{csv}", "--out", "{tmp}/o.iembed", "--sae", "nowhere"], 2, "neither 'default'"),
     (["encode", "{bad_csv}", "--out", "{tmp}/o.iembed"], 1, "--on-error skip"),
     (["encode", "{broken}", "--out", "{tmp}/o.iembed"], 1, "broken.parquet cannot be read as a .parquet table"),
-    (["cluster", "{store}"], 2, "exactly one of --features or --query"),
+    (["cluster", "{store}"], 2, "exactly one of --features, --query or --example"),
     (["associate", "{store}", "--target", "nope"], 1, "columns are"),
     (["search", "{store}", "zzzzqqq"], 1, "--by example"),
 ])

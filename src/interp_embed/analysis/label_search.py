@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..store.words import WORD, FeatureWords
+from .fires_on import fires_on_text, words_of
 from .inputs import Documents, EncodedDataset, label_array
 
 logger = logging.getLogger(__name__)
@@ -164,16 +165,14 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
 def dataset_words(ds: EncodedDataset) -> FeatureWords | None:
     """The words ``ds``'s features fire on (``ds.feature_words()``), or None where it cannot tell: no such method,
     or a store that keeps pooled activations only."""
-    if not hasattr(ds, "feature_words") or not getattr(ds, "token_level", True):
-        return None
-    return ds.feature_words()
+    words = words_of(ds)
+    return None if isinstance(words, str) else words
 
 
-def fires_on(ds: EncodedDataset, features: np.ndarray, n: int = 5) -> list[str]:
-    """For each of ``features``, the ``n`` words it fires on most in ``ds``, comma-joined ("" where ``ds`` cannot
-    tell)."""
-    words = dataset_words(ds)
-    return [", ".join(words.top(int(f), n)) if words is not None else "" for f in np.asarray(features).ravel()]
+def fires_on(ds: EncodedDataset, features: np.ndarray) -> np.ndarray:
+    """For each of ``features``, the words it fires on most specifically in ``ds`` ("" where ``ds`` cannot tell);
+    the ``fires_on`` column of every feature table."""
+    return fires_on_text(words_of(ds), np.asarray(features, dtype=np.int64).ravel())
 
 
 def query_features(ds: EncodedDataset, docs: Documents, query: str, k: int) -> pd.DataFrame:

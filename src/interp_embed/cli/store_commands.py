@@ -254,7 +254,9 @@ def top(path: Path = typer.Argument(..., help="A store folder."),
     order = [int(i) for i in np.argsort(-column, kind="stable")[:k] if column[i] > 0]
     table = pd.DataFrame({"row": order, "activation": column[order],
                           "document": [ds[i].token_activations(feature) for i in order]})
-    console.print(f"feature {feature}: {ds.feature_labels().get(feature, '(no label)')}")
+    fired = ds.feature_words().fires_on(feature, 8) if ds.token_level else []
+    console.print(f"feature {feature} fires here on: {', '.join(fired) or '(no words: see label)'}")
+    console.print(f"  label: {ds.feature_labels().get(feature, '(no label)')}")
     if not order:
         console.print(f"feature {feature} is active in no document of {path}")
     show(table, ["row", "activation", "document"], k, f"top documents of feature {feature}", csv, json)
