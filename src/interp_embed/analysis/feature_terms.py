@@ -98,15 +98,23 @@ class FeatureTerms:
 
     def like(self, examples: sp.spmatrix, negatives: sp.spmatrix | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(each document's score, each feature's weight) for documents like ``examples`` (texts × feature
-        counts) and unlike ``negatives``: the cosine of a document's :meth:`profile` with the sum of the
-        examples' profiles minus the sum of the negatives'. Each text counts once whatever its length."""
-        weight = np.asarray(self.profile(examples).sum(axis=0)).ravel()
+        counts) and unlike ``negatives``: the cosine of a document's :meth:`profile` with the examples' summed
+        profiles, each feature weighted by the square of the share of examples it fires in (what the examples
+        share counts, what one of them happens to say counts little), minus the same of the negatives. Each text
+        counts once whatever its length."""
+        weight = self._shared(examples)
         if negatives is not None and negatives.shape[0]:
-            weight -= np.asarray(self.profile(negatives).sum(axis=0)).ravel()
+            weight -= self._shared(negatives)
         norm = np.linalg.norm(weight)
         if norm > 0:
             weight /= norm
         return np.asarray(self.profile(self.counts) @ weight).ravel(), weight
+
+    def _shared(self, texts: sp.spmatrix) -> np.ndarray:
+        """The summed profiles of ``texts``, each feature times the squared share of the texts it fires in."""
+        texts = sp.csr_matrix(texts)
+        share = np.asarray((texts > 0).mean(axis=0)).ravel()
+        return np.asarray(self.profile(texts).sum(axis=0)).ravel() * share ** 2
 
 
 def reciprocal_rank_fusion(*scores: np.ndarray, k: int = 60) -> np.ndarray:

@@ -48,8 +48,8 @@ def search_documents(
       words and negation ("not", "never") are read like any text.
     - ``by="example"``: ``examples`` (a list of texts; a ``query`` string counts as one more) are read by the
       models, and documents rank by the cosine of their IDF-weighted feature counts with the examples' (each
-      example counts once whatever its length), minus that with ``negatives`` (texts the documents should not
-      be like).
+      example counts once whatever its length; a feature weighs by the squared share of examples it fires in),
+      minus that with ``negatives`` (texts the documents should not be like).
     - ``features``: feature ids, each weighing 1, as ``by="labels"`` ranks its matches.
 
     With ``feedback`` (default; a query by labels or through the model, not features given), the features most specific to the first
