@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -110,8 +111,9 @@ def cluster_words(P: sp.csr_matrix, labels: np.ndarray, words: FeatureWords, tex
 
     A cluster's bag of words adds up, for each feature more frequent in the cluster than outside it (by the
     difference of the shares of documents where it fires), that feature's word distribution (``words``: where its
-    strong activations fall); features as frequent everywhere add nothing. Only words of the clustered
-    documents' ``texts`` count, English stop words and one-letter words left out. A word then weighs its share of
+    strong activations fall); features as frequent everywhere add nothing. Only words found in at least two of the
+    clustered documents' ``texts`` count (one document's word is an anecdote), English stop words and one-letter
+    words left out. A word then weighs its share of
     the cluster's bag times ``log(1 + A / f)``, A the mean bag size and f the word's mass over all clusters, so
     words every cluster has say little."""
     from sklearn.preprocessing import normalize
@@ -125,8 +127,9 @@ def cluster_words(P: sp.csr_matrix, labels: np.ndarray, words: FeatureWords, tex
     specific = np.maximum(inside / sizes - (inside.sum(axis=0) - inside) / outside, 0)
     distribution = normalize(sp.csr_matrix(words.mass, dtype=np.float64), norm="l1")  # feature → its words
     bag = (sp.csr_matrix(specific) @ distribution).toarray()
-    present = {w.lower() for text in texts for w in WORD.findall(text)}
-    keep = np.array([len(w) > 1 and w in present and w not in stop_words() for w in words.words], dtype=bool)
+    document_frequency = Counter(w for text in texts for w in {m.lower() for m in WORD.findall(text)})
+    keep = np.array([len(w) > 1 and document_frequency[w] >= 2 and w not in stop_words() for w in words.words],
+                    dtype=bool)
     bag[:, ~keep] = 0
     total = bag.sum(axis=0)
     weight = normalize(bag, norm="l1") * np.log1p(bag.sum(axis=1).mean() / np.maximum(total, 1e-12))
