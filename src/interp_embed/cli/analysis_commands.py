@@ -122,7 +122,7 @@ def cluster(store: Path = typer.Argument(..., help="A store folder."),
              None, None)
     for c, group in clusters.groupby("cluster", sort=True):
         first = group.iloc[0]
-        console.print(f"\n[bold]cluster {c}[/bold]: {int(first['size'])} documents; words: {first['words'] or '-'}")
+        console.print(f"\ncluster {c}: {int(first['size'])} documents; words: {first['words'] or '-'}")
         for d in first["examples"]:
             console.print(f"  document {d}: {shorten(str(texts[d]), 110)}")
     show(clusters, ["cluster", "size", "feature_id", "fires_on", "label", "freq_in", "freq_out", "lift"], rows,
