@@ -47,17 +47,16 @@ class FeatureTerms:
         return self.document_frequency > MAX_COVERAGE * self.n
 
     def idf(self) -> np.ndarray:
-        """BM25's inverse document frequency, ``log(1 + (n − df + 0.5) / (df + 0.5))``: 0 for a feature that never
-        fires here would be wrong (it matches nothing anyway), so such features get the largest value."""
+        """BM25's inverse document frequency, ``log(1 + (n − df + 0.5) / (df + 0.5))``: always positive, largest for
+        the rarest features (a feature that never fires here matches nothing, whatever its weight)."""
         return np.log1p((self.n - self.document_frequency + 0.5) / (self.document_frequency + 0.5))
 
     def bm25(self, weights: np.ndarray) -> np.ndarray:
         """Each document's BM25 score for features weighted by ``weights`` (one per feature; the query's term
         frequencies, or any non-negative weights)."""
         used = np.flatnonzero(weights > 0)
-        tf = self.counts[:, used].tocsc()
+        tf = self.counts[:, used].tocoo()
         norm = K1 * (1 - B + B * self.length / max(self.length.mean(), 1e-12))
-        tf = tf.tocoo()
         saturated = tf.data * (K1 + 1) / (tf.data + norm[tf.row])
         contrib = sp.csr_matrix((saturated, (tf.row, tf.col)), shape=(self.n, used.size))
         return np.asarray(contrib @ (weights[used] * self.idf()[used])).ravel()

@@ -209,9 +209,6 @@ def _query_ranking(ds: EncodedDataset, docs: Documents, terms: FeatureTerms, lab
                          "more than half of them, which says nothing), and no feature's words or label match it; try "
                          "other words, search by examples (by='example', examples=[...]), or pass features=[...].")
     fused = reciprocal_rank_fusion(*rankings)
-    ids = np.flatnonzero(weight > 0)
-
-    def contributions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return terms.bm25_contributions(weight, rows)
-
-    return used, _Ranking(fused, contributions if ids.size else lambda rows: _activation_ranking(docs, matched).contributions(rows))
+    if (weight > 0).any():  # a document's evidence: the query features that add most to its BM25 score
+        return used, _Ranking(fused, lambda rows: terms.bm25_contributions(weight, rows))
+    return used, _Ranking(fused, _activation_ranking(docs, matched).contributions)
