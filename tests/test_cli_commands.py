@@ -14,8 +14,9 @@ from synthetic import D_SAE, synthetic_dataset
 runner = CliRunner()
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args], terminal_width=250)
+def run(*args, columns: int = 250):
+    """The command's result, printed as into a pipe with ``COLUMNS=columns``."""
+    return runner.invoke(app, [str(a) for a in args], terminal_width=columns, env={"COLUMNS": str(columns)})
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +142,87 @@ def test_options_take_the_python_defaults():
     assert np.all([options["encode"][f] == getattr(__import__("interp_embed").encode.config.EncodePlan(), f)
                    for f in ("chunk_tokens", "batch_tokens")])
     assert "chunk_chars" not in options["encode"]  # the older rule, kept for old stores only
+
+
+def table(output: str) -> tuple[list[str], list[str], list[str]]:
+    """A printed table's header lines, rows and the lines after it (the title must fit on one line)."""
+    lines = output.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("──"))
+    rows = [i for i in range(rule + 1, len(lines)) if " of " in lines[i] and "rows shown" in lines[i]][0]
+    return lines[1:rule], lines[rule + 1:rows], lines[rows:]
+
+
+@pytest.fixture
+def here(stores, monkeypatch):
+    """The stores' folder as the working directory: commands name the stores briefly, as a user would."""
+    monkeypatch.chdir(stores[0].parent)
+
+
+def test_tables_fit_80_columns_keeping_ids_numbers_and_fires_on(stores, here):
+    from rich.cells import cell_len
+
+    done = run("diff", "german.iembed", "others.iembed", "--rows", 10, "--grouped", columns=80)
+    assert done.exit_code == 0, done.output
+    assert max(cell_len(line) for line in done.output.splitlines()) <= 80
+    expected = Dataset.load_from_file(stores[1]).diff(Dataset.load_from_file(stores[2]), grouped=True).head(10)
+    header, body, after = table(done.output)
+    header = " ".join(header)
+    assert "fires_on" in header and "q_value" in header and "freq_" in header and "german" in header
+    assert [int(line.split()[0]) for line in body] == expected.feature_id.tolist()  # every id whole, in order
+    for line, fires_on, q in zip(body, expected.fires_on, expected.q_value):
+        assert fires_on.split(" · ")[0][:10] in line  # the words are there (the first one at least begun)
+        assert f"{q:.3g}" in line or f"{q:.4f}".rstrip("0").rstrip(".") in line  # the q-value whole
+    note = " ".join(after)
+    assert "label" not in header and "label" in note and "left out to fit (--wide shows every column)" in note
+
+
+def test_both_sides_of_a_pair_keep_their_words_at_80_columns(stores, here):
+    from rich.cells import cell_len
+
+    done = run("correlate", "all.iembed", "--k", 5, "--min-count", 3, columns=80)
+    assert done.exit_code == 0, done.output
+    assert max(cell_len(line) for line in done.output.splitlines()) <= 80
+    header = " ".join(table(done.output)[0])
+    assert "fires_on_a" in header and "fires_on_b" in header and "npmi" in header
+
+
+def test_wide_prints_every_column_whole(stores, here):
+    done = run("diff", "german.iembed", "others.iembed", "--rows", 3, "--wide", columns=80)
+    assert done.exit_code == 0, done.output
+    expected = Dataset.load_from_file(stores[1]).diff(Dataset.load_from_file(stores[2]))
+    header, body, _ = table(done.output)
+    assert header[0].split() == list(expected.columns)
+    assert expected.label.iloc[0] in body[0] and expected.fires_on.iloc[0] in body[0]
+    assert max(len(line) for line in body) > 80
+
+
+def test_a_pipe_without_columns_gets_100(stores, here):
+    from rich.cells import cell_len
+
+    done = runner.invoke(app, ["diff", "german.iembed", "others.iembed", "--rows", 5], env={"COLUMNS": None})
+    assert done.exit_code == 0, done.output
+    assert max(cell_len(line) for line in done.output.splitlines()) <= 100
+    header, body, _ = table(done.output)
+    assert "fires_on" in " ".join(header) and max(cell_len(line) for line in body) > 80
+
+
+def test_top_shows_each_document_on_one_line_around_its_mark(stores):
+    from rich.cells import cell_len
+
+    done = run("top", stores[0], "--feature", 1, "--k", 3, columns=80)
+    assert done.exit_code == 0, done.output
+    rows = table(done.output)[1]
+    assert len(rows) == 3 and all("<<" in row and cell_len(row) <= 80 for row in rows)
+
+
+def test_help_is_readable_at_80_columns():
+    from rich.cells import cell_len
+
+    done = runner.invoke(app, ["encode", "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert done.exit_code == 0, done.output
+    assert max(cell_len(line) for line in done.output.splitlines()) <= 80
+    text = " ".join(done.output.split())
+    # Whole sentences, not words squeezed into a narrow column: an option's description reads on.
+    assert "The store folder to write (or, with --resume, to finish)." in text
+    assert "pip install 'interp_embed[ray]'" in text
+    assert max(len(line.split("  ")[-1]) for line in done.output.splitlines()) >= 40

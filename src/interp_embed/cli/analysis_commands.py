@@ -50,7 +50,8 @@ def diff(store_a: Path = typer.Argument(..., help="A store folder."),
                           grouped=grouped, alpha=alpha)
     columns = ["feature_id", "fires_on", "label", f"freq_{a.name}", f"freq_{b.name}", "frequency_difference", "ci_low",
                "ci_high", "q_value", "n_members"]
-    show(table, columns, rows, f"features by difference, {store_a} vs {store_b}", csv, json)
+    show(table, columns, rows, f"features by difference, {store_a} vs {store_b}", csv, json,
+         optional=("ci_low", "ci_high"))
 
 
 @app.command()

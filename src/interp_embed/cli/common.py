@@ -11,24 +11,26 @@ import pandas as pd
 import pyarrow as pa
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from .tables import cut, layout, table_width
 
 class _Terminal:
-    """Rich consoles made at each use: output goes where sys.stdout points now (tests swap it), as wide as the
-    terminal, or 200 columns when it is piped to a file."""
+    """Rich consoles made at each use: output goes where sys.stdout points now (tests swap it), as wide as
+    :func:`~interp_embed.cli.tables.table_width` says (``COLUMNS``, the terminal, or 100 columns in a pipe)."""
 
     def __init__(self, stderr: bool = False):
         self.stderr = stderr
 
     def print(self, *args, **kwargs) -> None:
         stream = sys.stderr if self.stderr else sys.stdout
-        Console(file=stream, highlight=False, width=None if stream.isatty() else 200,
+        Console(file=stream, highlight=False, width=table_width(stream),
                 soft_wrap=self.stderr).print(*args, **kwargs)  # an error stays one line
 
 
 console = _Terminal()
 errors = _Terminal(stderr=True)
 DEBUG = {"on": False}  # set by the --debug option of the command group
+TABLES = {"wide": False}  # set by the --wide option of a command that prints a table
 
 # Library messages name Python calls; on the command line the user knows flags.
 _CLI_WORDS = [
@@ -54,10 +56,18 @@ def fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
+WIDE = typer.Option(False, "--wide", help="Print every column of the table in full, however wide.")
+
+
 def friendly(command):
-    """Run ``command``: a failure prints one line (a traceback only with --debug) and exits 1; Ctrl-C exits 130."""
+    """Run ``command``: a failure prints one line (a traceback only with --debug) and exits 1; Ctrl-C exits 130.
+    A command that prints a table (it has ``--csv``) also gets ``--wide``."""
+    signature = inspect.signature(command)
+    tabular = "csv" in signature.parameters
+
     @functools.wraps(command)
     def run(*args, **kwargs):
+        TABLES["wide"] = kwargs.pop("wide", False)
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.BadParameter):
@@ -71,7 +81,10 @@ def friendly(command):
             message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
             fail(f"{message} ({type(err).__name__}; --debug shows the traceback)")
 
-    run.__signature__ = inspect.signature(command)
+    if tabular:
+        signature = signature.replace(parameters=[*signature.parameters.values(), inspect.Parameter(
+            "wide", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=WIDE)])
+    run.__signature__ = signature
     return run
 
 
@@ -118,35 +131,33 @@ def open_dataset(path: Path):
 
 
 def shorten(text: str, width: int = 160) -> str:
-    """One line of at most ``width`` characters, centred on the first << mark when there is one."""
-    text = " ".join(str(text).split())
-    if len(text) <= width:
-        return text
-    mark = text.find("<<")
-    start = max(0, min(mark - width // 3, len(text) - width)) if mark > 0 else 0
-    cut = text[start:start + width - 2]
-    return ("…" if start else "") + cut + ("…" if start + width - 2 < len(text) else "")
+    """One line of at most ``width`` characters, around the first << mark when there is one."""
+    return cut(" ".join(str(text).split()), width)
 
 
-def show(table: pd.DataFrame, columns: list[str], rows: int, title: str, csv: Path | None, json: Path | None) -> None:
-    """Print the first ``rows`` rows of ``columns`` as a table; write the whole table to ``csv`` / ``json``."""
+def show(table: pd.DataFrame, columns: list[str], rows: int, title: str, csv: Path | None, json: Path | None,
+         optional: tuple[str, ...] = ()) -> None:
+    """Print the first ``rows`` rows of ``columns`` as a table fitted to the terminal (``optional`` numeric columns
+    may be left out to fit; with ``--wide``: every column of the table, nothing cut); write the whole table to
+    ``csv`` / ``json``."""
     if csv is not None:
         table.to_csv(csv, index=False)
     if json is not None:
         table.to_json(json, orient="records", force_ascii=False, indent=1)
-    shown = Table(title=title, title_justify="left", show_lines=False)
-    columns = [c for c in columns if c in table.columns]
-    for column in columns:
-        numeric = pd.api.types.is_numeric_dtype(table[column])
-        shown.add_column(column, justify="right" if numeric else "left", overflow="fold",
-                         max_width=None if numeric else 70)
-    for _, row in table.head(rows).iterrows():
-        shown.add_row(*(_cell(row[c]) for c in columns))
-    console.print(shown)
+    wide = TABLES["wide"]
+    columns = list(table.columns) if wide else [c for c in columns if c in table.columns]
+    head = table.head(rows)
+    cells = [[" ".join(_cell(row[c]).split()) for c in columns] for _, row in head.iterrows()]
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in columns]
+    lines, dropped = layout(columns, cells, numeric, None if wide else table_width(sys.stdout), optional)
+    console.print(title)
+    for line in lines:
+        console.print(line, soft_wrap=True)  # a --wide line is as long as it is
     written = [str(p) for p in (csv, json) if p is not None]
     more = f"; all {len(table)} rows in {' and '.join(written)}" if written else (
         f"; --csv or --json writes all {len(table)}" if len(table) > rows else "")
-    console.print(f"{min(rows, len(table))} of {len(table)} rows shown{more}")
+    left_out = f"; {', '.join(dropped)} left out to fit (--wide shows every column)" if dropped else ""
+    console.print(f"{min(rows, len(table))} of {len(table)} rows shown{more}{left_out}")
 
 
 def _cell(value) -> str:
@@ -154,7 +165,9 @@ def _cell(value) -> str:
         return f"{value:.3g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value[:6])) + (" …" if len(value) > 6 else "")
-    return shorten(str(value), 200)
+    if value is None or value is pd.NA:
+        return ""
+    return str(value)
 
 
 CSV = typer.Option(None, "--csv", help="Write the whole table to this CSV file.")

@@ -117,7 +117,7 @@ def encode(ctx: typer.Context,
            device: str = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: the best available)."),
            resume: bool = typer.Option(False, help="Finish an interrupted run in OUT with its own table and settings."),
            engine: Engine = typer.Option(Engine.local, help="'local': encode in this process; 'ray': on Ray workers "
-                                                            "(pip install 'interp_embed\\[ray]')."),
+                                                            "(pip install 'interp_embed[ray]')."),
            workers: int = typer.Option(None, min=1, help="Ray workers encoding at once (with --engine ray; default: "
                                                           "one per GPU of the cluster)."),
            address: str = typer.Option(None, help="The Ray cluster to join, e.g. auto or 10.0.0.5:6379 (with --engine "
