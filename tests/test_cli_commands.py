@@ -93,7 +93,7 @@ def test_info_and_top(stores, tmp_path):
     (["info", "{tmp}/nothing"], 1, "is not an interp_embed store"),
     (["diff", "{store}", "{tmp}/nothing"], 1, "nothing"),
     (["encode", "{csv}", "--out", "{tmp}/o.iembed", "--field", "body"], 1, "field 'body' is not a column"),
-    (["encode", "{csv}", "--out", "{store}"], 1, "--resume"),
+    (["encode", "{csv}", "--out", "{store}"], 1, "already holds a complete store (60 of 60 rows encoded)"),
     (["encode", "{csv}", "--out", "{tmp}/o.iembed", "--on-error", "ignore"], 2, "is not one of 'raise'"),
     (["encode", "--out", "{store}", "--resume", "--field", "body"], 2, "drop --field"),
     (["encode", "--out", "{tmp}", "--resume"], 1, "is not an interp_embed store"),
@@ -119,6 +119,78 @@ def test_failures_are_one_line_in_the_command_lines_words(stores, tmp_path, args
     if code == 1:
         assert len(done.output.strip().splitlines()) == 1  # one line
         assert "Dataset.load_from_file" not in done.output and "on_error=" not in done.output
+
+
+@pytest.fixture(scope="module")
+def unfinished(sample, tmp_path_factory):
+    """Stores whose encoding stopped: after no chunk, and after the first."""
+    from synthetic import synthetic_store
+
+    folder = tmp_path_factory.mktemp("unfinished")
+    synthetic_store(folder / "none.iembed", sample, chunk_chars=1500, encode_chunks=0)
+    synthetic_store(folder / "half.iembed", sample, chunk_chars=1500, encode_chunks=1)
+    return folder
+
+
+@pytest.mark.parametrize("args, says, never", [
+    (["info", "{table}"], "is a table of documents, not an interp_embed store: encode it first with `interp-embed "
+                          "encode {table} --out {tmp}/games.iembed`", "Pickle"),
+    (["diff", "{store}", "{table}"], "encode it first with `interp-embed encode {table} --out", "Pickle"),
+    (["encode", "{table}", "--out", "{tmp}/notes"], "{tmp}/notes already exists and is a folder that is not an "
+                                                     "interp_embed store (it holds notes.txt); choose another --out",
+     "--resume"),
+    (["report", "{unfinished}/none.iembed", "-o", "{tmp}/r.html"], "none.iembed has 0 of 60 rows encoded, so there "
+     "is nothing to analyse yet; finish it with `interp-embed encode --out {unfinished}/none.iembed --resume`",
+     "ds has"),
+    (["top", "{unfinished}/none.iembed", "--feature", 1], "has 0 of 60 rows encoded", "active in no document"),
+    (["encode", "{table}", "--out", "{unfinished}/half.iembed"], "holds an unfinished store (", "already exists."),
+    (["label", "{store}", "--features", 5, "--model", "some/model"], "pass --api-key KEY; for a local server pass "
+                                                                     "--base-url http://127.0.0.1:8000/v1",
+     "api_key="),
+    (["search", "{store}", "--features", "{silent}"], "no document of {store} has any of the features used active",
+     "0 of 0 rows shown"),
+])
+def test_messages_say_what_to_do_on_the_command_line(stores, unfinished, tmp_path, monkeypatch, args, says, never):
+    for key in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    table = tmp_path / "games.csv"
+    pd.DataFrame({"text": ["A game of chess.", "Tetris, the falling blocks game."]}).to_csv(table, index=False)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("my notes")
+    silent = int(np.flatnonzero(Dataset.load_from_file(stores[0]).latents("max").getnnz(axis=0) == 0)[0])
+    names = {"store": stores[0], "table": table, "tmp": tmp_path, "unfinished": unfinished, "silent": silent}
+    done = run(*[str(a).format(**names) for a in args])
+    assert done.exit_code == 1, done.output
+    output = " ".join(done.output.split())
+    assert says.format(**names) in output and never not in output, done.output
+    assert "Traceback" not in done.output
+
+
+def test_an_unfinished_store_is_analysed_with_a_note(unfinished):
+    done = run("top", unfinished / "half.iembed", "--feature", 1, "--k", 2)
+    assert done.exit_code == 0, done.output
+    store = Dataset.load_from_file(unfinished / "half.iembed")
+    encoded = int(store.encoded_mask().sum())
+    assert 0 < encoded < 60
+    assert (f"note: {unfinished / 'half.iembed'} has {encoded} of 60 rows encoded; the other {60 - encoded} are left "
+            f"out until you finish it with `interp-embed encode --out {unfinished / 'half.iembed'} --resume`"
+            ) in " ".join(done.output.split())
+    assert "resume=True" not in done.output  # the library's warning, in Python's words, is not repeated
+
+
+def test_label_exits_non_zero_when_every_feature_failed(stores, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = Dataset.load_from_file(stores[0]).save_to_file(tmp_path / "copy.iembed")
+    done = run("label", path, "--features", 5, "--base-url", f"http://127.0.0.1:{port}/v1", "--max-retries", 0,
+               "--timeout", 5)
+    assert done.exit_code == 1, done.output
+    assert "every feature failed (1), so nothing was labelled" in " ".join(done.output.split())
+    assert "labels are kept in the store" not in done.output
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -226,3 +298,14 @@ def test_help_is_readable_at_80_columns():
     assert "The store folder to write (or, with --resume, to finish)." in text
     assert "pip install 'interp_embed[ray]'" in text
     assert max(len(line.split("  ")[-1]) for line in done.output.splitlines()) >= 40
+
+
+def test_docstring_examples():
+    import doctest
+
+    from interp_embed import validation
+    from interp_embed.cli import tables
+
+    for module in (tables, validation):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0

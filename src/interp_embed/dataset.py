@@ -37,6 +37,10 @@ from .validation import check_bool, check_features, check_int, check_threshold
 logger = logging.getLogger(__name__)
 
 
+NOT_ENCODED_WARNING = "%s: %d rows are not encoded yet; load with resume=True to finish"
+"""What opening an unfinished store logs (the command line says it in its own words instead)."""
+
+
 class DatasetRow:
     """One document: its metadata row, its text, and its token-level activations."""
 
@@ -258,8 +262,7 @@ class Dataset:
             dataset.sae = session.encoder_of(store, sae)
             session.encode_pending(store, dataset.sae, ray)
         elif not store.is_complete():
-            logger.warning("%s: %d rows are not encoded yet; load with resume=True to finish",
-                           file_path, store.pending_rows().size)
+            logger.warning(NOT_ENCODED_WARNING, file_path, store.pending_rows().size)
         return dataset
 
     def save_to_file(self, file_path: str | Path | None = None, dtype=np.float32) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import CSV, JSON, console, default, feature_list, friendly, open_dataset, show
+from .common import CSV, JSON, console, default, fail, feature_list, friendly, open_dataset, show
 from ..analysis import associate_features, cluster_documents, diff_features, search_documents, top_correlations
 
 ROWS = typer.Option(20, "--rows", min=1, help="Rows shown on the terminal (--csv / --json write them all).")
@@ -120,5 +120,7 @@ def search(store: Path = typer.Argument(..., help="A store folder."),
         raise typer.BadParameter("give exactly one of QUERY or --features")
     hits = search_documents(open_dataset(store), query, k=k, by=by.value, features=feature_list(features))
     used = hits.attrs["features"]
+    if hits.empty:
+        fail(f"no document of {store} has any of the features used active: {', '.join(map(str, used.feature_id))}")
     console.print("features used: " + "; ".join(f"{int(r.feature_id)} ({r.score:.2f})" for r in used.itertuples()))
     show(hits, ["document", "score", "feature_id", "highlighted"], rows, "documents found", csv, json)

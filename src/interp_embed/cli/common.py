@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import re
 import sys
 from pathlib import Path
@@ -79,7 +80,7 @@ def friendly(command):
             if DEBUG["on"]:
                 raise
             message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-            fail(f"{message} ({type(err).__name__}; --debug shows the traceback)")
+            fail(f"{getattr(err, 'command_line', message)} ({type(err).__name__}; --debug shows the traceback)")
 
     if tabular:
         signature = signature.replace(parameters=[*signature.parameters.values(), inspect.Parameter(
@@ -125,9 +126,46 @@ def read_table(path: Path, field: str) -> pd.DataFrame | pa.RecordBatchReader:
 
 
 def open_dataset(path: Path):
+    """The store at ``path`` to analyse. An unfinished one says how many rows are encoded and how to finish it (on
+    stderr; with none encoded it stops there): the analyses read the encoded rows only."""
     from .. import Dataset
+    from ..dataset import NOT_ENCODED_WARNING
+    from ..store import Store
 
-    return Dataset.load_from_file(path)
+    store = Store.open(path)
+    n, chunks = store.n_documents, store.manifest.chunks
+    encoded, pending = sum(c.n_encoded for c in chunks), store.pending_rows().size
+    finish = f"finish it with `{resume_command(path)}`"
+    if pending and not encoded:
+        fail(f"{path} has 0 of {n} rows encoded, so there is nothing to analyse yet; {finish}")
+    if not encoded:
+        fail(f"{path} has no encoded rows: all {n} were skipped (no text to encode)")
+    if pending:
+        errors.print(f"note: {path} has {encoded} of {n} rows encoded; the other {pending} are left out until you "
+                     f"{finish}")
+    quiet = logging.getLogger("interp_embed.dataset")
+    said = _Drop(NOT_ENCODED_WARNING)  # said above, in the command line's words
+    quiet.addFilter(said)
+    try:
+        return Dataset.load_from_file(path)
+    finally:
+        quiet.removeFilter(said)
+
+
+class _Drop(logging.Filter):
+    """Drops the log records of one message (by its format string)."""
+
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != self.message
+
+
+def resume_command(out) -> str:
+    """The command that finishes an interrupted encoding into ``out``."""
+    return f"interp-embed encode --out {out} --resume"
 
 
 def shorten(text: str, width: int = 160) -> str:
@@ -147,8 +185,9 @@ def show(table: pd.DataFrame, columns: list[str], rows: int, title: str, csv: Pa
     wide = TABLES["wide"]
     columns = list(table.columns) if wide else [c for c in columns if c in table.columns]
     head = table.head(rows)
-    cells = [[" ".join(_cell(row[c]).split()) for c in columns] for _, row in head.iterrows()]
     numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in columns]
+    cells = [[" ".join(_cell(row[c], number).split()) for c, number in zip(columns, numeric)]
+             for _, row in head.iterrows()]
     lines, dropped = layout(columns, cells, numeric, None if wide else table_width(sys.stdout), optional)
     console.print(title)
     for line in lines:
@@ -160,13 +199,14 @@ def show(table: pd.DataFrame, columns: list[str], rows: int, title: str, csv: Pa
     console.print(f"{min(rows, len(table))} of {len(table)} rows shown{more}{left_out}")
 
 
-def _cell(value) -> str:
+def _cell(value, numeric: bool) -> str:
+    """A value as a table shows it: numbers short, a missing text blank (a missing number is nan)."""
+    if not numeric and not isinstance(value, (list, tuple)) and pd.isna(value):
+        return ""
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value[:6])) + (" …" if len(value) > 6 else "")
-    if value is None or value is pd.NA:
-        return ""
     return str(value)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import CSV, JSON, console, feature_list, friendly, open_dataset, show
+from .common import CSV, JSON, console, fail, feature_list, friendly, open_dataset, show
 from .config import config_options
 from ..labeling import LabelingConfig
 
@@ -34,6 +34,8 @@ def label(store: Path = typer.Argument(..., help="A store folder."),
         table = ds.label_features_offline(feature_list(features), held_out=held_out, seed=labeling.seed)
         show(table, ["feature_id", "status", "label", "balanced_accuracy"], rows, f"dataset labels in {store}", csv,
              json)
+        if len(table) and (table.status == "no words").all():
+            fail(f"none of the {len(table)} features fires strongly on a word in {store}, so nothing was labelled")
         written = int((table.status == "labelled").sum())
         console.print(f"{written} labels written from this dataset's words, {int((table.status == 'kept').sum())} "
                       f"kept from an earlier run; balanced_accuracy: how well each label's words find the held-out "
@@ -45,6 +47,9 @@ def label(store: Path = typer.Argument(..., help="A store folder."),
     options = dataclasses.asdict(labeling)
     table = ds.label_features_sync(feature_list(features), score=score, api_key=api_key, **options)
     show(table, ["feature_id", "status", "label", "balanced_accuracy", "fuzzing"], rows, f"labels in {store}", csv, json)
+    done = table.status.isin(["labelled", "kept"])
+    if len(table) and not done.any():
+        fail(f"every feature failed ({len(table)}), so nothing was labelled; the first: {table.status.iloc[0]}")
     usage = table.attrs["usage"]
     console.print(f"{usage.calls} requests, {usage.prompt_tokens:,} prompt and {usage.completion_tokens:,} completion "
                   "tokens; labels are kept in the store")

@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from . import app
-from .common import CSV, JSON, console, fail, friendly, open_dataset, read_table, shorten, show
+from .common import CSV, JSON, console, fail, friendly, open_dataset, read_table, resume_command, shorten, show
 from .config import config_options
 from ..encode.config import EncodePlan
 
@@ -56,10 +56,6 @@ def _typed(ctx: typer.Context, name: str) -> bool:
     """Whether the option ``name`` was given on the command line (not left at its default)."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
-
-
-def resume_command(out: Path) -> str:
-    return f"interp-embed encode --out {out} --resume"
 
 
 @app.command()
@@ -147,7 +143,7 @@ def encode(ctx: typer.Context,
         if not input.is_file():
             raise typer.BadParameter(f"{input} is not a file", param_hint="INPUT")
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            fail(f"{out} already exists. Continue it with `{resume_command(out)}`, or choose another --out")
+            fail(_taken(out))
         table = read_table(input, field)
         encoder = sae_from_spec(sae, device)
         try:
@@ -157,6 +153,28 @@ def encode(ctx: typer.Context,
                 fail(f"interrupted; what was committed is kept in {out}. Resume with `{resume_command(out)}`", 130)
             raise
     _summary(ds, out, time.perf_counter() - started)
+
+
+def _taken(out: Path) -> str:
+    """Why ``out`` cannot be encoded into (it exists and is not an empty folder), and what to do: only an
+    unfinished store is told to resume."""
+    from ..store import Store
+
+    if out.is_dir() and (out / "manifest.json").is_file():
+        store = Store.open(out)
+        encoded = sum(c.n_encoded for c in store.manifest.chunks)
+        if not store.is_complete():
+            return (f"{out} holds an unfinished store ({encoded} of {store.n_documents} rows encoded). Continue it "
+                    f"with `{resume_command(out)}`, or choose another --out")
+        return (f"{out} already holds a complete store ({encoded} of {store.n_documents} rows encoded): use it "
+                f"(interp-embed info {out}), or choose another --out")
+    kind = "a file" if not out.is_dir() else f"a folder that is not an interp_embed store (it holds {_some(out)})"
+    return f"{out} already exists and is {kind}; choose another --out"
+
+
+def _some(folder: Path, n: int = 3) -> str:
+    names = sorted(p.name for p in folder.iterdir())
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _same_texts(table, ds) -> bool:

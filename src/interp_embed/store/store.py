@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import shlex
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -39,8 +40,9 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from ..encode.config import ChunkCutter, EncodePlan
-from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TEMPORARY_PREFIX, WRITER_LOCK,
-                     atomic_folder, canonical_json, sha256_file, write_atomically)
+from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TABLE_SUFFIXES, TEMPORARY_PREFIX,
+                     WRITER_LOCK, atomic_folder, canonical_json, sha256_file, write_atomically)
+from ..validation import with_command_line
 from .checks import POOLED
 from .chunk import ARRAYS, Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
 from .documents import DocumentTexts, DocumentsWriter
@@ -50,6 +52,28 @@ from .manifest import CHUNK_NAME, ChunkEntry, EncoderRecord, FileRecord, Manifes
 from .paths import plain_file, plain_folder
 from .pooling import PooledStatistics, aggregate
 from .words import FeatureWords, WordIndex, document_words, feature_words
+
+
+def _taken(path: Path) -> FileExistsError:
+    """Why a store cannot be made at ``path`` (it exists and is not an empty folder), and what to do: an unfinished
+    store is resumed, a complete one opened; anything else is never told to resume."""
+    quoted = shlex.quote(str(path))
+    if path.is_symlink() or not (path / MANIFEST).is_file():
+        return with_command_line(
+            FileExistsError(f"{path} already exists and is not an interp_embed store; choose another save_path."),
+            f"{path} already exists and is not an interp_embed store; choose another --out.")
+    try:
+        complete = Store.open(path).is_complete()
+    except StoreError as err:
+        return FileExistsError(f"{path} already exists and cannot be opened as a store ({err}); choose another "
+                               "save_path.")
+    if complete:
+        return with_command_line(
+            FileExistsError(f"{path} already holds a complete store: open it with Dataset.load_from_file("
+                            f"{str(path)!r}), or choose another save_path."),
+            f"{path} already holds a complete store: use it (interp-embed info {quoted}), or choose another --out.")
+    return FileExistsError(f"{path} already exists and is not an empty folder. Open it with Dataset.load_from_file("
+                           f"{str(path)!r}, resume=True), or choose another save_path.")
 
 
 KEPT_WORD_SETS = 4  # feature words of this many sets of rows are kept (a diff reads two, its union a third)
@@ -145,10 +169,7 @@ class Store:
         """
         path = Path(path)
         if path.is_symlink() or (path.exists() and (not path.is_dir() or any(path.iterdir()))):
-            raise FileExistsError(
-                f"{path} already exists and is not an empty folder. Open it with Dataset.load_from_file("
-                f"{str(path)!r}, resume=True), or choose another save_path."
-            )
+            raise _taken(path)
         skipped: dict[int, str] = {}
         with atomic_folder(path) as tmp:
             (tmp / CHUNKS).mkdir()
@@ -173,6 +194,13 @@ class Store:
     def open(cls, path: str | Path) -> "Store":
         """Open a store by reading its manifest only; no array is read until it is needed."""
         path = Path(path)
+        if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+            store = str(path.with_suffix(".iembed"))
+            raise with_command_line(
+                StoreError(f"{path} is a table of documents, not an interp_embed store (a folder with {MANIFEST}): "
+                           f"encode it first, e.g. Dataset(table, save_path={store!r}), and open the store."),
+                f"{path} is a table of documents, not an interp_embed store: encode it first with "
+                f"`interp-embed encode {shlex.quote(str(path))} --out {shlex.quote(store)}`, then use {store}.")
         if path.is_file():
             raise StoreError(
                 f"{path} is a file, not an interp_embed store (a folder with {MANIFEST}). Pickle files of the "
