@@ -77,6 +77,24 @@ def test_report_writes_the_explorer(stores, tmp_path):
     assert html.startswith("<!DOCTYPE html>") and "german" in html and "others" in html
 
 
+@pytest.mark.parametrize("clusters", ["1,2", "rabbits"])
+def test_report_adds_clusters_and_titles(stores, tmp_path, clusters):
+    from test_report import embedded
+
+    path = stores[0]
+    done = run("report", path, "-o", tmp_path / "r.html", "--max-features", 5, "--clusters", clusters,
+               "--n-clusters", 2, "--title-column", "language")
+    assert done.exit_code == 0, done.output
+    data = embedded(tmp_path / "r.html")
+    ds = Dataset.load_from_file(path)
+    options = {"features": [1, 2]} if clusters == "1,2" else {"query": clusters}
+    expected = ds.cluster(n_clusters=2, **options)
+    assert data["clusters"]["axis"] == [int(f) for f in expected.clusters.attrs["axis"]]
+    assert data["clusters"]["documents"] == len(expected.assignments)
+    assert data["shown"]["title_column"] == "language"
+    assert {data["names"][e["name"]]["title"] for e in data["features"][0]["top"]} <= {"en", "de", "es"}
+
+
 def test_info_and_top(stores, tmp_path):
     path, _, _ = stores
     done = run("info", path)

@@ -24,7 +24,7 @@ from .encode import session
 from .encode.config import EncodePlan
 from .encode.distributed import engine_for
 from .encode.table_files import ROWS_PER_BATCH, jsonl_batches, parquet_batches
-from .highlight import Highlighted
+from .highlight import Highlighted, HighlightedDocuments
 from .labeling import dataset_labels
 from .labeling import run as labeling_run
 from .labeling.llm import run_sync
@@ -481,7 +481,8 @@ class Dataset:
 
     def top_documents_for_feature(self, feature: int, aggregation_type: str = "max", document_only: bool = True,
                                   k: int = 10, select_top: bool = True, include_nonactive_samples: bool = False):
-        """The ``k`` documents where ``feature`` is strongest, annotated with << >> (or a view if not ``document_only``).
+        """The ``k`` documents where ``feature`` is strongest, annotated with << >> (or a view if not ``document_only``):
+        a list of strings, which a notebook shows with the active tokens shaded by their activation.
 
         The documents are those of :meth:`sort_by_features` ``([feature])``, strongest first; ``select_top=False``
         takes the last ``k`` instead: the weakest active ones, or with ``include_nonactive_samples=True`` the
@@ -500,7 +501,7 @@ class Dataset:
             return chosen
         with self.recomputing():
             chosen.sae = self.sae  # the view was taken before the models were loaded: its rows use them too
-            return [row.token_activations(feature) for row in chosen]
+            return HighlightedDocuments(row.token_activations(feature) for row in chosen)
 
     @contextlib.contextmanager
     def recomputing(self):
