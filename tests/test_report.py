@@ -285,6 +285,26 @@ def test_a_diff_shows_the_words_of_the_side_where_a_feature_is_more_frequent(syn
     assert sides == {"a", "b"}
 
 
+def test_each_label_is_scored_for_its_own_feature(sample, tmp_path):
+    ds = synthetic_dataset(tmp_path / "k.iembed", sample)
+    language = ds.pandas().language.to_numpy()
+    de, rest = ds[language == "de"], ds[language != "de"]
+    ids = diff_features(de, rest, grouped=True).sort_values(["q_value", "p_value", "feature_id"]).feature_id.head(12)
+    words = de.feature_words()
+    for f in ids:  # labels of the user's that find different documents
+        ds.set_label(int(f), " ".join(words.fires_on(int(f), 2)) or "nothing")
+    de, rest = ds[language == "de"], ds[language != "de"]
+    data = embedded(write_report(de, tmp_path / "r.html", vs=rest, max_features=12))
+    shown = [p["id"] for p in data["features"]]
+    assert shown != sorted(shown)  # the diff's order, not the ids'
+    scores = de.score_labels(shown).set_index("feature_id")
+    assert scores.true_positives.nunique() > 2
+    for page in data["features"]:
+        row = scores.loc[page["id"]]
+        assert (page["keyword"]["true_positives"], page["keyword"]["false_positives"]) == (row.true_positives,
+                                                                                          row.false_positives)
+
+
 def test_labels_carry_their_source_and_a_keyword_score(synthetic, tmp_path):
     ds = synthetic_dataset(tmp_path / "l.iembed", synthetic.pandas().reset_index(drop=True)[["text", "language"]])
     ds.label_features_offline([NON_ASCII], held_out=0.5)

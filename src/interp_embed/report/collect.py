@@ -267,8 +267,9 @@ def _add_labels(ds, pages: list[dict]) -> str | None:
             to_score.append(page)
     if to_score:
         scores = ds.score_labels([p["id"] for p in to_score], {p["id"]: p["label"] for p in to_score})
-        for page, row in zip(to_score, scores.to_dict("records")):
-            page["keyword"] = _keyword(row, "this dataset")
+        by_feature = {int(row["feature_id"]): row for row in scores.to_dict("records")}  # in the order of the ids
+        for page in to_score:
+            page["keyword"] = _keyword(by_feature[page["id"]], "this dataset")
     return KEYWORD_SCORE
 
 
