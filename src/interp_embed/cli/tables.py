@@ -49,14 +49,14 @@ def role(name: str, numeric: bool, optional: bool = False) -> str:
 
 
 def cut(text: str, width: int, words: bool = False) -> str:
-    """``text`` in at most ``width`` terminal cells, ending in "…" when cut; a text whose first ``<<`` mark would
-    be cut off starts shortly before the mark instead (a highlighted document shows what it is shown for). With
-    ``words``, a list of words (joined by " · ") loses whole words while one still fits.
+    """``text`` in at most ``width`` terminal cells, with "…" where it is cut; a text with a ``<<`` mark shows the
+    part around its first mark (a highlighted document shows what it is shown for). With ``words``, a list of words
+    (joined by " · ") loses whole words while one still fits.
 
-    >>> cut("Tell me about the <<rabbits>> of the field", 20), cut("short", 20)
+    >>> cut("Tell me about the <<rabbits>> of the field, said the farmer", 20), cut("short", 20)
     ('…t the <<rabbits>> …', 'short')
     >>> cut("die · ihnen · alec · maus", 20, words=True), cut("beschädigte · maus", 8, words=True)
-    ('die · ihnen · alec …', 'beschäd…')
+    ('die · ihnen · alec …', 'beschä…')
     """
     if cell_len(text) <= width:
         return text
@@ -67,14 +67,11 @@ def cut(text: str, width: int, words: bool = False) -> str:
         if cell_len(SEPARATOR.join(kept) + " " + ELLIPSIS) <= width:
             return SEPARATOR.join(kept) + " " + ELLIPSIS
     mark = text.find("<<")
-    if mark > 0 and cell_len(text[:mark + 4]) > width - 1:
-        start = max(0, mark - width // 3)
-        text = ELLIPSIS + text[start:]
-        if cell_len(text) <= width:
-            return text
-    while cell_len(text) > width - 1:  # one character at a time: a wide (CJK) character takes two cells
-        text = text[:max(len(text) - max(cell_len(text) - width, 1), 0)]
-    return text + ELLIPSIS
+    start = max(0, min(mark - width // 3, len(text) - width)) if mark > 0 else 0
+    body = text[start:start + width - 2]
+    while cell_len(body) > width - 2:  # a wide (CJK) character takes two cells
+        body = body[:-1]
+    return (ELLIPSIS if start else "") + body + (ELLIPSIS if start + len(body) < len(text) else "")
 
 
 @dataclass
