@@ -327,3 +327,23 @@ def test_docstring_examples():
     for module in (tables, validation):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0
+
+
+def test_layout_drops_an_interval_whole_and_cuts_labels_from_their_start():
+    from interp_embed.cli.tables import layout
+
+    names = ["feature_id", "fires_on", "label", "difference", "ci_low", "ci_high", "q_value"]
+    rows = [["6873", "daß · braucht · habe · fluchtarten · kann", "German words: 'werden' — “Netzwerks w<<arten>>”",
+             "0.9625", "0.9004", "0.9827", "3.06e-53"]]
+    numeric = [True, False, False, True, True, True, True]
+    for width in range(60, 140, 5):  # narrower, numbers and words cannot all fit
+        lines, dropped = layout(names, rows, numeric, width, optional=("ci_low", "ci_high"))
+        assert max(len(line) for line in lines) <= width
+        assert ("ci_low" in dropped) == ("ci_high" in dropped)  # an interval is shown whole or not at all
+        assert "fires_on" not in dropped and "6873" in lines[-1] and "3.06e-53" in lines[-1]
+        if "label" not in dropped:
+            assert "German" in lines[-1]  # a label reads from its start, not from its excerpt's mark
+        if "ci_low" not in dropped:
+            assert "label" not in dropped or width < 100  # labels go before the interval
+    assert layout(names, rows, numeric, 80, optional=("ci_low", "ci_high"))[1] == ["label"]
+    assert layout(names, rows, numeric, 70, optional=("ci_low", "ci_high"))[1] == ["label", "ci_low", "ci_high"]

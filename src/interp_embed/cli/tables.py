@@ -3,9 +3,9 @@
 A table is as wide as the terminal (``COLUMNS`` when set, else the terminal's own width, else — printed into a pipe
 or a file — :data:`PIPE_WIDTH` columns). Ids and numbers are never cut; numeric headers are written over two lines
 (``freq_`` above ``german``) when one line is too wide. When the columns still do not fit, labels are shortened
-and then left out first, then the numbers a command calls optional (a diff's interval), then other text; the
-words a feature fires on stay, shortened to no less than :data:`MIN_WIDTH` says. ``--wide`` prints every column
-of the table in full, however wide.
+and then left out first, then the numbers a command calls optional (a diff's interval) while the words a feature
+fires on would get less than :data:`WORDS_WIDTH`, then other text; the words stay, shortened to no less than
+:data:`MIN_WIDTH` says. ``--wide`` prints every column of the table in full, however wide.
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ diff and a readable ``fires_on``, narrow enough for a laptop's terminal to show 
 GAP = "  "
 MIN_WIDTH = {"words": 14, "text": 24, "label": 16}
 """The narrowest a text column is shown; a column that cannot get this much is left out (labels first)."""
+WORDS_WIDTH = 28
+"""The words a feature fires on get this much (or all they need) before optional numbers are shown."""
 ELLIPSIS = "…"
 
 
@@ -48,10 +50,10 @@ def role(name: str, numeric: bool, optional: bool = False) -> str:
     return "text"
 
 
-def cut(text: str, width: int, words: bool = False) -> str:
-    """``text`` in at most ``width`` terminal cells, with "…" where it is cut; a text with a ``<<`` mark shows the
-    part around its first mark (a highlighted document shows what it is shown for). With ``words``, a list of words
-    (joined by " · ") loses whole words while one still fits.
+def cut(text: str, width: int, words: bool = False, marks: bool = True) -> str:
+    """``text`` in at most ``width`` terminal cells, with "…" where it is cut; with ``marks``, a text with a ``<<``
+    mark shows the part around its first mark (a highlighted document shows what it is shown for). With ``words``,
+    a list of words (joined by " · ") loses whole words while one still fits.
 
     >>> cut("Tell me about the <<rabbits>> of the field, said the farmer", 20), cut("short", 20)
     ('…t the <<rabbits>> …', 'short')
@@ -66,7 +68,7 @@ def cut(text: str, width: int, words: bool = False) -> str:
             kept.pop()
         if cell_len(SEPARATOR.join(kept) + " " + ELLIPSIS) <= width:
             return SEPARATOR.join(kept) + " " + ELLIPSIS
-    mark = text.find("<<")
+    mark = text.find("<<") if marks else -1
     start = max(0, min(mark - width // 3, len(text) - width)) if mark > 0 else 0
     body = text[start:start + width - 2]
     while cell_len(body) > width - 2:  # a wide (CJK) character takes two cells
@@ -119,7 +121,6 @@ def stacked(name: str, width: int) -> tuple[str, ...]:
 
 
 NUMBERS = ("number", "optional")
-DROP_ORDER = ("label", "optional", "text", "words")
 GROW_ORDER = ("words", "text", "label")
 
 
@@ -139,18 +140,29 @@ def layout(names: list[str], cells: list[list[str]], numeric: list[bool], width:
     def room(kept):
         return width - cell_len(GAP) * (len(kept) - 1)
 
-    # Leave out what cannot get its minimum: labels first, then optional numbers, other text, the words, and at
-    # last numbers from the right (never the first column, the id).
-    order = [c for r in DROP_ORDER for c in reversed(columns) if c.role == r]
-    order += [c for c in reversed(columns[1:]) if c.role == "number"]
+    def comfortable(c):  # the words get WORDS_WIDTH (or what they need), every other column its minimum
+        return min(c.natural, max(c.minimum, WORDS_WIDTH)) if c.role == "words" else c.minimum
+
+    def leave_out(groups, width_of):
+        for group in groups:
+            if sum(map(width_of, kept)) <= room(kept):
+                return
+            for c in group:
+                if c in kept:
+                    kept.remove(c)
+                    dropped.append(c.name)
+
     kept = list(columns)
-    for candidate in order:
-        if sum(c.minimum for c in kept) <= room(kept):
-            break
-        kept.remove(candidate)
-        dropped.append(candidate.name)
-    # Numbers and ids whole; one-line headers if they all fit, else numeric headers over two lines.
-    one_line = sum(c.natural if c.role in NUMBERS else c.minimum for c in kept) <= room(kept)
+    alone = lambda role: [[c] for c in reversed(columns) if c.role == role]  # noqa: E731
+    optional = [[c for c in columns if c.role == "optional"]]  # together: an interval's two ends
+    # What cannot get its minimum: labels first, then optional numbers, other text, the words, and at last numbers
+    # from the right (never the first column, the id). Then, while the words would be cramped, labels and optional
+    # numbers.
+    leave_out(alone("label") + optional + alone("text") + alone("words") + alone("number")[:-1],
+              lambda c: c.minimum)
+    leave_out(alone("label") + optional, comfortable)
+    # Numbers and ids whole; one-line headers if they fit beside comfortable words, else numeric headers stacked.
+    one_line = sum(c.natural if c.role in NUMBERS else comfortable(c) for c in kept) <= room(kept)
     for c in kept:
         if c.role in NUMBERS:
             c.width = c.natural if one_line else c.minimum
@@ -173,7 +185,7 @@ def _lines(columns: list[Column]) -> list[str]:
     def line(values: list[str]) -> str:
         parts = []
         for c, value in zip(columns, values):
-            value = cut(value, c.width, words=c.role == "words")
+            value = cut(value, c.width, words=c.role == "words", marks=c.role == "text")
             pad = " " * (c.width - cell_len(value))
             parts.append(pad + value if c.role in NUMBERS else value + pad)
         return GAP.join(parts).rstrip()
