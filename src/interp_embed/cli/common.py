@@ -1,10 +1,17 @@
-"""What every command shares: failures as one line, tables on the terminal and in files, reading inputs."""
+"""What every command shares: failures as one line, tables on the terminal and in files, reading inputs.
+
+Everything printed is plain text: a store's labels, documents and column values, paths and error messages may
+hold rich markup (``[link=...]``), emoji codes or terminal control sequences (``ESC ]0;...``), and are shown as
+written, with control characters escaped (:func:`plain`), never interpreted.
+"""
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 import logging
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,20 +19,45 @@ import pandas as pd
 import pyarrow as pa
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from .tables import cut, layout, table_width
 
+# What a terminal would act on instead of showing: C0 and C1 controls (ESC starts colour, title and hyperlink
+# sequences; CR and BS overwrite), bidirectional marks and overrides (they reorder what is read), line and
+# paragraph separators, and lone surrogates (a path of undecodable bytes; no terminal encoding holds them).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def plain(text) -> str:
+    r"""``text`` as safe terminal text: each character a terminal would act on written as its escape.
+
+    >>> print(plain("ok\x1b]0;title\x07 \u202eevil [link=https://x/]y[/link]"))
+    ok\x1b]0;title\x07 \u202eevil [link=https://x/]y[/link]
+    """
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
+class PlainFormatter(logging.Formatter):
+    """Log lines with :func:`plain` messages: a warning may quote a store's file name or text."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return plain(super().formatMessage(record))
+
+
 class _Terminal:
     """Rich consoles made at each use: output goes where sys.stdout points now (tests swap it), as wide as
-    :func:`~interp_embed.cli.tables.table_width` says (``COLUMNS``, the terminal, or 100 columns in a pipe)."""
+    :func:`~interp_embed.cli.tables.table_width` says (``COLUMNS``, the terminal, or 100 columns in a pipe). Strings
+    are printed as :func:`plain` text: no markup, emoji codes or highlighting is read from them."""
 
     def __init__(self, stderr: bool = False):
         self.stderr = stderr
 
     def print(self, *args, **kwargs) -> None:
         stream = sys.stderr if self.stderr else sys.stdout
-        Console(file=stream, highlight=False, width=table_width(stream),
-                soft_wrap=self.stderr).print(*args, **kwargs)  # an error stays one line
+        Console(file=stream, markup=False, emoji=False, highlight=False, width=table_width(stream),
+                soft_wrap=self.stderr).print(*(plain(a) if isinstance(a, str) else a for a in args),
+                                             **kwargs)  # an error stays one line
 
 
 console = _Terminal()
@@ -33,11 +65,21 @@ errors = _Terminal(stderr=True)
 DEBUG = {"on": False}  # set by the --debug option of the command group
 TABLES = {"wide": False}  # set by the --wide option of a command that prints a table
 
+
+def resume_command(out) -> str:
+    """The command that finishes an interrupted encoding into ``out``, ready to paste into a shell."""
+    return f"interp-embed encode --out {shlex.quote(str(out))} --resume"
+
+
+_PYTHON_STRING = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""  # a path as a message quotes it: its repr
+
 # Library messages name Python calls; on the command line the user knows flags.
 _CLI_WORDS = [
-    (re.compile(r"Dataset\.load_from_file\('([^']*)', resume=True\)"), r"interp-embed encode --out \1 --resume"),
-    (re.compile(r"Open it with interp-embed encode --out (\S+) --resume, or choose another save_path"),
-     r"Continue it with `interp-embed encode --out \1 --resume`, or choose another --out"),
+    (re.compile(rf"Open it with Dataset\.load_from_file\({_PYTHON_STRING}, resume=True\), or choose another "
+                r"save_path"),
+     lambda m: f"Continue it with `{resume_command(ast.literal_eval(m[1]))}`, or choose another --out"),
+    (re.compile(rf"Dataset\.load_from_file\({_PYTHON_STRING}, resume=True\)"),
+     lambda m: resume_command(ast.literal_eval(m[1]))),
     (re.compile(r"on_error='skip'"), "--on-error skip"),
     (re.compile(r"load with resume=True"), "resume with `interp-embed encode --out STORE --resume`"),
     (re.compile(r"pass feature ids with features=\[\.\.\.\]"), "pass feature ids with --features"),
@@ -53,7 +95,7 @@ def in_cli_words(message: str) -> str:
 
 def fail(message: str, code: int = 1):
     """Print one line to stderr and leave with ``code`` (1: a failure)."""
-    errors.print(f"[bold red]error:[/] {in_cli_words(message)}", markup=True, highlight=False)
+    errors.print(Text.assemble(("error:", "bold red"), " ", plain(in_cli_words(message))))
     raise typer.Exit(code)
 
 
@@ -118,7 +160,7 @@ def read_table(path: Path, field: str) -> pd.DataFrame | pa.RecordBatchReader:
         return parquet_batches(path) if suffix == ".parquet" else jsonl_batches(path, field)
     readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".json": pd.read_json}
     if suffix not in readers:
-        raise typer.BadParameter(f"{path}: use a .csv, .tsv, .json, .jsonl, .parquet or .txt file")
+        raise typer.BadParameter(f"{plain(path)}: use a .csv, .tsv, .json, .jsonl, .parquet or .txt file")
     try:
         return readers[suffix](path)
     except Exception as err:  # noqa: BLE001 — pandas and pyarrow raise many kinds; the user needs the file named
@@ -163,11 +205,6 @@ class _Drop(logging.Filter):
         return record.msg != self.message
 
 
-def resume_command(out) -> str:
-    """The command that finishes an interrupted encoding into ``out``."""
-    return f"interp-embed encode --out {out} --resume"
-
-
 def shorten(text: str, width: int = 160) -> str:
     """One line of at most ``width`` characters, around the first << mark when there is one."""
     return cut(" ".join(str(text).split()), width)
@@ -186,9 +223,10 @@ def show(table: pd.DataFrame, columns: list[str], rows: int, title: str, csv: Pa
     columns = list(table.columns) if wide else [c for c in columns if c in table.columns]
     head = table.head(rows)
     numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in columns]
-    cells = [[" ".join(_cell(row[c], number).split()) for c, number in zip(columns, numeric)]
+    cells = [[plain(" ".join(_cell(row[c], number).split())) for c, number in zip(columns, numeric)]
              for _, row in head.iterrows()]
-    lines, dropped = layout(columns, cells, numeric, None if wide else table_width(sys.stdout), optional)
+    lines, dropped = layout([plain(c) for c in columns], cells, numeric, None if wide else table_width(sys.stdout),
+                            optional)
     console.print(title)
     for line in lines:
         console.print(line, soft_wrap=True)  # a --wide line is as long as it is
@@ -201,7 +239,7 @@ def show(table: pd.DataFrame, columns: list[str], rows: int, title: str, csv: Pa
 
 def _cell(value, numeric: bool) -> str:
     """A value as a table shows it: numbers short, a missing text blank (a missing number is nan)."""
-    if not numeric and not isinstance(value, (list, tuple)) and pd.isna(value):
+    if not numeric and pd.api.types.is_scalar(value) and pd.isna(value):
         return ""
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
