@@ -238,10 +238,9 @@ def load_summaries(folder: str | Path) -> dict[int, dict]:
     return _read_summaries(folder)[1]
 
 
-def load_token_frequencies(folder: str | Path, d_sae: int) -> tuple[np.ndarray, int] | None:
-    """Each feature's share of the tokens of the SAE's labelling corpus (0 where it never fired there) and the
-    number of tokens of that corpus, from ``feature_summaries.json``; None where there is no such file or it does not
-    say how many tokens it counted."""
+def load_token_frequencies(folder: str | Path, d_sae: int) -> np.ndarray | None:
+    """Each feature's share of the tokens of the SAE's labelling corpus (0 where it never fired there), from
+    ``feature_summaries.json``; None where there is no such file or it does not say how many tokens it counted."""
     about, features = _read_summaries(folder)
     tokens = about.get("labelling_tokens") if isinstance(about, dict) else None
     if not features or not isinstance(tokens, int) or tokens <= 0:
@@ -251,7 +250,7 @@ def load_token_frequencies(folder: str | Path, d_sae: int) -> tuple[np.ndarray, 
         value = summary.get("frequency")
         if 0 <= feature < d_sae and isinstance(value, (int, float)) and 0 <= value <= 1:
             share[feature] = value
-    return share, tokens
+    return share
 
 
 def _read_summaries(folder: str | Path) -> tuple[dict, dict[int, dict]]:

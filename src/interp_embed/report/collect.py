@@ -125,10 +125,9 @@ class Specificity:
         from ..labeling.offline import load_token_frequencies
 
         folder = sae_folder(ds)
-        found = None if folder is None else load_token_frequencies(folder, ds.d_sae)
-        if found is None:
+        corpus = None if folder is None else load_token_frequencies(folder, ds.d_sae)
+        if corpus is None:
             return None
-        corpus, _ = found
         active = np.asarray(ds.latents("count")[docs.rows].sum(axis=0), dtype=np.float64).ravel()
         tokens = float(Store.open(ds.path).pooled().n_tokens[ds.store_rows[docs.rows]].sum())
         return cls(lift=(active + PSEUDO_TOKENS) / (tokens * corpus + PSEUDO_TOKENS),
