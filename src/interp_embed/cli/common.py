@@ -13,6 +13,7 @@ import logging
 import re
 import shlex
 import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -46,9 +47,10 @@ class PlainFormatter(logging.Formatter):
 
 
 class _Terminal:
-    """Rich consoles made at each use: output goes where sys.stdout points now (tests swap it), as wide as
-    :func:`~interp_embed.cli.tables.table_width` says (``COLUMNS``, the terminal, or 100 columns in a pipe). Strings
-    are printed as :func:`plain` text: no markup, emoji codes or highlighting is read from them."""
+    """Rich consoles made at each use: output goes where sys.stdout points now (tests swap it). On a terminal, text
+    is wrapped at words to its width; into a pipe or a file, and on stderr, a line stays one line (a table fits
+    itself, :func:`show`). Strings are printed as :func:`plain` text: no markup, emoji codes or highlighting is read
+    from them."""
 
     def __init__(self, stderr: bool = False):
         self.stderr = stderr
@@ -56,8 +58,8 @@ class _Terminal:
     def print(self, *args, **kwargs) -> None:
         stream = sys.stderr if self.stderr else sys.stdout
         Console(file=stream, markup=False, emoji=False, highlight=False, width=table_width(stream),
-                soft_wrap=self.stderr).print(*(plain(a) if isinstance(a, str) else a for a in args),
-                                             **kwargs)  # an error stays one line
+                soft_wrap=self.stderr or not stream.isatty()).print(
+            *(plain(a) if isinstance(a, str) else a for a in args), **kwargs)  # an error stays one line
 
 
 console = _Terminal()
@@ -225,16 +227,20 @@ def show(table: pd.DataFrame, columns: list[str], rows: int, title: str, csv: Pa
     numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in columns]
     cells = [[plain(" ".join(_cell(row[c], number).split())) for c, number in zip(columns, numeric)]
              for _, row in head.iterrows()]
-    lines, dropped = layout([plain(c) for c in columns], cells, numeric, None if wide else table_width(sys.stdout),
-                            optional)
-    console.print(title)
-    for line in lines:
-        console.print(line, soft_wrap=True)  # a --wide line is as long as it is
+    width = None if wide else table_width(sys.stdout)
+    lines, dropped = layout([plain(c) for c in columns], cells, numeric, width, optional)
     written = [str(p) for p in (csv, json) if p is not None]
     more = f"; all {len(table)} rows in {' and '.join(written)}" if written else (
         f"; --csv or --json writes all {len(table)}" if len(table) > rows else "")
     left_out = f"; {', '.join(dropped)} left out to fit (--wide shows every column)" if dropped else ""
-    console.print(f"{min(rows, len(table))} of {len(table)} rows shown{more}{left_out}")
+    note = f"{min(rows, len(table))} of {len(table)} rows shown{more}{left_out}"
+    for line in [*_wrap(plain(title), width), *lines, *_wrap(plain(note), width)]:
+        console.print(line, soft_wrap=True)  # as wide as the table (a --wide line is as long as it is)
+
+
+def _wrap(text: str, width: int | None) -> list[str]:
+    """``text`` broken at spaces into lines of at most ``width`` characters (None: one line)."""
+    return [text] if width is None else textwrap.wrap(text, width, break_on_hyphens=False) or [""]
 
 
 def _cell(value, numeric: bool) -> str:
