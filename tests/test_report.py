@@ -178,6 +178,12 @@ def test_clusters_table(synthetic, tmp_path):
     assert c["total_rows"] == len(clustering.clusters) == len(c["rows"])
     assert c["documents"] == len(clustering.assignments) and c["axis"] == [NON_ASCII, PUNCTUATION, 40, 41]
     assert {r["cluster"] for r in c["rows"]} == set(clustering.clusters.cluster)
+    # Each cluster's typical documents are named as every document of the report is.
+    data = embedded(write_report(synthetic, tmp_path / "r.html", max_features=5, clusters=clustering,
+                                 title_column="language"))
+    examples = [e for summary in data["clusters"]["summaries"] for e in summary["examples"]]
+    assert examples and all(data["names"][e["name"]]["title"] == synthetic.pandas().language.iloc[e["document"]]
+                            for e in examples)
 
 
 @pytest.mark.parametrize("options, error, message", [

@@ -43,6 +43,7 @@ DIFF_EXAMPLES = 3
 MAX_MEMBERS = 50
 """Members listed for a group of findings (``n_members`` counts them all)."""
 MAX_CLUSTER_ROWS = 1000
+CLUSTER_EXAMPLE_CHARS = 300
 ALPHA = 0.05
 SPECIFICITY = ("how many times more often a feature is active on a token here than on a token of the SAE's labelling "
                f"corpus (feature_summaries.json), each count plus {PSEUDO_TOKENS:g} so that a rare feature cannot rank "
@@ -101,7 +102,7 @@ def collect(ds, *, vs, features, max_features: int, top_documents: int, quantile
                   "keyword_score": keyword_note, "title_column": titles.column, "store": ds.path.name},
         "features": pages,
         "diff": diff,
-        "clusters": None if clusters is None else _clusters(clusters),
+        "clusters": None if clusters is None else _clusters(ds, clusters, titles, names),
         "texts": texts.table,
         "names": names.table,
     }
@@ -349,14 +350,29 @@ def _add_diff_examples(ds, vs, diff: dict, k: int, texts: Texts, names: Texts, t
             finding[f"examples_{side}"] = [excerpts[p, finding["id"]] for p in wanted[finding["id"]]]
 
 
-def _clusters(clustering) -> dict:
-    """The cluster table of ``ds.cluster(...)`` (first ``MAX_CLUSTER_ROWS`` rows) and how documents fell."""
+def _clusters(ds, clustering, titles: Titles, names: Texts) -> dict:
+    """The cluster table of ``ds.cluster(...)`` (first ``MAX_CLUSTER_ROWS`` rows), how documents fell, and each
+    cluster's words and typical documents (the start of each, at most CLUSTER_EXAMPLE_CHARS characters, named as
+    ``titles`` says: ``name`` indexes ``names``)."""
     assignments, table = clustering
     shown = table.head(MAX_CLUSTER_ROWS)
+    frame = ds.pandas() if "examples" in table.columns else None
+    summaries = []
+    for c, group in table.groupby("cluster", sort=True):
+        first = group.iloc[0]
+        examples = []
+        for d in (first["examples"] if frame is not None else []):
+            row = frame.iloc[int(d)].to_dict()
+            text = str(row[ds.field])
+            examples.append({"document": int(d), "text": text[:CLUSTER_EXAMPLE_CHARS],
+                             "name": names.index(titles.describe(row, text))})
+        summaries.append({"cluster": int(c), "size": int(first["size"]), "words": str(first.get("words", "")),
+                          "examples": examples})
     return {
         "rows": [{"cluster": int(r.cluster), "size": int(r.size), "rank": int(r.rank), "id": int(r.feature_id),
-                  "label": str(r.label), "freq_in": number(r.freq_in), "freq_out": number(r.freq_out),
-                  "lift": number(r.lift)} for r in shown.itertuples()],
+                  "label": str(r.label), "fires_on": str(getattr(r, "fires_on", "")), "freq_in": number(r.freq_in),
+                  "freq_out": number(r.freq_out), "lift": number(r.lift)} for r in shown.itertuples()],
+        "summaries": summaries,
         "total_rows": len(table), "documents": len(assignments),
         "unassigned": int((assignments["cluster"] < 0).sum()),
         "axis": [int(f) for f in table.attrs.get("axis", [])[:MAX_MEMBERS]],
