@@ -464,6 +464,13 @@ def test_plots_return_figures_and_save(tmp_path, english, german):
         assert isinstance(fig, Figure)
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     assert len(A.plot_diff(diff, top=3).axes[0].patches) == 6
+    # Each bar is named by the words its feature fires on (from the side where it is more frequent).
+    shown = [t.get_text() for t in A.plot_diff(diff, top=3).axes[0].get_yticklabels()]
+    by_id = diff.set_index("feature_id")
+    for name in shown:
+        feature, _, text = name.partition(": ")
+        words = by_id.loc[int(feature), "fires_on"] or by_id.loc[int(feature), "label"]
+        assert words.startswith(text.rstrip("…"))
     with pytest.raises(ValueError, match="diff_features"):
         A.plot_diff(pairs)
 

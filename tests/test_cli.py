@@ -37,6 +37,9 @@ def test_encode_info_top_and_a_resumable_interrupt(tmp_path, monkeypatch):
     monkeypatch.setattr(Store, "commit_chunk", commit)
     info = runner.invoke(app, ["info", str(store)])
     assert info.exit_code == 0 and "pending" in info.output and "--resume" in info.output
+    unfinished = runner.invoke(app, ["encode", str(table), "--out", str(store)])  # forgot --resume: told to add it
+    assert unfinished.exit_code == 1 and "holds an unfinished store (" in unfinished.output
+    assert f"interp-embed encode --out {store} --resume" in " ".join(unfinished.output.split())
     done = runner.invoke(app, ["encode", "--out", str(store), "--resume"])
     assert done.exit_code == 0, done.output
     assert "Encoded 12 of 12 rows" in done.output and "interp-embed report" in done.output
@@ -48,8 +51,10 @@ def test_encode_info_top_and_a_resumable_interrupt(tmp_path, monkeypatch):
     feature = int(Dataset.load_from_file(store).latents()[0].indices[0])
     top = runner.invoke(app, ["top", str(store), "--feature", str(feature), "--k", "2"], terminal_width=250)
     assert top.exit_code == 0 and top.output.count("<<") >= 1 and "activation" in top.output
-    again = runner.invoke(app, ["encode", str(table), "--out", str(store)])
-    assert again.exit_code == 1 and f"interp-embed info {store}" in again.output and "--overwrite" in again.output
+    again = runner.invoke(app, ["encode", str(table), "--out", str(store)])  # a complete store is never resumed
+    assert again.exit_code == 1 and "already holds a complete store (12 of 12 rows encoded)" in again.output
+    assert f"interp-embed info {store}" in again.output and "--overwrite" in again.output
+    assert "--resume" not in again.output
 
 
 def test_train_sae_writes_a_loadable_sae(tmp_path):

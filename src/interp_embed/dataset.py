@@ -24,7 +24,7 @@ from .encode import session
 from .encode.config import EncodePlan
 from .encode.distributed import engine_for
 from .encode.table_files import ROWS_PER_BATCH, jsonl_batches, parquet_batches
-from .highlight import Highlighted
+from .highlight import Highlighted, HighlightedDocuments
 from .labeling import dataset_labels
 from .labeling import run as labeling_run
 from .labeling.llm import run_sync
@@ -38,6 +38,10 @@ from .store.labels import SOURCES
 from .validation import check_bool, check_choice, check_features, check_int, check_threshold
 
 logger = logging.getLogger(__name__)
+
+
+NOT_ENCODED_WARNING = "%s: %d rows are not encoded yet; load with resume=True to finish"
+"""What opening an unfinished store logs (the command line says it in its own words instead)."""
 
 
 class DatasetRow:
@@ -269,8 +273,7 @@ class Dataset:
             dataset.sae = session.encoder_of(store, sae)
             session.encode_pending(store, dataset.sae, ray)
         elif not store.is_complete():
-            logger.warning("%s: %d rows are not encoded yet; load with resume=True to finish",
-                           file_path, store.pending_rows().size)
+            logger.warning(NOT_ENCODED_WARNING, file_path, store.pending_rows().size)
         return dataset
 
     def save_to_file(self, file_path: str | Path | None = None, dtype=np.float32, overwrite: bool = False) -> Path:
@@ -501,7 +504,8 @@ class Dataset:
 
     def top_documents_for_feature(self, feature: int, aggregation_type: str = "max", document_only: bool = True,
                                   k: int = 10, select_top: bool = True, include_nonactive_samples: bool = False):
-        """The ``k`` documents where ``feature`` is strongest, annotated with << >> (or a view if not ``document_only``).
+        """The ``k`` documents where ``feature`` is strongest, annotated with << >> (or a view if not ``document_only``):
+        a list of strings, which a notebook shows with the active tokens shaded by their activation.
 
         The documents are those of :meth:`sort_by_features` ``([feature])``, strongest first; ``select_top=False``
         takes the last ``k`` instead: the weakest active ones, or with ``include_nonactive_samples=True`` the
@@ -520,7 +524,7 @@ class Dataset:
             return chosen
         with self.recomputing():
             chosen.sae = self.sae  # the view was taken before the models were loaded: its rows use them too
-            return [row.token_activations(feature) for row in chosen]
+            return HighlightedDocuments(row.token_activations(feature) for row in chosen)
 
     @contextlib.contextmanager
     def recomputing(self):

@@ -44,6 +44,9 @@ CHUNKS = "chunks"
 LABEL_RECORDS = "labels"
 WRITER_LOCK = ".lock"
 
+# Tables of documents that can be encoded (interp-embed encode reads these).
+TABLE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt", ".md", ".text")
+
 # A training run folder (see interp_embed.train).
 TRAINING_STATE = "state.json"
 TRAINED_SAE = "sae"

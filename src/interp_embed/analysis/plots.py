@@ -41,7 +41,8 @@ def plot_diff(table: pd.DataFrame, top: int = 10, path: str | Path | None = None
     """Bar chart of the ``top`` most positive and ``top`` most negative frequency differences with their CIs.
 
     Error bars are the table's ``ci_low``/``ci_high`` (Newcombe interval of ``freq_a − freq_b``); features
-    with ``q_value < 0.05`` are drawn solid, the rest hatched.
+    with ``q_value < 0.05`` are drawn solid, the rest hatched. A feature is named by the words it fires on
+    (``fires_on``, from the side where it is more frequent) where the table has them, else by its label.
 
     Example::
 
@@ -60,7 +61,9 @@ def plot_diff(table: pd.DataFrame, top: int = 10, path: str | Path | None = None
     colours = np.where(rows["_d"] > 0, "tab:blue", "tab:orange")
     ax.barh(y, rows["_d"], xerr=err, color=colours, capsize=2,
             hatch=[None if s else "//" for s in significant], edgecolor="black", linewidth=0.3)
-    ax.set_yticks(y, [_name(f, l) for f, l in zip(rows["feature_id"], rows["label"])], fontsize=7)
+    words = rows["fires_on"] if "fires_on" in rows.columns else pd.Series("", index=rows.index)
+    names = [_name(f, w if isinstance(w, str) and w else l) for f, w, l in zip(rows["feature_id"], words, rows["label"])]
+    ax.set_yticks(y, names, fontsize=7)
     ax.axvline(0, color="black", linewidth=0.6)
     ax.set_xlabel("freq_a − freq_b (95% Newcombe CI; hatched: q ≥ 0.05)")
     ax.set_title(title or "Features that differ between the datasets")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import CSV, JSON, console, default, feature_list, friendly, open_dataset, shorten, show
+from .common import CSV, JSON, console, default, fail, feature_list, friendly, open_dataset, shorten, show
 from ..analysis import associate_features, cluster_documents, diff_features, search_documents, top_correlations
 
 ROWS = typer.Option(20, "--rows", min=1, help="Rows shown on the terminal (--csv / --json write them all).")
@@ -56,7 +56,8 @@ def diff(store_a: Path = typer.Argument(..., help="A store folder."),
                           grouped=grouped, alpha=alpha)
     columns = ["feature_id", "fires_on", "label", f"freq_{a.name}", f"freq_{b.name}", "frequency_difference", "ci_low",
                "ci_high", "q_value", "n_members"]
-    show(table, columns, rows, f"features by difference, {store_a} vs {store_b}", csv, json)
+    show(table, columns, rows, f"features by difference, {store_a} vs {store_b}", csv, json,
+         optional=("ci_low", "ci_high"))
 
 
 @app.command()
@@ -152,5 +153,7 @@ def search(store: Path = typer.Argument(..., help="A store folder."),
     hits = search_documents(open_dataset(store), query, k=k, by=by.value, features=feature_list(features),
                             examples=example or None, negatives=negative or None)
     used = hits.attrs["features"]
+    if hits.empty:
+        fail(f"no document of {store} has any of the features used active: {', '.join(map(str, used.feature_id))}")
     show(used, ["feature_id", "source", "score", "fires_on", "label"], min(rows, 10), "features used", None, None)
     show(hits, ["document", "score", "feature_id", "fires_on", "highlighted"], rows, "documents found", csv, json)

@@ -123,7 +123,7 @@ def encode(ctx: typer.Context,
            overwrite: bool = typer.Option(False, help="Replace the store at OUT, whole, once the new one is complete "
                                                       "(never anything that is not a store)."),
            engine: Engine = typer.Option(Engine.local, help="'local': encode in this process; 'ray': on Ray workers "
-                                                            "(pip install 'interp_embed\\[ray]')."),
+                                                            "(pip install 'interp_embed[ray]')."),
            workers: int = typer.Option(None, min=1, help="Ray workers encoding at once (with --engine ray; default: "
                                                           "one per GPU of the cluster)."),
            address: str = typer.Option(None, help="The Ray cluster to join, e.g. auto or 10.0.0.5:6379 (with --engine "
@@ -177,18 +177,24 @@ def encode(ctx: typer.Context,
 
 
 def _refuse_taken(out: Path, overwrite: bool) -> None:
-    """Fail before any work when OUT holds what encoding there would not replace, saying the ways out."""
+    """Fail before any work when OUT holds what encoding there would not replace, saying the ways out: only an
+    unfinished store is told to resume, a complete one to be used, anything else to choose another --out."""
     from ..store import Store
     from ..store.placing import check_target
 
     if not overwrite and holds_store(out):
         try:
-            complete = Store.open(out).is_complete()
+            store = Store.open(out)
+            encoded, rows, complete = sum(c.n_encoded for c in store.manifest.chunks), store.n_documents, \
+                store.is_complete()
         except Exception:  # noqa: BLE001 — a damaged store is still one not to write over
-            complete = True
-        go_on = (f"read it with `interp-embed info {shlex.quote(str(out))}`" if complete
-                 else f"continue it with `{resume_command(out)}`")
-        fail(f"{out} already holds a store: {go_on}, replace it with --overwrite, or choose another --out")
+            fail(f"{out} already holds a store that cannot be read; replace it with --overwrite, or choose another "
+                 "--out")
+        if complete:
+            fail(f"{out} already holds a complete store ({encoded} of {rows} rows encoded): use it "
+                 f"(interp-embed info {shlex.quote(str(out))}), replace it with --overwrite, or choose another --out")
+        fail(f"{out} holds an unfinished store ({encoded} of {rows} rows encoded). Continue it with "
+             f"`{resume_command(out)}`, replace it with --overwrite, or choose another --out")
     try:
         check_target(out, overwrite)
     except FileExistsError as taken:

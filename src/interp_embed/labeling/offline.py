@@ -237,13 +237,35 @@ def write_labels(folder: str | Path, labels: dict[str, str], summaries: dict[str
 def load_summaries(folder: str | Path) -> dict[int, dict]:
     """Per-feature summaries (frequency, max/mean activation, script or language, top words, top contexts)
     from plain JSON; a summary whose values are not of those kinds is refused naming the file and the feature."""
+    return _read_summaries(folder)[1]
+
+
+def load_token_frequencies(folder: str | Path, d_sae: int) -> np.ndarray | None:
+    """Each feature's share of the tokens of the SAE's labelling corpus (0 where it never fired there), from
+    ``feature_summaries.json``; None where there is no such file or it does not say how many tokens it counted."""
+    about, features = _read_summaries(folder)
+    tokens = about.get("labelling_tokens") if isinstance(about, dict) else None
+    if not features or not isinstance(tokens, int) or tokens <= 0:
+        return None
+    share = np.zeros(d_sae)
+    for feature, summary in features.items():
+        value = summary.get("frequency")
+        if 0 <= feature < d_sae and isinstance(value, (int, float)) and 0 <= value <= 1:
+            share[feature] = value
+    return share
+
+
+def _read_summaries(folder: str | Path) -> tuple[dict, dict[int, dict]]:
+    """``(about, features)`` of a summaries file, each feature's summary checked; ``({}, {})`` where there is
+    none."""
     path = Path(folder) / FEATURE_SUMMARIES
     if not os.path.lexists(path):
-        return {}
+        return {}, {}
     sae_file(path)
     try:
-        features = json.loads(path.read_text("utf-8"))["features"]
-        summaries = {int(k): v for k, v in features.items() if isinstance(v, dict)}
+        body = json.loads(path.read_text("utf-8"))
+        summaries = {int(k): v for k, v in body["features"].items() if isinstance(v, dict)}
+        about = body.get("about") or {}
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError, ValueError,
             AttributeError) as err:
         raise ValueError(f"{path}: not a feature summaries file ({type(err).__name__}: {err})") from err
@@ -251,7 +273,7 @@ def load_summaries(folder: str | Path) -> dict[int, dict]:
         problem = _summary_problem(summary)
         if problem:
             raise ValueError(f"{path}: feature {feature}'s summary has {problem}; not a feature summaries file")
-    return summaries
+    return about, summaries
 
 
 def _summary_problem(summary: dict) -> str | None:

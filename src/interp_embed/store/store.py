@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import shlex
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -40,8 +41,9 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from ..encode.config import ChunkCutter, EncodePlan
-from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, canonical_json, sha256_file,
-                     write_atomically)
+from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TABLE_SUFFIXES, canonical_json,
+                     sha256_file, write_atomically)
+from ..validation import with_command_line
 from .checks import POOLED
 from .chunk import ARRAYS, Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
 from .documents import DocumentTexts, DocumentsWriter, check_row_count
@@ -175,6 +177,13 @@ class Store:
     def open(cls, path: str | Path) -> "Store":
         """Open a store by reading its manifest only; no array is read until it is needed."""
         path = Path(path)
+        if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+            store = str(path.with_suffix(".iembed"))
+            raise with_command_line(
+                StoreError(f"{path} is a table of documents, not an interp_embed store (a folder with {MANIFEST}): "
+                           f"encode it first, e.g. Dataset(table, save_path={store!r}), and open the store."),
+                f"{path} is a table of documents, not an interp_embed store: encode it first with "
+                f"`interp-embed encode {shlex.quote(str(path))} --out {shlex.quote(store)}`, then use {store}.")
         if path.is_file():
             raise StoreError(
                 f"{path} is a file, not an interp_embed store (a folder with {MANIFEST}). Pickle files of the "
