@@ -29,6 +29,7 @@ MANIFEST = "manifest.json"
 DOCUMENTS = "documents.parquet"
 CHUNKS = "chunks"
 LABEL_RECORDS = "labels"
+ADDED_COLUMNS = "columns"
 WRITER_LOCK = ".lock"
 
 # A training run folder (see interp_embed.train).
