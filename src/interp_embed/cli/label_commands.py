@@ -9,6 +9,7 @@ import typer
 from . import app
 from .common import CSV, JSON, console, feature_list, friendly, open_dataset, show
 from .config import config_options
+from .subsets import chosen, where_option
 from ..labeling import LabelingConfig
 
 
@@ -56,11 +57,12 @@ def report(store: Path = typer.Argument(..., help="A store folder."),
            output: Path = typer.Option("report.html", "-o", "--output", help="The HTML file to write."),
            vs: Path = typer.Option(None, help="Another store: add the diff view, STORE vs this one."),
            features: str = typer.Option(None, help="Feature ids to show (default: chosen by the report)."),
-           max_features: int = typer.Option(200, min=1, help="Features with a page of their own, at most.")) -> None:
+           max_features: int = typer.Option(200, min=1, help="Features with a page of their own, at most."),
+           where: str = where_option()) -> None:
     """Write the explorer: one self-contained HTML file to open offline or send to a colleague."""
     from ..report import write_report
 
-    ds = open_dataset(store)
+    ds = chosen(open_dataset(store), where)
     written = write_report(ds, output, vs=open_dataset(vs) if vs else None, features=feature_list(features),
                            max_features=max_features)
     console.print(f"wrote {written} ({written.stat().st_size / 1e6:.1f} MB); open it in a browser")
