@@ -445,6 +445,7 @@ class Dataset:
     score_feature = _analysis_method(labeling_run.score_feature, "score_feature")
     label_features = _analysis_method(labeling_run.label_features, "label_features")
     describe_diff = _analysis_method(labeling_run.describe_diff, "describe_diff")
+    describe_association = _analysis_method(labeling_run.describe_association, "describe_association")
 
     def label_features_sync(self, features, **options) -> pd.DataFrame:
         """:meth:`label_features` for scripts (also works inside Jupyter's running event loop)."""

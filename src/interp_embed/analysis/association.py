@@ -202,7 +202,7 @@ def associate_features(
     ds: EncodedDataset, target, *, min_count: int = 2, aggregation: str = "max", activated_threshold: float = 0.0,
     confidence: float = 0.95, n_permutations: int = 10_000, test_size: float = 0.25, max_model_features: int = 2000,
     max_train_docs: int = 20_000, random_state: int = 0, grouped: bool = False, grouping: str = "explained",
-    alpha: float = 0.05, min_overlap: float = 0.5, memory_limit: int | str | None = None,
+    alpha: float = 0.05, min_overlap: float = 0.5, memory_limit: int | str | None = None, model: bool = True,
 ) -> pd.DataFrame:
     """Which features separate the values of ``target``: a column of the dataset, or values you computed.
 
@@ -241,7 +241,8 @@ def associate_features(
     :func:`fit_sparse_model`) is fitted on a train/test split: ``selected`` marks its features and
     ``coefficient`` their weights. ``table.attrs["model"]`` holds its held-out AUC (binary) or R² (numeric)
     beside a permutation baseline (the same procedure fitted to shuffled targets), and the details; for a
-    categorical target, one model per level, by level.
+    categorical target, one model per level, by level. ``model=False`` fits none (the tests alone, several times
+    faster): the table has no ``selected`` and ``coefficient`` columns and ``attrs["model"]`` is None.
 
     ``attrs["levels"]`` (categorical targets): per level, ``n_documents``, ``n_significant`` (features with
     ``q_value < alpha`` that point to the level), ``n_groups`` (groups among them), the strongest such feature and
@@ -276,6 +277,7 @@ def associate_features(
     check_int(max_model_features, "max_model_features", 1)
     check_int(max_train_docs, "max_train_docs", 10)
     check_bool(grouped, "grouped")
+    check_bool(model, "model")
     check_choice(grouping, "grouping", RULES)
     alpha = check_fraction(alpha, "alpha", open_low=True)
     min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
@@ -317,7 +319,7 @@ def associate_features(
     study = _Study(ds, counted, counts, column_sums, P, P_model, block_order, label_array(ds), dict(
         min_count=min_count, confidence=confidence, n_permutations=n_permutations, test_size=test_size,
         max_model_features=max_model_features, max_train_docs=max_train_docs, random_state=random_state,
-        max_test_docs=max_test_docs, alpha=alpha, min_overlap=min_overlap, grouping=grouping))
+        max_test_docs=max_test_docs, alpha=alpha, min_overlap=min_overlap, grouping=grouping, model=model))
     if encoded.kind == "categorical":
         table = study.categorical(y, encoded.levels, name)
     else:
@@ -328,11 +330,12 @@ def associate_features(
         if not binary and y.size < 4:
             raise ValueError(f"target {name!r} needs at least 4 documents with a value, got {y.size}.")
         logger.info("associating features with %r over %d documents", name, y.size)
-        table, model = study.table(y, binary)
-        model.update(target=name, positive_class=encoded.positive, n_documents=int(y.size))
+        table, fitted = study.table(y, binary)
+        if fitted is not None:
+            fitted.update(target=name, positive_class=encoded.positive, n_documents=int(y.size))
         table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
         table = study.grouped_and_grounded(table, y, binary)
-        table.attrs["model"] = model
+        table.attrs["model"] = fitted
     if grouped:
         attrs = table.attrs
         table = one_row_per_group(table)
@@ -357,8 +360,9 @@ class _Study:
         self.ds, self.counted, self.counts, self.column_sums = ds, counted, counts, column_sums
         self.P, self.P_model, self.block_order, self.labels, self.options = P, P_model, block_order, labels, options
 
-    def table(self, y: np.ndarray, binary: bool) -> tuple[pd.DataFrame, dict]:
-        """The per-feature statistics (no q-values yet) and the sparse model of one binary or numeric y."""
+    def table(self, y: np.ndarray, binary: bool) -> tuple[pd.DataFrame, dict | None]:
+        """The per-feature statistics (no q-values yet) and the sparse model (if asked for) of one binary or numeric
+        y."""
         o = self.options
         rng = np.random.default_rng(o["random_state"])
         f, k_f, mean_1, mean_0, lo, hi, p, method = _univariate(self.counts, self.column_sums, y, binary,
@@ -369,12 +373,14 @@ class _Study:
             "mean_inactive": mean_0, "separation": mean_1 - mean_0, "ci_low": lo, "ci_high": hi,
             "p_value": p, "p_method": method,
         })
-        model = fit_sparse_model(self.P_model, y, binary, candidates=f, test_size=o["test_size"],
-                                 max_features=o["max_model_features"], max_train_docs=o["max_train_docs"],
-                                 random_state=o["random_state"], max_test_docs=o["max_test_docs"])
-        coefficient = pd.Series(model["selected"], dtype=np.float64)
-        table["selected"] = table["feature_id"].isin(coefficient.index)
-        table["coefficient"] = table["feature_id"].map(coefficient).fillna(0.0)
+        model = None
+        if o["model"]:
+            model = fit_sparse_model(self.P_model, y, binary, candidates=f, test_size=o["test_size"],
+                                     max_features=o["max_model_features"], max_train_docs=o["max_train_docs"],
+                                     random_state=o["random_state"], max_test_docs=o["max_test_docs"])
+            coefficient = pd.Series(model["selected"], dtype=np.float64)
+            table["selected"] = table["feature_id"].isin(coefficient.index)
+            table["coefficient"] = table["feature_id"].map(coefficient).fillna(0.0)
         return table.sort_values(["p_value", "separation"], ascending=[True, False], ignore_index=True), model
 
     def grouped_and_grounded(self, table: pd.DataFrame, y: np.ndarray, binary: bool, first_group: int = 0,
@@ -408,7 +414,8 @@ class _Study:
                 continue
             logger.info("associating features with %s == %r over %d documents", name, level, y.size)
             table, model = self.table(y, binary=True)
-            model.update(target=name, positive_class=level, n_documents=int(y.size))
+            if model is not None:
+                model.update(target=name, positive_class=level, n_documents=int(y.size))
             table.insert(0, "level", level)
             parts.append(table)
             models[level], ys[level] = model, y
@@ -425,7 +432,7 @@ class _Study:
             words = [words_of(self.ds, self.counted[y == 1]), words_of(self.ds, self.counted[y == 0])]
             done.append(self.grouped_and_grounded(table, y, True, sum(len(t) for t in done), words))
         table = pd.concat(done, ignore_index=True)
-        table.attrs["model"] = models
+        table.attrs["model"] = models if o["model"] else None
         table.attrs["levels"] = _level_summary(table, summary, models, o["alpha"])
         return table
 

@@ -131,7 +131,7 @@ def associate(store: Path = typer.Argument(..., help="A store folder."),
     show(table, ["level", "feature_id", "fires_on", "label", "mean_active", "mean_inactive", "separation", "p_method",
                  "q_value", "selected", "n_members"], rows, f"features associated with {target!r}", csv, json)
     model = table.attrs["model"]
-    if "metric" in model:
+    if model and "metric" in model:
         console.print(f"sparse model: held-out {model['metric']} {model['held_out']:.3f} (shuffled target: "
                       f"{model['permutation_baseline']:.3f}), {len(model['selected'])} features selected")
 
