@@ -8,15 +8,16 @@ its representative; every later significant feature with the same direction of e
 - ``rule="explained"`` (the default of the analyses): its difference is *explained* by the representative — once
   documents are compared only with documents that agree on the representative's presence, the feature's own
   relation to the comparison is no longer significant (a stratified test, see :func:`explained_p_values`, whose
-  p-value is at least ``alpha``). A feature that fires on part of a planted phrase and on background text joins the
+  p-value is at least ``alpha``), and that comparison still holds at least :data:`MIN_INFORMATION` of the
+  information of the unstratified one (else nothing is shown either way: where the representative separates the
+  two sides almost perfectly, no document is left to compare); or, as with the overlap rule, it is present in
+  mostly the same documents. A feature that fires on part of a planted phrase and on background text joins the
   phrase's group, though the documents it fires in overlap little with the phrase's; a second, independent cause
   stays apart;
 - ``rule="overlap"``: the documents it is present in overlap the representative's by at least ``min_overlap``
   (Jaccard index: shared documents / documents of either).
 
-A feature that is not significant is a group of its own. Where the representative separates the two sides of a
-comparison almost perfectly, the data cannot tell its findings apart and every finding in its direction is
-explained by it: the overlap rule then splits them by documents instead.
+A feature that is not significant is a group of its own.
 """
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ many significant features are present in many documents and share none."""
 
 
 RULES = ("explained", "overlap")
+MIN_INFORMATION = 0.5
+"""The share of a feature's information (the variance of its test statistic) that must be left once documents are
+split by a representative's presence, for "no longer significant" to mean "explained" rather than "no documents
+left to tell": a difference of independent cause, significant at z, is then still expected at z·√0.5 or more."""
 
 
 class _MatrixOverlaps:
@@ -72,10 +77,11 @@ class _MatrixOverlaps:
 
 def explained_p_values(leader: int, shared: np.ndarray, score_sums: np.ndarray, square_sum: float,
                        size: np.ndarray, score_totals: np.ndarray, n: int, total_sum: float,
-                       total_square: float) -> np.ndarray:
-    """Per feature, the p-value of its relation to the documents' scores once the documents are split by the
-    presence of feature ``leader`` (a position among the features): the stratified test of
-    :func:`~interp_embed.analysis.stats.stratified_score_test` with two strata, the leader's documents and the rest.
+                       total_square: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, ``(p, information)``: the p-value of its relation to the documents' scores once the documents
+    are split by the presence of feature ``leader`` (a position among the features) — the stratified test of
+    :func:`~interp_embed.analysis.stats.stratified_score_test` with two strata, the leader's documents and the rest
+    — and the share of the unstratified test's variance that the stratified one keeps.
 
     ``shared``/``score_sums``: documents holding both the leader and each feature, and the sum of their scores;
     ``square_sum``: the sum of the squared scores of the leader's documents; ``size``/``score_totals``: each
@@ -89,9 +95,15 @@ def explained_p_values(leader: int, shared: np.ndarray, score_sums: np.ndarray, 
     square_k = np.divide([square_sum, total_square - square_sum], n_k, out=np.zeros(2), where=n_k > 0)
     var_k = square_k - mean_k**2
     var_k = np.where(var_k > 1e-12 * np.maximum(square_k, 1e-300), var_k, 0.0)  # rounding, not spread
-    _, p = stratified_score_test(np.vstack([score_sums, score_totals - score_sums]),
-                                 np.vstack([shared, size - shared]), n_k, mean_k, var_k)
-    return p
+    counts = np.vstack([shared, size - shared]).astype(np.float64)
+    _, p = stratified_score_test(np.vstack([score_sums, score_totals - score_sums]), counts, n_k, mean_k, var_k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kept = np.where(n_k[:, None] > 1, counts * (n_k[:, None] - counts) / (n_k[:, None] - 1) * var_k[:, None],
+                        0.0).sum(axis=0)
+        total_var = total_square / n - (total_sum / n) ** 2
+        whole = size * (n - size) / max(n - 1, 1) * total_var
+        information = np.where(whole > 0, kept / whole, 0.0)
+    return p, information
 
 
 def group_features(P, features: np.ndarray, direction: np.ndarray, min_overlap: float, scores: np.ndarray | None = None,
@@ -104,8 +116,8 @@ def group_features(P, features: np.ndarray, direction: np.ndarray, min_overlap: 
     sign share a group). ``overlap`` is a member's Jaccard index with its representative (1 for the
     representative). ``scores`` (one per row of ``P``: 1 and 0 for the two sides of a diff or a binary target, the
     ranks of a numeric one) are needed by ``rule="explained"``, which groups a feature with the first
-    representative that explains it (``p_given_representative`` >= ``alpha``; module docstring); the p-values
-    are NaN without scores. Groups are numbered 0, 1, ... in order of their representatives. The work grows with
+    representative that explains it (``p_given_representative`` >= ``alpha`` with enough information left, or
+    overlapping it; module docstring); the p-values are NaN without scores. Groups are numbered 0, 1, ... in order of their representatives. The work grows with
     the number of groups, not with the square of the number of features: each representative reads the presence
     entries of its own documents; past :data:`MAX_WORK` entries read, the features left are groups of their own
     (a warning says how many).
@@ -145,10 +157,11 @@ def group_features(P, features: np.ndarray, direction: np.ndarray, min_overlap: 
             group[left] = n_groups + np.arange(int(left.sum()))
             break
         jaccard = shared / np.maximum(size[leader] + size - shared, 1)
-        p = None if scores is None else explained_p_values(leader, shared, score_sums, square_sum, size,
-                                                           overlaps.score_totals, len(scores), total_sum,
-                                                           total_square)
-        close = jaccard >= min_overlap if rule == "overlap" else p >= alpha
+        p, information = (None, None) if scores is None else explained_p_values(
+            leader, shared, score_sums, square_sum, size, overlaps.score_totals, len(scores), total_sum, total_square)
+        close = jaccard >= min_overlap
+        if rule == "explained":
+            close |= (p >= alpha) & (information >= MIN_INFORMATION)
         join = (group < 0) & (direction == direction[leader]) & close
         join[leader] = True
         group[join] = n_groups
