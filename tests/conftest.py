@@ -107,4 +107,5 @@ def llm(llm_server) -> fake_llm.FakeLLM:
     llm_server.script.clear()
     llm_server.requests.clear()
     llm_server.latency = llm_server.rate_429 = 0.0
+    llm_server.echo = None
     return llm_server

@@ -32,7 +32,8 @@ from .report import write_report
 from .saes.base import SAE
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
-from .validation import check_bool, check_features, check_int, check_threshold
+from .store.labels import SOURCES
+from .validation import check_bool, check_choice, check_features, check_int, check_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -403,10 +404,17 @@ class Dataset:
         skipped = self._store.skipped
         return {i: skipped[int(r)] for i, r in enumerate(self._rows) if int(r) in skipped}
 
-    def feature_labels(self) -> dict[int, str]:
-        """Each feature's newest label: yours (:meth:`set_label`), else an LLM's (:meth:`label_features`), else
-        the one shipped with the SAE. :meth:`label_sources` says where each came from."""
-        return self._store.feature_labels()
+    def feature_labels(self, source: str | None = None) -> dict[int, str]:
+        """Each feature's newest label — whichever was written last of yours (:meth:`set_label`), an LLM's
+        (:meth:`label_features`) and this dataset's own (:meth:`label_features_offline`), else the one shipped
+        with the SAE — or with ``source`` (``shipped``, ``dataset``, ``llm`` or ``user``) the newest of that
+        source only. :meth:`label_sources` says where each came from."""
+        if source is None:
+            return self._store.feature_labels()
+        check_choice(source, "source", ("shipped", *SOURCES))
+        if source == "shipped":
+            return self._store.shipped_labels()
+        return {r.feature: r.label for r in self._store.label_records() if r.source == source}  # the newest wins
 
     def describe_feature(self, feature: int, k: int = 5):
         """Everything known of ``feature`` here: its label and where it came from, how often and how strongly it

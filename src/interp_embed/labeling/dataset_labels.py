@@ -145,7 +145,8 @@ def score_labels(ds, features=None, labels: dict[int, str] | None = None) -> pd.
     pooled = sp.csc_matrix(ds.latents("max")[encoded])
     if features is None:
         features = [f for f in sorted(labels) if 0 <= f < ds.d_sae and pooled.indptr[f + 1] > pooled.indptr[f]]
-    features = [int(f) for f in check_features(list(features), ds.d_sae, sae=ds.encoder)]
+    check_features(list(features), ds.d_sae, sae=ds.encoder)
+    features = list(dict.fromkeys(int(f) for f in features))  # in the order given
     missing = [f for f in features if not labels.get(f)]
     if missing:
         raise ValueError(f"feature {missing[0]} has no label to score; pass labels={{{missing[0]}: '...'}}.")

@@ -531,7 +531,7 @@ class Store:
     def label_records(self) -> list[LabelRecord]:
         """Every label written after encoding (see labels.py), oldest first; read once per store object."""
         if self._label_records is None:
-            self._label_records = read_labels(self.path / LABEL_RECORDS)
+            self._label_records = read_labels(self.path / LABEL_RECORDS, self.d_sae)
         return list(self._label_records[0])
 
     def dataset_labels(self) -> list[DatasetLabels]:
@@ -541,19 +541,14 @@ class Store:
 
     def add_label(self, record: LabelRecord) -> None:
         """Keep ``record`` (durably, at once); it becomes its feature's label."""
-        if not 0 <= record.feature < self.d_sae:
-            raise ValueError(f"feature {record.feature} is outside [0, {self.d_sae}) for this SAE")
         with self.writing():
-            write_record(self.path / LABEL_RECORDS, record)
+            write_record(self.path / LABEL_RECORDS, record, self.d_sae)
         self._label_records = None
 
     def add_dataset_labels(self, labels: DatasetLabels) -> None:
         """Keep ``labels`` (durably, at once, in one file); they become their features' labels."""
-        outside = [f for f in labels.labels if not 0 <= f < self.d_sae]
-        if outside:
-            raise ValueError(f"feature {outside[0]} is outside [0, {self.d_sae}) for this SAE")
         with self.writing():
-            write_dataset_labels(self.path / LABEL_RECORDS, labels)
+            write_dataset_labels(self.path / LABEL_RECORDS, labels, self.d_sae)
         self._label_records = None
 
     def _write_labels_into(self, folder: Path, keep_examples: bool) -> None:
@@ -561,9 +556,9 @@ class Store:
         anew (dataset labels in their files; ``keep_examples=False`` drops the rows an LLM label names)."""
         for record in self.label_records():
             if record.source != "dataset":
-                write_record(folder, record if keep_examples else replace(record, examples={}))
+                write_record(folder, record if keep_examples else replace(record, examples={}), self.d_sae)
         for labels in self.dataset_labels():
-            write_dataset_labels(folder, labels)
+            write_dataset_labels(folder, labels, self.d_sae)
 
     def shipped_labels(self) -> dict[int, str]:
         """The labels that came with the SAE ({} if none)."""
