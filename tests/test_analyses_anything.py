@@ -401,3 +401,7 @@ def test_the_command_line_adds_a_column_from_a_file_and_follows_trends(fresh, tm
     assert "levels (documents): 0 (46), 1 (46), 2 (46), 3 (46), 4 (46)" in done.output and (tmp_path / "t.png").exists()
     done = run("correlate", fresh.path, "--k", 3)
     assert done.exit_code == 0 and "left out:" in done.output and "--min-count, --max-coverage" in done.output
+    done = run("cluster", fresh.path, "--features", "1,2,3", "--n-clusters", 2, "--where", "language != 'en'")
+    assert done.exit_code == 0, done.output
+    done = run("report", fresh.path, "--where", "language == 'es'", "-o", tmp_path / "r.html", "--max-features", 5)
+    assert done.exit_code == 0 and (tmp_path / "r.html").stat().st_size > 10_000, done.output

@@ -323,6 +323,15 @@ def test_describe_association_labels_findings_against_the_contrast(ds, llm):
     assert ds.feature_labels().get(PLANTED_FEATURE) != PLANTED  # a contrast's label is not the feature's label
 
 
+def test_describe_association_of_a_numeric_target_contrasts_high_and_low_values(ds, llm):
+    planted = ds.pandas().planted.to_numpy()
+    score = planted * 10.0 + np.random.default_rng(0).standard_normal(len(ds))
+    table = asyncio.run(ds.describe_association(score, k=1, base_url=llm.url))
+    top = table.iloc[0]
+    assert top.feature_id == PLANTED_FEATURE and top.points_to == "higher" and top.hypothesis == PLANTED
+    assert top.validated and "level" not in table.columns
+
+
 def test_describe_association_offline_uses_the_dataset_labels(ds, llm, monkeypatch, caplog):
     for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "OPENAI_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
