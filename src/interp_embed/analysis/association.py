@@ -14,9 +14,9 @@ from .blockwise import (BLOCK_SHARE, BYTES_PER_ENTRY, GatheredRows, PresenceBloc
 from .fires_on import add_fires_on, words_of
 from .grouping import RULES, add_groups, one_row_per_group
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
-from .targets import encode_target, target_series
 from .stats import (benjamini_hochberg, fisher_two_sided, newcombe_interval, permutation_p_values, rank_sum_p_values,
                     welch_t_test)
+from .targets import encode_target, target_series
 from ..validation import check_bool, check_choice, check_fraction, check_int
 
 logger = logging.getLogger(__name__)
@@ -383,19 +383,17 @@ class _Study:
             table["coefficient"] = table["feature_id"].map(coefficient).fillna(0.0)
         return table.sort_values(["p_value", "separation"], ascending=[True, False], ignore_index=True), model
 
-    def grouped_and_grounded(self, table: pd.DataFrame, y: np.ndarray, binary: bool, first_group: int = 0,
-                             level_words=None) -> pd.DataFrame:
+    def grouped_and_grounded(self, table: pd.DataFrame, y: np.ndarray, binary: bool,
+                             first_group: int = 0) -> pd.DataFrame:
         """``table`` (with q-values) with its groups and ``fires_on``: a binary y's words from the class a feature
-        points to (``level_words``: the level's and the rest's, read already), a numeric y's from all documents."""
+        points to, a numeric y's from all documents."""
         o = self.options
         scores = y if binary else stats.rankdata(y)
         if self.block_order is not None:
             scores = scores[self.block_order]  # the blocks list the documents by store row
         table = add_groups(table, self.P, "separation", o["alpha"], o["min_overlap"], first_group,
                            scores=scores, rule=o["grouping"])
-        if level_words is not None:
-            sides = level_words
-        elif binary:
+        if binary:
             sides = [words_of(self.ds, self.counted[y == 1]), words_of(self.ds, self.counted[y == 0])]
         else:
             sides = [words_of(self.ds, self.counted)]
@@ -428,9 +426,7 @@ class _Study:
             level = table["level"].iloc[0]
             table["q_value"] = q[start:start + len(table)]
             start += len(table)
-            y = ys[level]
-            words = [words_of(self.ds, self.counted[y == 1]), words_of(self.ds, self.counted[y == 0])]
-            done.append(self.grouped_and_grounded(table, y, True, sum(len(t) for t in done), words))
+            done.append(self.grouped_and_grounded(table, ys[level], True, sum(len(t) for t in done)))
         table = pd.concat(done, ignore_index=True)
         table.attrs["model"] = models if o["model"] else None
         table.attrs["levels"] = _level_summary(table, summary, models, o["alpha"])

@@ -44,10 +44,10 @@ from ..files import (ADDED_COLUMNS, CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_REC
                      WRITER_LOCK, atomic_folder, canonical_json, sha256_file, write_atomically)
 from .checks import POOLED
 from .chunk import ARRAYS, Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
+from .columns import added_column_file, read_added_column, write_added_column
 from .documents import DocumentTexts, DocumentsWriter
 from .errors import StoreCorruptError, StoreError, StoreLockedError
 from .labels import DatasetLabels, LabelRecord, read_labels, write_dataset_labels, write_record
-from .columns import added_column_file, read_added_column, write_added_column
 from .manifest import CHUNK_NAME, ChunkEntry, ColumnRecord, EncoderRecord, FileRecord, Manifest
 from .paths import plain_file, plain_folder
 from .pooling import PooledStatistics, aggregate
@@ -229,9 +229,11 @@ class Store:
             os.close(fd)  # closing the descriptor releases the lock
 
     def _reload(self) -> None:
+        columns = self.manifest.columns
         self.manifest = Store.open(self.path).manifest
         self._chunks, self._pooled, self._feature_words, self._word_index = None, None, {}, WordIndex()
-        self._documents = None  # another writer may have added a column
+        if self.manifest.columns != columns:  # another writer added a column
+            self._documents = None
 
     def _remove_leftovers(self) -> None:
         """Delete what crashed writers left: temporary files and folders, and chunk folders never committed.
