@@ -6,7 +6,8 @@ the documents whose text its regular expression matches (``re.search``). A prope
 MIN_HITS hits in a corpus is left out of that corpus and the output says so.
 
 "packages" (Debian package descriptions by archive section) is the development corpus: methods are tuned on it.
-"fortunes" (Debian fortunes by topic file) is held out: reported, never tuned on.
+"fortunes" (Debian fortunes by topic file) is held out: reported, never tuned on. "fortunes-dev" (other topic
+files) was added as a second development corpus after the first held-out run (see the end of this file).
 """
 from __future__ import annotations
 
@@ -85,3 +86,21 @@ CLUSTERING = {  # corpus: (the five topics clustered, axis queries as a user wou
 
 # Queries added after the first run, reported apart from those above.
 ADDED: dict[str, dict[str, str]] = {"fortunes": {}, "packages": {}}
+
+# A second development corpus, added after the first run on the held-out fortunes (whose topic queries fell short
+# of the target): fortunes of other topic files, none of the held-out ones, so that methods can be tuned on
+# fortune-like text without looking at the held-out corpus again. Its property queries are the held-out ones.
+TOPICS["fortunes-dev"] = {
+    "drugs and alcohol": "drugs",
+    "children and kids": "kids",
+    "Linux": "linux",
+    "medicine and doctors": "medicine",
+    "men and women": "men-women",
+    "art and artists": "art",
+    "books and writers": "literature",
+    "songs and poems": "songs-poems",
+}
+PROPERTIES["fortunes-dev"] = PROPERTIES["fortunes"]
+CLUSTERING["fortunes-dev"] = (("drugs", "kids", "linux", "medicine", "art"),
+                              ("drugs, kids, Linux, medicine, art", "drugs kids Linux medicine art"))
+ADDED["fortunes-dev"] = {}

@@ -52,12 +52,16 @@ def test_correlate_associate_cluster_search(stores, tmp_path):
     written = pd.DataFrame(json.loads((tmp_path / "a.json").read_text()))
     expected = Dataset.load_from_file(path).associate("german")
     assert written.feature_id.tolist() == expected.feature_id.tolist()
-    done = run("cluster", path, "--features", "1,2", "--n-clusters", 2)
+    done = run("cluster", path, "--features", "1,2", "--n-clusters", 2, "--csv", tmp_path / "c.csv")
     assert done.exit_code == 0 and "lift" in done.output, done.output
+    assert "cluster 0" in done.output and "document " in done.output  # each cluster with its typical documents
+    per_document = pd.read_csv(tmp_path / "c.csv")  # one row per document, every one in a cluster
+    assert len(per_document) == len(Dataset.load_from_file(path)) and (per_document.cluster >= 0).all()
+    assert list(per_document.columns) == ["document", "cluster", "text"]
     done = run("search", path, "rabbits", "--k", 3)
     assert done.exit_code == 0 and "<<" in done.output and "features used" in done.output, done.output
     done = run("search", path, "--features", "1", "--k", 3)
-    assert done.exit_code == 0 and "features used: 1 (1.00)" in done.output, done.output
+    assert done.exit_code == 0 and "features used" in done.output and "given" in done.output, done.output
 
 
 def test_label_against_a_local_server(stores, tmp_path, llm):
@@ -99,7 +103,7 @@ def test_info_and_top(stores, tmp_path):
     (["encode", "{csv}", "--out", "{tmp}/o.iembed", "--sae", "nowhere"], 2, "neither 'default'"),
     (["encode", "{bad_csv}", "--out", "{tmp}/o.iembed"], 1, "--on-error skip"),
     (["encode", "{broken}", "--out", "{tmp}/o.iembed"], 1, "broken.parquet cannot be read as a .parquet table"),
-    (["cluster", "{store}"], 2, "exactly one of --features or --query"),
+    (["cluster", "{store}"], 2, "exactly one of --features, --query or --example"),
     (["associate", "{store}", "--target", "nope"], 1, "columns are"),
     (["search", "{store}", "zzzzqqq"], 1, "--by example"),
 ])

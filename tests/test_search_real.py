@@ -98,3 +98,76 @@ def test_search_by_example_beats_the_keyword_baseline(packages):
                             section) for section, text in EXAMPLES.items()]
     keywords = [precision(packages, keyword_search(packages, query), section) for query, section in QUERIES.items()]
     assert np.mean(by_example) > np.mean(keywords), (dict(zip(EXAMPLES, by_example)), dict(zip(QUERIES, keywords)))
+
+
+def test_search_by_query_reads_stop_words_and_negation(packages):
+    # A query of stop words says nothing by its words (search by labels says so and what to try), but the model
+    # reads it like any text: every query returns a ranking.
+    with pytest.raises(ValueError, match="by='query'"):
+        packages.search("not")
+    for query in ("not", "never", "negation", "the"):
+        hits = packages.search(query, by="query", k=K, highlight=False)
+        assert len(hits) == K, query
+        assert {"query text", "feedback"} <= set(hits.attrs["features"].source)
+
+
+def test_search_by_query_beats_label_search_and_keywords(packages):
+    rows = []
+    for query, section in QUERIES.items():
+        hits = packages.search(query, by="query", k=K, highlight=False)
+        rows.append((query, precision(packages, hits.document.to_numpy(), section),
+                     precision(packages, keyword_search(packages, query), section)))
+    table = pd.DataFrame(rows, columns=["query", "by_query", "keywords"]).set_index("query")
+    assert table.by_query.mean() >= 0.75 and table.by_query.mean() > table.keywords.mean() + 0.1, table.to_string()
+
+
+def test_search_by_several_examples_and_negatives(packages):
+    sound, games = EXAMPLES["sound"], EXAMPLES["games"]
+    more_sound = "A digital audio workstation to record, mix and edit music tracks, with MIDI and effects plugins."
+    hits = packages.search(examples=[sound, more_sound], by="example", k=K)
+    assert precision(packages, hits.document.to_numpy(), "sound") >= 0.7
+    used = hits.attrs["features"]
+    assert (used.source == "examples").all() and used.fires_on.str.len().gt(0).all()
+    assert hits.highlighted.str.contains("<<").all()
+    # Mixed examples find both sections; naming games as a negative leaves the sound packages.
+    section = packages.pandas().section.to_numpy()
+    mixed = packages.search(examples=[sound, games], by="example", k=20, highlight=False).document.to_numpy()
+    unlike = packages.search(examples=[sound, games], negatives=[games], by="example", k=20,
+                             highlight=False).document.to_numpy()
+    assert (section[unlike] == "games").sum() < (section[mixed] == "games").sum()
+    assert (section[unlike] == "sound").sum() > (section[mixed] == "sound").sum()
+
+
+def test_documents_do_not_win_by_length(packages):
+    # A document's text twice over has the same profile as the document: by example, length is no merit.
+    from interp_embed.analysis.feature_terms import FeatureTerms
+    import scipy.sparse as sp
+
+    counts = packages.latents("count")
+    terms = FeatureTerms.of(sp.vstack([counts, 2 * counts[0]]))
+    score, _ = terms.like(counts[[1, 2]])
+    assert np.isclose(score[0], score[-1])
+    assert np.isclose(terms.profile(2 * counts[0]).multiply(terms.profile(counts[0])).sum(), 1.0)
+
+
+def test_directed_clustering_keeps_every_part_of_its_axis(packages, tmp_path):
+    from sklearn.metrics import adjusted_rand_score
+
+    sections = ["games", "fonts", "sound", "math", "mail"]
+    section = packages.pandas().section.to_numpy()
+    view = packages[np.isin(section, sections)]
+    assignments, clusters = view.cluster(query="games, fonts, music, mathematics, email", n_clusters=5)
+    truth = section[np.isin(section, sections)][assignments.document.to_numpy()]
+    assert (assignments.cluster >= 0).all() and len(assignments) == len(view)
+    assert adjusted_rand_score(truth, assignments.cluster) >= 0.5
+    axis = clusters.attrs["axis_table"]  # every part contributes, with its own features
+    assert set(axis.part) == {"games", "fonts", "music", "mathematics", "email"}
+    summary = clusters.groupby("cluster").first()
+    assert summary.words.str.len().gt(0).all() and summary.examples.map(len).eq(3).all()
+    for c, row in summary.iterrows():  # the typical documents belong to their cluster
+        assert set(assignments.cluster[np.isin(assignments.document, row.examples)]) == {c}
+    fonts = summary.loc[pd.Series(truth).groupby(assignments.cluster.to_numpy()).agg(
+        lambda s: (s == "fonts").mean()).idxmax()]
+    assert "font" in fonts.words.split(", ") or "fonts" in fonts.words.split(", "), fonts.words
+    html = view.report(tmp_path / "report.html", clusters=(assignments, clusters))
+    assert fonts.words in html.read_text("utf-8")

@@ -582,22 +582,39 @@ class Dataset:
     search = _analysis_method(analysis.search_documents, "search")
     report = _analysis_method(write_report, "report")
 
-    def features_of_text(self, text: str, n_features: int = 5, max_coverage: float = 0.5) -> list[int]:
-        """The features most active on ``text`` among those active in this dataset, in at most ``max_coverage``
-        of its documents.
-
-        Runs the reader and SAE that encoded the dataset on ``text`` (same template); features firing
-        on most documents (punctuation, position) are left out because they say nothing specific, and
-        features that never fire here because they cannot find anything.
-        """
+    def latents_of_texts(self, texts: Sequence[str], aggregation_method: str = "max") -> sp.csr_matrix:
+        """Pooled latents (texts × features, like :meth:`latents`) of texts that are not in this dataset, read by
+        the reader and SAE that encoded it exactly as its documents were (same template). Runs the models,
+        loaded once for all the texts."""
+        check_aggregation(aggregation_method)
+        if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
+            raise ValueError("texts must be a non-empty list of strings.")
         self.sae = session.encoder_of(self._store, self.sae)
-        doc = session.encode_text(self._store, self.sae, text)
-        peak = np.zeros(self.d_sae, dtype=np.float32)
-        np.maximum.at(peak, doc.act_features, doc.act_values.astype(np.float32))
-        coverage = np.asarray((self.latents("binarize").mean(axis=0))).ravel()
-        peak[(coverage > max_coverage) | (coverage == 0)] = 0
-        ranked = np.argsort(-peak, kind="stable")[:n_features]
-        return [int(f) for f in ranked if peak[f] > 0]
+        rows = []
+        with session.loaded_models(self.sae):
+            for text in texts:
+                doc = session.encode_text(self._store, self.sae, text)
+                stats = pool_tokens(np.array([len(doc.token_ids)]), np.diff(doc.act_ptr), doc.act_features,
+                                    doc.act_values, self.d_sae)
+                rows.append(aggregate(stats, aggregation_method, self.d_sae))
+        return sp.vstack(rows).tocsr()
+
+    def features_of_text(self, text: str, n_features: int = 5, max_coverage: float = 0.5) -> list[int]:
+        """The features most specific to ``text`` relative to this dataset: those firing on most of its tokens
+        weighted by how rare they are here (IDF), among the features active in this dataset in at most
+        ``max_coverage`` of its documents.
+
+        Runs the reader and SAE that encoded the dataset on ``text`` (same template); features firing on most
+        documents (punctuation, position) are left out because they say nothing specific, and features that
+        never fire here because they cannot find anything.
+        """
+        counts = np.asarray(self.latents_of_texts([text], "count").todense()).ravel()
+        present = self.latents("binarize")[np.flatnonzero(self.encoded_mask())]
+        coverage = np.asarray(present.mean(axis=0)).ravel()
+        idf = np.log1p((1 - coverage) / np.maximum(coverage, 1e-12))
+        weight = np.where((coverage > max_coverage) | (coverage == 0), 0.0, counts * idf)
+        ranked = np.argsort(-weight, kind="stable")[:n_features]
+        return [int(f) for f in ranked if weight[f] > 0]
 
     # ---- table access -----------------------------------------------------------------------------
     _extra: pd.DataFrame | None = None  # columns added to a view by sort_by_features, one row per row of the view

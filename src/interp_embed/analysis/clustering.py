@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..store.words import WORD, FeatureWords
+from .feature_terms import FeatureTerms
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
-from .label_search import query_features
+from .label_search import dataset_words, fires_on, stop_words
 from ..validation import check_choice, check_features, check_int, check_threshold
 
 logger = logging.getLogger(__name__)
@@ -20,6 +23,9 @@ METHODS = ("kmeans", "hdbscan")
 # HDBSCAN needs dense input; beyond this many cells the axis is too wide for it.
 MAX_DENSE_CELLS = 50_000_000
 NO_AXIS_FEATURE = -1
+# Each part of a query or of examples brings the features most specific to the documents it finds first: on the
+# development corpus of benchmarks/retrieval.py, 20 documents gave ARI 0.78 by examples where 10 gave 0.64.
+PART_DOCUMENTS = 20
 
 
 class Clustering(NamedTuple):
@@ -30,9 +36,9 @@ class Clustering(NamedTuple):
 
 
 def cluster_matrix(X: sp.csr_matrix, n_clusters: int, method: str, random_state: int = 0,
-                   min_cluster_size: int = 5) -> np.ndarray:
+                   min_cluster_size: int = 5, init: np.ndarray | None = None) -> np.ndarray:
     """Cluster labels for the rows of X (already restricted to the axis features); rows with no active axis
-    feature get -1, as do HDBSCAN's noise points."""
+    feature get -1, as do HDBSCAN's noise points. ``init`` (n_clusters × columns) starts k-means there."""
     from sklearn.cluster import HDBSCAN, KMeans  # imported where used: importing interp_embed stays fast
     from sklearn.preprocessing import normalize
 
@@ -51,7 +57,13 @@ def cluster_matrix(X: sp.csr_matrix, n_clusters: int, method: str, random_state:
                                "scaled to unit length, an axis of %d feature(s) puts documents at few points; add "
                                "features to the axis", distinct, active.size, distinct, k, Z.shape[1])
                 k = distinct
-        labels[active] = KMeans(n_clusters=k, n_init=4, random_state=random_state).fit_predict(Z)
+        if init is not None and k == len(init):
+            from sklearn.preprocessing import normalize as unit
+
+            model = KMeans(n_clusters=k, init=unit(init), n_init=1, random_state=random_state)
+        else:
+            model = KMeans(n_clusters=k, n_init=4, random_state=random_state)
+        labels[active] = model.fit_predict(Z)
     else:
         if Z.shape[0] * Z.shape[1] > MAX_DENSE_CELLS:
             raise ValueError(f"method='hdbscan' needs a dense matrix of {Z.shape[0]} × {Z.shape[1]}; choose fewer "
@@ -93,76 +105,220 @@ def describe_clusters(P: sp.csr_matrix, labels: np.ndarray, feature_labels: np.n
                                        "difference", "lift"])
 
 
-def widen_axis(P: sp.csr_matrix, axis: np.ndarray, size: int, feature_labels: np.ndarray) -> np.ndarray:
-    """``axis`` followed by the features that co-occur most specifically with it, up to ``size`` features in all:
-    those most over-represented in the documents where an axis feature is active (largest ``freq_in −
-    freq_out``, as :func:`describe_clusters` ranks a cluster's features; active in at least two of them)."""
-    inside = (P[:, axis].getnnz(axis=1) > 0).astype(np.int64)
-    described = describe_clusters(P, inside, feature_labels, top=size + axis.size)
-    ranked = described.loc[(described.cluster == 1) & (described.feature_id >= 0), "feature_id"].to_numpy()
-    return np.r_[axis, ranked[~np.isin(ranked, axis)][: size - axis.size]].astype(np.int64)
+def cluster_words(P: sp.csr_matrix, labels: np.ndarray, words: FeatureWords, texts: Sequence[str],
+                  n: int = 8) -> dict[int, list[str]]:
+    """Each cluster's ``n`` most distinguishing words, by BERTopic's c-TF-IDF over the words its features fire on.
+
+    A cluster's bag of words adds up, for each feature more frequent in the cluster than outside it (by the
+    difference of the shares of documents where it fires), that feature's word distribution (``words``: where its
+    strong activations fall); features as frequent everywhere add nothing. Only words found in at least two of the
+    clustered documents' ``texts`` count (one document's word is an anecdote), English stop words and one-letter
+    words left out. A word then weighs its share of
+    the cluster's bag times ``log(1 + A / f)``, A the mean bag size and f the word's mass over all clusters, so
+    words every cluster has say little."""
+    from sklearn.preprocessing import normalize
+
+    clusters = np.unique(labels)
+    membership = sp.csr_matrix((np.ones(labels.size), (np.searchsorted(clusters, labels), np.arange(labels.size))),
+                               shape=(clusters.size, labels.size))
+    inside = (membership @ sp.csr_matrix(P, dtype=np.float64)).toarray()  # clusters × features: documents where it fires
+    sizes = np.asarray(membership.sum(axis=1)).ravel()[:, None]
+    outside = np.maximum(labels.size - sizes, 1)
+    specific = np.maximum(inside / sizes - (inside.sum(axis=0) - inside) / outside, 0)
+    distribution = normalize(sp.csr_matrix(words.mass, dtype=np.float64), norm="l1")  # feature → its words
+    bag = (sp.csr_matrix(specific) @ distribution).toarray()
+    document_frequency = Counter(w for text in texts for w in {m.lower() for m in WORD.findall(text)})
+    keep = np.array([len(w) > 1 and document_frequency[w] >= 2 and w not in stop_words() for w in words.words],
+                    dtype=bool)
+    bag[:, ~keep] = 0
+    total = bag.sum(axis=0)
+    weight = normalize(bag, norm="l1") * np.log1p(bag.sum(axis=1).mean() / np.maximum(total, 1e-12))
+    return {int(c): [str(words.words[i]) for i in np.argsort(-row, kind="stable")[:n] if row[i] > 0]
+            for c, row in zip(clusters, weight)}
+
+
+def typical_documents(profiles: sp.csr_matrix, labels: np.ndarray, n: int = 3) -> dict[int, list[int]]:
+    """Matrix rows of each cluster's ``n`` most typical documents: those whose profile (unit rows) is closest
+    (cosine) to the mean profile of the cluster."""
+    out = {}
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        centre = np.asarray(profiles[members].mean(axis=0)).ravel()
+        similarity = np.asarray(profiles[members] @ centre).ravel()
+        out[int(c)] = members[np.argsort(-similarity, kind="stable")[:n]].tolist()
+    return out
+
+
+class Axis(NamedTuple):
+    """The features documents are clustered on, each with a weight, and which part of the user's axis (a query
+    term or a group of examples) each came from."""
+
+    features: np.ndarray
+    weights: np.ndarray
+    parts: list[str]
+    part_of: np.ndarray
+    """For each feature, the index in ``parts`` of the part it is most specific to (-1 for features given)."""
+
+    def table(self, ds: EncodedDataset, labels: np.ndarray) -> pd.DataFrame:
+        """One row per axis feature, by part (in the user's order) and then heaviest first."""
+        order = np.lexsort((-self.weights, self.part_of))
+        f = self.features[order]
+        part = [self.parts[i] if i >= 0 else "" for i in self.part_of[order]]
+        return pd.DataFrame({"feature_id": f, "part": part, "weight": self.weights[order], "fires_on": fires_on(ds, f),
+                             "label": labels[f]})
+
+
+def query_parts(query: str) -> list[str]:
+    """The parts of a query that each define a piece of the axis: its comma-separated parts, or, without commas,
+    its words (stop words kept with the word after them: "law and order" stays one part only with commas).
+
+    >>> query_parts("computers, food, Star Trek")
+    ['computers', 'food', 'Star Trek']
+    >>> query_parts("computers food")
+    ['computers', 'food']
+    """
+    if "," in query:
+        return [p.strip() for p in query.split(",") if p.strip()]
+    return query.split()
+
+
+def _axis(parts: list[str], weights: list[np.ndarray], per_part: int) -> Axis:
+    """Each part's ``per_part`` heaviest features, its weights scaled to sum to 1 so that every part weighs the
+    same on the axis; a feature of several parts adds up."""
+    total = np.zeros(weights[0].size)
+    best_part, best_weight = np.full(total.size, -1), np.zeros(total.size)
+    for i, w in enumerate(weights):
+        keep = np.argsort(-w, kind="stable")[:per_part]
+        keep = keep[w[keep] > 0]
+        if keep.size == 0:
+            raise ValueError(f"no feature of this dataset is specific to the axis part {parts[i]!r}; drop it or "
+                             "describe it in other words.")
+        share = w[keep] / w[keep].sum()
+        total[keep] += share
+        better = share > best_weight[keep]
+        best_part[keep[better]], best_weight[keep[better]] = i, share[better]
+    features = np.flatnonzero(total > 0)
+    return Axis(features, total[features], parts, best_part[features])
 
 
 def cluster_documents(
     ds: EncodedDataset, features: Iterable[int] | None = None, query: str | None = None, n_clusters: int = 8,
-    method: str = "kmeans", *, n_query_features: int = 20, top_features: int = 5, min_cluster_size: int = 5,
+    method: str = "kmeans", *, examples: Sequence[str | Sequence[str]] | None = None, by: str = "labels",
+    n_query_features: int = 20, top_features: int = 5, n_words: int = 8, min_cluster_size: int = 5,
     aggregation: str = "max", activated_threshold: float = 0.0, random_state: int = 0,
 ) -> Clustering:
-    """Cluster documents along a chosen axis and describe each cluster by its over-represented features.
+    """Cluster documents along a chosen axis and describe each cluster by its words, typical documents and
+    over-represented features.
 
-    The axis is ``features`` (feature ids), or the ``n_query_features`` features of this dataset that best match
-    ``query`` by what they do (see :func:`~interp_embed.analysis.label_search.match_features`), or every
-    feature when both are None. With ``query``, only documents where its features fire are clustered, and an
-    axis of fewer than ``n_clusters`` features is widened (:func:`widen_axis`) with the features that co-occur
-    most specifically with them: scaled to unit length, documents on a one-feature axis are all one point,
-    so k-means could only return one cluster. Documents are embedded by
-    their pooled activations on the axis features (``aggregation`` (``max``, ``mean``, ``sum``, ``binarize`` or ``count``) pools each document's token activations, max by default), rows scaled to unit length, and clustered with k-means
-    (``n_clusters``) or HDBSCAN (``min_cluster_size``; finds the number itself, noise = -1). Documents with
-    no active axis feature get cluster -1. Each cluster is described over *all* features by
-    :func:`describe_clusters` (frequency inside vs. outside, lift; no p-values, as the clusters come from
-    the same data).
+    The axis is one of:
 
-    Returns ``Clustering(assignments, clusters)``: ``assignments`` has ``document`` (position in ``ds``)
-    and ``cluster``; ``clusters`` has ``cluster``, ``size`` and the ``top_features`` describing features
-    with labels. ``clusters.attrs["axis"]`` lists the axis feature ids (``attrs["query_features"]`` those the
-    query matched).
+    - ``features``: feature ids, each weighing 1;
+    - ``query``: its comma-separated parts (without commas, its words), each contributing the
+      ``n_query_features`` features most specific to the documents that part finds (``search(part, by=by)``
+      with feedback: ``by="labels"`` matches the words features fire on, ``by="query"`` also runs the models on
+      the part). Every part weighs the same on the axis, so no term crowds out another; a feature's weight is how
+      specific it is to its part;
+    - ``examples``: a list of parts, each an example text or a list of them; a part contributes the
+      ``n_query_features`` features weighing most in the examples' IDF-weighted profile (runs the models);
+    - nothing: every feature, weighing 1.
+
+    Documents are embedded by their pooled activations (``aggregation``, max by default) on the axis features
+    times the weights, rows scaled to unit length, and clustered by k-means (``n_clusters``; started from the
+    parts when there are as many parts as clusters, so cluster i is part i's) or HDBSCAN (``min_cluster_size``;
+    finds the number itself, noise = -1). With k-means every document is assigned: a document where no axis
+    feature fires joins the cluster whose documents it is most like on all features.
+
+    Returns ``Clustering(assignments, clusters)``: ``assignments`` has ``document`` (position in ``ds``) and
+    ``cluster``; ``clusters`` has, per cluster, ``size``, ``words`` (its ``n_words`` most distinguishing words by
+    c-TF-IDF over the words its documents' features fire on, when the dataset can tell), ``examples`` (positions of
+    its 3 most typical documents) and its ``top_features`` most over-represented features (``rank``,
+    ``feature_id``, ``label``, ``fires_on``, ``freq_in``, ``freq_out``, ``difference``, ``lift``; no p-values: the
+    clusters come from the same data). ``clusters.attrs["axis"]`` lists the axis feature ids and
+    ``attrs["axis_table"]`` each with its weight, words and part (``attrs["query_features"]``: a query's).
 
     Example::
 
-        assignments, clusters = cluster_documents(ds, query="sentiment", n_clusters=4)
-        clusters.query("rank == 1")[["cluster", "size", "label"]]
+        assignments, clusters = cluster_documents(ds, query="sports, food, law", n_clusters=3)
+        clusters.query("rank == 1")[["cluster", "size", "words"]]
     """
+    from .retrieval import BY, search_documents
+
     check_choice(method, "method", METHODS)
+    check_choice(by, "by", BY[:2])
     check_int(n_clusters, "n_clusters", 1)
     check_int(top_features, "top_features", 1)
+    check_int(n_words, "n_words", 1)
     check_int(min_cluster_size, "min_cluster_size", 2)
+    per_part = check_int(n_query_features, "n_query_features", 1)
     check_threshold(activated_threshold)
-    if features is not None and query is not None:
-        raise ValueError("pass either features=[...] or query='...', not both.")
+    if sum(x is not None for x in (features, query, examples)) > 1:
+        raise ValueError("pass one of features=[...], query='...' or examples=[...], not both.")
     labels = label_array(ds)
     docs = load_documents(ds, aggregation=aggregation)
     X = docs.activations
     if activated_threshold > 0:  # the axis embedding sees exactly the activations that count as active
         X = X.multiply(X > activated_threshold).tocsr()
     P = presence(docs.activations, activated_threshold)
-    axis = check_features(features, ds.d_sae, sae=ds.encoder)
-    if query is not None:
-        matched = query_features(ds, docs, query, k=check_int(n_query_features, "n_query_features", 1))
-        axis = matched["feature_id"].to_numpy()
-        if method == "kmeans" and axis.size < n_clusters:
-            axis = widen_axis(P, axis, n_clusters, labels)
-            logger.warning("query %r matches %d feature(s), fewer than n_clusters=%d; one feature puts every document "
-                           "at the same point, so the axis is widened with the features that co-occur most "
-                           "specifically with them: %s", query, len(matched), n_clusters, axis[len(matched):].tolist())
-        fires = P[:, matched["feature_id"].to_numpy()].getnnz(axis=1) > 0
-        X = (sp.diags(fires.astype(X.dtype)) @ X).tocsr()  # only the documents where the query's features fire
-        X.eliminate_zeros()
-    X_axis = X if axis is None else X[:, axis]
+    terms = FeatureTerms.of(load_documents(ds, aggregation="count").activations)
+    axis = None
+    if query is not None or examples is not None:
+        if query is not None:
+            if not isinstance(query, str) or not query.strip():
+                raise ValueError("query must be a non-empty string naming the axis, e.g. query='sports, food, law'.")
+            parts = query_parts(query)
+            searches = [dict(query=part, by=by) for part in parts]
+        else:
+            if isinstance(examples, str) or not isinstance(examples, Sequence) or not examples:
+                raise ValueError("examples must be a list of axis parts, each an example text or a list of them.")
+            groups = [[e] if isinstance(e, str) else list(e) for e in examples]
+            parts = [g[0][:40] if g and isinstance(g[0], str) else str(g) for g in groups]
+            searches = [dict(examples=group, by="example") for group in groups]
+        weights = []
+        for part, search in zip(parts, searches):
+            try:
+                found = search_documents(ds, k=PART_DOCUMENTS, highlight=False, aggregation=aggregation, **search)
+            except ValueError as e:
+                raise ValueError(f"the axis part {part!r} finds nothing: {e}") from None
+            rows = np.searchsorted(docs.rows, found.document.to_numpy())
+            weights.append(terms.specific(terms.counts[rows], per_part))
+        axis = _axis(parts, weights, per_part)
+    elif features is not None:
+        ids = check_features(features, ds.d_sae, sae=getattr(ds, "encoder", None))
+        axis = Axis(ids, np.ones(ids.size), [], np.full(ids.size, -1))
+    X_axis = X if axis is None else (X[:, axis.features] @ sp.diags(axis.weights)).tocsr()
+    init = None
+    if axis is not None and axis.parts and len(axis.parts) == n_clusters and method == "kmeans":
+        init = np.array([np.where(axis.part_of == i, axis.weights, 0.0) for i in range(n_clusters)])
     logger.info("clustering %d documents on %d axis features with %s", docs.n, X_axis.shape[1], method)
-    cluster = cluster_matrix(X_axis, n_clusters, method, random_state, min_cluster_size)
+    cluster = cluster_matrix(X_axis, n_clusters, method, random_state, min_cluster_size, init=init)
+    profiles = terms.profile(terms.counts)
+    if method == "kmeans":
+        cluster = _assign_the_rest(profiles, cluster)
     assignments = pd.DataFrame({"document": docs.rows, "cluster": cluster})
     clusters = describe_clusters(P, cluster, labels, top_features)
-    clusters.attrs["axis"] = (np.arange(ds.d_sae) if axis is None else axis).tolist()
+    clusters.insert(4, "fires_on", fires_on(ds, clusters.feature_id.clip(lower=0).to_numpy()))
+    clusters.loc[clusters.feature_id < 0, "fires_on"] = ""
+    words = dataset_words(ds)
+    texts = ds.pandas().iloc[docs.rows][ds.field].astype(str).tolist() if words is not None else []
+    described = cluster_words(P, cluster, words, texts, n_words) if words is not None else {}
+    typical = typical_documents(profiles, cluster)
+    clusters.insert(2, "words", [", ".join(described.get(int(c), [])) for c in clusters.cluster])
+    clusters.insert(3, "examples", [docs.rows[typical[int(c)]].tolist() for c in clusters.cluster])
+    clusters.attrs["axis"] = (np.arange(ds.d_sae) if axis is None else axis.features).tolist()
+    if axis is not None:
+        clusters.attrs["axis_table"] = axis.table(ds, labels)
     if query is not None:
-        clusters.attrs["query_features"] = matched["feature_id"].tolist()
+        clusters.attrs["query_features"] = axis.features.tolist()
     return Clustering(assignments, clusters)
+
+
+def _assign_the_rest(profiles: sp.csr_matrix, cluster: np.ndarray) -> np.ndarray:
+    """``cluster`` with each unassigned (-1) document put in the cluster whose mean profile it is closest to."""
+    rest = np.flatnonzero(cluster < 0)
+    if rest.size == 0 or rest.size == cluster.size:
+        return cluster
+    ids = np.unique(cluster[cluster >= 0])
+    centres = np.vstack([np.asarray(profiles[cluster == c].mean(axis=0)).ravel() for c in ids])
+    out = cluster.copy()
+    out[rest] = ids[np.asarray(profiles[rest] @ centres.T).argmax(axis=1)]
+    return out

@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..store.words import WORD, FeatureWords
+from .fires_on import fires_on_text, words_of
 from .inputs import Documents, EncodedDataset, label_array
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def stem(word: str) -> str:
 
 
 @functools.cache
-def _stop_words() -> frozenset[str]:
+def stop_words() -> frozenset[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # imported where used: importing interp_embed stays fast
 
     return ENGLISH_STOP_WORDS
@@ -76,7 +77,7 @@ def query_terms(query: str) -> list[str]:
     >>> query_terms("The games of the year")
     ['gam', 'year']
     """
-    return [stem(w) for w in WORD.findall(query.lower()) if w not in _stop_words()]
+    return [stem(w) for w in WORD.findall(query.lower()) if w not in stop_words()]
 
 
 def label_terms(label: str) -> tuple[list[str], float]:
@@ -133,6 +134,10 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
     if words is not None:  # each fired word's mass goes to its stem's column
         stem_ids = np.array([vocabulary.setdefault(stem(w), len(vocabulary)) for w in words.words], dtype=np.int64)
     query_ids = [vocabulary[t] for t in query_terms(query) if t in vocabulary]
+    if not query_terms(query):
+        raise ValueError(f"query {query!r} has only stop words, which say nothing about a feature by its words; "
+                         "search by='query' reads it through the model (negation, 'not', 'never' included), or "
+                         "search by examples (by='example', examples=[...]).")
     if not query_ids:
         source = "the words this dataset's features fire on or their labels" if words is not None else "any feature label"
         raise ValueError(f"no word of query {query!r} occurs in {source}; try other words, search by an example "
@@ -153,19 +158,30 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
                          f"{score[order[0]]:.2f} < min_score={min_score}); try other words, search by an example "
                          "text (by='example'), or pass feature ids with features=[...].")
     f = candidates[good]
-    fires_on = [", ".join(words.top(int(i))) for i in f] if words is not None else [""] * f.size
-    return pd.DataFrame({"feature_id": f, "label": labels[f], "score": score[good], "fires_on": fires_on})
+    fired = [", ".join(words.top(int(i))) for i in f] if words is not None else [""] * f.size
+    return pd.DataFrame({"feature_id": f, "label": labels[f], "score": score[good], "fires_on": fired})
+
+
+def dataset_words(ds: EncodedDataset) -> FeatureWords | None:
+    """The words ``ds``'s features fire on (``ds.feature_words()``), or None where it cannot tell: no such method,
+    or a store that keeps pooled activations only."""
+    words = words_of(ds)
+    return None if isinstance(words, str) else words
+
+
+def fires_on(ds: EncodedDataset, features: np.ndarray) -> np.ndarray:
+    """For each of ``features``, the words it fires on most specifically in ``ds`` ("" where ``ds`` cannot tell);
+    the ``fires_on`` column of every feature table."""
+    return fires_on_text(words_of(ds), np.asarray(features, dtype=np.int64).ravel())
 
 
 def query_features(ds: EncodedDataset, docs: Documents, query: str, k: int) -> pd.DataFrame:
     """:func:`match_features` for a dataset: its labels, the words its features fire on when it can tell
     (``ds.feature_words()``; otherwise labels alone), and as candidates the features active in ``docs``, its
     encoded documents — a feature that never fires here cannot find anything."""
-    words = None
-    if hasattr(ds, "feature_words") and not getattr(ds, "token_level", True):
+    words = dataset_words(ds)
+    if words is None and hasattr(ds, "feature_words"):
         logger.warning("this dataset's store keeps pooled activations only (EncodePlan(token_level=False)), so the "
                        "query is matched against feature labels alone, not the words features fire on")
-    elif hasattr(ds, "feature_words"):
-        words = ds.feature_words()
     active = np.flatnonzero(docs.activations.getnnz(axis=0) > 0)
     return match_features(label_array(ds), query, k=k, words=words, candidates=active)

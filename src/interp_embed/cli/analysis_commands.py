@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import CSV, JSON, console, default, feature_list, friendly, open_dataset, show
+from .common import CSV, JSON, console, default, feature_list, friendly, open_dataset, shorten, show
 from .subsets import chosen, where_option
 from ..analysis import (associate_features, cluster_documents, diff_features, feature_trends, plot_trends,
                         search_documents, top_correlations, where_mask)
@@ -28,7 +28,13 @@ class Method(str, enum.Enum):
 
 class By(str, enum.Enum):
     labels = "labels"
+    query = "query"
     example = "example"
+
+
+class AxisBy(str, enum.Enum):
+    labels = "labels"
+    query = "query"
 
 
 class Grouping(str, enum.Enum):
@@ -165,17 +171,40 @@ def trend(store: Path = typer.Argument(..., help="A store folder."),
 @friendly
 def cluster(store: Path = typer.Argument(..., help="A store folder."),
             features: str = typer.Option(None, help="The axis: feature ids, e.g. 12,345,678."),
-            query: str = typer.Option(None, help="The axis: the features this query matches."),
+            query: str = typer.Option(None, help="The axis: comma-separated parts (e.g. 'sports, food, law'), each "
+                                                 "contributing the features specific to what it finds."),
+            example: list[str] = typer.Option(None, help="The axis: an example text per part (repeat the option)."),
+            by: AxisBy = typer.Option(default(cluster_documents, "by"), help="How --query finds its features: labels "
+                                                                             "(words they fire on) or query (also "
+                                                                             "runs the models)."),
             n_clusters: int = typer.Option(default(cluster_documents, "n_clusters"), min=1, help="k-means clusters."),
             method: Method = typer.Option(default(cluster_documents, "method"), help="kmeans or hdbscan."),
-            rows: int = ROWS, csv: Path = CSV, json: Path = JSON, where: str = where_option()) -> None:
-    """Cluster documents along the axis you choose and describe each cluster by its over-represented features."""
-    if (features is None) == (query is None):
-        raise typer.BadParameter("give exactly one of --features or --query")
-    result = cluster_documents(chosen(open_dataset(store), where), features=feature_list(features), query=query,
-                               n_clusters=n_clusters, method=method.value)
-    show(result.clusters, ["cluster", "size", "feature_id", "label", "freq_in", "freq_out", "lift"], rows,
-         f"clusters of {store}", csv, json)
+            rows: int = ROWS,
+            csv: Path = typer.Option(None, "--csv", help="Write one row per document with its cluster to this CSV "
+                                                         "file."),
+            json: Path = typer.Option(None, "--json", help="Write the cluster table to this JSON file."),
+            where: str = where_option()) -> None:
+    """Cluster documents along the axis you choose; each cluster with its words, typical documents and features."""
+    if sum(x is not None and x != [] for x in (features, query, example)) != 1:
+        raise typer.BadParameter("give exactly one of --features, --query or --example")
+    ds = chosen(open_dataset(store), where)
+    result = cluster_documents(ds, features=feature_list(features), query=query, examples=example or None,
+                               by=by.value, n_clusters=n_clusters, method=method.value)
+    assignments, clusters = result
+    texts = ds.pandas()[ds.field].to_numpy()
+    if "axis_table" in clusters.attrs:
+        show(clusters.attrs["axis_table"], ["feature_id", "part", "weight", "fires_on", "label"], rows, "the axis",
+             None, None)
+    for c, group in clusters.groupby("cluster", sort=True):
+        first = group.iloc[0]
+        console.print(f"\ncluster {c}: {int(first['size'])} documents; words: {first['words'] or '-'}")
+        for d in first["examples"]:
+            console.print(f"  document {d}: {shorten(str(texts[d]), 110)}")
+    show(clusters, ["cluster", "size", "feature_id", "fires_on", "label", "freq_in", "freq_out", "lift"], rows,
+         f"clusters of {store}: over-represented features", None, json)
+    if csv is not None:
+        assignments.assign(text=texts[assignments.document.to_numpy()]).to_csv(csv, index=False)
+        console.print(f"{len(assignments)} documents with their cluster written to {csv}")
 
 
 @app.command()
@@ -183,15 +212,20 @@ def cluster(store: Path = typer.Argument(..., help="A store folder."),
 def search(store: Path = typer.Argument(..., help="A store folder."),
            query: str = typer.Argument(None, help="Words naming a property, or (with --by example) an example text."),
            features: str = typer.Option(None, help="Instead of QUERY: feature ids, e.g. 12,345."),
+           example: list[str] = typer.Option(None, help="With --by example: an example text (repeat the option)."),
+           negative: list[str] = typer.Option(None, help="With --by example: a text the documents should not be "
+                                                         "like (repeat the option)."),
            k: int = typer.Option(default(search_documents, "k"), min=1, help="Documents to return."),
            by: By = typer.Option(default(search_documents, "by"), help="labels: match the words features fire on "
-                                                                       "and their labels; example: run the models "
-                                                                       "on QUERY."),
+                                                                       "and their labels; query: also run the "
+                                                                       "models on QUERY; example: run them on the "
+                                                                       "examples."),
            rows: int = ROWS, csv: Path = CSV, json: Path = JSON) -> None:
     """The documents that most express a property, with the evidence marked."""
-    if (query is None) == (features is None):
+    if by != By.example and (query is None) == (features is None):
         raise typer.BadParameter("give exactly one of QUERY or --features")
-    hits = search_documents(open_dataset(store), query, k=k, by=by.value, features=feature_list(features))
+    hits = search_documents(open_dataset(store), query, k=k, by=by.value, features=feature_list(features),
+                            examples=example or None, negatives=negative or None)
     used = hits.attrs["features"]
-    console.print("features used: " + "; ".join(f"{int(r.feature_id)} ({r.score:.2f})" for r in used.itertuples()))
-    show(hits, ["document", "score", "feature_id", "highlighted"], rows, "documents found", csv, json)
+    show(used, ["feature_id", "source", "score", "fires_on", "label"], min(rows, 10), "features used", None, None)
+    show(hits, ["document", "score", "feature_id", "fires_on", "highlighted"], rows, "documents found", csv, json)

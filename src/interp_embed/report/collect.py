@@ -27,6 +27,7 @@ DIFF_EXAMPLES = 3
 MAX_MEMBERS = 50
 """Members listed for a group of findings (``n_members`` counts them all)."""
 MAX_CLUSTER_ROWS = 1000
+CLUSTER_EXAMPLE_CHARS = 300
 ALPHA = 0.05
 
 
@@ -69,7 +70,7 @@ def collect(ds, *, vs, features, max_features: int, top_documents: int, quantile
                   "excerpt_tokens": EXCERPT_TOKENS},
         "features": pages,
         "diff": diff,
-        "clusters": None if clusters is None else _clusters(clusters),
+        "clusters": None if clusters is None else _clusters(ds, clusters),
         "texts": texts.table,
     }
 
@@ -200,14 +201,24 @@ def _add_diff_examples(ds, vs, diff: dict, k: int, texts: Texts) -> None:
             finding[f"examples_{side}"] = [excerpts[p, finding["id"]] for p in wanted[finding["id"]]]
 
 
-def _clusters(clustering) -> dict:
-    """The cluster table of ``ds.cluster(...)`` (first ``MAX_CLUSTER_ROWS`` rows) and how documents fell."""
+def _clusters(ds, clustering) -> dict:
+    """The cluster table of ``ds.cluster(...)`` (first ``MAX_CLUSTER_ROWS`` rows), how documents fell, and each
+    cluster's words and typical documents (the start of each, at most CLUSTER_EXAMPLE_CHARS characters)."""
     assignments, table = clustering
     shown = table.head(MAX_CLUSTER_ROWS)
+    texts = ds.pandas()[ds.field] if "examples" in table.columns else None
+    summaries = []
+    for c, group in table.groupby("cluster", sort=True):
+        first = group.iloc[0]
+        examples = [{"document": int(d), "text": str(texts.iloc[int(d)])[:CLUSTER_EXAMPLE_CHARS]}
+                    for d in first["examples"]] if texts is not None else []
+        summaries.append({"cluster": int(c), "size": int(first["size"]), "words": str(first.get("words", "")),
+                          "examples": examples})
     return {
         "rows": [{"cluster": int(r.cluster), "size": int(r.size), "rank": int(r.rank), "id": int(r.feature_id),
-                  "label": str(r.label), "freq_in": number(r.freq_in), "freq_out": number(r.freq_out),
-                  "lift": number(r.lift)} for r in shown.itertuples()],
+                  "label": str(r.label), "fires_on": str(getattr(r, "fires_on", "")), "freq_in": number(r.freq_in),
+                  "freq_out": number(r.freq_out), "lift": number(r.lift)} for r in shown.itertuples()],
+        "summaries": summaries,
         "total_rows": len(table), "documents": len(assignments),
         "unassigned": int((assignments["cluster"] < 0).sum()),
         "axis": [int(f) for f in table.attrs.get("axis", [])[:MAX_MEMBERS]],

@@ -233,6 +233,7 @@
       { key: "size", title: "documents", numeric: true, cell: (r) => integer(r.size) },
       { key: "rank", title: "rank", numeric: true, cell: (r) => r.rank },
       { key: "id", title: "feature", numeric: true, cell: (r) => r.id < 0 ? "—" : features.has(r.id) ? featureLink(r.id) : "#" + r.id },
+      { key: "fires_on", title: "fires on", className: "label", cell: (r) => r.fires_on || "" },
       { key: "label", title: "label", className: "label", cell: (r) => r.label },
       { key: "freq_in", title: "in cluster", numeric: true, cell: (r) => percent(r.freq_in) },
       { key: "freq_out", title: "elsewhere", numeric: true, cell: (r) => percent(r.freq_out) },
@@ -245,6 +246,12 @@
           `axis of ${integer(c.axis_size)} features (${c.axis.join(", ")}${c.axis_size > c.axis.length ? ", …" : ""}). `) +
         `Each cluster's most over-represented features (no p-values: the clusters come from the same activations). ` +
         `Rows shown: ${integer(c.rows.length)} of ${integer(c.total_rows)}.`),
+      ...(c.summaries || []).map((s) => el("div", { class: "cluster-summary" },
+        el("h3", {}, `cluster ${s.cluster} · ${integer(s.size)} documents`),
+        el("p", {}, el("b", {}, "words: "), s.words || "—"),
+        el("ol", { class: "cluster-examples" }, ...s.examples.map((e) =>
+          el("li", {}, el("span", { class: "note" }, `document ${e.document}: `), e.text))))),
+      el("h3", {}, "Over-represented features"),
       table,
     ];
   }
