@@ -221,6 +221,8 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_options_take_the_python_defaults():
+    import inspect
+
     import typer
 
     from interp_embed.analysis import diff_features, top_correlations
@@ -229,7 +231,10 @@ def test_options_take_the_python_defaults():
     commands = typer.main.get_command(app).commands
     options = {name: {p.name: p.default for p in command.params} for name, command in commands.items()}
     assert options["diff"]["alpha"] == 0.05 and options["diff"]["metric"] == "absolute"
-    assert options["correlate"]["min_count"] == 5 == top_correlations.__kwdefaults__.get("min_count", 5)
+    correlate = inspect.signature(top_correlations).parameters
+    assert options["correlate"]["min_count"] == 10 == correlate["min_count"].default
+    assert options["correlate"]["max_coverage"] == 0.5 == correlate["max_coverage"].default
+    assert options["diff"]["grouping"] == "explained" == diff_features.__kwdefaults__["grouping"]
     assert options["label"]["concurrency"] == LabelingConfig().concurrency
     assert options["label"]["model"] == LabelingConfig().model
     assert diff_features.__kwdefaults__["alpha"] == options["diff"]["alpha"]

@@ -471,6 +471,7 @@ class Dataset:
     score_feature = _analysis_method(labeling_run.score_feature, "score_feature")
     label_features = _analysis_method(labeling_run.label_features, "label_features")
     describe_diff = _analysis_method(labeling_run.describe_diff, "describe_diff")
+    describe_association = _analysis_method(labeling_run.describe_association, "describe_association")
 
     def label_features_sync(self, features, **options) -> pd.DataFrame:
         """:meth:`label_features` for scripts (also works inside Jupyter's running event loop)."""
@@ -595,6 +596,7 @@ class Dataset:
     feature_correlations = _analysis_method(analysis.feature_correlations, "feature_correlations")
     top_correlations = _analysis_method(analysis.top_correlations, "top_correlations")
     associate = _analysis_method(analysis.associate_features, "associate")
+    trend = _analysis_method(analysis.feature_trends, "trend")
     cluster = _analysis_method(analysis.cluster_documents, "cluster")
     search = _analysis_method(analysis.search_documents, "search")
     report = _analysis_method(write_report, "report")
@@ -642,6 +644,36 @@ class Dataset:
         if self._extra is None:
             return frame
         return frame.assign(**{column: self._extra[column].to_numpy() for column in self._extra.columns})
+
+    def add_column(self, name: str, values, overwrite: bool = False) -> None:
+        """Keep ``values`` as the column ``name`` of the dataset's store: it survives reloading, :meth:`concat` and
+        :meth:`save_to_file`, and can be the target of :meth:`associate` or :meth:`trend`. The activations are not
+        touched.
+
+        ``values`` are one per document of this dataset (a list, an array, a boolean mask, or a pandas Series matched
+        by its index when that holds exactly the labels of :meth:`pandas`, else taken in row order); on a view, the
+        store's documents the view does not show get a missing value. A column that exists is replaced only with
+        ``overwrite=True``; the text column never is. The store is written under its writer lock, atomically
+        (``Store.add_column``).
+
+        >>> ds.add_column("is_games", ds.pandas()["section"] == "games")   # doctest: +SKIP
+        >>> Dataset.load_from_file(ds.path).associate("is_games")          # doctest: +SKIP
+        """
+        from .analysis.targets import aligned
+
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty string, not {name!r}.")
+        overwrite = check_bool(overwrite, "overwrite")
+        series = aligned(values, self.pandas(), f"the values of column {name!r}")
+        if np.unique(self._rows).size != len(self._rows):
+            raise ValueError("this view shows a document more than once, which could give it two values; add the "
+                             "column on a view that shows each document once, or on the whole dataset.")
+        n = self._store.n_documents
+        if np.array_equal(self._rows, np.arange(n)):
+            column = series.reset_index(drop=True)
+        else:  # the documents this view does not show are missing
+            column = pd.Series(series.to_numpy(), index=self._rows).reindex(np.arange(n))
+        self._store.add_column(name, column, overwrite)
 
     def list(self) -> list[dict]:
         """The rows as dicts, one per document (column name: value)."""

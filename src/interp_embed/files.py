@@ -42,6 +42,7 @@ MANIFEST = "manifest.json"
 DOCUMENTS = "documents.parquet"
 CHUNKS = "chunks"
 LABEL_RECORDS = "labels"
+ADDED_COLUMNS = "columns"
 WRITER_LOCK = ".lock"
 
 # Tables of documents that can be encoded (interp-embed encode reads these).

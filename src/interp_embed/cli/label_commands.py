@@ -9,6 +9,7 @@ import typer
 from . import app
 from .common import CSV, JSON, console, default, fail, feature_list, friendly, open_dataset, show
 from .config import config_options
+from .subsets import chosen, where_option
 from ..analysis import cluster_documents
 from ..labeling import LabelingConfig
 
@@ -70,11 +71,12 @@ def report(store: Path = typer.Argument(..., help="A store folder."),
            clusters: str = typer.Option(None, help="Add the cluster view: documents clustered along the features "
                                                    "a query matches (\"music\") or along feature ids (12,345,678)."),
            n_clusters: int = typer.Option(default(cluster_documents, "n_clusters"), min=1,
-                                          help="With --clusters: k-means clusters.")) -> None:
+                                          help="With --clusters: k-means clusters."),
+           where: str = where_option()) -> None:
     """Write the explorer: one self-contained HTML file to open offline or send to a colleague."""
     from ..report import write_report
 
-    ds = open_dataset(store)
+    ds = chosen(open_dataset(store), where)
     clustering = None
     if clusters is not None:
         ids = _feature_ids(clusters)

@@ -18,11 +18,14 @@ from ..files import canonical_json, sha256_json
 from .errors import StoreCorruptError, StoreError
 
 FORMAT = "interp_embed.store"
-VERSION = 2
-"""1: the first format. 2: keeps ``dataset_description``; the SAE source is recorded under ``source``."""
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+"""1: the first format. 2: keeps ``dataset_description``; the SAE source is recorded under ``source``. 3: lists
+``columns`` added after encoding. A store without such columns is still written as version 2, which older
+versions of interp_embed read."""
+READABLE_VERSIONS = (1, 2, 3)
 CHUNK_NAME = re.compile(r"\d{9}-\d{9}")
 ARRAY_FILE = re.compile(r"[a-z_]+\.npy")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_FEATURES = 2**31 - 1  # feature ids are handled as int32 (scipy's index type)
 
 
@@ -42,6 +45,20 @@ class FileRecord:
 
     def to_json(self) -> dict:
         return {"sha256": self.sha256} if self.bytes is None else {"sha256": self.sha256, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class ColumnRecord:
+    """A column added to the documents table after encoding, kept in a file of its own (``columns/<sha256>.parquet``,
+    named by its checksum, never by anything else the manifest says)."""
+
+    name: str
+    """The column's name in the documents table."""
+    file: FileRecord
+    """Its file's checksum and size."""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, **self.file.to_json()}
 
 
 @dataclass(frozen=True)
@@ -198,6 +215,8 @@ class Manifest:
     """Committed chunks, by first row."""
     dataset_description: str = ""
     """What the user said the dataset is."""
+    columns: list[ColumnRecord] = field(default_factory=list)
+    """Columns added after encoding, in the order they were added (a name appears once)."""
 
     @property
     def d_sae(self) -> int:
@@ -207,12 +226,13 @@ class Manifest:
         self.chunks = sorted([c for c in self.chunks if c.start != entry.start] + [entry], key=lambda c: c.start)
 
     def to_json(self) -> dict:
+        added = {"columns": [c.to_json() for c in self.columns]} if self.columns else {}
         return {
-            "format": FORMAT, "version": VERSION, "field": self.field, "n_documents": self.n_documents,
-            "d_sae": self.d_sae, "encoder": self.encoder.to_json(), "plan": self.plan.to_json(),
-            "skipped": {str(row): reason for row, reason in sorted(self.skipped.items())},
+            "format": FORMAT, "version": VERSION if self.columns else 2, "field": self.field,
+            "n_documents": self.n_documents, "d_sae": self.d_sae, "encoder": self.encoder.to_json(),
+            "plan": self.plan.to_json(), "skipped": {str(row): reason for row, reason in sorted(self.skipped.items())},
             "documents": self.documents.to_json(), "labels": self.labels and self.labels.to_json(),
-            "chunks": [c.to_json() for c in self.chunks], "dataset_description": self.dataset_description,
+            "chunks": [c.to_json() for c in self.chunks], "dataset_description": self.dataset_description, **added,
         }
 
     def to_bytes(self) -> bytes:
@@ -270,6 +290,14 @@ def _chunk(data: dict) -> ChunkEntry:
                       n_tokens=_typed(data["n_tokens"], int, "n_tokens"), files=files)
 
 
+def _column(data: dict) -> ColumnRecord:
+    name = _typed(data["name"], str, "column name")
+    record = _file(data, f"column {name!r}")
+    if not name or not SHA256.fullmatch(record.sha256):  # the checksum names the file: hex digits only
+        raise ValueError(f"column {name!r} has no name or a checksum that is not 64 hex digits")
+    return ColumnRecord(name=name, file=record)
+
+
 def _encoder(data: dict, version: int) -> EncoderRecord:
     source = data["spec"] if version == 1 else data["source"]
     reader = data.get("reader")
@@ -311,6 +339,9 @@ def _check_structure(manifest: Manifest) -> None:
         if any(f.bytes is not None and f.bytes < 0 for f in chunk.files.values()):
             raise ValueError(f"chunk {chunk.name} records a negative file size")
         previous_stop = chunk.stop
+    names = [c.name for c in manifest.columns]
+    if len(set(names)) != len(names) or manifest.field in names:
+        raise ValueError(f"the added columns {names[:5]} repeat a name or replace the text column {manifest.field!r}")
 
 
 def _parse(body: dict) -> Manifest:
@@ -333,6 +364,7 @@ def _parse(body: dict) -> Manifest:
         chunks=sorted((_chunk(_typed(c, dict, "chunk")) for c in _typed(body["chunks"], list, "chunks")),
                       key=lambda c: c.start),
         dataset_description=_typed(body.get("dataset_description", ""), str, "dataset_description"),
+        columns=[_column(_typed(c, dict, "column")) for c in _typed(body.get("columns", []), list, "columns")],
     )
     _check_structure(manifest)
     return manifest

@@ -21,13 +21,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TEMPORARY_PREFIX, WRITER_LOCK,
-                     exchange, fsync_path, make_durable, remove_dead_temporaries, rename_no_replace,
+from ..files import (ADDED_COLUMNS, CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TEMPORARY_PREFIX,
+                     WRITER_LOCK, exchange, fsync_path, make_durable, remove_dead_temporaries, rename_no_replace,
                      temporary_folder)
 from .lock import writer_lock
 from .manifest import FORMAT
 
-STORE_NAMES = frozenset({MANIFEST, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, CHUNKS, WRITER_LOCK})
+STORE_NAMES = frozenset({MANIFEST, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, CHUNKS, ADDED_COLUMNS, WRITER_LOCK})
 """What a store folder holds, besides temporaries of its own."""
 
 

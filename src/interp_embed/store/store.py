@@ -7,6 +7,7 @@ Layout::
       documents.parquet      every row and metadata column of the user's table
       feature_labels.json    {feature id: label} copied from the SAE (optional)
       labels/<sha256>.json   labels written later (LLM or user), one file each, named by its checksum (labels.py)
+      columns/<sha256>.parquet  a column added after encoding (add_column), one file each, named by its checksum
       chunks/<start>-<stop>/ one folder of .npy arrays per committed range of rows (see chunk.py)
 
 A new store is written under a temporary name and renamed into place once its manifest exists, by a rename that
@@ -41,16 +42,17 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from ..encode.config import ChunkCutter, EncodePlan
-from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TABLE_SUFFIXES, canonical_json,
-                     sha256_file, write_atomically)
+from ..files import (ADDED_COLUMNS, CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TABLE_SUFFIXES,
+                     canonical_json, sha256_file, write_atomically)
 from ..validation import with_command_line
 from .checks import POOLED
 from .chunk import ARRAYS, Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
+from .columns import added_column_file, read_added_column, write_added_column
 from .documents import DocumentTexts, DocumentsWriter, check_row_count
 from .errors import StoreCorruptError, StoreError
 from .labels import DatasetLabels, LabelRecord, read_labels, write_dataset_labels, write_record
 from .lock import writer_lock
-from .manifest import CHUNK_NAME, ChunkEntry, EncoderRecord, FileRecord, Manifest
+from .manifest import CHUNK_NAME, ChunkEntry, ColumnRecord, EncoderRecord, FileRecord, Manifest
 from .paths import plain_file, plain_folder
 from .placing import building, is_temporary, replacing
 from .pooling import PooledStatistics, aggregate
@@ -223,8 +225,11 @@ class Store:
                 self._writers = 0
 
     def _reload(self) -> None:
+        columns = self.manifest.columns
         self.manifest = Store.open(self.path).manifest
         self._chunks, self._pooled, self._feature_words, self._word_index = None, None, {}, WordIndex()
+        if self.manifest.columns != columns:  # another writer added a column
+            self._documents = None
 
     def _remove_leftovers(self) -> None:
         """Delete what crashed writers left: temporary files and folders, and chunk folders never committed.
@@ -235,6 +240,9 @@ class Store:
                       if is_temporary(e.name) or (CHUNK_NAME.fullmatch(e.name) and e.name not in committed)]
         if os.path.lexists(self.path / LABEL_RECORDS):
             leftovers += [e for e in os.scandir(plain_folder(self.path / LABEL_RECORDS)) if is_temporary(e.name)]
+        if os.path.lexists(self.path / ADDED_COLUMNS):  # temporaries, and columns replaced or never committed
+            listed = {added_column_file(c) for c in self.manifest.columns}
+            leftovers += [e for e in os.scandir(plain_folder(self.path / ADDED_COLUMNS)) if e.name not in listed]
         for entry in leftovers:
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
@@ -291,6 +299,31 @@ class Store:
         with self.writing():
             self.manifest.dataset_description = text
             self._write_manifest()
+
+    def add_column(self, name: str, values: pd.Series, overwrite: bool = False) -> None:
+        """Keep ``values`` (one per row, in row order) as the documents table's column ``name``, durably and at once;
+        the activations are not touched. A column that exists (from the encoded table or added) is replaced only
+        with ``overwrite``; the text column never is.
+
+        The values go to a file of their own, named by its checksum, and the manifest, rewritten atomically, lists
+        it: a crash at any moment leaves the table as it was or with the column, never a mismatch (what a crash
+        leaves unlisted is removed by the next writer)."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a column name must be a non-empty string, not {name!r}.")
+        with self.writing():
+            if name == self.field:
+                raise ValueError(f"{name!r} is the text column the activations were computed from; it cannot be "
+                                 "replaced. Choose another name.")
+            if name in self.documents().columns and not overwrite:
+                raise ValueError(f"column {name!r} exists in {self.path}; choose another name, or pass overwrite=True "
+                                 "(--overwrite) to replace it.")
+            if len(values) != self.n_documents:
+                raise ValueError(f"column {name!r} has {len(values)} values for {self.n_documents} documents.")
+            table = _documents_table(pd.DataFrame({name: pd.Series(values).reset_index(drop=True)}))
+            record = ColumnRecord(name, write_added_column(self.path / ADDED_COLUMNS, table))
+            self.manifest.columns = [c for c in self.manifest.columns if c.name != name] + [record]
+            self._write_manifest()
+            self._documents = None
 
     def copy_rows(self, rows: np.ndarray, path: str | Path, overwrite: bool = False) -> "Store":
         """A new store at ``path`` holding ``rows`` of this one, in that order, with their activations; with
@@ -358,6 +391,7 @@ class Store:
         """Copy the files the manifest lists (each checked first, never through a link) into a new store at ``path``,
         which appears there whole."""
         listed = [(DOCUMENTS, self.manifest.documents)]
+        listed += [(f"{ADDED_COLUMNS}/{added_column_file(c)}", c.file) for c in self.manifest.columns]
         if self.manifest.labels is not None:
             listed.append((FEATURE_LABELS, self.manifest.labels))
         listed += [(f"{CHUNKS}/{c.name}/{name}", record) for c in self.manifest.chunks for name, record in c.files.items()]
@@ -460,7 +494,8 @@ class Store:
         return path
 
     def documents(self) -> pd.DataFrame:
-        """The user's table as given (index and every column), read once and verified."""
+        """The user's table as given (index and every column) with the columns added since (:meth:`add_column`),
+        read once and verified."""
         if self._documents is None:
             self._check_row_count()
             path = self.path / DOCUMENTS
@@ -474,6 +509,10 @@ class Store:
             if len(documents) != self.n_documents or self.field not in documents.columns:
                 raise StoreCorruptError(f"{path} does not hold the manifest's {self.n_documents} rows with the text "
                                         f"column {self.field!r}")
+            for column in self.manifest.columns:
+                file = self._verified(f"{ADDED_COLUMNS}/{added_column_file(column)}", column.file)
+                documents[column.name] = read_added_column(file, column.name, self.n_documents).set_axis(
+                    documents.index)
             self._documents = documents
         return self._documents
 

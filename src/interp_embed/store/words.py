@@ -252,13 +252,17 @@ class FeatureWords:
         share of all tokens. Without token counts, the words carrying most of its mass (:meth:`top`)."""
         if self.word_tokens is None:
             return self.top(feature, n)
-        row = self.mass[feature]
-        if not row.nnz:
+        # The row's arrays read in place: slicing a row out as a matrix costs more than the rest (tables of
+        # thousands of features ask for each).
+        lo, hi = self.mass.indptr[feature], self.mass.indptr[feature + 1]
+        if hi == lo:
             return []
-        share = (self.word_tokens[row.indices] + 1.0) / (self.word_tokens.sum() + len(self.words))
-        score = specificity(row.data.astype(np.float64), float(row.data.sum()), share)
-        repeated = self.hits[feature].data >= 2 if self.hits is not None else np.ones(row.nnz, dtype=bool)
-        words = self.words[row.indices].astype(str)
+        indices, data = self.mass.indices[lo:hi], self.mass.data[lo:hi]
+        share = (self.word_tokens[indices] + 1.0) / (self.word_tokens.sum() + len(self.words))
+        score = specificity(data.astype(np.float64), float(data.sum()), share)
+        repeated = (self.hits.data[self.hits.indptr[feature]:self.hits.indptr[feature + 1]] >= 2
+                    if self.hits is not None else np.ones(hi - lo, dtype=bool))
+        words = self.words[indices].astype(str)
         order = np.lexsort((np.argsort(np.argsort(words)), -score, ~repeated))  # ties: alphabetical, so the order
         return [str(w) for w in words[order[score[order] > 0][:n]]]  # never depends on which chunk was read first
 
