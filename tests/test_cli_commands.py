@@ -158,8 +158,8 @@ def unfinished(sample, tmp_path_factory):
     (["info", "{table}"], "is a table of documents, not an interp_embed store: encode it first with `interp-embed "
                           "encode {table} --out {tmp}/games.iembed`", "Pickle"),
     (["diff", "{store}", "{table}"], "encode it first with `interp-embed encode {table} --out", "Pickle"),
-    (["encode", "{table}", "--out", "{tmp}/notes"], "{tmp}/notes already exists and is a folder that is not an "
-                                                     "interp_embed store (it holds notes.txt); choose another --out",
+    (["encode", "{table}", "--out", "{tmp}/notes"], "{tmp}/notes already exists and is not an interp_embed store "
+                                                     "(it holds notes.txt); choose another --out",
      "--resume"),
     (["report", "{unfinished}/none.iembed", "-o", "{tmp}/r.html"], "none.iembed has 0 of 60 rows encoded, so there "
      "is nothing to analyse yet; finish it with `interp-embed encode --out {unfinished}/none.iembed --resume`",

@@ -17,6 +17,7 @@ then one vectorised pass over their tokens.
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -249,22 +250,29 @@ class FeatureWords:
     def fires_on(self, feature: int, n: int = 5) -> list[str]:
         """The ``n`` words most specific to the feature (module docstring), most first: words it fired on more
         than once before words seen once (an anecdote, not a pattern), and only words it fires on more than their
-        share of all tokens. Without token counts, the words carrying most of its mass (:meth:`top`)."""
+        share of all tokens; ties in alphabetical order, so the order never depends on which chunk was read first.
+        Without token counts, the words carrying most of its mass (:meth:`top`)."""
         if self.word_tokens is None:
             return self.top(feature, n)
-        # The row's arrays read in place: slicing a row out as a matrix costs more than the rest (tables of
-        # thousands of features ask for each).
-        lo, hi = self.mass.indptr[feature], self.mass.indptr[feature + 1]
-        if hi == lo:
-            return []
-        indices, data = self.mass.indices[lo:hi], self.mass.data[lo:hi]
-        share = (self.word_tokens[indices] + 1.0) / (self.word_tokens.sum() + len(self.words))
-        score = specificity(data.astype(np.float64), float(data.sum()), share)
-        repeated = (self.hits.data[self.hits.indptr[feature]:self.hits.indptr[feature + 1]] >= 2
-                    if self.hits is not None else np.ones(hi - lo, dtype=bool))
-        words = self.words[indices].astype(str)
-        order = np.lexsort((np.argsort(np.argsort(words)), -score, ~repeated))  # ties: alphabetical, so the order
-        return [str(w) for w in words[order[score[order] > 0][:n]]]  # never depends on which chunk was read first
+        pointers, words = self._ranked
+        start = pointers[feature]
+        return [str(w) for w in self.words[words[start:min(start + n, pointers[feature + 1])]]]
+
+    @functools.cached_property
+    def _ranked(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every feature's words in :meth:`fires_on` order, as CSR pointers (d_sae + 1) and word ids: one sort of
+        all (feature, word) entries, so a table of thousands of features reads its words at once."""
+        mass = self.mass.tocsr()
+        feature = np.repeat(np.arange(mass.shape[0]), np.diff(mass.indptr))
+        share = (self.word_tokens[mass.indices] + 1.0) / (self.word_tokens.sum() + len(self.words))
+        feature_mass = np.asarray(mass.sum(axis=1), dtype=np.float64).ravel()
+        score = specificity(mass.data.astype(np.float64), feature_mass[feature], share)
+        hits = self.hits.tocsr()[feature, mass.indices].A1 if self.hits is not None else np.full(mass.nnz, 2)
+        alphabetical = np.argsort(np.argsort(self.words.astype(str)))[mass.indices]
+        order = np.lexsort((alphabetical, -score, hits < 2, feature))
+        order = order[score[order] > 0]
+        pointers = np.searchsorted(feature[order], np.arange(mass.shape[0] + 1))
+        return pointers, mass.indices[order]
 
 
 def feature_words(chunks: list[Chunk], texts, index: WordIndex, peak: np.ndarray, d_sae: int,
