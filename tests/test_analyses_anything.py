@@ -377,7 +377,7 @@ def test_the_command_line_compares_parts_of_one_store(fresh, tmp_path):
     assert done.exit_code == 1 and "no document of" in done.output
     done = run("associate", fresh.path, "--target", "language", "--where", "year >= 2002", "--rows", 3)
     assert done.exit_code == 0, done.output
-    assert "each value of 'language' against the rest" in done.output and "n_significant" in done.output
+    assert "each value of 'language' against the rest" in done.output and "significant" in done.output, done.output
 
 
 def test_the_command_line_adds_a_column_from_a_file_and_follows_trends(fresh, tmp_path):

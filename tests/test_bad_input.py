@@ -70,7 +70,7 @@ def test_unstorable_column_is_named(sae, tmp_path):
 
 def test_existing_store_is_never_overwritten(encoded, sample, sae):
     before = (encoded.path / "manifest.json").read_bytes()
-    with pytest.raises(FileExistsError, match="already holds a complete store: open it with Dataset.load_from_file"):
+    with pytest.raises(FileExistsError, match=r"already holds a store\. Open it with Dataset\.load_from_file\(.*\), or pass overwrite=True"):
         Dataset(sample, sae=sae, save_path=encoded.path)
     assert (encoded.path / "manifest.json").read_bytes() == before
 
@@ -126,11 +126,11 @@ def test_where_a_store_is_expected_a_table_or_another_folder_says_what_to_do(sam
     (notes / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError) as err:
         synthetic_store(notes, sample)
-    assert "is not an interp_embed store; choose another save_path" in str(err.value)
+    assert "is not an interp_embed store (it holds notes.txt); choose another path" in str(err.value)
     assert "resume" not in str(err.value) and (notes / "notes.txt").read_text() == "mine"
     synthetic_store(tmp_path / "done.iembed", sample)
-    with pytest.raises(FileExistsError, match="already holds a complete store"):
+    with pytest.raises(FileExistsError, match="already holds a store"):
         synthetic_store(tmp_path / "done.iembed", sample)
     synthetic_store(tmp_path / "half.iembed", sample, chunk_chars=1500, encode_chunks=1)
-    with pytest.raises(FileExistsError, match=r"Open it with Dataset\.load_from_file\('.*half\.iembed', resume=True\)"):
+    with pytest.raises(FileExistsError, match=r"Open it with Dataset\.load_from_file\('.*half\.iembed'\) \(resume=True finishes an interrupted run\)"):
         synthetic_store(tmp_path / "half.iembed", sample)

@@ -280,7 +280,7 @@ def test_both_sides_of_a_pair_keep_their_words_at_80_columns(stores, here):
 
     done = run("correlate", "all.iembed", "--k", 5, "--min-count", 3, columns=80)
     assert done.exit_code == 0, done.output
-    assert max(cell_len(line) for line in done.output.splitlines()) <= 80
+    assert max(cell_len(line) for line in done.output.splitlines()) <= 80, done.output
     header = " ".join(table(done.output)[0])
     assert "fires_on_a" in header and "fires_on_b" in header and "npmi" in header
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import CSV, JSON, console, default, fail, feature_list, friendly, open_dataset, shorten, show
+from .common import (CSV, JSON, console, default, fail, feature_list, friendly, open_dataset, print_wrapped, shorten,
+                     show)
 from .subsets import chosen, where_option
 from ..analysis import (associate_features, cluster_documents, diff_features, feature_trends, plot_trends,
                         search_documents, top_correlations, where_mask)
@@ -112,7 +113,7 @@ def correlate(store: Path = typer.Argument(..., help="A store folder."),
     show(table, ["feature_a", "fires_on_a", "label_a", "feature_b", "fires_on_b", "label_b", "count_ab", "npmi",
                  "q_value"], rows,
          f"co-occurring features in {store}", csv, json)
-    console.print(table.attrs["excluded_text"] + " (--min-count, --max-coverage)")
+    print_wrapped(table.attrs["excluded_text"] + " (--min-count, --max-coverage)")
 
 
 @app.command()

@@ -238,6 +238,12 @@ def show(table: pd.DataFrame, columns: list[str], rows: int, title: str, csv: Pa
         console.print(line, soft_wrap=True)  # as wide as the table (a --wide line is as long as it is)
 
 
+def print_wrapped(text: str) -> None:
+    """Print a note under a table, broken at spaces to the terminal's width."""
+    for line in _wrap(plain(text), table_width(sys.stdout)):
+        console.print(line, soft_wrap=True)
+
+
 def _wrap(text: str, width: int | None) -> list[str]:
     """``text`` broken at spaces into lines of at most ``width`` characters (None: one line)."""
     return [text] if width is None else textwrap.wrap(text, width, break_on_hyphens=False) or [""]
