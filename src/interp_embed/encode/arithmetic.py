@@ -1,4 +1,4 @@
-"""The reader's arithmetic: float32, or bfloat16 where the processor multiplies it natively.
+"""The reader's arithmetic: float32, or bfloat16 on a GPU and where asked for.
 
 bfloat16 keeps float32's range with 8 bits of mantissa: on a GPU, or a CPU with bfloat16 instructions, the reader
 runs several times faster in it, and its features differ from a float32 run's on a few percent of tokens (README,
@@ -26,10 +26,8 @@ ARITHMETICS = ("float32", "bfloat16")
 CPU_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 """Processor features that multiply bfloat16 natively: AVX-512 BF16 (AMD Zen 4 and later, Intel Cooper Lake) and
 AMX (Intel Sapphire Rapids and later) on x86; FEAT_BF16 (``bf16``) on 64-bit ARM (Graviton 3, Neoverse V1/N2,
-Apple M2 and later). Without one, bfloat16 is emulated on the CPU and slower than float32."""
-AUTO_BFLOAT16_ON_CPU = True
-"""Whether ``auto`` takes bfloat16 on a CPU that multiplies it natively: decided by the agreement measured in
-``benchmarks/encode.py`` (README, Performance)."""
+Apple M2 and later). Without one, bfloat16 is emulated on the CPU and slower than float32. (Measured on x86 with
+``avx512_bf16`` only: README, Performance.)"""
 
 
 def check_dtype(dtype) -> str:
@@ -83,8 +81,10 @@ def native_bfloat16(features: frozenset[str]) -> str | None:
 
 def choose_arithmetic(device: str | None) -> Choice:
     """What ``dtype="auto"`` means for a reader on ``device`` (None: the first GPU, else the CPU): bfloat16 on a
-    CUDA GPU; on a CPU, bfloat16 only when it multiplies bfloat16 natively (see :data:`CPU_BFLOAT16_FLAGS`);
-    float32 otherwise. Logged, so a person sees what ran and why."""
+    CUDA GPU, float32 elsewhere. On a CPU that multiplies bfloat16 natively (:data:`CPU_BFLOAT16_FLAGS`) bfloat16
+    reads about 2.5x faster, but auto keeps float32: every document's features would differ a little from those a
+    CPU without it computes, and stores made in two arithmetics are never compared (README, Performance); the log
+    says that ``dtype="bfloat16"`` is there to take."""
     import torch  # only to ask whether there is a GPU
 
     where = str(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -94,16 +94,12 @@ def choose_arithmetic(device: str | None) -> Choice:
         choice = Choice("bfloat16", "the reader runs on a CUDA GPU")
     elif where != "cpu":
         choice = Choice("float32", f"the reader runs on {where}")
+    elif (flag := native_bfloat16(cpu_features())) is None:
+        choice = Choice("float32", "the reader runs on a CPU without bfloat16 instructions")
     else:
-        flag = native_bfloat16(cpu_features())
-        if flag is None:
-            choice = Choice("float32", "this CPU has no bfloat16 instructions (it would emulate them, slower)")
-        elif not AUTO_BFLOAT16_ON_CPU:
-            choice = Choice("float32", f"this CPU multiplies bfloat16 natively ({flag}), but float32 is the CPU default")
-        else:
-            choice = Choice("bfloat16", f"this CPU multiplies bfloat16 natively ({flag})")
-    logger.info("Reader arithmetic: %s (dtype='auto': %s; dtype='float32' or 'bfloat16' chooses)", choice.dtype,
-                choice.why)
+        choice = Choice("float32", f"the reader runs on a CPU, where stores match those of any other CPU in float32; "
+                                   f"this one multiplies bfloat16 natively ({flag}), so dtype='bfloat16' reads faster")
+    logger.info("Reader arithmetic: %s (dtype='auto': %s)", choice.dtype, choice.why)
     return choice
 
 
