@@ -97,8 +97,8 @@ class EncodePlan:
     chunk_tokens: int | None = 24_000
     """A chunk of consecutive rows is committed to disk after about this many tokens (estimated from the
     texts' UTF-8 bytes, so the same table is always cut the same way): every 20-30 s for the bundled reader
-    on a 2-core CPU (~1,000 tokens/s); a crash loses at most the chunk in flight. Smaller chunks cost padding
-    (benchmarks/chunk_plans.py: 12,000 ran 1.3x slower). On a GPU, raise it to commit less often."""
+    on a 2-core CPU (~1,000 tokens/s); a crash loses at most the chunk in flight. Smaller chunks pad a little
+    more (their batches are packed from fewer windows). On a GPU, raise it to commit less often."""
     first_chunk_tokens: int | None = 1_000
     """The first chunk is committed after about this many tokens, and each next one after twice as many as the
     one before, up to ``chunk_tokens``: a run stopped early keeps most of what it computed (on a 2-core CPU,
