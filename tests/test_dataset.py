@@ -1,5 +1,6 @@
 """Dataset and store mechanics on real text with synthetic activations (no model): aggregations, views,
 saving views, what the user gave is kept."""
+import collections
 import re
 from dataclasses import replace
 
@@ -135,29 +136,63 @@ def test_a_store_without_an_sae_record_is_analysed_but_never_resumed(tmp_path, s
         Dataset.load_from_file(store.path, resume=True)
 
 
-def test_feature_words_are_the_words_under_each_features_strong_activations(tmp_path, sample):
-    # Several chunks, skipped rows between encoded ones, and words beyond ASCII: read the slow way, token by token.
-    frame = pd.concat([sample.head(20), pd.DataFrame({"text": [None, ""], "language": ["en", "en"]}), sample.tail(20)],
-                      ignore_index=True)
-    ds = synthetic_dataset(tmp_path / "words.iembed", frame, chunk_chars=600)
+def _words_the_slow_way(ds) -> dict[tuple[int, str], float]:
+    """(feature, word) -> summed strong activations, token by token: a token stands for its first word, or for its
+    characters when it has none (a synthetic token is one whitespace-separated piece of text)."""
     peak = ds.latents().max(axis=0).toarray().ravel()
     expected: dict[tuple[int, str], float] = {}
     for i in np.flatnonzero(ds.encoded_mask()):
         row = ds[int(i)]
         for token, activations in zip(row.tokens(), token_matrix(row)):
-            word = re.search(r"\w+", token)  # a synthetic token is one whitespace-separated piece of text
-            for f in np.flatnonzero((activations >= STRONG * peak) & (activations > 0)) if word else []:
-                key = (int(f), word.group().lower())
-                expected[key] = expected.get(key, 0.0) + float(activations[f])
+            word = re.search(r"\w+", token)
+            unit = word.group().lower() if word else token.strip()
+            for f in np.flatnonzero((activations >= STRONG * peak) & (activations > 0)) if unit else []:
+                expected[int(f), unit] = expected.get((int(f), unit), 0.0) + float(activations[f])
+    return expected
+
+
+def test_feature_words_are_the_words_under_each_features_strong_activations(tmp_path, sample):
+    # Several chunks, skipped rows between encoded ones, and words beyond ASCII: read the slow way, token by token.
+    frame = pd.concat([sample.head(20), pd.DataFrame({"text": [None, ""], "language": ["en", "en"]}), sample.tail(20)],
+                      ignore_index=True)
+    ds = synthetic_dataset(tmp_path / "words.iembed", frame, chunk_chars=600)
+    for view in (ds, ds[::3], ds[ds.pandas().language.to_numpy() == "es"]):  # a view: its own rows and peaks
+        expected = _words_the_slow_way(view)
+        words = view.feature_words()
+        got = words.mass.tocoo()
+        found = {(int(f), str(words.words[w])): float(v) for f, w, v in zip(got.row, got.col, got.data)}
+        assert found.keys() == expected.keys() and len(found) > 50
+        np.testing.assert_allclose([found[key] for key in expected], list(expected.values()), rtol=1e-5)
+        strongest = max(expected, key=expected.get)
+        assert words.top(strongest[0], n=1) == [strongest[1]]
+    assert ds.feature_words() is ds[::-1].feature_words()  # the same rows in another order: read once
+    assert any(not w.isascii() for w in words.words) and "--" in list(words.words)  # "está"; symbols stand alone
+
+
+def test_fires_on_ranks_the_words_specific_to_a_feature_first(tmp_path, sample):
+    """A word a feature fires on more than its share of all tokens ranks by p(w|f)·log(p(w|f)/p(w)), computed here
+    from the word counts the slow way."""
+    ds = synthetic_dataset(tmp_path / "words.iembed", sample, chunk_chars=600)
     words = ds.feature_words()
-    got = words.mass.tocoo()
-    found = {(int(f), str(words.words[w])): float(v) for f, w, v in zip(got.row, got.col, got.data)}
-    assert found.keys() == expected.keys() and len(found) > 100
-    np.testing.assert_allclose([found[key] for key in expected], list(expected.values()), rtol=1e-5)
-    assert words is ds[:5].feature_words()  # read once per store; views share it
-    assert any(not w.isascii() for w in words.words)  # "está", "filósofo": words, not bytes
-    strongest = max(expected, key=expected.get)
-    assert words.top(strongest[0], n=1) == [strongest[1]]
+    tokens = collections.Counter()
+    for i in range(len(ds)):
+        for token in ds[i].tokens():
+            word = re.search(r"\w+", token)
+            if word or token.strip():
+                tokens[word.group().lower() if word else token.strip()] += 1
+    assert {str(w): int(n) for w, n in zip(words.words, words.word_tokens) if n} == dict(tokens)
+    expected = _words_the_slow_way(ds)
+    checked = 0
+    for feature in sorted({f for f, _ in expected})[:40]:
+        mass = {w: v for (f, w), v in expected.items() if f == feature}
+        total, all_tokens = sum(mass.values()), sum(tokens.values()) + len(words.words)
+        score = {w: v / total * np.log(v / total / ((tokens[w] + 1) / all_tokens)) for w, v in mass.items()}
+        hits = words.hits[feature]
+        repeated = {str(words.words[i]) for i, n in zip(hits.indices, hits.data) if n >= 2}
+        ranked = sorted((w for w in score if score[w] > 0), key=lambda w: (w not in repeated, -score[w], w))
+        assert words.fires_on(feature, n=4) == ranked[:4]
+        checked += bool(ranked)
+    assert checked > 20
 
 
 def test_concat_stacks_rows_and_activations_without_encoding(tmp_path, sample):
@@ -235,7 +270,7 @@ def test_describe_feature_gathers_what_is_known(tmp_path, sample):
     assert description.label == "letters beyond ASCII (ä, ñ, é …)" and description.label_source == "shipped"
     assert description.frequency == pytest.approx(active.mean())
     assert description.max_activation == 2.0 and description.mean_activation == pytest.approx(2.0)
-    assert description.words == ds.feature_words().top(NON_ASCII, 8)
+    assert description.words == ds.feature_words().fires_on(NON_ASCII, 8) and description.words
     assert len(description.top_documents) == 3 and all("<<" in d for d in description.top_documents)
     assert description.shipped_summary is None  # no SAE files for a synthetic store
     assert "<script>" not in description._repr_html_() and str(description).startswith(f"feature {NON_ASCII}:")

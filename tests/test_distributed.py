@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from interp_embed import Dataset
+from interp_embed.encode.config import EncodePlan
 from interp_embed.encode.distributed import WORKER_NAME, RayEngine, WorkerPlan, engine_for, plan_workers
 from interp_embed.store import Store
 
@@ -22,11 +23,22 @@ WAIT = 240  # seconds any step may take on a busy two-core machine before the te
 
 
 @pytest.fixture(scope="module")
-def single(encoded) -> Dataset:
-    """The bundled fortunes encoded in this process (conftest's ``encoded``, in 5 chunks): what every Ray run must
-    reproduce."""
-    assert len(encoded._store.manifest.chunks) == 5
-    return encoded
+def single(sample, sae, tmp_path_factory) -> Dataset:
+    """The bundled fortunes encoded in this process, in 5 chunks: what every Ray run must reproduce, byte for byte.
+
+    Encoded with one torch thread, as each worker of the two-CPU test cluster runs: a CPU's BLAS may round a matrix
+    product differently with another number of threads, and the promise is the same bytes from the same
+    arithmetic."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        done = Dataset(sample, sae=sae, save_path=tmp_path_factory.mktemp("single") / "single.iembed",
+                       plan=EncodePlan(chunk_tokens=500))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(done._store.manifest.chunks) == 5
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +109,9 @@ def test_a_killed_driver_is_resumed(sample, sae, single, cluster, tmp_path):
     path = tmp_path / "killed-driver.iembed"
     Dataset(sample, sae=sae, save_path=path, plan=single._store.plan, compute_activations=False)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    # The driver: the command line in a process of its own, joining the test's Ray instance with one worker (one
-    # model load fewer on a busy machine; the resumed run uses two).
-    command = ["encode", "--out", str(path), "--resume", "--engine", "ray", "--workers", "1", "--address", cluster]
+    # The driver: the command line in a process of its own, joining the test's Ray instance with two workers of one
+    # CPU (one torch thread) each, as the resumed run and the single process encode.
+    command = ["encode", "--out", str(path), "--resume", "--engine", "ray", "--workers", "2", "--address", cluster]
     log = tmp_path / "driver.log"
     with open(log, "wb") as output:
         driver = subprocess.Popen([sys.executable, "-m", "interp_embed", *command], env=env, stdout=output,

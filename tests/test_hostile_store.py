@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pandas as pd
@@ -167,15 +166,15 @@ def test_a_second_writer_is_refused_naming_the_first_and_readers_never_wait(stor
         from interp_embed.store import Store
         with Store.open({str(store.path)!r}).writing():
             print("holding", flush=True)
-            time.sleep(60)
+            time.sleep(600)
     """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(StoreLockedError, match=f"being written by process {holder.pid}"):
             with Store.open(store.path).writing():
                 pass
-        started = time.monotonic()
-        assert Dataset.load_from_file(store.path).latents().nnz > 0 and time.monotonic() - started < 30
+        assert Dataset.load_from_file(store.path).latents().nnz > 0
+        assert holder.poll() is None  # read while the writer still holds the lock: the reader did not wait for it
     finally:
         holder.kill()
         holder.wait()

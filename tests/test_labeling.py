@@ -223,7 +223,7 @@ def test_a_label_names_the_script_or_language_only_where_most_activations_are_in
 
 
 def test_document_language_is_told_by_stop_words_and_never_guessed(passages):
-    from interp_embed.labeling.offline import document_language
+    from interp_embed.store.words import document_language
     from interp_embed.store.words import WORD
 
     named = {"de": "German", "es": "Spanish", "en": "English"}
@@ -240,8 +240,9 @@ def test_docstring_examples():
     import doctest
 
     from interp_embed.labeling import offline
+    from interp_embed.store import words
 
-    assert doctest.testmod(offline).failed == 0
+    assert doctest.testmod(offline).failed == 0 and doctest.testmod(words).failed == 0
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"features": [1, 2]}', '[]', '{"about": {}}', '{"features": {"x": {}}}'])

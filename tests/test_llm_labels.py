@@ -151,11 +151,12 @@ def test_metrics_agree_with_scikit_learn(ds, llm):
 
 
 @pytest.mark.parametrize("step, attempts", [(("status", 429, "1"), 2), (("status", 500, None), 2),
-                                            (("status", 503, None), 2), (("hang", 3), 2)])
+                                            (("status", 503, None), 2), (("hang", 5), 2)])
 def test_rate_limits_server_errors_and_timeouts_are_retried(ds, llm, step, attempts):
     llm.script.append(step)
     started = time.perf_counter()
-    result = ds.label_feature_sync(PLANTED_FEATURE, base_url=llm.url, timeout=1.0, max_retries=2)
+    # The hang outlasts the timeout by far; an ordinary reply comes well within it, even on a loaded machine.
+    result = ds.label_feature_sync(PLANTED_FEATURE, base_url=llm.url, timeout=2.5, max_retries=2)
     assert result.label == PLANTED and len(llm.requests) == attempts
     if step[0] == "status" and step[2] == "1":
         assert time.perf_counter() - started >= 1.0  # Retry-After: 1 was honoured
@@ -326,26 +327,33 @@ def test_bad_labelling_parameters_are_refused_by_name(ds, llm):
     assert not llm.requests
 
 
-def test_a_crafted_label_record_is_refused_by_name(ds, llm):
+def test_a_crafted_label_record_is_skipped_by_name_and_the_others_stay_readable(ds, llm, caplog):
     ds.label_feature_sync(PLANTED_FEATURE, base_url=llm.url)
+    ds.set_label(5, "kept")
     folder = ds.path / LABEL_RECORDS
-    good = next(folder.glob("*.json"))
+    good = next(p for p in folder.glob("*.json") if b"zebra" in p.read_bytes())
     body = json.loads(good.read_bytes())
+
+    def read_with(path):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            labels = Dataset.load_from_file(ds.path).feature_labels()
+        assert labels[5] == "kept" and labels.get(PLANTED_FEATURE) != "zebra"
+        assert path.name in caplog.text and "skipped" in caplog.text
+        return caplog.text
+
     good.write_bytes(good.read_bytes().replace(b"zebra", b"zebrA"))
-    with pytest.raises(StoreCorruptError, match="does not match its checksum"):
-        Dataset.load_from_file(ds.path).feature_labels()
+    assert "does not match its checksum" in read_with(good)
     good.unlink()
     import hashlib
 
     for crafted, message in (({**body, "feature": -1}, "feature is not"), ({**body, "extra": 1}, "unexpected fields"),
-                             ({**body, "score": {"x": "1"}}, "score is not"), ([1, 2], "unexpected fields")):
+                             ({**body, "score": {"f1": "1"}}, "score.f1 is not"), ([1, 2], "unexpected fields")):
         data = json.dumps(crafted).encode()
         path = folder / (hashlib.sha256(data).hexdigest() + ".json")
         path.write_bytes(data)
-        with pytest.raises(StoreCorruptError, match=message) as err:
-            Dataset.load_from_file(ds.path).feature_labels()
-        assert path.name in str(err.value)
+        assert message in read_with(path)
         path.unlink()
-    (folder / ("0" * 64 + ".json")).symlink_to("/etc/passwd")
-    with pytest.raises(StoreCorruptError, match="symbolic link"):
-        Dataset.load_from_file(ds.path).feature_labels()
+    link = folder / ("0" * 64 + ".json")
+    link.symlink_to("/etc/passwd")
+    assert "symbolic link" in read_with(link)

@@ -141,7 +141,11 @@ def test_feature_page_shades_the_active_tokens(synthetic, tmp_path, open_report)
     if feature["correlated"]:  # the co-occurring features are links to their pages
         other = feature["correlated"][0]["id"]
         page.click(f"#correlated a[href='#feature/{other}']")
-        page.wait_for_function(f"document.getElementById('feature-heading').textContent === 'Feature {other}'")
+        from playwright.sync_api import expect  # imported here: without playwright, launch() says how to install it
+
+        # Waited for with a locator: a string given to wait_for_function is evaluated as code, which the report's
+        # Content-Security-Policy rightly forbids (no 'unsafe-eval').
+        expect(page.locator("#feature-heading")).to_have_text(f"Feature {other}")
 
 
 def test_diff_view_draws_differences_with_intervals(synthetic, tmp_path, open_report):

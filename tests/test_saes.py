@@ -13,6 +13,8 @@ from interp_embed.architectures import base
 from interp_embed.saes import DefaultSAE, GoodfireSAE, LocalSAE, sae_from_spec
 from interp_embed.saes.base import split_device
 
+pytestmark = pytest.mark.numerics  # SAEs computed with torch, compared with expected values
+
 
 def _random_sae(architecture, d_in=16, d_sae=64, k=None, seed=0):
     torch.manual_seed(seed)

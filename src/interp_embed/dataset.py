@@ -25,13 +25,15 @@ from .encode.config import EncodePlan
 from .encode.distributed import engine_for
 from .encode.table_files import ROWS_PER_BATCH, jsonl_batches, parquet_batches
 from .highlight import Highlighted
+from .labeling import dataset_labels
 from .labeling import run as labeling_run
 from .labeling.llm import run_sync
 from .report import write_report
 from .saes.base import SAE
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
-from .validation import check_bool, check_features, check_int, check_threshold
+from .store.labels import SOURCES
+from .validation import check_bool, check_choice, check_features, check_int, check_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -402,10 +404,17 @@ class Dataset:
         skipped = self._store.skipped
         return {i: skipped[int(r)] for i, r in enumerate(self._rows) if int(r) in skipped}
 
-    def feature_labels(self) -> dict[int, str]:
-        """Each feature's newest label: yours (:meth:`set_label`), else an LLM's (:meth:`label_features`), else
-        the one shipped with the SAE. :meth:`label_sources` says where each came from."""
-        return self._store.feature_labels()
+    def feature_labels(self, source: str | None = None) -> dict[int, str]:
+        """Each feature's newest label — whichever was written last of yours (:meth:`set_label`), an LLM's
+        (:meth:`label_features`) and this dataset's own (:meth:`label_features_offline`), else the one shipped
+        with the SAE — or with ``source`` (``shipped``, ``dataset``, ``llm`` or ``user``) the newest of that
+        source only. :meth:`label_sources` says where each came from."""
+        if source is None:
+            return self._store.feature_labels()
+        check_choice(source, "source", ("shipped", *SOURCES))
+        if source == "shipped":
+            return self._store.shipped_labels()
+        return {r.feature: r.label for r in self._store.label_records() if r.source == source}  # the newest wins
 
     def describe_feature(self, feature: int, k: int = 5):
         """Everything known of ``feature`` here: its label and where it came from, how often and how strongly it
@@ -426,15 +435,17 @@ class Dataset:
 
     def label_sources(self) -> pd.DataFrame:
         """Where each feature's label came from: one row per labelled feature, with ``feature_id``, ``label``,
-        ``source`` (``shipped`` with the SAE, ``llm`` or ``user``), ``model``, ``prompt_version``, ``seed``,
-        the label's score when it was scored (``balanced_accuracy``, ``fuzzing``) and ``created``."""
+        ``source`` (``shipped`` with the SAE, ``dataset`` from this dataset's words, ``llm`` or ``user``), ``model``,
+        ``prompt_version``, ``seed``, the label's score when it was scored — an LLM's detection
+        ``balanced_accuracy`` and ``fuzzing``, a dataset label's ``keyword_balanced_accuracy`` on held-out documents
+        (:meth:`score_labels`) — and ``created``."""
         rows = {f: {"feature_id": f, "label": label, "source": "shipped"} for f, label in self._store.shipped_labels().items()}
+        scores = ("balanced_accuracy", "fuzzing", "keyword_balanced_accuracy")
         for r in self._store.label_records():  # oldest first: the newest wins
             rows[r.feature] = {"feature_id": r.feature, "label": r.label, "source": r.source, "model": r.model,
                                "prompt_version": r.prompt_version, "seed": r.seed, "created": r.created,
-                               **{k: (r.score or {}).get(k) for k in ("balanced_accuracy", "fuzzing")}}
-        columns = ["feature_id", "label", "source", "model", "prompt_version", "seed", "balanced_accuracy", "fuzzing",
-                   "created"]
+                               **{k: (r.score or {}).get(k) for k in scores}}
+        columns = ["feature_id", "label", "source", "model", "prompt_version", "seed", *scores, "created"]
         return pd.DataFrame([rows[f] for f in sorted(rows)], columns=columns).astype({"seed": "Int64"})
 
     # ---- labelling with a language model (see interp_embed.labeling) -----------------------------
@@ -456,9 +467,22 @@ class Dataset:
         return run_sync(labeling_run.score_feature(self, feature, **options))
 
     def feature_words(self) -> FeatureWords:
-        """The words each feature fires on strongly (``top(feature)`` lists them), over the whole store this
-        dataset views; search and clustering by query match against them. Computed once per store."""
-        return self._store.feature_words()
+        """The words each feature fires on strongly in this dataset's documents (``fires_on(feature)`` lists the
+        most specific); every table of features shows them, and search and clustering by query match against
+        them. Each chunk's words are read once per store."""
+        rows = np.unique(self._rows)
+        return self._store.feature_words(None if rows.size == self._store.n_documents else rows)
+
+    def document_words(self) -> tuple[sp.csr_matrix, np.ndarray]:
+        """``(presence, words)``: which words (and symbols) each encoded document of this dataset holds, in row order
+        — a (documents, words) 0/1 matrix — and the words, lower-cased (see :meth:`feature_words`)."""
+        rows, inverse = np.unique(self._rows[self.encoded_mask()], return_inverse=True)
+        presence, words = self._store.document_words(rows)
+        return presence[inverse.reshape(-1)], words
+
+    # ---- labels from this dataset's own words (see interp_embed.labeling.dataset_labels) ---------------
+    label_features_offline = _analysis_method(dataset_labels.label_features_offline, "label_features_offline")
+    score_labels = _analysis_method(dataset_labels.score_labels, "score_labels")
 
     def top_documents_for_feature(self, feature: int, aggregation_type: str = "max", document_only: bool = True,
                                   k: int = 10, select_top: bool = True, include_nonactive_samples: bool = False):

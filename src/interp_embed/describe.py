@@ -33,7 +33,7 @@ class FeatureDescription:
     mean_activation: float
     """Its mean activation over the tokens where it fires in this dataset."""
     words: list[str]
-    """The words it fires on most in this dataset."""
+    """The words it fires on most specifically in this dataset (``FeatureWords.fires_on``)."""
     top_documents: list[Highlighted]
     """Its strongest documents here, active tokens marked."""
     shipped_summary: dict | None = field(default=None)
@@ -96,7 +96,7 @@ def describe_feature(ds, feature: int, k: int = 5) -> FeatureDescription:
         max_activation=float(pooled.max(initial=0)),
         mean_activation=float(sums.sum() / counts.sum()) if counts.sum() else 0.0,
         # A compact store keeps no tokens to read the words from (and reading them is a pass over every token).
-        words=ds.feature_words().top(feature, 8) if hasattr(ds, "feature_words") and getattr(ds, "token_level", True)
+        words=ds.feature_words().fires_on(feature, 8) if hasattr(ds, "feature_words") and getattr(ds, "token_level", True)
         else [],
         top_documents=top_documents,
         shipped_summary=_shipped_summary(ds, feature))

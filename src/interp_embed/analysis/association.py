@@ -11,6 +11,7 @@ from scipy import stats
 
 from .blockwise import (BLOCK_SHARE, BYTES_PER_ENTRY, GatheredRows, PresenceBlocks, check_blockwise,
                         encoded_positions)
+from .fires_on import add_fires_on, words_of
 from .grouping import add_groups, one_row_per_group
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import (benjamini_hochberg, fisher_two_sided, newcombe_interval, permutation_p_values, rank_sum_p_values,
@@ -231,7 +232,8 @@ def associate_features(
     ``mean_inactive`` (E[y | present], E[y | absent]), ``separation`` (their difference), ``ci_low``/``ci_high``,
     ``p_value``, ``p_method`` (how that p-value was obtained) and ``q_value`` (Benjamini–Hochberg over every
     tested feature). Tested features are present in at least ``min_count`` documents and absent from as
-    many; rows are sorted by p-value.
+    many; rows are sorted by p-value. ``fires_on``: the words the feature fires on most specifically, in the
+    documents of the class it points to (binary y) or in all of them (numeric y).
 
     - Binary y (``p_method="fisher"``): the two-sided Fisher exact test, exact at any size, with a
       Newcombe interval for the difference of proportions.
@@ -332,6 +334,10 @@ def associate_features(
     table["coefficient"] = table["feature_id"].map(coefficient).fillna(0.0)
     table = table.sort_values(["p_value", "separation"], ascending=[True, False], ignore_index=True)
     table = add_groups(table, P if limit is None else blocks, "separation", alpha, min_overlap)
+    counted = rows[known]  # a binary target's words from the class a feature points to; a numeric one's from all
+    sides = ([words_of(ds, counted[y == 1]), words_of(ds, counted[y == 0])] if binary
+             else [words_of(ds, counted)])
+    table = add_fires_on(table, sides, side=(table["separation"] < 0) if binary else None)
     if grouped:
         table = one_row_per_group(table)
     table.attrs["model"] = model

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from .blockwise import PresenceBlocks, check_blockwise
 from .cooccurrence import FeatureOrder, add_pairs, feature_blocks
+from .fires_on import add_fires_on, words_of
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import benjamini_hochberg, fisher_greater, fisher_greater_threshold
 from ..validation import check_fraction, check_features, check_int
@@ -260,10 +261,18 @@ def feature_correlations(
         pairs.query("q_value < 0.05").head()
     """
     P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
-    return correlate_presence(P, label_array(ds), features=check_features(features, ds.d_sae, sae=ds.encoder),
-                              min_count=check_int(min_count, "min_count", 1),
-                              max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True),
-                              exact_q_below=exact_q_below, block_size=check_int(block_size, "block_size", 1))
+    return _with_words(ds, correlate_presence(
+        P, label_array(ds), features=check_features(features, ds.d_sae, sae=ds.encoder),
+        min_count=check_int(min_count, "min_count", 1),
+        max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True), exact_q_below=exact_q_below,
+        block_size=check_int(block_size, "block_size", 1)))
+
+
+def _with_words(ds: EncodedDataset, pairs: pd.DataFrame) -> pd.DataFrame:
+    """``pairs`` with ``fires_on_a`` and ``fires_on_b``: the words each feature of a pair fires on in ``ds``."""
+    words = [words_of(ds)]
+    return add_fires_on(add_fires_on(pairs, words, feature_column="feature_a", column="fires_on_a"), words,
+                        feature_column="feature_b", column="fires_on_b")
 
 
 def top_correlations(
@@ -276,7 +285,8 @@ def top_correlations(
     Same statistics, BH family and q-values as :func:`feature_correlations` (a pair gets the same q in
     both), but only the best ``k`` pairs are kept while the co-occurrence blocks stream past, so memory
     stays bounded on large datasets. Raise ``min_count`` to keep rare features (whose NPMI is 1 after a
-    handful of joint occurrences) from crowding the list.
+    handful of joint occurrences) from crowding the list. ``fires_on_a``/``fires_on_b``: the words each feature
+    of a pair fires on most specifically in ``ds``.
 
     ``memory_limit`` (bytes, or a string such as ``"4GB"``) reads the store block by block within that bound
     instead of building the matrix in memory (analysis/blockwise.py); the table is the same. The co-occurrence
@@ -294,6 +304,7 @@ def top_correlations(
                    exact_q_below=exact_q_below, block_size=check_int(block_size, "block_size", 1))
     if limit is None:
         P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
-        return correlate_presence(P, label_array(ds), features=features, **options)
+        return _with_words(ds, correlate_presence(P, label_array(ds), features=features, **options))
     P = PresenceBlocks.of(ds, "ds", aggregation, activated_threshold, limit)
-    return correlate_presence(P, label_array(ds), features=features, block_bytes=limit // 8, **options)
+    return _with_words(ds, correlate_presence(P, label_array(ds), features=features, block_bytes=limit // 8,
+                                              **options))

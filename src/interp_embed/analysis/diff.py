@@ -9,6 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .blockwise import PresenceBlocks, check_blockwise
+from .fires_on import add_fires_on, words_of
 from .grouping import add_groups, one_row_per_group
 from .inputs import (EncodedDataset, check_dataset, check_same_encoder, feature_counts, label_array, load_documents,
                      presence)
@@ -91,7 +92,9 @@ def diff_features(
     documents where it is active), ``frequency_difference`` (``freq_a − freq_b``, or divided by the larger
     of the two when ``metric="relative"``), ``ci_low``/``ci_high`` (Newcombe hybrid score interval for
     ``freq_a − freq_b`` at ``confidence``), ``p_value`` (two-sided Fisher exact test on the 2x2 table
-    dataset × active) and ``q_value`` (Benjamini–Hochberg over every tested feature).
+    dataset × active) and ``q_value`` (Benjamini–Hochberg over every tested feature). ``fires_on`` shows what
+    the feature does in these documents — the words it fires on most specifically, read from the dataset where it
+    is more frequent — before its ``label``, which may describe the SAE's training text (analysis/fires_on.py).
 
     Tested features are those active in at least one document whose frequencies satisfy
     ``min(freq_a, freq_b) >= min_coverage`` and ``max(freq_a, freq_b) <= max_coverage`` (the original
@@ -146,6 +149,7 @@ def diff_features(
     table = diff_counts(count_a, n_a, count_b, n_b, labels, metric=metric,
                         min_coverage=min_coverage, max_coverage=max_coverage, confidence=confidence)
     table = add_groups(table, P, "frequency_difference", alpha, min_overlap)
+    table = add_fires_on(table, [words_of(ds_a), words_of(ds_b)], side=table["freq_a"] < table["freq_b"])
     if grouped:
         table = one_row_per_group(table)
     return table.rename(columns=_named_columns(ds_a, ds_b))
@@ -171,7 +175,9 @@ def diff_many(
     the rest, in columns ``freq_in``/``freq_rest``; one row per (dataset, tested feature). The
     Benjamini–Hochberg family is every test in the table (all datasets together), so a q-value below 0.05
     keeps the expected share of false discoveries in the whole table under 5%. Sorted by dataset, then
-    ``frequency_difference`` descending. Significant features are grouped within each dataset as in
+    ``frequency_difference`` descending. ``fires_on``: the words a feature fires on in the named dataset where it
+    is more frequent there, else in the other dataset where it is most frequent. Significant features are grouped
+    within each dataset as in
     :func:`diff_features` (group numbers are unique across the table); ``grouped=True`` keeps one row per group.
 
     Example::
@@ -216,7 +222,15 @@ def diff_many(
         part = add_groups(table[table["dataset"] == name], P, "frequency_difference", alpha, min_overlap,
                           first_group=sum(len(p) for p in parts))
         parts.append(part)
+    # Words from the named dataset where the feature is more frequent there, else from the other dataset where it
+    # is most frequent (the rest is several datasets, whose words are read one dataset at a time).
+    frequency = np.array([counts[name] / sizes[name] for name in names])  # datasets × features
+    table = pd.concat(parts)
+    features, own = table["feature_id"].to_numpy(), table["dataset"].map({n: i for i, n in enumerate(names)}).to_numpy()
+    elsewhere = np.where(np.arange(len(names))[:, None] == own, -1.0, frequency[:, features]).argmax(axis=0)
+    side = np.where(table["freq_in"].to_numpy() >= table["freq_rest"].to_numpy(), own, elsewhere)
+    table = add_fires_on(table, [words_of(datasets[name]) for name in names], side=side)
     order = {name: i for i, name in enumerate(names)}
-    table = pd.concat(parts).sort_values(["dataset", "frequency_difference"], ascending=[True, False],
-                                         key=lambda s: s.map(order) if s.name == "dataset" else s, ignore_index=True)
+    table = table.sort_values(["dataset", "frequency_difference"], ascending=[True, False],
+                              key=lambda s: s.map(order) if s.name == "dataset" else s, ignore_index=True)
     return one_row_per_group(table) if grouped else table

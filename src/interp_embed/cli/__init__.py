@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from .common import DEBUG
+from .common import DEBUG, PlainFormatter
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Interpretable SAE embeddings of text datasets.")
@@ -25,7 +25,9 @@ from . import store_commands, analysis_commands, label_commands, train_command  
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(PlainFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     app()
 
 

@@ -48,8 +48,8 @@ def diff(store_a: Path = typer.Argument(..., help="A store folder."),
         a.name, b.name = "a", "b"
     table = diff_features(a, b, metric=metric.value, min_coverage=min_coverage, max_coverage=max_coverage,
                           grouped=grouped, alpha=alpha)
-    columns = ["feature_id", "label", f"freq_{a.name}", f"freq_{b.name}", "frequency_difference", "ci_low", "ci_high",
-               "q_value", "n_members"]
+    columns = ["feature_id", "fires_on", "label", f"freq_{a.name}", f"freq_{b.name}", "frequency_difference", "ci_low",
+               "ci_high", "q_value", "n_members"]
     show(table, columns, rows, f"features by difference, {store_a} vs {store_b}", csv, json)
 
 
@@ -64,7 +64,8 @@ def correlate(store: Path = typer.Argument(..., help="A store folder."),
               rows: int = ROWS, csv: Path = CSV, json: Path = JSON) -> None:
     """The feature pairs that co-occur most (NPMI of document presence, one-sided Fisher, BH q-values)."""
     table = top_correlations(open_dataset(store), k=k, min_count=min_count, max_coverage=max_coverage)
-    show(table, ["feature_a", "label_a", "feature_b", "label_b", "count_ab", "npmi", "q_value"], rows,
+    show(table, ["feature_a", "fires_on_a", "label_a", "feature_b", "fires_on_b", "label_b", "count_ab", "npmi",
+                 "q_value"], rows,
          f"co-occurring features in {store}", csv, json)
 
 
@@ -79,8 +80,8 @@ def associate(store: Path = typer.Argument(..., help="A store folder."),
               rows: int = ROWS, csv: Path = CSV, json: Path = JSON) -> None:
     """Which features separate the values of a column (Fisher or rank-sum tests, BH q-values, an L1 model)."""
     table = associate_features(open_dataset(store), target, min_count=min_count, grouped=grouped)
-    show(table, ["feature_id", "label", "mean_active", "mean_inactive", "separation", "p_method", "q_value",
-                 "selected"], rows, f"features associated with {target!r}", csv, json)
+    show(table, ["feature_id", "fires_on", "label", "mean_active", "mean_inactive", "separation", "p_method",
+                 "q_value", "selected"], rows, f"features associated with {target!r}", csv, json)
     model = table.attrs["model"]
     console.print(f"sparse model: held-out {model['metric']} {model['held_out']:.3f} (shuffled target: "
                   f"{model['permutation_baseline']:.3f}), {len(model['selected'])} features selected")

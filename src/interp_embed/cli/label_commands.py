@@ -16,14 +16,32 @@ from ..labeling import LabelingConfig
 @friendly
 @config_options(labeling=LabelingConfig)
 def label(store: Path = typer.Argument(..., help="A store folder."),
-          features: str = typer.Option(..., help="Feature ids to label, e.g. 12,345,678."),
+          features: str = typer.Option(None, help="Feature ids to label, e.g. 12,345,678 (with --offline: default "
+                                                  "every feature that fires on a word)."),
+          offline: bool = typer.Option(False, "--offline", help="Write labels from this dataset's own words: no "
+                                                                "language model, no network (scored on held-out "
+                                                                "documents by the label's words)."),
+          held_out: float = typer.Option(0.3, help="With --offline: the share of documents held out to score labels."),
           score: bool = typer.Option(True, help="Also score each label on held-out excerpts."),
           api_key: str = typer.Option(None, envvar=None, help="The key (default: from the environment or .env; "
                                                                   "safer than typing it here)."),
           rows: int = typer.Option(20, "--rows", min=1, help="Rows shown on the terminal."),
           csv: Path = CSV, json: Path = JSON, labeling: LabelingConfig = LabelingConfig()) -> None:
-    """Label features with a language model (OpenRouter, OpenAI or any compatible server) and keep the labels."""
+    """Label features with a language model (OpenRouter, OpenAI or any compatible server), or with --offline from
+    the words they fire on in this dataset, and keep the labels."""
     ds = open_dataset(store)
+    if offline:
+        table = ds.label_features_offline(feature_list(features), held_out=held_out, seed=labeling.seed)
+        show(table, ["feature_id", "status", "label", "balanced_accuracy"], rows, f"dataset labels in {store}", csv,
+             json)
+        written = int((table.status == "labelled").sum())
+        console.print(f"{written} labels written from this dataset's words, {int((table.status == 'kept').sum())} "
+                      f"kept from an earlier run; balanced_accuracy: how well each label's words find the held-out "
+                      f"documents where its feature is strongly active")
+        return
+    if features is None:
+        raise typer.BadParameter("give the features to label with --features 1,2,3 (or label offline: --offline)",
+                                 param_hint="--features")
     options = dataclasses.asdict(labeling)
     table = ds.label_features_sync(feature_list(features), score=score, api_key=api_key, **options)
     show(table, ["feature_id", "status", "label", "balanced_accuracy", "fuzzing"], rows, f"labels in {store}", csv, json)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import shlex
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,8 +13,10 @@ import pandas as pd
 import typer
 
 from . import app
-from .common import CSV, JSON, console, errors, fail, friendly, open_dataset, read_table, shorten, show
+from .common import (CSV, JSON, console, errors, fail, friendly, open_dataset, plain, read_table, resume_command,
+                     shorten, show)
 from .config import config_options
+from ..analysis import diff_features
 from ..encode.config import EncodePlan
 
 SAE_HELP = ("default (the bundled SAE) | PATH (a folder in SAELens' layout) | saelens:RELEASE/SAE_ID | "
@@ -71,10 +74,6 @@ def _typed(ctx: typer.Context, name: str) -> bool:
 DEMO_STORE = Path("demo.iembed")
 
 
-def resume_command(out: Path) -> str:
-    return f"interp-embed encode --out {out} --resume"
-
-
 @app.command()
 @friendly
 def demo(save_path: Path = typer.Option(DEMO_STORE, help="Where to keep the store; a second run reuses it."),
@@ -83,21 +82,24 @@ def demo(save_path: Path = typer.Option(DEMO_STORE, help="Where to keep the stor
     from ..data import demo_sample
 
     df = demo_sample()
-    again = "interp-embed demo" + ("" if save_path == DEMO_STORE else f" --save-path {save_path}")
+    again = "interp-embed demo" + ("" if save_path == DEMO_STORE else f" --save-path {shlex.quote(str(save_path))}")
     with _stops_said(lambda path: again):
         ds = _demo_dataset(df, save_path)
-    labels = ds.feature_labels()
-    active = ds.latents("binarize").toarray() > 0
+    sources = ds.label_sources().set_index("feature_id").source
+    origin = {"shipped": "shipped with the SAE, from its training text", "dataset": "from this dataset's words",
+              "llm": "written by a language model", "user": "yours"}
     for language in sorted(df["language"].unique()):
         inside = (df["language"] == language).to_numpy()
-        difference = active[inside].mean(0) - active[~inside].mean(0)
-        typer.secho(f"\nFeatures most specific to language={language!r}", bold=True)
-        for feature in np.argsort(-difference)[:features_per_group]:
-            typer.echo(f"  feature {feature}: {labels.get(int(feature), '(no label)')}")
-            typer.echo(f"    active in {active[inside, feature].mean():.0%} of {language} documents, "
-                       f"{active[~inside, feature].mean():.0%} of the others")
-            for text in ds.top_documents_for_feature(int(feature), k=2):
-                typer.echo(f"    · {shorten(text)}")
+        table = diff_features(ds[inside], ds[~inside])
+        typer.echo()
+        typer.secho(plain(f"Features most specific to language={language!r}"), bold=True)
+        for row in table.head(features_per_group).itertuples():
+            typer.echo(plain(f"  feature {row.feature_id} fires here on: {row.fires_on}"))
+            typer.echo(plain(f"    label ({origin[sources.get(row.feature_id, 'shipped')]}): {row.label or '(none)'}"))
+            typer.echo(plain(f"    active in {row.freq_a:.0%} of {language} documents, {row.freq_b:.0%} of the "
+                             "others"))
+            for text in ds[inside].top_documents_for_feature(int(row.feature_id), k=2):
+                typer.echo(plain(f"    · {shorten(text)}"))
 
 
 def _demo_dataset(df, save_path: Path):
@@ -114,11 +116,12 @@ def _demo_dataset(df, save_path: Path):
         if store.texts(0, store.n_documents) != df["text"].tolist():
             fail(f"{save_path} holds another table than the demo's; remove it or choose --save-path")
         if store.is_complete():
-            typer.echo(f"Reusing {save_path} (encoded by an earlier run; delete it to encode again).")
+            typer.echo(plain(f"Reusing {save_path} (encoded by an earlier run; delete it to encode again)."))
             return Dataset.load_from_file(save_path)
-        typer.echo(f"Finishing {save_path} (an earlier run was interrupted).")
+        typer.echo(plain(f"Finishing {save_path} (an earlier run was interrupted)."))
         ds = Dataset.load_from_file(save_path, resume=True)
-    typer.echo(f"\nEncoded {len(ds)} documents into {save_path} ({ds.d_sae} features).")
+    typer.echo()
+    typer.echo(plain(f"Encoded {len(ds)} documents into {save_path} ({ds.d_sae} features)."))
     return ds
 
 
@@ -167,7 +170,7 @@ def encode(ctx: typer.Context,
         if input is None:
             raise typer.BadParameter("give the INPUT table to encode (or --resume to finish OUT)", param_hint="INPUT")
         if not input.is_file():
-            raise typer.BadParameter(f"{input} is not a file", param_hint="INPUT")
+            raise typer.BadParameter(f"{plain(input)} is not a file", param_hint="INPUT")
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             fail(f"{out} already exists. Continue it with `{resume_command(out)}`, or choose another --out")
         table = read_table(input, field)
@@ -188,7 +191,7 @@ def _stops_said(resume_call):
     said = []
 
     def say(message: str) -> None:
-        errors.print(message, markup=False)
+        errors.print(plain(message), markup=False)
         said.append(message)
 
     try:
@@ -222,6 +225,7 @@ def _summary(ds, out: Path, seconds: float) -> None:
     tokens = sum(c.n_tokens for c in chunks)
     console.print(f"Encoded {encoded} of {len(ds)} rows ({tokens:,} tokens, {len(store.skipped)} skipped) in "
                   f"{seconds:.0f} s into {out}")
+    out = shlex.quote(str(out))
     console.print(f"Next: interp-embed info {out}  ·  interp-embed top {out} --feature F  ·  "
                   f"interp-embed report {out} -o report.html")
 
@@ -294,7 +298,9 @@ def top(path: Path = typer.Argument(..., help="A store folder."),
     order = [int(i) for i in np.argsort(-column, kind="stable")[:k] if column[i] > 0]
     table = pd.DataFrame({"row": order, "activation": column[order],
                           "document": [ds[i].token_activations(feature) for i in order]})
-    console.print(f"feature {feature}: {ds.feature_labels().get(feature, '(no label)')}")
+    fired = ds.feature_words().fires_on(feature, 8) if ds.token_level else []
+    console.print(f"feature {feature} fires here on: {', '.join(fired) or '(no words: see label)'}")
+    console.print(f"  label: {ds.feature_labels().get(feature, '(no label)')}")
     if not order:
         console.print(f"feature {feature} is active in no document of {path}")
     show(table, ["row", "activation", "document"], k, f"top documents of feature {feature}", csv, json)

@@ -3,8 +3,10 @@
 One :class:`Labeller` serves a whole run: one client, one limit on concurrent requests, one count of tokens.
 Requests go through the official ``openai`` client, which retries 408, 409, 429, 5xx and timeouts with
 exponential backoff and jitter, honouring ``Retry-After``. A reply that is not the JSON asked for is answered
-once with a repair message; a second bad reply, or a request that still fails after the retries, fails that
-feature only (:class:`LabelingError`), never the batch.
+once with a repair message; a second bad reply, a reply that is not a chat completion (not UTF-8 JSON, no list
+of choices, token counts that are not counts), a label a store cannot keep, or a request that still fails after
+the retries, fails that feature only (:class:`LabelingError`), never the batch. Whatever a server sends back
+is scrubbed of the key (:meth:`~interp_embed.labeling.provider.Secret.scrub`) before it is kept or shown.
 
 Scoring follows the detection and fuzzing tests of automated interpretability (Paulo et al., 2024, "Automatically
 Interpreting Millions of Features in Large Language Models"): *detection* shows held-out excerpts without
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import math
 from dataclasses import dataclass, fields
@@ -23,16 +26,18 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from ..store.labels import LabelRecord
+from ..store.labels import InvalidLabelRecord, LabelRecord
 from ..validation import check_int
 from .examples import ExampleSets
 from .prompts import (PROMPT_VERSION, SYSTEM, LabelReply, ReplyError, detection_prompt, fuzzing_prompt,
                       labelling_prompt, parse_label, parse_verdicts, repair_message)
-from .provider import Provider, make_client, resolve_provider
+from .provider import make_client, resolve_provider
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "google/gemini-2.5-flash"
+SERVER_TEXT_SHOWN = 300
+"""Characters of a server's error message repeated in a feature's status."""
 
 
 class LabelingError(RuntimeError):
@@ -180,13 +185,17 @@ class FeatureLabel:
     score: LabelScore | None = None
 
     def record(self) -> LabelRecord:
-        """What the store keeps of it."""
-        return LabelRecord(feature=self.feature, label=self.label, source="llm",
-                           brief_description=self.brief_description, detailed_explanation=self.detailed_explanation,
-                           model=self.model, prompt_version=self.prompt_version, seed=self.seed,
-                           examples=self.examples, score=None if self.score is None else self.score.metrics(),
-                           usage={"prompt_tokens": self.spent.prompt_tokens,
-                                  "completion_tokens": self.spent.completion_tokens})
+        """What the store keeps of it; a LabelingError if a store cannot keep it (see ``store/labels.py``)."""
+        try:
+            return LabelRecord(feature=self.feature, label=self.label, source="llm",
+                               brief_description=self.brief_description,
+                               detailed_explanation=self.detailed_explanation, model=self.model,
+                               prompt_version=self.prompt_version, seed=self.seed, examples=self.examples,
+                               score=None if self.score is None else self.score.metrics(),
+                               usage={"prompt_tokens": self.spent.prompt_tokens,
+                                      "completion_tokens": self.spent.completion_tokens})
+        except InvalidLabelRecord as err:
+            raise LabelingError(f"feature {self.feature}: the label cannot be kept in a store ({err})") from None
 
     @property
     def spent(self) -> Usage:
@@ -196,12 +205,41 @@ class FeatureLabel:
                      self.usage.completion_tokens + extra.completion_tokens)
 
 
-def _scrub(text: str, provider: Provider) -> str:
-    """``text`` with the key, and any long piece of it, replaced (a server may echo a masked key)."""
-    key = provider.api_key.reveal()
-    for piece in {key, key[:8], key[-8:]} if len(key) >= 16 else {key}:
-        text = text.replace(piece, "***")
-    return text
+def read_reply(data: bytes) -> tuple[str | None, int, int]:
+    """``(content, prompt_tokens, completion_tokens)`` of a chat-completions reply body: the first choice's
+    message and the usage the server reports (0 where it reports none). A body that is not such a reply is a
+    LabelingError saying what is wrong; a server's reply is input like any other."""
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise LabelingError("the reply is not UTF-8 text") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, or an integer of thousands of digits
+        raise LabelingError(f"the reply is not JSON ({type(err).__name__})") from None
+    if not isinstance(body, dict):
+        raise LabelingError("the reply is not a JSON object")
+    choices = body.get("choices")
+    if not isinstance(choices, list):
+        raise LabelingError("the reply's 'choices' is not a list")
+    content = None
+    if choices:
+        message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        if not isinstance(message, dict):
+            raise LabelingError("the reply's choices[0].message is not an object")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise LabelingError("the reply's message content is not text")
+    usage = body.get("usage") or {}
+    if not isinstance(usage, dict):
+        raise LabelingError("the reply's 'usage' is not an object")
+    counts = []
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(name) or 0
+        if type(value) is not int or not 0 <= value < 2**63:
+            shown = repr(value) if isinstance(value, (int, float)) and len(repr(value)) <= 24 else \
+                f"a {type(value).__name__}"
+            raise LabelingError(f"the reply's usage.{name} is {shown}, not a count of tokens")
+        counts.append(value)
+    return content, *counts
 
 
 class Labeller:
@@ -221,6 +259,10 @@ class Labeller:
     async def __aexit__(self, *exc) -> None:
         await self.client.close()  # its connections belong to this event loop
 
+    def _failure(self, message: str) -> LabelingError:
+        """A LabelingError whose message may quote the server: scrubbed of the key."""
+        return LabelingError(self.provider.api_key.scrub(message))
+
     async def _ask(self, prompt: str, parse, usage: Usage):
         """One question, answered as ``parse`` wants: a repair message after a bad reply, then a LabelingError."""
         from openai import APIError
@@ -233,22 +275,27 @@ class Labeller:
                 budget = self.config.max_tokens_total
                 if budget is not None and self.usage.total_tokens >= budget:
                     raise BudgetExhausted(f"the token budget max_tokens_total={budget} is spent")
-                try:
-                    reply = await self.client.chat.completions.create(
+                try:  # the raw reply: read and checked here, never trusted to fit the protocol
+                    reply = await self.client.chat.completions.with_raw_response.create(
                         model=self.provider.model, messages=messages, temperature=self.config.temperature)
                 except APIError as err:
-                    raise LabelingError(f"{self.provider.where} did not answer ({type(err).__name__}: "
-                                        f"{_scrub(str(err), self.provider)})") from None
-                spent = reply.usage
-                counts = (1, spent.prompt_tokens or 0, spent.completion_tokens or 0) if spent else (1, 0, 0)
-                usage.add(*counts)
-                self.usage.add(*counts)
-                content = reply.choices[0].message.content if reply.choices else None
+                    said = str(err)
+                    said = said if len(said) <= SERVER_TEXT_SHOWN else said[:SERVER_TEXT_SHOWN] + "…"
+                    raise self._failure(f"{self.provider.where} did not answer ({type(err).__name__}: {said})") \
+                        from None
+                try:
+                    content, prompt_tokens, completion_tokens = read_reply(reply.content)
+                except LabelingError as err:
+                    usage.add(1, 0, 0)
+                    self.usage.add(1, 0, 0)
+                    raise self._failure(f"{self.provider.where} sent a malformed reply: {err}") from None
+                usage.add(1, prompt_tokens, completion_tokens)
+                self.usage.add(1, prompt_tokens, completion_tokens)
                 try:
                     return parse(content)
                 except ReplyError as err:
                     if attempt:
-                        raise LabelingError(f"{self.provider.model} twice replied with something other than the "
+                        raise self._failure(f"{self.provider.model} twice replied with something other than the "
                                             f"JSON asked for ({err})") from None
                     messages = messages + [{"role": "assistant", "content": content or ""},
                                            {"role": "user", "content": repair_message(err)}]
@@ -260,9 +307,14 @@ class Labeller:
         usage = Usage()
         reply: LabelReply = await self._ask(
             labelling_prompt(examples.label_positives, examples.label_negatives, previous), parse_label, usage)
-        return FeatureLabel(feature=feature, label=reply.label, brief_description=reply.brief_description,
-                            detailed_explanation=reply.detailed_explanation, model=self.config.model,
-                            prompt_version=PROMPT_VERSION, seed=self.config.seed, examples=examples.rows(), usage=usage)
+        scrub = self.provider.api_key.scrub
+        result = FeatureLabel(feature=feature, label=scrub(reply.label),
+                              brief_description=scrub(reply.brief_description),
+                              detailed_explanation=scrub(reply.detailed_explanation), model=self.config.model,
+                              prompt_version=PROMPT_VERSION, seed=self.config.seed, examples=examples.rows(),
+                              usage=usage)
+        result.record()  # a label a store cannot keep fails here, before its scoring is paid for
+        return result
 
     async def score(self, feature: int, label: str, description: str, examples: ExampleSets) -> LabelScore:
         """Detection and fuzzing of ``label`` on ``examples``' held-out sets (never the ones it was written from)."""

@@ -7,7 +7,8 @@ which are written without spaces), decoded from the tokens' joined bytes, so the
 ``arten`` read as ``warten``; a token touching no word (punctuation, spaces) stands for itself. Words are
 scored as ``p(w|f) * log(p(w|f) / p(w))`` (activation-weighted word frequency against the corpus word
 frequency, per token: the word's share of the KL divergence between the two distributions, which favours
-words both frequent under the feature and rare elsewhere). When at least :data:`TAG_SHARE` of a feature's
+words both frequent under the feature and rare elsewhere; ``store.words.specificity``). When at least
+``store.words.TAG_SHARE`` of a feature's
 activation mass falls on words of one script other than Latin, or on Latin words in documents of one
 language (told by their stop words), the label says so. A label reads
 ``German words: 'warten', 'Lebens', 'glaube' — “… Netzwerks w<<arten>> systemd-”``, or without the tag
@@ -18,39 +19,18 @@ Loading the files is ``json.loads``: it can never run code.
 from __future__ import annotations
 
 import json
-import unicodedata
+import re
 from pathlib import Path
 
 import numpy as np
 
 from ..files import FEATURE_LABELS, FEATURE_SUMMARIES, write_atomically
-from ..store.words import touched_words
+from ..store.words import (TAG_ID, TAGS, document_language, script_tag, specificity, tag_of_activations, tags_of,
+                           touched_words)
 
-TAG_SHARE = 0.8  # a label names a script or language only when this share of the feature's activations is in it
-# Frequent function words, each counted for one language. Those several languages use alike ("de", "la", "que",
-# "in", "a") are left out; a few shared ones count for the language using them most ("del", "una": Spanish).
-STOP_WORDS = {
-    "English": "the of to that this are be by which was were have has been you your can will would there their "
-               "they should when these also only must",
-    "German": "der die das und ist nicht mit den dem zu von sich auf für eine ein einer eines werden wird auch "
-              "oder wenn kann sie im bei sind nur noch aus wie durch",
-    "Spanish": "el los las y es pero más puede cuando también hay muy está son sin lo sus al usted hasta donde "
-               "según porque del por como una",
-    "French": "le les des est et une du dans pour pas sur qui ce au avec sont ne être cette par plus aux peut "
-              "vous nous",
-    "Italian": "di che è della delle dei degli gli il per non sono nel nella alla questo questa essere anche più "
-               "può ed",
-    "Portuguese": "os não em um uma é ao na mais pelo pela seu sua você são também isso pode",
-}
-LANGUAGE_OF_STOP_WORD = {w: language for language, words in STOP_WORDS.items() for w in words.split()}
-MIN_STOP_WORDS = 8  # a document shorter in stop words has no detected language
-MIN_STOP_SHARE = 0.08  # of all its words: prose reaches this, code and tables seldom do
-STOP_MARGIN = 3  # the language's stop words must outnumber any other language's this many times
-SCRIPTS = {  # the first word of a letter's Unicode name: the script a label names
-    "LATIN": "Latin", "CYRILLIC": "Cyrillic", "GREEK": "Greek", "CJK": "CJK", "HIRAGANA": "Japanese",
-    "KATAKANA": "Japanese", "HANGUL": "Korean", "ARABIC": "Arabic", "HEBREW": "Hebrew", "DEVANAGARI": "Devanagari",
-    "THAI": "Thai", "ARMENIAN": "Armenian", "GEORGIAN": "Georgian", "BENGALI": "Bengali", "TAMIL": "Tamil",
-}
+
+OFFLINE_LABEL = re.compile(r"^(?:\w+ words: )?('.*') — “.*”$", re.DOTALL)
+"""An offline label: perhaps a script or language tag, quoted words, then an excerpt (:func:`label_from_summary`)."""
 
 
 def _byte_level_alphabet() -> dict[str, int]:
@@ -130,39 +110,6 @@ def token_words(doc: np.ndarray, pieces: list[bytes]) -> tuple[list[str], list[s
     return units, [m.group() for m in found]
 
 
-def document_language(words: list[str]) -> str | None:
-    """The language of a Latin-script document told by its stop words (:data:`STOP_WORDS`), or None unless the
-    evidence is strong: at least :data:`MIN_STOP_WORDS` of one language's, :data:`MIN_STOP_SHARE` of all words,
-    and :data:`STOP_MARGIN` times any other language's.
-
-    >>> document_language("Ich glaube, daß der Sinn des Lebens darin besteht, glücklich zu sein, und wenn man "
-    ...                   "es nicht ist, dann ist das auch nicht schlimm, sagt sie mit einer".split())
-    'German'
-    >>> document_language("def main(args): return args.the_value if args else None".split()) is None
-    True
-    """
-    counts = dict.fromkeys(STOP_WORDS, 0)
-    for word in words:
-        language = LANGUAGE_OF_STOP_WORD.get(word.lower())
-        if language:
-            counts[language] += 1
-    best, runner_up = sorted(counts.values(), reverse=True)[:2]
-    if best >= MIN_STOP_WORDS and best >= MIN_STOP_SHARE * len(words) and best >= STOP_MARGIN * runner_up:
-        return max(counts, key=counts.get)
-    return None
-
-
-def script(word: str) -> str | None:
-    """The script of a word's first letter as a label names it (:data:`SCRIPTS`), or None: no letter, or a
-    script not listed.
-
-    >>> [script(w) for w in ["Lebens", "жизнь", "內核", "λόγος", "2013", ","]]
-    ['Latin', 'Cyrillic', 'CJK', 'Greek', None, None]
-    """
-    letter = next((c for c in word if c.isalpha()), "")
-    return SCRIPTS.get(unicodedata.name(letter, " ").split(" ")[0]) if letter else None
-
-
 def build_labels(
     docs: list[np.ndarray],
     doc_idx: np.ndarray,
@@ -204,8 +151,7 @@ def build_labels(
     weight = np.bincount(inverse, weights=values)
     count = np.bincount(inverse)
     feat_of = uniq // n_units
-    p_uf = weight / mass[feat_of]
-    score = p_uf * np.log(p_uf / p_unit[uniq % n_units])
+    score = specificity(weight, mass[feat_of], p_unit[uniq % n_units])
     # A unit seen once under a feature is an anecdote, not a pattern: it ranks after every repeated one.
     by_feature = np.lexsort((-score, count < 2, feat_of))
     bounds = np.searchsorted(feat_of[by_feature], np.arange(d_sae + 1))
@@ -242,24 +188,13 @@ def build_labels(
 
 def _feature_tags(names: list[str], languages: list[str | None], doc_idx: np.ndarray, unit: np.ndarray,
                   features: np.ndarray, values: np.ndarray, d_sae: int) -> list[str | None]:
-    """Each feature's script or language, where at least :data:`TAG_SHARE` of its activation mass lies in one.
-
-    An activation counts for the script of its word (:func:`script`) or, on a Latin word, for its document's
-    language (:func:`document_language`); on a word of no listed script, punctuation or spaces, or a Latin word
-    in a document of no clear language, it counts for nothing, and so against any tag.
-    """
-    tag_names = [None, *dict.fromkeys(t for t in (*SCRIPTS.values(), *STOP_WORDS) if t != "Latin")]
-    tag_id = {name: i for i, name in enumerate(tag_names)}
-    latin = -1  # a Latin word: its document's language decides
-    unit_tag = np.array([latin if s == "Latin" else tag_id[s] for s in map(script, names)], dtype=np.int64)
-    document_tag = np.array([tag_id[language] for language in languages], dtype=np.int64)
-    activation_tag = unit_tag[unit]
-    activation_tag = np.where(activation_tag == latin, document_tag[doc_idx], activation_tag)
-    mass = np.bincount(features.astype(np.int64) * len(tag_names) + activation_tag, weights=values,
-                       minlength=d_sae * len(tag_names)).reshape(d_sae, len(tag_names))
-    share = mass / np.maximum(mass.sum(axis=1, keepdims=True), 1e-30)
-    best = share[:, 1:].argmax(axis=1) + 1
-    return [tag_names[b] if share[f, b] >= TAG_SHARE else None for f, b in enumerate(best.tolist())]
+    """Each feature's script or language (``store.words.tags_of``): an activation counts for the script of its word
+    or, on a Latin word, for its document's language (``store.words.document_language``)."""
+    word_script = np.array([script_tag(name) for name in names], dtype=np.int64)
+    document_tag = np.array([TAG_ID[language] for language in languages], dtype=np.int64)
+    tag = tag_of_activations(word_script[unit], document_tag[doc_idx])
+    mass = np.bincount(features.astype(np.int64) * len(TAGS) + tag, weights=values, minlength=d_sae * len(TAGS))
+    return tags_of(mass.reshape(d_sae, len(TAGS)))
 
 
 def label_from_summary(summary: dict, n_words: int = 3) -> str:
@@ -273,6 +208,19 @@ def label_from_summary(summary: dict, n_words: int = 3) -> str:
     quoted = ", ".join(f"'{t}'" for t in names[:n_words])
     tag = f"{summary['script_or_language']} words: " if summary["script_or_language"] else ""
     return f"{tag}{quoted} — “{summary['top_contexts'][0]['text']}”"
+
+
+def label_words(label: str) -> list[str] | None:
+    """The quoted words of an offline label (as :func:`label_from_summary` writes it, tag and excerpt left out), or
+    None for a label of another form.
+
+    >>> label_words("German words: 'werden', 'kann', 'können' — “Netzwerks w<<arten>> systemd-”")
+    ['werden', 'kann', 'können']
+    >>> label_words("'?', 'why' — “Why<<?>>”"), label_words("questions about money") is None
+    (['?', 'why'], True)
+    """
+    found = OFFLINE_LABEL.match(label)
+    return found.group(1)[1:-1].split("', '") if found else None
 
 
 def write_labels(folder: str | Path, labels: dict[str, str], summaries: dict[str, dict], about: dict) -> None:

@@ -6,11 +6,13 @@ else that speaks the OpenAI chat-completions protocol. Keys come from the ``api_
 environment, else a ``.env`` file in the working directory (read, never written into ``os.environ``).
 
 A key is held as a :class:`Secret`, whose repr and str never show it: it cannot reach a store file, a log
-line, an error message or a progress bar by accident.
+line, an error message or a progress bar by accident. Text a server sends back (replies and errors) passes
+through :meth:`Secret.scrub` before it is kept or shown, in case the server echoes the key.
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,8 @@ OPENROUTER_URL = "https://openrouter.ai/api/v1"
 OPENAI_PREFIX = "openai/"
 NO_KEY = "not-needed"
 """Sent to a local server that asks for no key (the protocol still carries one)."""
+KEY_PIECE = 8
+"""Any run of this many characters of a key counts as the key: a server may echo a cut or masked key."""
 
 
 class Secret:
@@ -30,6 +34,33 @@ class Secret:
 
     def reveal(self) -> str:
         return self._value
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the key, and every run of :data:`KEY_PIECE` or more of its characters, replaced by ``***``.
+
+        Every place where some piece of the key starts is found first and the pieces' union replaced after, so
+        the result never depends on the order the pieces are tried in, and a piece replaced never leaves the
+        rest of the key behind. A key shorter than a piece is replaced where it occurs whole.
+
+        >>> Secret("sk-or-v1-ab12cd34ef56-sk-or-v1").scrub("echo sk-or-v1-ab12cd34ef56-sk-or-v1, cd34ef56-sk!")
+        'echo ***, ***!'
+        """
+        key = self._value
+        if key == NO_KEY or not key:  # what is sent when there is no key: nothing to hide
+            return text
+        if len(key) < KEY_PIECE:
+            return text.replace(key, "***")
+        covered = bytearray(len(text))
+        for piece in dict.fromkeys(key[i:i + KEY_PIECE] for i in range(len(key) - KEY_PIECE + 1)):
+            start = text.find(piece)
+            while start >= 0:
+                covered[start:start + KEY_PIECE] = b"\x01" * KEY_PIECE
+                start = text.find(piece, start + 1)
+        out, end = [], 0
+        for run in re.finditer(rb"\x01+", covered):
+            out += [text[end:run.start()], "***"]
+            end = run.end()
+        return "".join(out) + text[end:]
 
     def __repr__(self) -> str:
         return "Secret('***')"

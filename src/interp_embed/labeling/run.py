@@ -2,11 +2,13 @@
 
 Labels are kept in the dataset's store as they arrive (see ``store/labels.py``); labelling again with the same
 model, prompts and seed reuses a kept label instead of paying for it again, so a killed run resumes where it
-stopped.
+stopped. A run that keeps labels holds the store's writer lock from before its first request to its end: while
+another process writes the store, it is refused before anything is paid for, and never loses a paid label.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
@@ -42,6 +44,12 @@ def earlier_labels(ds, config: LabelingConfig) -> tuple[dict[int, LabelRecord], 
             if record.score is not None:
                 scored[record.feature] = record
     return labelled, scored
+
+
+def _writing(ds, save: bool):
+    """The store's writer lock when labels are kept (a StoreLockedError naming the writer now, if another process
+    holds it), else nothing."""
+    return ds._store.writing() if save else contextlib.nullcontext()
 
 
 def _shown_rows(record: LabelRecord | None) -> frozenset[int]:
@@ -96,9 +104,10 @@ async def label_feature(ds, feature: int, model: str = DEFAULT_MODEL, label_and_
     check_bool(score, "score")
     config = make_config(model=model, k=k, base_url=base_url, **options)
     previous = None if label_and_score is None else str(label_and_score)
-    async with Labeller(config, api_key) as labeller:
-        return await _label_one(labeller, ds, feature, positive_dataset or ds, negative_dataset or ds, score, previous,
-                                save)
+    with _writing(ds, save):
+        async with Labeller(config, api_key) as labeller:
+            return await _label_one(labeller, ds, feature, positive_dataset or ds, negative_dataset or ds, score,
+                                    previous, save)
 
 
 async def score_feature(ds, feature: int, label: str | None = None, model: str = DEFAULT_MODEL,
@@ -153,10 +162,15 @@ async def label_features(ds, features: Iterable[int], *, model: str = DEFAULT_MO
     wanted = list(dict.fromkeys(int(f) for f in features))  # in the order given
     check_bool(score, "score")
     config = make_config(model=model, concurrency=concurrency, base_url=base_url, **options)
-    labeller = Labeller(config, api_key)
+    with _writing(ds, True):
+        return await _label_features(ds, Labeller(config, api_key), wanted, score, progress)
+
+
+async def _label_features(ds, labeller: Labeller, wanted: list[int], score: bool, progress: bool) -> pd.DataFrame:
+    """:func:`label_features` once the store's writer lock is held."""
     rows: dict[int, dict] = {}
     todo = []
-    labelled, scored = earlier_labels(ds, config)
+    labelled, scored = earlier_labels(ds, labeller.config)
     for f in wanted:
         kept = (scored if score else labelled).get(f)
         if kept is not None:

@@ -45,11 +45,14 @@ from .checks import POOLED
 from .chunk import ARRAYS, Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
 from .documents import DocumentTexts, DocumentsWriter
 from .errors import StoreCorruptError, StoreError, StoreLockedError
-from .labels import LabelRecord, read_records, write_record
+from .labels import DatasetLabels, LabelRecord, read_labels, write_dataset_labels, write_record
 from .manifest import CHUNK_NAME, ChunkEntry, EncoderRecord, FileRecord, Manifest
 from .paths import plain_file, plain_folder
 from .pooling import PooledStatistics, aggregate
-from .words import FeatureWords, feature_words
+from .words import FeatureWords, WordIndex, document_words, feature_words
+
+
+KEPT_WORD_SETS = 4  # feature words of this many sets of rows are kept (a diff reads two, its union a third)
 
 
 def _documents_table(documents: pd.DataFrame) -> pa.Table:
@@ -111,8 +114,9 @@ class Store:
         self._texts: DocumentTexts | None = None
         self._chunk_ranges: list[tuple[int, int]] | None = None
         self._pooled: PooledStatistics | None = None
-        self._feature_words: FeatureWords | None = None
-        self._label_records: list[LabelRecord] | None = None
+        self._feature_words: dict[bytes | None, FeatureWords] = {}  # by the rows they were read from (None: all)
+        self._word_index = WordIndex()
+        self._label_records: tuple[list[LabelRecord], list[DatasetLabels]] | None = None
         self._rows_checked = False
         self._writers = 0  # depth of nested writing() blocks in this object
 
@@ -224,7 +228,7 @@ class Store:
 
     def _reload(self) -> None:
         self.manifest = Store.open(self.path).manifest
-        self._chunks, self._pooled, self._feature_words = None, None, None
+        self._chunks, self._pooled, self._feature_words, self._word_index = None, None, {}, WordIndex()
 
     def _remove_leftovers(self) -> None:
         """Delete what crashed writers left: temporary files and folders, and chunk folders never committed.
@@ -282,7 +286,7 @@ class Store:
     def _add_chunk(self, entry: ChunkEntry) -> None:
         self.manifest.add_chunk(entry)
         self._write_manifest()
-        self._chunks, self._pooled, self._feature_words = None, None, None
+        self._chunks, self._pooled, self._feature_words, self._word_index = None, None, {}, WordIndex()
 
     def set_description(self, text: str) -> None:
         """Record what the dataset is (kept in the manifest)."""
@@ -330,8 +334,8 @@ class Store:
         target = Store.create(path, documents, first.field, first.encoder, first.plan, skipped, first.shipped_labels(),
                               "\n".join(descriptions))
         with target.writing():
-            for record in first.label_records():  # the rows its examples name are not this store's rows
-                target.add_label(replace(record, examples={}))
+            first._write_labels_into(target.path / LABEL_RECORDS, keep_examples=False)  # its rows are not ours
+            target._label_records = None
             for start, stop in target.pending_chunks():
                 docs = []
                 for new in range(start, stop):
@@ -357,8 +361,7 @@ class Store:
                 source = self._verified(name, record)
                 (tmp / name).parent.mkdir(exist_ok=True)
                 shutil.copyfile(source, tmp / name)
-            for label in self.label_records():  # checked as they are read, written anew
-                write_record(tmp / LABEL_RECORDS, label)
+            self._write_labels_into(tmp / LABEL_RECORDS, keep_examples=True)
             (tmp / MANIFEST).write_bytes(self.manifest.to_bytes())
         return Store.open(path)
 
@@ -491,16 +494,34 @@ class Store:
     def label_records(self) -> list[LabelRecord]:
         """Every label written after encoding (see labels.py), oldest first; read once per store object."""
         if self._label_records is None:
-            self._label_records = read_records(self.path / LABEL_RECORDS)
-        return list(self._label_records)
+            self._label_records = read_labels(self.path / LABEL_RECORDS, self.d_sae)
+        return list(self._label_records[0])
+
+    def dataset_labels(self) -> list[DatasetLabels]:
+        """The files of labels written from the dataset's own words (see labels.py), oldest first."""
+        self.label_records()
+        return list(self._label_records[1])
 
     def add_label(self, record: LabelRecord) -> None:
         """Keep ``record`` (durably, at once); it becomes its feature's label."""
-        if not 0 <= record.feature < self.d_sae:
-            raise ValueError(f"feature {record.feature} is outside [0, {self.d_sae}) for this SAE")
         with self.writing():
-            write_record(self.path / LABEL_RECORDS, record)
+            write_record(self.path / LABEL_RECORDS, record, self.d_sae)
         self._label_records = None
+
+    def add_dataset_labels(self, labels: DatasetLabels) -> None:
+        """Keep ``labels`` (durably, at once, in one file); they become their features' labels."""
+        with self.writing():
+            write_dataset_labels(self.path / LABEL_RECORDS, labels, self.d_sae)
+        self._label_records = None
+
+    def _write_labels_into(self, folder: Path, keep_examples: bool) -> None:
+        """Write this store's later labels into another store's label folder: each checked as it was read, written
+        anew (dataset labels in their files; ``keep_examples=False`` drops the rows an LLM label names)."""
+        for record in self.label_records():
+            if record.source != "dataset":
+                write_record(folder, record if keep_examples else replace(record, examples={}), self.d_sae)
+        for labels in self.dataset_labels():
+            write_dataset_labels(folder, labels, self.d_sae)
 
     def shipped_labels(self) -> dict[int, str]:
         """The labels that came with the SAE ({} if none)."""
@@ -528,14 +549,30 @@ class Store:
         """The (n_documents × d_sae) float32 matrix of an aggregation (see pooling.AGGREGATIONS), all rows."""
         return aggregate(self.pooled(activated_threshold), aggregation, self.d_sae)
 
-    def feature_words(self) -> FeatureWords:
-        """The words each feature fires on strongly, over every encoded row (see words.py); read from the token
-        level once per store object."""
+    def feature_words(self, rows: np.ndarray | None = None) -> FeatureWords:
+        """The words each feature fires on strongly (see words.py) in the encoded rows among ``rows`` (ascending
+        positions; None for every row). Each chunk's words are read from the token level once per store object;
+        the last few results are kept."""
         self.require_tokens("feature_words (the words each feature fires on, read from every token)")
-        if self._feature_words is None:
-            peak = self.latents("max").max(axis=0).toarray().ravel()
-            self._feature_words = feature_words(self.chunks(), self.documents()[self.field], peak, self.d_sae)
-        return self._feature_words
+        key = None if rows is None else np.asarray(rows, dtype=np.int64).tobytes()
+        if key not in self._feature_words:
+            pooled = self.latents("max")
+            counted = pooled if rows is None else pooled[rows]
+            peak = counted.max(axis=0).toarray().ravel() if counted.shape[0] else np.zeros(self.d_sae, np.float32)
+            found = feature_words(self.chunks(), lambda c: self.texts(c.entry.start, c.entry.stop), self._word_index,
+                                  peak, self.d_sae, rows)
+            if len(self._feature_words) >= KEPT_WORD_SETS:
+                self._feature_words.pop(next(iter(self._feature_words)))
+            self._feature_words[key] = found
+        return self._feature_words[key]
+
+    def document_words(self, rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        """``(presence, words)``: which words (and symbols) each of ``rows`` (ascending encoded positions) holds, as
+        a (len(rows), n_words) 0/1 matrix, and the words (see words.py)."""
+        self.require_tokens("document_words (the words of each document, read from its tokens)")
+        presence = document_words(self.chunks(), lambda c: self.texts(c.entry.start, c.entry.stop), self._word_index,
+                                  np.asarray(rows, dtype=np.int64))
+        return presence, self._word_index.words
 
     def require_tokens(self, what: str) -> None:
         """Refuse ``what`` on a compact store (one that keeps pooled activations only), saying why."""
