@@ -193,7 +193,7 @@ def measure_pipeline_ceiling(documents: list[str], batch_tokens: int) -> dict:
     for begin, end in plan.chunk_ranges(documents):  # the pipeline packs batches within each chunk
         windows = [w for row in range(begin, end)
                    for w in _windows(row, reader.document_tokens(documents[row]).ids, capacity, plan.window_overlap)]
-        for batch in _batches(windows, plan):
+        for batch in _batches(windows, plan.batch_tokens):
             ids = np.full((len(batch), max(len(w.ids) for w in batch)), reader.pad_id, dtype=np.int64)
             mask = np.zeros_like(ids)
             for i, window in enumerate(batch):
