@@ -1,18 +1,20 @@
-"""Benchmark (not a test): chunks that start small and double up to `chunk_tokens`, against chunks of one size.
+"""Benchmark (not a test): the default chunk plan against the one stores had before it.
 
     .venv/bin/python benchmarks/chunk_plans.py --documents 600            # padding, then timed runs
     .venv/bin/python benchmarks/chunk_plans.py --documents 600 --padding-only
 
-The same Debian fortunes (benchmarks/fortunes.py) are cut by both plans: the default `EncodePlan()` (a first
-chunk of `first_chunk_tokens=1_000` estimated tokens, each next one twice as large, up to `chunk_tokens=24_000`)
-and the plan stores had before (`first_chunk_tokens=None`: every chunk 24,000). A smaller chunk sorts fewer
-windows by length before packing them into batches, so it pads more. Two figures:
+The same Debian fortunes (benchmarks/fortunes.py) are cut by three plans: the one stores had before
+(`first_chunk_tokens=None, max_padding=None`: every chunk 24,000 estimated tokens, every batch filled to
+`batch_tokens`), small first chunks alone (`max_padding=None`: 1,000 estimated tokens, each next one twice as
+large, up to 24,000), and the default `EncodePlan()`, which also closes a batch before it pads its windows by more
+than a fifth of their tokens. A smaller chunk sorts fewer windows by length before packing them, so filled batches
+pad more. Two figures:
 
 - the padded tokens of each plan's batches, as the pipeline cuts them (its own `_windows` and `_batches`): the
   forward work, exactly, whatever the machine's load;
-- timed runs of `Dataset(...)` with the models loaded once, in the order one size, small first, small first, one
-  size (so that a drift in the shared machine's load weighs on both alike): each run's rate, when its first
-  commits came, and the ratio of the two plans' times.
+- timed runs of `Dataset(...)` with the models loaded once, the plan before and the default in the order before,
+  default, default, before (so that a drift in the shared machine's load weighs on both alike): each run's rate,
+  when its first commits came, and the ratio of the two plans' times.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def padded_tokens(plan, reader, sae, texts: list[str]) -> tuple[int, int, list[i
     for start, stop in plan.chunk_ranges(texts):
         windows = [w for row in range(start, stop) for w in _windows(row, ids[row], capacity, plan.window_overlap)]
         real += sum(len(w.ids) for w in windows)
-        padded += sum(len(batch) * max(len(w.ids) for w in batch) for batch in _batches(windows, plan.batch_tokens))
+        padded += sum(len(batch) * max(len(w.ids) for w in batch) for batch in _batches(windows, plan))
         sizes.append(sum(map(estimated_tokens, texts[start:stop])))
     return real, padded, sizes
 
@@ -50,6 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=600, help="how many fortunes to encode (default 600)")
     parser.add_argument("--padding-only", action="store_true", help="count padded tokens; time no runs")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's). On a machine shared with other "
+                        "work, 1 keeps the threads of one batch from waiting on each other for a core, which makes "
+                        "every batch cost far more than its work and would penalise the plan with more batches")
     args = parser.parse_args()
     import pandas as pd
 
@@ -58,17 +63,23 @@ def main() -> None:
     from interp_embed.saes import DefaultSAE
     from interp_embed.store import Store
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     texts = sample_fortunes(args.documents)
     sae = DefaultSAE(device="cpu", dtype="float32")
     reader, model, _ = sae.load()
-    plans = {"one size": EncodePlan(first_chunk_tokens=None), "small first": EncodePlan()}
+    plans = {"before": EncodePlan(first_chunk_tokens=None, max_padding=None),
+             "small first": EncodePlan(max_padding=None), "default": EncodePlan()}
     padded = {}
     for name, plan in plans.items():
         real, padded[name], sizes = padded_tokens(plan, reader, model, texts)
         print(f"{name:>11}: {len(sizes)} chunks of {', '.join(f'{s:,}' for s in sizes)} estimated tokens; batches "
               f"of {padded[name]:,} tokens for {real:,} document tokens ({padded[name] / real - 1:.1%} padding)",
               flush=True)
-    print(f"forward work, small first / one size: {padded['small first'] / padded['one size']:.3f}")
+    print(f"forward work against the plan before: small first {padded['small first'] / padded['before']:.3f}, "
+          f"default {padded['default'] / padded['before']:.3f}")
     if args.padding_only:
         return
 
@@ -81,10 +92,10 @@ def main() -> None:
 
     Store.commit_chunk = timed_commit
     documents = pd.DataFrame({"text": texts})
-    seconds: dict[str, list[float]] = {name: [] for name in plans}
+    seconds: dict[str, list[float]] = {"before": [], "default": []}
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as work:
-        for run, name in enumerate(["one size", "small first", "small first", "one size"]):
+        for run, name in enumerate(["before", "default", "default", "before"]):
             commits.clear()
             started = time.perf_counter()
             dataset = Dataset(documents, sae=sae, save_path=Path(work) / f"{run}.iembed", plan=plans[name])
@@ -94,7 +105,7 @@ def main() -> None:
             print(f"{name:>11}: {elapsed:6.1f} s, {tokens / elapsed:5.0f} document tokens/s, {len(commits)} commits, "
                   f"the first after {', '.join(f'{c - started:.0f}' for c in commits[:5])} s", flush=True)
             load.append(os.getloadavg()[0])
-    print(f"time small first / one size: {sum(seconds['small first']) / sum(seconds['one size']):.3f}; 1-minute load "
+    print(f"time default / before: {sum(seconds['default']) / sum(seconds['before']):.3f}; 1-minute load "
           f"average before and after each run (2 cores, shared): {' / '.join(f'{x:.1f}' for x in load)}")
 
 

@@ -193,7 +193,7 @@ def measure_pipeline_ceiling(documents: list[str], batch_tokens: int) -> dict:
     for begin, end in plan.chunk_ranges(documents):  # the pipeline packs batches within each chunk
         windows = [w for row in range(begin, end)
                    for w in _windows(row, reader.document_tokens(documents[row]).ids, capacity, plan.window_overlap)]
-        for batch in _batches(windows, plan.batch_tokens):
+        for batch in _batches(windows, plan):
             ids = np.full((len(batch), max(len(w.ids) for w in batch)), reader.pad_id, dtype=np.int64)
             mask = np.zeros_like(ids)
             for i, window in enumerate(batch):
@@ -293,6 +293,10 @@ def child(kind: str, work: Path) -> None:
     if kind == "ours":
         result = measure_ours(inputs["documents"], inputs["batch_tokens"], work / "ours.iembed")
     elif kind == "arithmetic":
+        if inputs["threads"]:
+            import torch
+
+            torch.set_num_threads(inputs["threads"])
         result = measure_arithmetic(inputs["arithmetic_documents"], inputs["arithmetic_languages"],
                                     inputs["batch_tokens"], work)
     else:
@@ -353,6 +357,9 @@ def main() -> None:
     parser.add_argument("--arithmetic-documents", type=int, default=200,
                         help="English fortunes, and as many German ones, for float32 against bfloat16 (default 200)")
     parser.add_argument("--arithmetic-only", action="store_true", help="measure float32 against bfloat16 alone")
+    parser.add_argument("--threads", type=int, help="torch threads for float32 against bfloat16 (default: torch's); "
+                        "on a machine shared with other work, 1 keeps a batch's threads from waiting on each other "
+                        "for a core, a cost per batch that is the same in both arithmetics and hides their ratio")
     parser.add_argument("--child", choices=sorted([*MEASURES, "arithmetic"]), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -368,7 +375,7 @@ def main() -> None:
     mixed = [(text, "en") for text in english] + [(text, "de") for text in german]
     random.Random(args.seed).shuffle(mixed)  # chunks hold rows of both languages, as a real table would
     inputs = {"batch_tokens": batch_tokens, "arithmetic_documents": [text for text, _ in mixed],
-              "arithmetic_languages": [language for _, language in mixed]}
+              "arithmetic_languages": [language for _, language in mixed], "threads": args.threads}
     if args.arithmetic_only:
         with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
             work = Path(tmp)

@@ -84,12 +84,29 @@ def test_the_first_chunks_are_small_and_double_up_to_chunk_tokens():
     assert [stop - start for start, stop in EncodePlan().chunk_ranges(texts[:240])] == [26, 57, 110, 47]
 
 
+def test_a_batch_is_closed_before_it_pads_its_windows_by_more_than_max_padding():
+    import numpy as np
+
+    from interp_embed.encode.pipeline import _Window, _batches
+
+    windows = [_Window(row, 0, np.zeros(n, dtype=np.int64), 0) for row, n in enumerate([30, 10, 12, 11, 31, 100])]
+    lengths = lambda batches: [[len(w.ids) for w in batch] for batch in batches]  # noqa: E731
+    assert lengths(_batches(windows, EncodePlan(batch_tokens=4096))) == [[10, 11, 12], [30, 31], [100]]
+    assert lengths(_batches(windows, EncodePlan(batch_tokens=4096, max_padding=None))) == [[10, 11, 12, 30, 31, 100]]
+    assert lengths(_batches(windows, EncodePlan(batch_tokens=62, max_padding=None))) == [[10, 11, 12], [30, 31], [100]]
+    assert lengths(_batches(windows, EncodePlan(max_padding=0))) == [[10], [11], [12], [30], [31], [100]]
+    for bad in (-0.1, "0.2", True):
+        with pytest.raises(ValueError, match="max_padding"):
+            EncodePlan(max_padding=bad)
+
+
 def test_plans_recorded_before_small_first_chunks_cut_chunks_of_one_size():
     texts = demo_sample().text.tolist() * 4
     recorded = {"chunk_tokens": 5000, "chunk_chars": None, "batch_tokens": 4096, "window_tokens": 1024,
                 "window_overlap": 128, "token_level": True}  # a manifest's plan from before first_chunk_tokens
     old = EncodePlan.from_json(recorded)
-    assert old.first_chunk_tokens is None and old.chunk_ranges(texts) == _equal_chunks(texts, 5000)
+    assert old.first_chunk_tokens is None and old.max_padding is None  # and its batches are filled as they were
+    assert old.chunk_ranges(texts) == _equal_chunks(texts, 5000)
     assert EncodePlan.from_json(old.to_json()) == old  # rewritten at the next commit, it stays the old plan
     assert EncodePlan.from_json(EncodePlan().to_json()) == EncodePlan()
     assert EncodePlan(chunk_tokens=None, chunk_chars=300).first_chunk_tokens is None  # the older rule never grows
@@ -103,14 +120,14 @@ def test_a_store_of_the_one_size_plan_resumes_with_its_own_chunks(sample, tmp_pa
 
     frame = sample.head(40)
     texts = frame.text.tolist()
-    plan = EncodePlan(chunk_tokens=400, first_chunk_tokens=None)
+    plan = EncodePlan(chunk_tokens=400, first_chunk_tokens=None, max_padding=None)
     store = Store.create(tmp_path / "s.iembed", frame, "text", encoder=_synthetic_encoder(), plan=plan, skipped={},
                          labels={}, dataset_description="")
     with store.writing():
         start, stop = store.pending_chunks()[0]
         store.commit_chunk(start, stop, [encode_text(texts[r], r) for r in range(start, stop)])
     body = manifest_body(store.path)
-    del body["plan"]["first_chunk_tokens"]  # as such stores were written
+    del body["plan"]["first_chunk_tokens"], body["plan"]["max_padding"]  # as such stores were written
     reseal(store.path, body)
     old = Store.open(store.path)
     expected = _equal_chunks(texts, 400)

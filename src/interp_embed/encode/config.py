@@ -97,9 +97,8 @@ class EncodePlan:
     chunk_tokens: int | None = 24_000
     """A chunk of consecutive rows is committed to disk after about this many tokens (estimated from the
     texts' UTF-8 bytes, so the same table is always cut the same way): every 20-30 s for the bundled reader
-    on a 2-core CPU (~1,000 tokens/s); a crash loses at most the chunk in flight. Smaller chunks cost padding
-    (their batches are packed from fewer windows; benchmarks/chunk_plans.py). On a GPU, raise it to commit less
-    often."""
+    on a 2-core CPU (~1,000 tokens/s); a crash loses at most the chunk in flight. Smaller chunks pad a little
+    more (their batches are packed from fewer windows). On a GPU, raise it to commit less often."""
     first_chunk_tokens: int | None = 1_000
     """The first chunk is committed after about this many tokens, and each next one after twice as many as the
     one before, up to ``chunk_tokens``: a run stopped early keeps most of what it computed (on a 2-core CPU,
@@ -111,6 +110,11 @@ class EncodePlan:
     ``chunk_tokens=None``."""
     batch_tokens: int = 4096
     """Padded document tokens per forward batch (batches are packed from length-sorted windows)."""
+    max_padding: float | None = 0.2
+    """A batch is closed early rather than pad its windows (each to the longest one's length) by more than this
+    share of their own tokens: filling ``batch_tokens`` alone pads a chunk of short and long documents by about
+    a third, a small chunk more (benchmarks/chunk_plans.py). None: batches fill ``batch_tokens`` whatever their
+    padding (the rule of stores written before this existed, which resume with it)."""
     window_tokens: int = 1024
     """The longest sequence fed to the reader, template prefix included; longer documents are split."""
     window_overlap: int = 128
@@ -129,6 +133,9 @@ class EncodePlan:
         for name in ("chunk_tokens", "first_chunk_tokens", "chunk_chars", "batch_tokens", "window_tokens"):
             if getattr(self, name) is not None:
                 check_int(getattr(self, name), name, minimum=1)
+        if self.max_padding is not None and (isinstance(self.max_padding, bool) or
+                                             not isinstance(self.max_padding, (int, float)) or self.max_padding < 0):
+            raise ValueError(f"max_padding must be a number >= 0 (or None), not {self.max_padding!r}")
         if not isinstance(self.token_level, bool):
             raise TypeError(f"token_level must be True or False, not {self.token_level!r}")
         # Fewer than half the window repeated, so every window moves on by more than it repeats.
@@ -141,8 +148,9 @@ class EncodePlan:
     @classmethod
     def from_json(cls, data: dict) -> "EncodePlan":
         """The plan a manifest records. One without ``chunk_tokens`` predates it and cut chunks by characters; one
-        without ``first_chunk_tokens`` cut every chunk to the same size."""
-        return cls(**{"chunk_tokens": None, "first_chunk_tokens": None, **data})
+        without ``first_chunk_tokens`` cut every chunk to the same size, one without ``max_padding`` filled every
+        batch."""
+        return cls(**{"chunk_tokens": None, "first_chunk_tokens": None, "max_padding": None, **data})
 
     def chunk_limit(self, index: int) -> int:
         """The size (estimated tokens, or characters for a ``chunk_chars`` plan) at which chunk ``index`` (0: the

@@ -49,19 +49,24 @@ def _windows(row: int, ids: np.ndarray, capacity: int, overlap: int) -> list[_Wi
         start = hi
 
 
-def _batches(windows: list[_Window], batch_tokens: int) -> list[list[_Window]]:
-    """Greedy packing of length-sorted windows so that batch size × longest window ≤ batch_tokens.
+def _batches(windows: list[_Window], plan: EncodePlan) -> list[list[_Window]]:
+    """Greedy packing of length-sorted windows: a batch holds at most ``plan.batch_tokens`` once every window is
+    padded to the longest, and (unless ``plan.max_padding`` is None) no more padding than ``plan.max_padding``
+    times its windows' own tokens; a window that would break either starts the next batch.
 
     Only document tokens count: the template prefix is computed once and shared (Reader.forward_documents).
     """
     ordered = sorted(windows, key=lambda w: (len(w.ids), w.row))
-    batches, current = [], []
+    batches, current, tokens = [], [], 0
     for window in ordered:
         longest = len(window.ids)  # sorted ascending: the newcomer is the longest
-        if current and (len(current) + 1) * longest > batch_tokens:
+        padded, own = (len(current) + 1) * longest, tokens + longest
+        too_padded = plan.max_padding is not None and padded - own > plan.max_padding * own
+        if current and (padded > plan.batch_tokens or too_padded):
             batches.append(current)
-            current = []
+            current, tokens = [], 0
         current.append(window)
+        tokens += longest
     if current:
         batches.append(current)
     return batches
@@ -98,7 +103,7 @@ class Encoder:
             windows.extend(_windows(row, doc.ids, self.capacity, self.plan.window_overlap))
         parts: dict[int, list] = {row: [] for row in rows}
         windows_left = Counter(window.row for window in windows)
-        for batch in _batches(windows, self.plan.batch_tokens):
+        for batch in _batches(windows, self.plan):
             finished = 0
             for window, result in zip(batch, self._run_batch(batch)):
                 parts[window.row].append((window.order, result))
