@@ -139,7 +139,7 @@ def encode(ctx: typer.Context,
            device: str = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: the best available)."),
            dtype: Arithmetic = typer.Option(Arithmetic.auto, help="The reader's arithmetic. 'auto': bfloat16 on a GPU, "
                                                                   "float32 on a CPU (with --resume: the store's); "
-                                                                  "bfloat16 is about 2x faster on a CPU that has it."),
+                                                                  "bfloat16 is faster on a CPU that has it."),
            resume: bool = typer.Option(False, help="Finish an interrupted run in OUT with its own table and settings."),
            engine: Engine = typer.Option(Engine.local, help="'local': encode in this process; 'ray': on Ray workers "
                                                             "(pip install 'interp_embed\\[ray]')."),

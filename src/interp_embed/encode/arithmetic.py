@@ -82,7 +82,7 @@ def native_bfloat16(features: frozenset[str]) -> str | None:
 def choose_arithmetic(device: str | None) -> Choice:
     """What ``dtype="auto"`` means for a reader on ``device`` (None: the first GPU, else the CPU): bfloat16 on a
     CUDA GPU, float32 elsewhere. On a CPU that multiplies bfloat16 natively (:data:`CPU_BFLOAT16_FLAGS`) bfloat16
-    reads about 2.5x faster, but auto keeps float32: every document's features would differ a little from those a
+    encodes about 1.7x faster, but auto keeps float32: every document's features would differ a little from those a
     CPU without it computes, and stores made in two arithmetics are never compared (README, Performance); the log
     says that ``dtype="bfloat16"`` is there to take."""
     import torch  # only to ask whether there is a GPU
