@@ -227,7 +227,11 @@ def test_overwrite_waits_for_no_one_and_never_replaces_a_store_being_written(old
 
 
 def test_an_interrupted_overwrite_keeps_the_old_store(old, tmp_path, monkeypatch, caplog):
-    def interrupted(store, sae, ray=None):
+
+    def interrupted(store, sae, ray=None):  # as encoding does when Ctrl-C stops it
+        from interp_embed.encode.session import log_how_to_resume
+
+        log_how_to_resume(store, KeyboardInterrupt())
         raise KeyboardInterrupt
 
     monkeypatch.setattr("interp_embed.encode.session.encode_pending", interrupted)
@@ -271,7 +275,7 @@ def test_a_kill_at_any_moment_of_an_overwrite_leaves_the_old_store_or_the_new_on
 def test_encode_overwrite_on_the_command_line(old, tmp_path, monkeypatch):
     from interp_embed.cli import app
 
-    monkeypatch.setattr("interp_embed.cli.store_commands.sae_from_spec", lambda spec, device: NoModel())
+    monkeypatch.setattr("interp_embed.cli.store_commands.sae_from_spec", lambda spec, device, dtype: NoModel())
     monkeypatch.setattr("interp_embed.encode.session.encode_pending", lambda store, sae, ray=None: None)
     table = tmp_path / "t.csv"
     _part(1).to_csv(table, index=False)
@@ -280,7 +284,11 @@ def test_encode_overwrite_on_the_command_line(old, tmp_path, monkeypatch):
     done = CliRunner().invoke(app, ["encode", str(table), "--out", str(old.path), "--overwrite"])
     assert done.exit_code == 0, done.output
     assert Dataset.load_from_file(old.path).documents() == _part(1).text.tolist()
-    def interrupted(store, sae, ray=None):
+
+    def interrupted(store, sae, ray=None):  # as encoding does when Ctrl-C stops it
+        from interp_embed.encode.session import log_how_to_resume
+
+        log_how_to_resume(store, KeyboardInterrupt())
         raise KeyboardInterrupt
 
     monkeypatch.setattr("interp_embed.encode.session.encode_pending", interrupted)

@@ -120,21 +120,26 @@ class ReaderRecord:
     """Token ids of the template scaffolding fed before every document (never stored or pooled)."""
     site: str = "resid_post"
     """Where in the block the SAE reads (``resid_post``: the block's output; see ``HookPoint``)."""
+    dtype: str = "float32"
+    """The arithmetic the reader ran in, ``float32`` or ``bfloat16`` (the SAE always runs in float32)."""
 
     def to_json(self) -> dict:
-        # Stores written before sites existed read the block's output and record no site.
+        # Stores written before sites (or arithmetics) were recorded read the block's output in float32 and record
+        # neither; a store that did the same still records neither.
         site = {} if self.site == "resid_post" else {"site": self.site}
+        dtype = {} if self.dtype == "float32" else {"dtype": self.dtype}
         return {"model": self.model, "layer": self.layer, **site, "role": self.role, "d_model": self.d_model,
-                "vocab_size": self.vocab_size, "prefix_ids": list(self.prefix_ids)}
+                "vocab_size": self.vocab_size, "prefix_ids": list(self.prefix_ids), **dtype}
 
 
-def encoder_identity(reader: str | None, layer: int | None, role: str | None, sae_config: dict,
-                     sae_sha256: str | None) -> dict:
-    """The facts that decide activations: which reader, read at which layer, in which role, by an SAE of
-    which configuration and weights. Provenance in the SAE's config (``model_name``, ``extra``) and unset
+def encoder_identity(reader: str | None, layer: int | None, role: str | None, arithmetic: str | None,
+                     sae_config: dict, sae_sha256: str | None) -> dict:
+    """The facts that decide activations: which reader, read at which layer, in which role and arithmetic, by an
+    SAE of which configuration and weights. Provenance in the SAE's config (``model_name``, ``extra``) and unset
     settings do not count."""
     decisive = {k: v for k, v in sorted(sae_config.items()) if k not in ("model_name", "extra") and v is not None}
-    return {"reader": reader, "layer": layer, "role": role, "SAE config": decisive, "SAE weights (sha256)": sae_sha256}
+    return {"reader": reader, "layer": layer, "role": role, "reader arithmetic": arithmetic, "SAE config": decisive,
+            "SAE weights (sha256)": sae_sha256}
 
 
 @dataclass(frozen=True)
@@ -165,14 +170,14 @@ class EncoderRecord:
             parts.append(", ".join(f"{k}={v}" for k, v in self.source.items() if v is not None))
         if self.reader is not None:
             site = "" if self.reader.site == "resid_post" else f" ({self.reader.site})"
-            parts.append(f"reading layer {self.reader.layer}{site} of {self.reader.model}")
+            parts.append(f"reading layer {self.reader.layer}{site} of {self.reader.model} in {self.reader.dtype}")
         return "; ".join(parts)
 
     def identity(self) -> dict:
         """What must be equal for two encodings to be the same (see :func:`encoder_identity`)."""
         reader = self.reader
-        return encoder_identity(reader and reader.model, reader and reader.layer, reader and reader.role, self.sae,
-                                self.sae_sha256)
+        return encoder_identity(reader and reader.model, reader and reader.layer, reader and reader.role,
+                                reader and reader.dtype, self.sae, self.sae_sha256)
 
     def differences(self, identity: dict) -> list[str]:
         """Human-readable differences between this encoder and another's :meth:`identity`, or []."""
@@ -308,7 +313,7 @@ def _encoder(data: dict, version: int) -> EncoderRecord:
             role=_typed(reader["role"], str, "reader role"), d_model=_typed(reader["d_model"], int, "d_model"),
             vocab_size=_typed(reader["vocab_size"], int, "vocab_size"),
             prefix_ids=tuple(_typed(i, int, "prefix id") for i in _typed(reader["prefix_ids"], list, "prefix_ids")),
-            site=_site(reader.get("site", "resid_post"))),
+            site=_site(reader.get("site", "resid_post")), dtype=_arithmetic(reader.get("dtype", "float32"))),
         sae=_typed(data["sae"], dict, "encoder sae"),
         sae_sha256=None if data.get("sae_sha256") is None else _typed(data["sae_sha256"], str, "sae_sha256"),
     )
@@ -317,6 +322,12 @@ def _encoder(data: dict, version: int) -> EncoderRecord:
 def _site(value) -> str:
     if _typed(value, str, "reader site") not in SITE_NAMES:
         raise ValueError(f"reader site {value!r} is none of {', '.join(SITE_NAMES)}")
+    return value
+
+
+def _arithmetic(value) -> str:
+    if _typed(value, str, "reader dtype") not in ("float32", "bfloat16"):
+        raise ValueError(f"reader dtype {value!r} is neither float32 nor bfloat16")
     return value
 
 
