@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import analysis
-from .analysis.blockwise import check_blockwise, fits_in_memory, latents_on_disk
+from .analysis.blockwise import check_blockwise
 from .encode import session
 from .encode.config import EncodePlan
 from .encode.distributed import engine_for
@@ -31,6 +31,7 @@ from .labeling.llm import run_sync
 from .report import write_report
 from .saes.base import SAE
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
+from .store.reading import StoredRows
 from .store.chunk import stored_values
 from .store.placing import replacing
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
@@ -365,6 +366,12 @@ class Dataset:
         return self._rows.copy()
 
     @property
+    def stored(self) -> StoredRows:
+        """This dataset's rows in its store: what analyses, labelling and the report read block by block, and the
+        labels kept there (see :class:`~interp_embed.store.reading.StoredRows`)."""
+        return StoredRows(self._store, self._rows)
+
+    @property
     def encoder(self) -> EncoderRecord:
         """What encoded this dataset: reader, layer, role, SAE configuration and weights (as the store records)."""
         return self._store.encoder
@@ -402,7 +409,7 @@ class Dataset:
                              "feature matrix.")
         check_aggregation(aggregation_method)
         compress, threshold = check_bool(compress, "compress"), check_threshold(activated_threshold)
-        if fits_in_memory(self, limit):
+        if self.stored.fits_in_memory(limit):
             matrix = self._store.latents(aggregation_method, threshold)[self._rows]
             return matrix if compress else matrix.toarray()
         if not compress:
@@ -411,7 +418,7 @@ class Dataset:
         if threshold > 0:
             raise ValueError("activated_threshold > 0 pools every token again, which latents() does in memory only; "
                              "leave memory_limit=None, or use activated_threshold=0")
-        return latents_on_disk(self, aggregation_method, limit)
+        return self.stored.latents_on_disk(aggregation_method, limit)
 
     def encoded_mask(self) -> np.ndarray:
         """True for rows that have activations."""

@@ -21,7 +21,6 @@ from ..analysis import diff_features, feature_correlations, one_row_per_group
 from ..analysis.fires_on import SEPARATOR, words_of
 from ..analysis.inputs import feature_counts, load_documents, presence
 from ..files import DOCUMENTS
-from ..store import Store
 from .excerpts import EXCERPT_TOKENS, Texts, Titles, collect_excerpts
 
 MAX_COVERAGE = 0.5
@@ -130,7 +129,7 @@ class Specificity:
         if corpus is None:
             return None
         active = np.asarray(ds.latents("count")[docs.rows].sum(axis=0), dtype=np.float64).ravel()
-        tokens = float(Store.open(ds.path).pooled().n_tokens[ds.store_rows[docs.rows]].sum())
+        tokens = float(ds.stored.n_tokens()[docs.rows].sum())
         return cls(lift=(active + PSEUDO_TOKENS) / (tokens * corpus + PSEUDO_TOKENS),
                    here=active / max(tokens, 1.0), corpus=corpus)
 
@@ -174,8 +173,7 @@ def _overview(ds, n_encoded: int) -> dict:
     """What the dataset is and what encoded it."""
     encoder = ds.encoder
     reader = encoder.reader
-    # A Dataset counts no tokens; the store's read API has each row's count (the view's rows are ds.store_rows).
-    tokens = Store.open(ds.path).pooled().n_tokens[ds.store_rows].sum()
+    tokens = ds.stored.n_tokens().sum()
     # The documents table is written once, when the store is made (the manifest changes with every commit).
     written = datetime.fromtimestamp((ds.path / DOCUMENTS).lstat().st_mtime, timezone.utc)
     return {
@@ -255,7 +253,7 @@ def _add_labels(ds, pages: list[dict]) -> str | None:
         return ("none: the store keeps pooled activations only (EncodePlan(token_level=False)), not the words a label "
                 "is checked against")
     held_out = {}  # the newest record of each feature: a dataset label's own held-out score
-    for record in ds._store.label_records():
+    for record in ds.stored.label_records():
         held_out[record.feature] = record
     to_score = []
     for page in pages:
