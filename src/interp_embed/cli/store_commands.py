@@ -17,6 +17,7 @@ from .common import (CSV, JSON, console, errors, fail, friendly, open_dataset, p
                      shorten, show)
 from .config import config_options
 from ..analysis import diff_features
+from ..analysis.diff import canonical_diff
 from ..encode.config import EncodePlan
 from ..store.placing import holds_store
 
@@ -91,7 +92,7 @@ def demo(save_path: Path = typer.Option(DEMO_STORE, help="Where to keep the stor
               "llm": "written by a language model", "user": "yours"}
     for language in sorted(df["language"].unique()):
         inside = (df["language"] == language).to_numpy()
-        table = diff_features(ds[inside], ds[~inside])
+        table = canonical_diff(diff_features(ds[inside], ds[~inside]))
         typer.echo()
         typer.secho(plain(f"Features most specific to language={language!r}"), bold=True)
         for row in table.head(features_per_group).itertuples():

@@ -226,17 +226,13 @@ async def describe_diff(ds_a, ds_b, k: int = 10, *, model: str = DEFAULT_MODEL, 
     ``freq_b``, ``frequency_difference``, ``q_value``, ``n_members``, ``balanced_accuracy``, ``fuzzing``,
     ``validated``, ``status``. These labels describe a contrast, so they are not kept as the features' labels.
     """
-    from ..analysis import diff_features
+    from ..analysis.diff import canonical_diff, diff_features
 
     check_int(k, "k", 1)
     min_accuracy = check_fraction(min_accuracy, "min_accuracy")
     config = make_config(model=model, base_url=base_url, **options)
     labeller = Labeller(config, api_key)
-    table = diff_features(ds_a, ds_b, grouped=True, alpha=alpha)
-    names = {c: c for c in table.columns}
-    freq_a, freq_b = [c for c in table.columns if c.startswith("freq_")][:2]
-    names.update({freq_a: "freq_a", freq_b: "freq_b"})
-    table = table.rename(columns=names)
+    table = canonical_diff(diff_features(ds_a, ds_b, grouped=True, alpha=alpha))
     findings = table[(table.q_value < alpha) & (table.frequency_difference > 0)].sort_values("p_value").head(k)
 
     async def one(finding) -> dict:

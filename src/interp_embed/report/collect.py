@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import diff_features, feature_correlations, one_row_per_group
+from ..analysis.diff import canonical_diff
 from ..analysis.fires_on import SEPARATOR, words_of
 from ..analysis.inputs import feature_counts, load_documents, presence
 from ..files import DOCUMENTS
@@ -306,8 +307,7 @@ def _add_correlations(ds, pages: list[dict], shown, k: int) -> None:
 def _diff(ds, vs, features, max_features: int) -> tuple[dict, list[int]]:
     """The diff of ``ds`` against ``vs``: without ``features``, its ``max_features`` strongest groups of findings
     (smallest q-values, one row per group as ``diff_features(grouped=True)`` gives); with them, their rows."""
-    flat = diff_features(ds, vs)
-    freq_a, freq_b = [c for c in flat.columns if c.startswith("freq_")]
+    flat = canonical_diff(diff_features(ds, vs))
     groups = one_row_per_group(flat)
     if features is None:
         rows = groups.sort_values(["q_value", "p_value", "feature_id"]).head(max_features)
@@ -317,9 +317,9 @@ def _diff(ds, vs, features, max_features: int) -> tuple[dict, list[int]]:
         rows["members"] = rows["group"].map(members)
         rows["n_members"] = rows["members"].map(len)
     findings = [{
-        "id": int(r["feature_id"]), "label": r["label"], "side": "a" if r[freq_a] >= r[freq_b] else "b",
+        "id": int(r["feature_id"]), "label": r["label"], "side": "a" if r["freq_a"] >= r["freq_b"] else "b",
         "fires_on": [w for w in str(r["fires_on"]).split(SEPARATOR) if w] if isinstance(r["fires_on"], str) else [],
-        "freq_a": float(r[freq_a]), "freq_b": float(r[freq_b]),
+        "freq_a": float(r["freq_a"]), "freq_b": float(r["freq_b"]),
         "difference": float(r["frequency_difference"]), "ci_low": number(r["ci_low"]),
         "ci_high": number(r["ci_high"]), "p_value": number(r["p_value"]), "q_value": number(r["q_value"]),
         "n_members": int(r["n_members"]), "members": [int(m) for m in r["members"][:MAX_MEMBERS]],
