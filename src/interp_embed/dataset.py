@@ -36,7 +36,7 @@ from .store.chunk import stored_values
 from .store.placing import replacing
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
 from .store.labels import SOURCES
-from .validation import check_bool, check_choice, check_features, check_int, check_threshold
+from .validation import check_bool, check_choice, check_features, check_int, check_threshold, explained, resume
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,9 @@ class DatasetRow:
     def _encoded(self) -> EncodedDocument:
         doc = self._document()
         if doc is None:
-            reason = self._store.skipped.get(self._row, "not encoded yet; load with resume=True")
-            raise ValueError(f"row {self._row} has no activations: {reason}")
+            skipped = self._store.skipped.get(self._row)
+            raise explained(ValueError, f"row {self._row} has no activations: ",
+                            *([skipped] if skipped else ["not encoded yet; ", resume(self._store.path)]))
         return doc
 
     def tokens(self) -> list[str]:

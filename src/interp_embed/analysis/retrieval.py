@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from .feature_terms import FeatureTerms, reciprocal_rank_fusion
 from .inputs import Documents, EncodedDataset, label_array, load_documents
 from .label_search import fires_on, query_features
-from ..validation import check_bool, check_choice, check_features, check_int
+from ..validation import EXAMPLES, FEATURE_IDS, check_bool, check_choice, check_features, check_int, explained
 
 logger = logging.getLogger(__name__)
 
@@ -205,9 +205,10 @@ def _query_ranking(ds: EncodedDataset, docs: Documents, terms: FeatureTerms, lab
         rankings.append(_activation_ranking(docs, matched).score)
         used = pd.concat([used, matched], ignore_index=True)
     if not (model > 0).any() and len(rankings) == 1:
-        raise ValueError(f"the features the reader sees in {query!r} fire in none of this dataset's documents (or in "
-                         "more than half of them, which says nothing), and no feature's words or label match it; try "
-                         "other words, search by examples (by='example', examples=[...]), or pass features=[...].")
+        raise explained(ValueError, f"the features the reader sees in {query!r} fire in none of this dataset's "
+                        "documents (or in more than half of them, which says nothing), and no feature's words or "
+                        "label match it; try other words, search by examples (", EXAMPLES, "), or pass ",
+                        FEATURE_IDS, ".")
     fused = reciprocal_rank_fusion(*rankings)
     if (weight > 0).any():  # a document's evidence: the query features that add most to its BM25 score
         return used, _Ranking(fused, lambda rows: terms.bm25_contributions(weight, rows))

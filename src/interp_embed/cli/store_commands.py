@@ -236,7 +236,7 @@ def _refuse_taken(out: Path, overwrite: bool) -> None:
     try:
         check_target(out, overwrite)
     except FileExistsError as taken:
-        fail(str(taken).replace("choose another path", "choose another --out"))
+        fail(getattr(taken, "command_line", str(taken)))
 
 
 def _same_texts(table, store) -> bool:
