@@ -7,7 +7,7 @@ directory of its own holding a fresh copy of the demo's store, so that a page ru
 it. A comment line
 ``# SomeError: message`` (continued on ``#   `` lines) right under a statement means that statement must raise
 that error with that message. Every block of ``>>>`` examples is run by doctest in the same namespace and must
-print what the README shows; a warning the library logs is part of what an example prints, as a terminal shows it.
+print what its page shows; a warning the library logs is part of what an example prints, as a terminal shows it.
 A block right under ``<!-- not run: <reason> -->`` is skipped, and every such line must give its reason.
 """
 import ast
