@@ -13,7 +13,7 @@ from pathlib import Path
 from ..architectures.config import read_config, sae_file
 from ..encode.arithmetic import check_dtype
 from ..encode.config import ReaderSpec, check_role
-from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
+from ..files import FEATURE_LABELS, SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
 from ..store.manifest import EncoderRecord, encoder_identity
 from ..validation import check_bool
 
@@ -119,8 +119,15 @@ class SAE:
         return self._weights_sha256
 
     def feature_labels(self) -> dict[int, str]:
-        """Labels shipped with or downloaded for this SAE, ``{feature id: label}`` (may be empty)."""
-        return self._read_labels()
+        """Labels shipped with or downloaded for this SAE, ``{feature id: label}`` (may be empty); a label of a
+        feature the SAE does not have is refused, naming the file."""
+        labels = self._read_labels()
+        width = self.sae_config().d_sae if labels else 0
+        outside = sorted(f for f in labels if not 0 <= f < width)
+        if outside:
+            raise ValueError(f"{self.sae_folder() / FEATURE_LABELS}: labels of features {outside[:5]} (of "
+                             f"{len(outside)}) outside the SAE's {width} features (ids 0 to {width - 1})")
+        return labels
 
     def sae_config(self):
         """The SAE's configuration (architecture, width, hooked layer …) read from its ``cfg.json``."""
