@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 
 from interp_embed import Dataset
 from interp_embed.data import demo_sample
-from interp_embed.encode import arithmetic, session
+from interp_embed.encode import session
+from interp_embed.reading import arithmetic
 from interp_embed.reading.arithmetic import choose_arithmetic, cpuinfo_features
 from interp_embed.saes import DefaultSAE
+from interp_embed.saes import base as saes_base
 from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import Store
 
@@ -51,7 +53,7 @@ def test_auto_takes_bfloat16_on_a_gpu_and_float32_on_other_devices(monkeypatch):
 
 def prefer(monkeypatch, dtype: str) -> None:
     """Pretend ``dtype="auto"`` would choose ``dtype`` on this machine."""
-    monkeypatch.setattr(arithmetic, "choose_arithmetic", lambda device: arithmetic.Choice(dtype, "pretended"))
+    monkeypatch.setattr(saes_base, "choose_arithmetic", lambda device: arithmetic.Choice(dtype, "pretended"))
 
 
 def test_an_sae_settles_its_arithmetic_once(monkeypatch):

@@ -96,7 +96,8 @@ def describe_cycles(graph) -> str:
     lines = []
     for group in cycles(graph):
         lines.append("import cycle between " + ", ".join(group) + ":")
-        lines += [f"  {a} → {b}: {edge}" for a in group for b in sorted(graph[a]) if b in group for edge in graph[a][b]]
+        lines += [f"  {a} → {b}: {edge}" for a in group for b in sorted(graph[a]) if b in group
+                  for edge in graph[a][b]]
     return "\n".join(lines)
 
 

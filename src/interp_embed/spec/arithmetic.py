@@ -7,7 +7,8 @@ from __future__ import annotations
 from ..validation import check_choice
 
 DTYPES = ("auto", "float32", "bfloat16")
-"""What an SAE may be asked to run its reader in; ``auto`` is decided by :func:`interp_embed.reading.arithmetic.choose_arithmetic`."""
+"""What an SAE may be asked to run its reader in; ``auto`` is decided on the machine that runs it by
+:func:`interp_embed.reading.arithmetic.choose_arithmetic`."""
 ARITHMETICS = ("float32", "bfloat16")
 """What a store records: the arithmetic that encoded it."""
 
