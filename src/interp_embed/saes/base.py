@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..architectures.config import read_config, sae_file
-from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
+from ..files import FEATURE_LABELS, SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
 from ..reading.arithmetic import choose_arithmetic
 from ..spec.arithmetic import check_dtype
 from ..spec.reader import ReaderSpec, check_role
@@ -120,8 +120,15 @@ class SAE:
         return self._weights_sha256
 
     def feature_labels(self) -> dict[int, str]:
-        """Labels shipped with or downloaded for this SAE, ``{feature id: label}`` (may be empty)."""
-        return self._read_labels()
+        """Labels shipped with or downloaded for this SAE, ``{feature id: label}`` (may be empty); a label of a
+        feature the SAE does not have is refused, naming the file."""
+        labels = self._read_labels()
+        width = self.sae_config().d_sae if labels else 0
+        outside = sorted(f for f in labels if not 0 <= f < width)
+        if outside:
+            raise ValueError(f"{self.sae_folder() / FEATURE_LABELS}: labels of features {outside[:5]} (of "
+                             f"{len(outside)}) outside the SAE's {width} features (ids 0 to {width - 1})")
+        return labels
 
     def sae_config(self):
         """The SAE's configuration (architecture, width, hooked layer …) read from its ``cfg.json``."""
