@@ -13,10 +13,10 @@ import torch
 
 from interp_embed import Dataset
 from interp_embed.architectures import SAEConfig, build_sae, load_sae, save_sae
-from interp_embed.encode.config import EncodePlan
 from interp_embed.files import FEATURE_LABELS, FEATURE_SUMMARIES, SAE_CONFIG, SAE_WEIGHTS, sha256_file
 from interp_embed.labeling.offline import load_summaries
 from interp_embed.saes import DefaultSAE, GoodfireSAE, LocalSAE, sae_from_spec
+from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import EncoderRecord, Store, StoreCorruptError, StoreError
 
 from hostile import cap_memory, manifest_body, reseal

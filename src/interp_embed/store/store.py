@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from ..encode.config import ChunkCutter, EncodePlan
+from ..spec.plan import ChunkCutter, EncodePlan
 from ..files import (ADDED_COLUMNS, CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TABLE_SUFFIXES,
                      canonical_json, sha256_file, write_atomically)
 from ..validation import OVERWRITE, explained, with_command_line
