@@ -45,13 +45,16 @@ CACHE = ROOT / ".cache" / "retrieval"
 K = (10, 50)
 SEED = 0
 ROLE = {"packages": "development (tuned on)", "fortunes-dev": "development (tuned on; added after the first held-out run)",
-        "fortunes": "held out (never tuned on)"}
+        "fortunes": "held out (never tuned on)", "fortunes-es": "held out (added in round 2, never tuned on)"}
 
 
 def build(corpus: str) -> pd.DataFrame:
     topics = tuple(queries.TOPICS[corpus].values())
     if corpus == "fortunes":
         return corpora.fortunes_by_topic(topics, per_topic=100, held_out=3, seed=SEED)
+    if corpus == "fortunes-es":
+        return corpora.fortunes_by_topic(topics, per_topic=100, held_out=3, seed=SEED,
+                                         directory=corpora.FORTUNES / "es", suffix=".fortunes")
     if corpus == "fortunes-dev":
         return corpora.fortunes_by_topic(topics, per_topic=60, held_out=3, seed=SEED)
     return corpora.package_descriptions(topics, per_section=45, held_out=3, seed=SEED)
