@@ -252,15 +252,20 @@ class FeatureWords:
         share of all tokens. Without token counts, the words carrying most of its mass (:meth:`top`)."""
         if self.word_tokens is None:
             return self.top(feature, n)
+        return [str(w) for w in self.words[self.specific_words(feature, n)[0]]]
+
+    def specific_words(self, feature: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """(word ids, specificity) of the feature's :meth:`fires_on` words, in that order; needs token counts."""
         row = self.mass[feature]
         if not row.nnz:
-            return []
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
         share = (self.word_tokens[row.indices] + 1.0) / (self.word_tokens.sum() + len(self.words))
         score = specificity(row.data.astype(np.float64), float(row.data.sum()), share)
         repeated = self.hits[feature].data >= 2 if self.hits is not None else np.ones(row.nnz, dtype=bool)
         words = self.words[row.indices].astype(str)
         order = np.lexsort((np.argsort(np.argsort(words)), -score, ~repeated))  # ties: alphabetical, so the order
-        return [str(w) for w in words[order[score[order] > 0][:n]]]  # never depends on which chunk was read first
+        order = order[score[order] > 0][:n]  # never depends on which chunk was read first
+        return row.indices[order].astype(np.int64), score[order]
 
 
 def feature_words(chunks: list[Chunk], texts, index: WordIndex, peak: np.ndarray, d_sae: int,
