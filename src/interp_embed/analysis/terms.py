@@ -109,8 +109,8 @@ class Terms:
         return normalize(sp.csr_matrix(counts, dtype=np.float64).multiply(weight).tocsr())
 
     def like(self, examples: sp.spmatrix, negatives: sp.spmatrix | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(each document's score, each feature's weight) for documents like ``examples`` (texts × feature
-        counts) and unlike ``negatives``: the cosine of a document's :meth:`profile` with the examples' summed
+        """(each document's score, each feature's weight) for documents like ``examples`` (texts × features, in the
+        documents' measure: counts, or summed activations) and unlike ``negatives``: the cosine of a document's :meth:`profile` with the examples' summed
         profiles, each feature weighted by the square of the share of examples it fires in (what the examples
         share counts, what one of them happens to say counts little), minus the same of the negatives. Each text
         counts once whatever its length."""
