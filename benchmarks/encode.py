@@ -15,7 +15,12 @@ exactly that child, the per-process form of getrusage(RUSAGE_CHILDREN)):
   windows and batches, cut by the pipeline's own functions; the template prefix computed once and shared),
   so the same forward work as ours with no SAE, no sparsifying and no saving;
 - the original: interp-embed==0.1.0 from PyPI, run by benchmarks/original_harness.py in `.bench-venv`
-  with its model loading pointed at the same reader and SAE files (see that file for how).
+  with its model loading pointed at the same reader and SAE files (see that file for how);
+- the arithmetic: our pipeline with the reader in float32 and in bfloat16 (`DefaultSAE(dtype=...)`; the SAE in
+  float32 for both) on the same English and German fortunes, timed chunk by chunk with the two taking turns:
+  the speed of each, how far their stored features agree (per token, per document after max-pooling) and
+  whether a diff of German against English finds the same significant features and groups.
+  `--arithmetic-only` runs this part alone.
 
 Loading the models is timed apart and left out of every rate: rates are tokens per second of encoding
 (and, for the two pipelines, saving to disk). The machine is shared, so compare the ratios measured in one
@@ -35,6 +40,8 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -45,7 +52,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no model hub is reachable from our machines
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fortunes import sample_fortunes  # noqa: E402  (a sibling script, not a package)
+from fortunes import FORTUNES_DIR, sample_fortunes  # noqa: E402  (a sibling script, not a package)
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_VENV = REPO / ".bench-venv"
@@ -186,7 +193,7 @@ def measure_pipeline_ceiling(documents: list[str], batch_tokens: int) -> dict:
     for begin, end in plan.chunk_ranges(documents):  # the pipeline packs batches within each chunk
         windows = [w for row in range(begin, end)
                    for w in _windows(row, reader.document_tokens(documents[row]).ids, capacity, plan.window_overlap)]
-        for batch in _batches(windows, plan.batch_tokens):
+        for batch in _batches(windows, plan):
             ids = np.full((len(batch), max(len(w.ids) for w in batch)), reader.pad_id, dtype=np.int64)
             mask = np.zeros_like(ids)
             for i, window in enumerate(batch):
@@ -199,6 +206,84 @@ def measure_pipeline_ceiling(documents: list[str], batch_tokens: int) -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
+def jaccard_rows(a, b):
+    """Per row, the Jaccard index of the active (non-zero) entries of two sparse matrices of one shape (1 where
+    both rows are empty), and whether the two sets are identical."""
+    import numpy as np
+
+    a, b = (a != 0).astype(np.int32).tocsr(), (b != 0).astype(np.int32).tocsr()
+    shared = np.asarray(a.multiply(b).sum(axis=1)).ravel()
+    union = np.asarray(a.sum(axis=1)).ravel() + np.asarray(b.sum(axis=1)).ravel() - shared
+    return np.where(union > 0, shared / np.maximum(union, 1), 1.0), shared == union
+
+
+def set_jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def strongest(table, n: int):
+    """The `n` rows of a diff table with the largest differences, either way."""
+    return table.loc[table.frequency_difference.abs().sort_values(ascending=False, kind="stable").index].head(n)
+
+
+def diff_agreement(tables: dict, grouped: dict, alpha: float = 0.05, top: int = 20) -> dict:
+    """How far the diffs of the two arithmetics agree: their significant features (q < alpha), their `top` largest
+    differences, and their significant groups: the representatives of the `top` strongest, and how well each of
+    float32's `top` strongest groups is matched by a bfloat16 group (the best Jaccard index of their members)."""
+    significant = {d: set(t.feature_id[t.q_value < alpha]) for d, t in tables.items()}
+    largest = {d: set(strongest(t, top).feature_id) for d, t in tables.items()}
+    groups = {d: strongest(g[g.q_value < alpha], len(g)) for d, g in grouped.items()}
+    leaders = {d: set(g.feature_id.head(top)) for d, g in groups.items()}
+    others = [set(members) for members in groups["bfloat16"].members]
+    best = [max((set_jaccard(set(members), other) for other in others), default=0.0)
+            for members in groups["float32"].members.head(top)]
+    return {"significant": {d: len(s) for d, s in significant.items()},
+            "significant_jaccard": set_jaccard(*significant.values()),
+            "top": top, "top_shared": len(largest["float32"] & largest["bfloat16"]),
+            "groups": {d: len(g) for d, g in groups.items()},
+            "leaders_shared": len(leaders["float32"] & leaders["bfloat16"]),
+            "group_match": sum(best) / max(len(best), 1), "groups_compared": len(best)}
+
+
+def measure_arithmetic(documents: list[str], languages: list[str], batch_tokens: int, work: Path) -> dict:
+    """Time the pipeline with the reader in float32 and in bfloat16 on the same documents, and compare what the two
+    store. The machine is shared, so the timing is paired: chunk by chunk (the plan's chunks), each arithmetic
+    encodes the chunk in turn, the first of the two alternating, and a drift in load weighs on both alike."""
+    import pandas as pd
+    import scipy.sparse as sp
+    import torch
+
+    from interp_embed import Dataset
+    from interp_embed.analysis.diff import diff_features
+    from interp_embed.encode.config import EncodePlan
+    from interp_embed.encode.pipeline import Encoder
+    from interp_embed.saes import DefaultSAE
+
+    plan = EncodePlan(batch_tokens=batch_tokens)
+    saes = {dtype: DefaultSAE(device="cpu", dtype=dtype) for dtype in ("float32", "bfloat16")}
+    encoders = {dtype: Encoder(*sae.load()[:2], plan) for dtype, sae in saes.items()}  # loading is not timed
+    seconds = {dtype: 0.0 for dtype in saes}
+    for i, (start, stop) in enumerate(plan.chunk_ranges(documents)):
+        for dtype in (("float32", "bfloat16") if i % 2 == 0 else ("bfloat16", "float32")):
+            begin = time.perf_counter()
+            encoders[dtype].encode_rows(list(range(start, stop)), documents[start:stop])
+            seconds[dtype] += time.perf_counter() - begin
+    frame = pd.DataFrame({"text": documents, "language": languages})
+    stores = {dtype: Dataset(frame, sae=sae, save_path=work / f"{dtype}.iembed", plan=plan) for dtype, sae in saes.items()}
+    tokens = {d: [ds[i].latents("all") for i in range(len(ds))] for d, ds in stores.items()}
+    per_token, same_token = jaccard_rows(sp.vstack(tokens["float32"]), sp.vstack(tokens["bfloat16"]))
+    per_document, same_document = jaccard_rows(stores["float32"].latents("max"), stores["bfloat16"].latents("max"))
+    german = (frame.language == "de").to_numpy()
+    tables = {d: diff_features(ds[german], ds[~german]) for d, ds in stores.items()}
+    grouped = {d: diff_features(ds[german], ds[~german], grouped=True) for d, ds in stores.items()}
+    return {"seconds": seconds, "tokens": encoders["float32"].tokens_done,
+            "chunks": len(plan.chunk_ranges(documents)),
+            "token_jaccard": float(per_token.mean()), "token_identical": float(same_token.mean()),
+            "document_jaccard": float(per_document.mean()), "document_identical": float(same_document.mean()),
+            "diff": diff_agreement(tables, grouped), "torch_threads": torch.get_num_threads(),
+            "n_documents": int(len(frame)), "n_german": int(german.sum())}
+
+
 MEASURES = {"ours": measure_ours, "ceiling": measure_ceiling, "pipeline_ceiling": measure_pipeline_ceiling}
 
 
@@ -207,6 +292,13 @@ def child(kind: str, work: Path) -> None:
     inputs = json.loads((work / "inputs.json").read_text())
     if kind == "ours":
         result = measure_ours(inputs["documents"], inputs["batch_tokens"], work / "ours.iembed")
+    elif kind == "arithmetic":
+        if inputs["threads"]:
+            import torch
+
+            torch.set_num_threads(inputs["threads"])
+        result = measure_arithmetic(inputs["arithmetic_documents"], inputs["arithmetic_languages"],
+                                    inputs["batch_tokens"], work)
     else:
         result = MEASURES[kind](inputs["documents"], inputs["batch_tokens"])
     (work / f"{kind}.json").write_text(json.dumps(result))
@@ -262,7 +354,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark our encoding pipeline against its ceiling and the original.")
     parser.add_argument("--documents", type=int, default=500, help="how many fortunes to encode (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fortunes sample")
-    parser.add_argument("--child", choices=sorted(MEASURES), help=argparse.SUPPRESS)
+    parser.add_argument("--arithmetic-documents", type=int, default=200,
+                        help="English fortunes, and as many German ones, for float32 against bfloat16 (default 200)")
+    parser.add_argument("--arithmetic-only", action="store_true", help="measure float32 against bfloat16 alone")
+    parser.add_argument("--threads", type=int, help="torch threads for float32 against bfloat16 (default: torch's); "
+                        "on a machine shared with other work, 1 keeps a batch's threads from waiting on each other "
+                        "for a core, a cost per batch that is the same in both arithmetics and hides their ratio")
+    parser.add_argument("--child", choices=sorted([*MEASURES, "arithmetic"]), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -271,17 +369,34 @@ def main() -> None:
 
     from interp_embed.encode.config import EncodePlan
 
+    batch_tokens = EncodePlan().batch_tokens  # our pipeline's default, given to it and to the ceiling alike
+    english = sample_fortunes(args.arithmetic_documents, seed=args.seed)
+    german = sample_fortunes(args.arithmetic_documents, seed=args.seed, directory=FORTUNES_DIR / "de")
+    mixed = [(text, "en") for text in english] + [(text, "de") for text in german]
+    random.Random(args.seed).shuffle(mixed)  # chunks hold rows of both languages, as a real table would
+    inputs = {"batch_tokens": batch_tokens, "arithmetic_documents": [text for text, _ in mixed],
+              "arithmetic_languages": [language for _, language in mixed], "threads": args.threads}
+    if args.arithmetic_only:
+        with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
+            work = Path(tmp)
+            (work / "inputs.json").write_text(json.dumps(inputs))
+            load = [os.getloadavg()[0]]
+            arithmetic, _ = run_measured([sys.executable, str(Path(__file__).resolve()), "--work", str(work), "--child",
+                                          "arithmetic"], work / "arithmetic.json")
+            load.append(os.getloadavg()[0])
+        print(arithmetic_report(arithmetic, args.seed, load))
+        return
+
     documents = sample_fortunes(args.documents, seed=args.seed)
     sae_dir, layer, d_sae = sae_files()
     templated, alone, prefix = count_tokens(documents)
     tokens = sum(templated)
-    batch_tokens = EncodePlan().batch_tokens  # our pipeline's default, given to it and to the ceiling alike
     original_python = ensure_original_venv()
     sae_digest = folder_digest(sae_dir)
 
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
         work = Path(tmp)
-        (work / "inputs.json").write_text(json.dumps({"documents": documents, "batch_tokens": batch_tokens}))
+        (work / "inputs.json").write_text(json.dumps({"documents": documents, **inputs}))
         (work / "documents.json").write_text(json.dumps(documents))
         me = [sys.executable, str(Path(__file__).resolve()), "--work", str(work), "--child"]
         load = [os.getloadavg()[0]]  # the machine is shared: show how busy it was around each measurement
@@ -299,6 +414,8 @@ def main() -> None:
             # Run from a checkout with PYTHONPATH=src, the original would import our package instead of its own.
             env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
         )
+        load.append(os.getloadavg()[0])
+        arithmetic, _ = run_measured(me + ["arithmetic"], work / "arithmetic.json")
         load.append(os.getloadavg()[0])
 
     # Both pipelines read the SAE folder when they start, minutes apart: a folder replaced in between
@@ -333,6 +450,47 @@ over the seconds spent encoding and saving; loading the models is excluded.
   seconds: ours {ours['encode_s']:.1f}, template ceiling {ceiling['encode_s']:.1f}, pipeline ceiling {pipeline_ceiling['encode_s']:.1f} ({pipeline_ceiling['batches']} batches), original {original['encode_s']:.1f}; model loading (excluded): ours {ours['load_s']:.1f}, original {original['load_s']:.1f}
   1-minute load average before/between/after the runs (2 cores, shared): {' / '.join(f'{x:.1f}' for x in load)}
   peak RSS: each pipeline in its own process, ru_maxrss of that child from os.wait4""")
+    print(arithmetic_report(arithmetic, args.seed, load[-2:]))
+
+
+def processor() -> str:
+    """The processor's name and whether it has bfloat16 instructions, as interp_embed sees them."""
+    from interp_embed.encode.arithmetic import cpu_features, native_bfloat16
+
+    name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")), platform.processor() or platform.machine()) \
+        if Path("/proc/cpuinfo").is_file() else platform.processor() or platform.machine()
+    flag = native_bfloat16(cpu_features())
+    return f"{name}, {os.cpu_count()} cores, " + (f"bfloat16 instructions ({flag})" if flag else
+                                                  "no bfloat16 instructions (bfloat16 is emulated)")
+
+
+def arithmetic_report(result: dict, seed: int, load: list[float]) -> str:
+    """The float32 / bfloat16 figures, as printed."""
+    tokens, diff, seconds = result["tokens"], result["diff"], result["seconds"]
+    rate = {d: tokens / s for d, s in seconds.items()}
+    n, n_german = result["n_documents"], result["n_german"]
+    return f"""
+arithmetic: the pipeline with the reader in float32 and in bfloat16 (DefaultSAE(dtype=...); the SAE runs in float32
+for both) on the same {n - n_german} English and {n_german} German fortunes (seed {seed}), {tokens:,} document tokens;
+timed chunk by chunk ({result['chunks']} chunks), the two arithmetics taking turns (first float32, then bfloat16
+first, ...); processor: {processor()}; torch threads {result['torch_threads']}.
+
+  float32    {rate['float32']:8,.0f} tokens/s   ({seconds['float32']:.1f} s)
+  bfloat16   {rate['bfloat16']:8,.0f} tokens/s   ({seconds['bfloat16']:.1f} s)
+  bfloat16 / float32 speed: {rate['bfloat16'] / rate['float32']:.2f}x
+
+  per token: Jaccard index of the active features, mean {result['token_jaccard']:.3f}; the same active features on \
+{result['token_identical']:.1%} of tokens
+  per document (max-pooled): Jaccard index of the active features, mean {result['document_jaccard']:.3f}; the same \
+active features in {result['document_identical']:.1%} of documents
+  diff German vs English (diff_features, q < 0.05): {diff['significant']['float32']:,} significant features in \
+float32, {diff['significant']['bfloat16']:,} in bfloat16, Jaccard index {diff['significant_jaccard']:.3f}; \
+{diff['top_shared']} of the {diff['top']} largest differences shared
+  groups (grouped=True): {diff['groups']['float32']:,} significant groups in float32, {diff['groups']['bfloat16']:,} in \
+bfloat16; {diff['leaders_shared']} of the {diff['top']} strongest groups' representatives shared; float32's \
+{diff['groups_compared']} strongest groups each match a bfloat16 group with member Jaccard {diff['group_match']:.3f} on average
+  1-minute load average before/after (2 cores, shared): {' / '.join(f'{x:.1f}' for x in load)}"""
 
 
 if __name__ == "__main__":

@@ -58,16 +58,24 @@ def encode_text(text: str, row: int) -> EncodedDocument:
 
 
 def synthetic_store(path: Path, frame: pd.DataFrame, field: str = "text", chunk_chars: int = 400,
-                    encode_chunks: int | None = None, description: str = "", encode=None) -> Store:
+                    encode_chunks: int | None = None, description: str = "", encode=None,
+                    sae_folder: Path | None = None) -> Store:
     """A store of ``frame`` with synthetic activations; rows whose text cannot be encoded are skipped.
 
     ``encode_chunks`` commits only that many chunks of the plan (the rest stay pending); ``encode`` replaces
-    :func:`encode_text`.
+    :func:`encode_text`; ``sae_folder`` (see :func:`synthetic_sae_folder`) is recorded as the SAE that encoded it.
     """
     encode = encode or encode_text
     plan = EncodePlan(chunk_tokens=None, chunk_chars=chunk_chars)  # the older rule: sizes are easy to reason about
     skipped = rows_to_skip(frame, field, on_error="skip")
-    encoder = EncoderRecord(source=None, reader=None, sae={"architecture": "synthetic", "d_sae": D_SAE}, sae_sha256=None)
+    source, sha256 = None, None
+    if sae_folder is not None:
+        from interp_embed.saes import LocalSAE
+
+        sae = LocalSAE(path=sae_folder)
+        source, sha256 = sae.spec(), sae.fingerprint()
+    encoder = EncoderRecord(source=source, reader=None, sae={"architecture": "synthetic", "d_sae": D_SAE},
+                            sae_sha256=sha256)
     store = Store.create(path, frame, field, encoder=encoder, plan=plan, skipped=skipped, labels=LABELS,
                          dataset_description=description)
     texts = frame[field].tolist()
@@ -75,6 +83,21 @@ def synthetic_store(path: Path, frame: pd.DataFrame, field: str = "text", chunk_
         for start, stop in store.pending_chunks()[:encode_chunks]:
             store.commit_chunk(start, stop, [encode(texts[r], r) for r in range(start, stop) if r not in skipped])
     return store
+
+
+def synthetic_sae_folder(path: Path, token_shares: dict[int, float], labelling_tokens: int = 100_000) -> Path:
+    """A folder standing for the SAE of the synthetic stores: its weights file (any bytes: only its SHA-256 is
+    read) and a ``feature_summaries.json`` that gives each feature its share of the tokens of a labelling corpus
+    (``token_shares``; a feature left out never fired there)."""
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "cfg.json").write_text(json.dumps({"d_sae": D_SAE}))
+    (path / "sae_weights.safetensors").write_bytes(b"synthetic weights")
+    summaries = {str(f): {"frequency": share, "top_words": [], "top_contexts": []} for f, share in token_shares.items()}
+    (path / "feature_summaries.json").write_text(json.dumps({"about": {"labelling_tokens": labelling_tokens},
+                                                             "features": summaries}))
+    return path
 
 
 def synthetic_dataset(path: Path, frame: pd.DataFrame, **options) -> Dataset:

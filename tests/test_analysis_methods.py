@@ -131,7 +131,7 @@ def test_diff_recovers_the_planted_language_feature(english, german):
     table = A.diff_features(english, german)
     assert list(table.columns) == ["feature_id", "fires_on", "label", "count_a", "count_b", "freq_a", "freq_b",
                                    "frequency_difference", "ci_low", "ci_high", "p_value", "q_value", "group",
-                                   "representative", "overlap"]
+                                   "representative", "overlap", "p_given_representative"]
     # A stand-in cannot tell what its features fire on, and the table says so.
     assert (table.fires_on == "").all() and "has no feature_words" in table.attrs["fires_on"]
     top, bottom = table.iloc[0], table.iloc[-1]
@@ -464,6 +464,13 @@ def test_plots_return_figures_and_save(tmp_path, english, german):
         assert isinstance(fig, Figure)
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     assert len(A.plot_diff(diff, top=3).axes[0].patches) == 6
+    # Each bar is named by the words its feature fires on (from the side where it is more frequent).
+    shown = [t.get_text() for t in A.plot_diff(diff, top=3).axes[0].get_yticklabels()]
+    by_id = diff.set_index("feature_id")
+    for name in shown:
+        feature, _, text = name.partition(": ")
+        words = by_id.loc[int(feature), "fires_on"] or by_id.loc[int(feature), "label"]
+        assert words.startswith(text.rstrip("…"))
     with pytest.raises(ValueError, match="diff_features"):
         A.plot_diff(pairs)
 
@@ -479,7 +486,7 @@ def test_plots_return_figures_and_save(tmp_path, english, german):
     (lambda e, g: A.top_correlations(e, k=0), ValueError, "k must be"),
     (lambda e, g: A.top_correlations(e, exact_q_below=1.0), ValueError, "exact_q_below must lie"),
     (lambda e, g: A.associate_features(e, target="nope"), KeyError, "columns are"),
-    (lambda e, g: A.associate_features(e, target="text"), ValueError, "neither numeric nor binary"),
+    (lambda e, g: A.associate_features(e, target="text"), ValueError, "no two documents sharing one"),
     (lambda e, g: A.cluster_documents(e, method="dbscan"), ValueError, "'kmeans', 'hdbscan'"),
     (lambda e, g: A.cluster_documents(e, features=[1], query="x"), ValueError, "not both"),
     (lambda e, g: A.search_documents(e, query="zebra"), ValueError, "no word of query"),

@@ -103,6 +103,11 @@ def test_planted_phrase_is_recovered(corpus):
     grouped = A.diff_features(english[planted], english[~planted], grouped=True)
     first = grouped.iloc[grouped.n_members.idxmax()]
     assert first.n_members == largest.iloc[0] and int(first.feature_id) in found.feature_id.head(10).tolist()
+    # Its representative fires inside the phrase, and grouping by explanation gathers at least what overlap does.
+    for text in A.search_documents(english, features=[int(first.feature_id)], k=5).highlighted:
+        assert all(fragment in PLANTED for fragment in re.findall(r"<<(.*?)>>", text))
+    by_overlap = A.diff_features(english[planted], english[~planted], grouping="overlap")
+    assert largest.iloc[0] >= by_overlap[by_overlap.q_value < 0.05].group.value_counts().iloc[0]
 
 
 def test_random_splits_of_one_dataset_find_nothing(corpus):

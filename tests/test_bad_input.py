@@ -70,7 +70,7 @@ def test_unstorable_column_is_named(sae, tmp_path):
 
 def test_existing_store_is_never_overwritten(encoded, sample, sae):
     before = (encoded.path / "manifest.json").read_bytes()
-    with pytest.raises(FileExistsError, match="resume=True"):
+    with pytest.raises(FileExistsError, match=r"already holds a store\. Open it with Dataset\.load_from_file\(.*\), or pass overwrite=True"):
         Dataset(sample, sae=sae, save_path=encoded.path)
     assert (encoded.path / "manifest.json").read_bytes() == before
 
@@ -110,3 +110,27 @@ def test_pickles_are_refused_and_never_unpickled(tmp_path):
     assert not marker.exists()
     with pytest.raises(StoreError, match="not an interp_embed store"):
         Dataset.load_from_file(tmp_path)
+
+
+def test_where_a_store_is_expected_a_table_or_another_folder_says_what_to_do(sample, tmp_path):
+    from synthetic import synthetic_store
+
+    table = tmp_path / "games.csv"
+    sample.to_csv(table, index=False)
+    with pytest.raises(StoreError, match=r"games\.csv is a table of documents, not an interp_embed store \(a folder "
+                                         r"with manifest\.json\): encode it first, e\.g\. Dataset\(table, "
+                                         r"save_path='.*games\.iembed'\)"):
+        Dataset.load_from_file(table)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError) as err:
+        synthetic_store(notes, sample)
+    assert "is not an interp_embed store (it holds notes.txt); choose another path" in str(err.value)
+    assert "resume" not in str(err.value) and (notes / "notes.txt").read_text() == "mine"
+    synthetic_store(tmp_path / "done.iembed", sample)
+    with pytest.raises(FileExistsError, match="already holds a store"):
+        synthetic_store(tmp_path / "done.iembed", sample)
+    synthetic_store(tmp_path / "half.iembed", sample, chunk_chars=1500, encode_chunks=1)
+    with pytest.raises(FileExistsError, match=r"Open it with Dataset\.load_from_file\('.*half\.iembed'\) \(resume=True finishes an interrupted run\)"):
+        synthetic_store(tmp_path / "half.iembed", sample)

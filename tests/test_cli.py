@@ -1,6 +1,7 @@
 """The interp-embed command line on real text."""
 import dataclasses
 import json
+import logging
 
 import pytest
 import typer
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.reader
 runner = CliRunner()
 
 
-def test_encode_info_top_and_a_resumable_interrupt(tmp_path, monkeypatch):
+def test_encode_info_top_and_a_resumable_interrupt(tmp_path, monkeypatch, caplog):
     table = tmp_path / "docs.csv"
     demo_sample().head(12).to_csv(table, index=False)
     store = tmp_path / "docs.iembed"
@@ -32,13 +33,26 @@ def test_encode_info_top_and_a_resumable_interrupt(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Store, "commit_chunk", commit_then_interrupt)
-    stopped = runner.invoke(app, ["encode", str(table), "--out", str(store), "--chunk-tokens", "100"])
-    assert stopped.exit_code == 130 and f"interp-embed encode --out {store} --resume" in stopped.output
+    with caplog.at_level(logging.WARNING):
+        stopped = runner.invoke(app, ["encode", str(table), "--out", str(store), "--chunk-tokens", "100"])
+    # One message, in the command line's words: what is kept and the command that resumes.
+    said = [line for line in stopped.output.splitlines() if "interrupted" in line]
+    done_rows = Store.open(store).manifest.chunks[0].stop
+    assert stopped.exit_code == 130 and said == [
+        f"Encoding interrupted; {done_rows} of 12 rows are committed in {store}. Resume with: "
+        f"interp-embed encode --out {store} --resume"], stopped.output
+    assert "load_from_file" not in stopped.output + caplog.text and "WARNING" not in caplog.text
     monkeypatch.setattr(Store, "commit_chunk", commit)
     info = runner.invoke(app, ["info", str(store)])
     assert info.exit_code == 0 and "pending" in info.output and "--resume" in info.output
-    done = runner.invoke(app, ["encode", "--out", str(store), "--resume"])
+    unfinished = runner.invoke(app, ["encode", str(table), "--out", str(store)])  # forgot --resume: told to add it
+    assert unfinished.exit_code == 1 and "holds an unfinished store (" in unfinished.output
+    assert f"interp-embed encode --out {store} --resume" in " ".join(unfinished.output.split())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        done = runner.invoke(app, ["encode", "--out", str(store), "--resume"])
     assert done.exit_code == 0, done.output
+    assert "not encoded yet" not in done.output + caplog.text  # no warning about what it is doing
     assert "Encoded 12 of 12 rows" in done.output and "interp-embed report" in done.output
     info = runner.invoke(app, ["info", str(store)])
     assert info.exit_code == 0 and "12 rows, 12 encoded, 0 skipped, 0 pending" in info.output
@@ -48,8 +62,10 @@ def test_encode_info_top_and_a_resumable_interrupt(tmp_path, monkeypatch):
     feature = int(Dataset.load_from_file(store).latents()[0].indices[0])
     top = runner.invoke(app, ["top", str(store), "--feature", str(feature), "--k", "2"], terminal_width=250)
     assert top.exit_code == 0 and top.output.count("<<") >= 1 and "activation" in top.output
-    again = runner.invoke(app, ["encode", str(table), "--out", str(store)])
-    assert again.exit_code == 1 and f"interp-embed encode --out {store} --resume" in again.output
+    again = runner.invoke(app, ["encode", str(table), "--out", str(store)])  # a complete store is never resumed
+    assert again.exit_code == 1 and "already holds a complete store (12 of 12 rows encoded)" in again.output
+    assert f"interp-embed info {store}" in again.output and "--overwrite" in again.output
+    assert "--resume" not in again.output
 
 
 def test_train_sae_writes_a_loadable_sae(tmp_path):

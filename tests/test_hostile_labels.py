@@ -302,8 +302,8 @@ def test_the_cli_prints_labels_documents_columns_and_paths_as_plain_text(ds, llm
     commands = [["info", path], ["top", path, "--feature", 0, "--k", 2], ["search", path, "--features", 0, "--k", 2],
                 ["diff", path, other, "--rows", 5], ["associate", path, "--target", TERMINAL_ATTACK, "--rows", 3],
                 ["label", path, "--features", unlabelled, "--no-score", "--base-url", llm.url]]
-    for command in commands:
-        done = runner.invoke(app, [str(a) for a in command], terminal_width=250)
+    for command in commands:  # a terminal wide enough that no table cuts a text
+        done = runner.invoke(app, [str(a) for a in command], terminal_width=250, env={"COLUMNS": "1000"})
         assert done.exit_code == 0, (command[0], done.output[-3000:])
         assert "\x1b" not in done.output, (command[0], done.output[-3000:])
         if command[0] != "info":  # info shows no label or document, only the path
@@ -331,15 +331,16 @@ def test_a_warning_about_a_crafted_file_name_reaches_the_terminal_escaped(ds):
     assert "WARNING" in done.stderr and "\\x1b]0;pwned\\x07" in done.stderr and "\x1b" not in done.stderr
 
 
-def test_next_steps_quote_paths_a_shell_would_split(ds, tmp_path, capsys):
+def test_next_steps_quote_paths_a_shell_would_split(ds, sample, tmp_path, capsys):
+    from synthetic import synthetic_store
+
     _summary(ds, Path("my store.iembed"), 1.0)
     assert "interp-embed info 'my store.iembed'" in capsys.readouterr().out
     out = tmp_path / "my out"
-    out.mkdir()
-    (out / "something").write_text("x")
+    synthetic_store(out, sample, encode_chunks=1)  # an unfinished store: the message says how to resume it
     (tmp_path / "t.csv").write_text("text\nhello\n")
     done = runner.invoke(app, ["encode", str(tmp_path / "t.csv"), "--out", str(out)], terminal_width=250)
-    assert done.exit_code == 1 and f"`interp-embed encode --out '{out}' --resume`" in done.output
+    assert done.exit_code == 1 and f"`interp-embed encode --out '{out}' --resume`" in " ".join(done.output.split())
 
 
 def test_a_long_error_from_the_server_is_cut_in_the_status_and_scrubbed(ds, llm):

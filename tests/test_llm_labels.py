@@ -308,6 +308,46 @@ def test_describe_diff_states_validated_hypotheses(ds, llm):
     assert ds.feature_labels().get(int(top.feature_id)) != PLANTED
 
 
+def test_describe_association_labels_findings_against_the_contrast(ds, llm):
+    planted = ds.pandas().planted.to_numpy()
+    table = asyncio.run(ds.describe_association(planted, k=3, base_url=llm.url))  # a mask: values, not a column
+    assert len(table) == 3 and (table.status == "labelled").all() and (table.source == "llm").all()
+    top = table.iloc[0]
+    assert top.feature_id == PLANTED_FEATURE and top.hypothesis == PLANTED and top.validated
+    assert top.points_to == 1 and top.separation > 0 and top.q_value < 1e-10 and top.balanced_accuracy == 1.0
+    # The positives were planted documents, the negatives the others: every ACTIVE excerpt of the label holds the word.
+    label_prompts = [r.prompt for r in llm.requests if r.kind == "label"]
+    first = next(p for p in label_prompts if "zebra" in p)
+    active = first.split("\nACTIVE\n", 1)[1].split("\nSILENT\n", 1)[0]
+    assert active.count("<<") >= 3 and "zebra" not in first.split("\nSILENT\n", 1)[1]
+    assert ds.feature_labels().get(PLANTED_FEATURE) != PLANTED  # a contrast's label is not the feature's label
+
+
+def test_describe_association_of_a_numeric_target_contrasts_high_and_low_values(ds, llm):
+    planted = ds.pandas().planted.to_numpy()
+    score = planted * 10.0 + np.random.default_rng(0).standard_normal(len(ds))
+    table = asyncio.run(ds.describe_association(score, k=1, base_url=llm.url))
+    top = table.iloc[0]
+    assert top.feature_id == PLANTED_FEATURE and top.points_to == "higher" and top.hypothesis == PLANTED
+    assert top.validated and "level" not in table.columns
+
+
+def test_describe_association_offline_uses_the_dataset_labels(ds, llm, monkeypatch, caplog):
+    for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "OPENAI_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(ds.path.parent)  # no .env here
+    ds.add_column("planted_mark", ds.pandas().planted.map({True: "zebra", False: "plain"}))
+    with caplog.at_level("WARNING"):
+        table = asyncio.run(ds.describe_association("planted_mark", k=2))  # no key: offline, and said
+    assert "needs a key" in caplog.text and "offline" in caplog.text and not llm.requests
+    top = table.iloc[0]
+    assert top.feature_id == PLANTED_FEATURE and top.points_to == "zebra" and top.source == "dataset"
+    assert "'zebra'" in top.hypothesis and top.balanced_accuracy == 1.0 and top.validated
+    sources = ds.label_sources().set_index("feature_id")
+    assert sources.loc[PLANTED_FEATURE, "source"] == "dataset"  # the dataset labels are kept, as label_features_offline keeps them
+    assert asyncio.run(ds.describe_association("planted_mark", k=2, offline=True)).equals(table)
+
+
 def test_bad_labelling_parameters_are_refused_by_name(ds, llm):
     with pytest.raises(TypeError, match="unknown labelling option"):
         ds.label_feature_sync(0, base_url=llm.url, windw_tokens=3)

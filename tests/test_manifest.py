@@ -44,7 +44,7 @@ def test_a_version_1_store_is_read_and_upgraded_at_its_next_commit(store):
 
 
 @pytest.mark.parametrize("change, error, message", [
-    (lambda b: b.update(version=3), StoreError, "version 3 needs another interp_embed"),
+    (lambda b: b.update(version=4), StoreError, "version 4 needs another interp_embed"),
     (lambda b: b.update(format="something.else"), StoreError, "not an interp_embed store"),
     (lambda b: b.update(n_documents="10"), StoreCorruptError, "n_documents should be int"),
     (lambda b: b.update(n_documents=True), StoreCorruptError, "n_documents should be int"),

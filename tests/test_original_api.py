@@ -210,6 +210,12 @@ def test_top_documents_matches_the_original(synthetic, select_top, include_nonac
     texts = synthetic.top_documents_for_feature(feature, "max", True, 5, select_top, include_nonactive_samples)
     assert [t.replace("<<", "").replace(">>", "") for t in texts] == view.documents()
     assert all(("<<" in t) == (e[1] > 0) for t, e in zip(texts, expected))
+    # A list of str for code written against the original; in a notebook, the documents shaded.
+    assert isinstance(texts, list) and texts == [str(t) for t in texts] and repr(texts) == repr([str(t) for t in texts])
+    shown = texts._repr_html_()
+    assert shown.startswith("<ol>") and shown.count("<li>") == len(texts) == 5
+    assert all(t._repr_html_() in shown for t in texts)
+    assert shown.count("<span style=\"background: rgba(255, 140, 0,") == sum(t.count("<<") for t in texts)
 
 
 # ---- the constructor's and loader's arguments ----------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from interp_embed.report import write_report
 
 from synthetic import NON_ASCII, PUNCTUATION, synthetic_dataset
-from test_report import HOSTILE, embedded
+from test_report import HOSTILE, HOSTILE_TITLE, embedded
 
 CHROMIUM = os.environ.get("INTERP_EMBED_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -81,6 +81,11 @@ def open_report(browser):
         page.close()
 
 
+FREQUENCY = 7
+"""The column of the feature table holding the frequency (after feature, fires on, label, label from, keyword score,
+LLM score)."""
+
+
 def visible_rows(page, table: str) -> list[str]:
     return page.locator(f"#{table} tbody tr:not(.detail)").all_inner_texts()
 
@@ -101,13 +106,14 @@ def test_feature_table_search_and_sort(synthetic, tmp_path, open_report):
     header = page.locator("#feature-table th[data-key=frequency]")
     header.click()
     assert header.get_attribute("data-sort") == "desc"
-    cells = page.locator("#feature-table tbody td:nth-child(4)").all_inner_texts()
+    cells = page.locator(f"#feature-table tbody td:nth-child({FREQUENCY})").all_inner_texts()
     frequencies = [float(c.rstrip("%")) for c in cells]
     assert frequencies == sorted(frequencies, reverse=True)
     header.click()
     assert header.get_attribute("data-sort") == "asc"
     ids = page.locator("#feature-table tbody td:nth-child(1)").all_inner_texts()
-    frequencies = [float(c.rstrip("%")) for c in page.locator("#feature-table tbody td:nth-child(4)").all_inner_texts()]
+    frequencies = [float(c.rstrip("%")) for c in
+                   page.locator(f"#feature-table tbody td:nth-child({FREQUENCY})").all_inner_texts()]
     assert frequencies == sorted(frequencies) and len(set(ids)) == 20
 
 
@@ -182,16 +188,86 @@ def test_diff_view_draws_differences_with_intervals(synthetic, tmp_path, open_re
 
 def test_a_hostile_document_is_shown_as_text_and_runs_nothing(sample, tmp_path, open_report):
     frame = pd.concat([sample.head(3), pd.DataFrame({"text": [HOSTILE], "language": ["en"]})], ignore_index=True)
+    frame["title"] = ["one", "two", "three", HOSTILE_TITLE]
     ds = synthetic_dataset(tmp_path / "hostile.iembed", frame)
     ds.set_label(PUNCTUATION, "label </script><img src=x onerror='window.__pwned = 4'>")
-    path = write_report(ds, tmp_path / "report.html", features=[PUNCTUATION], title="<b onmouseover=alert(1)>t</b>")
+    path = write_report(ds, tmp_path / "report.html", features=[PUNCTUATION], title="<b onmouseover=alert(1)>t</b>",
+                        title_column="title")
     page = open_report(path, f"#feature/{PUNCTUATION}")
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.locator("img").count() == 0 and page.locator("main script").count() == 0
     shown = page.locator("p.excerpt").all_inner_texts()
     assert any("</script><script>window.__pwned = 1</script><img src=x" in text for text in shown)
     assert "</script><img src=x" in page.inner_text("main p.label")
+    assert HOSTILE_TITLE in page.locator(".example .doc-title").all_inner_texts()
     assert page.inner_text("#title") == "<b onmouseover=alert(1)>t</b>"
     assert json.loads(page.evaluate("JSON.stringify(document.title)")) == "<b onmouseover=alert(1)>t</b>"
     page.screenshot(path=tmp_path / "hostile.png")
     assert re.search("Feature 2", page.inner_text("#feature-heading"))
+
+
+def test_a_feature_reads_by_its_words_first_then_its_label_and_scores(synthetic, tmp_path, open_report):
+    from playwright.sync_api import expect
+
+    path = write_report(synthetic, tmp_path / "report.html", features=[NON_ASCII, PUNCTUATION, 40, 41],
+                        title_column="language")
+    data = embedded(path)
+    page = open_report(path)
+    headers = page.locator("#feature-table th").all_inner_texts()
+    assert headers.index("fires on (here)") < headers.index("label") < headers.index("keyword score")
+    for feature in data["features"]:
+        row = page.locator(f"#feature-table tr[data-id='{feature['id']}']")
+        expect(row.locator("td.words")).to_have_text(" · ".join(feature["fires_on"]))
+    word = next(f for f in data["features"] if f["id"] == NON_ASCII)["fires_on"][0]
+    page.fill("#search", word)  # the words are searched too
+    assert f"#{NON_ASCII}" in " ".join(visible_rows(page, "feature-table"))
+
+    page.goto(path.resolve().as_uri() + f"#feature/{NON_ASCII}")
+    expect(page.locator("#feature-heading")).to_have_text(f"Feature {NON_ASCII}")
+    feature = next(f for f in data["features"] if f["id"] == NON_ASCII)
+    expect(page.locator("#fires-on")).to_have_text(" · ".join(feature["fires_on"]))
+    order = page.locator("main p").all_inner_texts()
+    assert next(i for i, t in enumerate(order) if t.startswith("fires on")) < next(
+        i for i, t in enumerate(order) if t.startswith("label:"))
+    expect(page.locator("#keyword-score")).to_contain_text(f"keyword score {feature['keyword']['balanced_accuracy']:.3g}")
+    metas = page.locator(".example .meta").all_inner_texts()
+    assert metas and all(m.startswith(("de", "en", "es")) and " · row " in m for m in metas)  # titled, never a bare number
+
+
+def test_a_feature_not_in_the_report_says_how_to_include_it(synthetic, tmp_path, open_report):
+    from playwright.sync_api import expect
+
+    path = write_report(synthetic, tmp_path / "report.html", features=[NON_ASCII])
+    page = open_report(path, "#feature/200")
+    expect(page.locator("#not-embedded")).to_contain_text("Feature 200 is not in this report")
+    expect(page.locator("pre.command")).to_have_text("interp-embed report synthetic.iembed --features 200 -o report.html")
+
+
+def test_a_feature_the_cluster_table_links_to_opens_its_page(synthetic, tmp_path, open_report):
+    from playwright.sync_api import expect
+
+    clustering = synthetic.cluster(features=[NON_ASCII, PUNCTUATION, 40], n_clusters=2)
+    path = write_report(synthetic, tmp_path / "report.html", features=[NON_ASCII], clusters=clustering)
+    data = embedded(path)
+    other = next(p["id"] for p in data["features"] if p["linked"])
+    page = open_report(path, "#clusters")
+    page.click(f"#cluster-table a[href='#feature/{other}'] >> nth=0")
+    expect(page.locator("#feature-heading")).to_have_text(f"Feature {other}")
+    expect(page.locator("#linked")).to_contain_text("shown because the cluster table links to it")
+    assert page.locator(".example").count() == len(next(p for p in data["features"] if p["id"] == other)["top"]) > 0
+
+
+def test_the_diff_table_shows_the_words_first(synthetic, tmp_path, open_report):
+    from playwright.sync_api import expect
+
+    language = synthetic.pandas().language.to_numpy()
+    de, rest = synthetic[language == "de"], synthetic[language != "de"]
+    de.name, rest.name = "german", "others"
+    path = write_report(de, tmp_path / "report.html", vs=rest, max_features=8)
+    data = embedded(path)
+    page = open_report(path, "#diff")
+    headers = page.locator("#diff-table th").all_inner_texts()
+    assert headers.index("fires on (where more frequent)") < headers.index("label")
+    for finding in data["diff"]["findings"]:
+        cell = page.locator(f"#diff-table tr[data-id='{finding['id']}'] td.words")
+        expect(cell).to_have_text(" · ".join(finding["fires_on"]) or "—")

@@ -1,5 +1,6 @@
 """SAE architectures, the SAELens layout, and the SAE sources (hub) tested on locally made files (Goodfire: test_goodfire.py)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,8 +176,11 @@ def test_local_sae_from_a_hub_release_uses_the_downloaded_folder(tmp_path, monke
         return str(tmp_path / "repo")
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
+    monkeypatch.setenv("INTERP_EMBED_CACHE", str(tmp_path / "cache"))
     sae = LocalSAE(release="someone/saes", sae_id="blocks.3.hook_resid_post", model="some/model")
-    assert sae.sae_folder() == tmp_path / "repo" / "blocks.3.hook_resid_post"
+    folder = sae.sae_folder()  # copied out of the hub's cache as plain files
+    assert folder == tmp_path / "cache" / "saes" / "hub" / "someone" / "saes" / "blocks.3.hook_resid_post"
+    assert not any(path.is_symlink() for path in folder.iterdir())
     assert calls == [("someone/saes", ["blocks.3.hook_resid_post/*"])]
     assert sae.feature_labels() == {0: "dogs", 5: "cats"}
     assert sae_from_spec(sae.spec()).spec() == sae.spec()

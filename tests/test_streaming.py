@@ -123,7 +123,7 @@ def test_the_command_line_streams_parquet_and_jsonl(table, tmp_path, monkeypatch
     """``interp-embed encode`` hands the file to the store a batch at a time (the table is never read whole)."""
     monkeypatch.setattr(pd, "read_parquet", None)
     monkeypatch.setattr(pd, "read_json", None)
-    monkeypatch.setattr("interp_embed.cli.store_commands.sae_from_spec", lambda spec, device: NoModel())
+    monkeypatch.setattr("interp_embed.cli.store_commands.sae_from_spec", lambda spec, device, dtype: NoModel())
     monkeypatch.setattr("interp_embed.encode.session.encode_pending", lambda store, sae, ray=None: None)
     table.to_parquet(tmp_path / "t.parquet")
     table.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
@@ -160,11 +160,11 @@ def test_a_streamed_file_encodes_and_resumes_as_its_dataframe(tiny_model_dir, ta
 
     encode_rows, chunks = Encoder.encode_rows, []
 
-    def two_chunks_then_stop(encoder, rows, texts):
+    def two_chunks_then_stop(encoder, rows, texts, progress=None):
         chunks.append(rows)
         if len(chunks) > 2:
             raise KeyboardInterrupt
-        return encode_rows(encoder, rows, texts)
+        return encode_rows(encoder, rows, texts, progress)
 
     monkeypatch.setattr(Store, "documents", whole_table)
     monkeypatch.setattr(Encoder, "encode_rows", two_chunks_then_stop)
@@ -212,7 +212,7 @@ class ThreeChunks:
     tokens_done = 0
     def __init__(self):
         self.chunks = 0
-    def encode_rows(self, rows, texts):
+    def encode_rows(self, rows, texts, progress=None):
         self.chunks += 1
         if self.chunks > 3:
             raise Enough

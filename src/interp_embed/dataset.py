@@ -24,18 +24,24 @@ from .encode import session
 from .encode.config import EncodePlan
 from .encode.distributed import engine_for
 from .encode.table_files import ROWS_PER_BATCH, jsonl_batches, parquet_batches
-from .highlight import Highlighted
+from .highlight import Highlighted, HighlightedDocuments
 from .labeling import dataset_labels
 from .labeling import run as labeling_run
 from .labeling.llm import run_sync
 from .report import write_report
 from .saes.base import SAE
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
+from .store.chunk import stored_values
+from .store.placing import replacing
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
 from .store.labels import SOURCES
 from .validation import check_bool, check_choice, check_features, check_int, check_threshold
 
 logger = logging.getLogger(__name__)
+
+
+NOT_ENCODED_WARNING = "%s: %d rows are not encoded yet; load with resume=True to finish"
+"""What opening an unfinished store logs (the command line says it in its own words instead)."""
 
 
 class DatasetRow:
@@ -62,8 +68,9 @@ class DatasetRow:
                 dataset = self._dataset
                 dataset.sae = session.encoder_of(self._store, dataset.sae)
                 doc = session.encode_text(self._store, dataset.sae, self.document)
-                # As a stored row reads: values float32 (the store keeps float16, which they are exactly).
-                self._read = dataclasses.replace(doc, row=self._row, act_values=doc.act_values.astype(np.float32))
+                # As a stored row reads: values as the store keeps them, read as float32.
+                self._read = dataclasses.replace(doc, row=self._row,
+                                                 act_values=stored_values(doc.act_values).astype(np.float32))
         return self._read
 
     def row_record(self) -> dict:
@@ -147,7 +154,9 @@ class Dataset:
 
     Encoding starts at construction and is committed to ``save_path`` chunk by chunk; an interrupted
     run continues with ``Dataset.load_from_file(save_path, resume=True)``. Without ``save_path`` the
-    store lives in a temporary folder (see :meth:`save_to_file`). ``sae`` defaults to
+    store lives in a temporary folder (see :meth:`save_to_file`). A ``save_path`` that holds a store is
+    refused, unless ``overwrite=True``: then the new store is built and encoded beside it and replaces it whole
+    once complete (an interrupted run leaves the old store as it was, and is not resumable). ``sae`` defaults to
     :class:`~interp_embed.saes.DefaultSAE` (the bundled reader and SAE); ``plan`` cuts the work
     (:class:`~interp_embed.encode.config.EncodePlan`: chunk size on disk, batch size, windows).
 
@@ -183,7 +192,8 @@ class Dataset:
                  dataset_description: str = "", on_error: str = "raise", compute_activations: bool = True,
                  feature_labels: dict[int, str] | None = None, plan: EncodePlan | None = None,
                  name: str | None = None, rows=None, save_every_batch: int = 5, batch_size: int | None = None,
-                 engine: str = "local", num_workers: int | None = None, ray_address: str | None = None):
+                 engine: str = "local", num_workers: int | None = None, ray_address: str | None = None,
+                 overwrite: bool = False):
         from .saes import DefaultSAE
 
         if rows is not None and any(row is not None for row in rows):
@@ -200,11 +210,13 @@ class Dataset:
         self.name = _check_name(name, save_path)
 
         self.sae = sae if sae is not None else DefaultSAE()
-        self._store = session.create_store(data, self.sae, field, save_path, on_error, plan or EncodePlan(),
-                                           feature_labels, dataset_description)
+        with replacing(save_path, check_bool(overwrite, "overwrite")) as path:  # save_path, or a store's replacement
+            store = session.create_store(data, self.sae, field, path, on_error, plan or EncodePlan(), feature_labels,
+                                         dataset_description)
+            if compute_activations:
+                session.encode_pending(store, self.sae, ray)
+        self._store = store if path == save_path else Store.open(save_path)  # swapped in for the old store
         self._rows = np.arange(self._store.n_documents)
-        if compute_activations:
-            session.encode_pending(self._store, self.sae, ray)
 
     @classmethod
     def from_parquet(cls, path: str | Path, field: str = "text", batch_rows: int = ROWS_PER_BATCH,
@@ -240,10 +252,12 @@ class Dataset:
         uninterrupted run): ``batch_size`` is checked but not applied, with a warning when it asks for other
         batches than the store's.
 
-        ``sae`` is the SAE to encode with (by default the one the store records, rebuilt from its JSON);
-        it must be the SAE that encoded the store. Loading never unpickles and never imports torch
-        (resuming does, to run the reader). ``name`` defaults to the folder's stem. ``engine``,
-        ``num_workers`` and ``ray_address`` choose where a resumed run encodes, as for :class:`Dataset`.
+        ``sae`` is the SAE to encode with, to resume or to recompute a compact store's highlights; it must be the SAE
+        that encoded the store. It may be left out only for a store encoded with the bundled ``DefaultSAE``: no other
+        SAE is rebuilt from a store's record, so that a store never chooses what is downloaded or read outside it.
+        Loading never unpickles and never imports torch (resuming does, to run the reader). ``name`` defaults to the
+        folder's stem. ``engine``, ``num_workers`` and ``ray_address`` choose where a resumed run encodes, as for
+        :class:`Dataset`.
 
         >>> ds = Dataset.load_from_file("greetings.iembed")           # doctest: +SKIP
         """
@@ -259,15 +273,16 @@ class Dataset:
             dataset.sae = session.encoder_of(store, sae)
             session.encode_pending(store, dataset.sae, ray)
         elif not store.is_complete():
-            logger.warning("%s: %d rows are not encoded yet; load with resume=True to finish",
-                           file_path, store.pending_rows().size)
+            logger.warning(NOT_ENCODED_WARNING, file_path, store.pending_rows().size)
         return dataset
 
-    def save_to_file(self, file_path: str | Path | None = None, dtype=np.float32) -> Path:
+    def save_to_file(self, file_path: str | Path | None = None, dtype=np.float32, overwrite: bool = False) -> Path:
         """Write this dataset — all of it, or just the rows of this view, in its order — to a new store.
 
         Activations are copied as stored (``dtype`` may only be float32, the type :meth:`latents` returns).
         Columns that :meth:`sort_by_features` added to a view are not part of the store and are not written.
+        The store appears at ``file_path`` whole, once written; a store already there is refused, or with
+        ``overwrite=True`` replaced whole (never the store this dataset reads).
         """
         if file_path is None:
             raise TypeError(f"save_to_file needs a folder path for the new store (this dataset's store is "
@@ -277,18 +292,19 @@ class Dataset:
         if self._extra is not None:
             logger.warning("columns %s belong to this view only and are not saved", list(self._extra.columns))
         session.warn_if_pickle_name(Path(file_path))
-        return self._store.copy_rows(self._rows, file_path).path
+        return self._store.copy_rows(self._rows, file_path, check_bool(overwrite, "overwrite")).path
 
     @classmethod
     def concat(cls, datasets: Sequence["Dataset"], save_path: str | Path | None = None,
-               name: str | None = None) -> "Dataset":
+               name: str | None = None, overwrite: bool = False) -> "Dataset":
         """One dataset holding the rows of ``datasets`` (datasets or views), in order, with their activations.
 
         Nothing is encoded again: activations are copied into a new store at ``save_path`` (temporary when
         None). Every dataset must have been encoded by the same reader and SAE and use the same text field;
         the metadata columns are united (a column one dataset lacks is missing in its rows), and the feature
         labels are the first dataset's. Rows not encoded yet stay pending (``load_from_file(save_path,
-        resume=True)`` encodes them). ``a + b`` is ``Dataset.concat([a, b])``.
+        resume=True)`` encodes them). ``a + b`` is ``Dataset.concat([a, b])``. ``overwrite=True`` replaces a store
+        at ``save_path``, whole, as :meth:`save_to_file` does.
 
         >>> both = Dataset.concat([reviews_2023, reviews_2024], save_path="reviews.iembed")   # doctest: +SKIP
         >>> both.associate("year")                                                           # doctest: +SKIP
@@ -306,7 +322,9 @@ class Dataset:
             raise ValueError(f"the datasets keep their text in different columns ({sorted(fields)}); rename one "
                              "column so that they match before concatenating.")
         first = datasets[0]
-        store = session.new_store(save_path, lambda path: Store.combine([(ds._store, ds._rows) for ds in datasets], path))
+        overwrite = check_bool(overwrite, "overwrite")
+        store = session.new_store(save_path, lambda path: Store.combine([(ds._store, ds._rows) for ds in datasets], path,
+                                                                        overwrite))
         return DatasetView(store, np.arange(store.n_documents), first.sae, name=_check_name(name, save_path))
 
     def __add__(self, other: "Dataset") -> "Dataset":
@@ -453,6 +471,7 @@ class Dataset:
     score_feature = _analysis_method(labeling_run.score_feature, "score_feature")
     label_features = _analysis_method(labeling_run.label_features, "label_features")
     describe_diff = _analysis_method(labeling_run.describe_diff, "describe_diff")
+    describe_association = _analysis_method(labeling_run.describe_association, "describe_association")
 
     def label_features_sync(self, features, **options) -> pd.DataFrame:
         """:meth:`label_features` for scripts (also works inside Jupyter's running event loop)."""
@@ -486,7 +505,8 @@ class Dataset:
 
     def top_documents_for_feature(self, feature: int, aggregation_type: str = "max", document_only: bool = True,
                                   k: int = 10, select_top: bool = True, include_nonactive_samples: bool = False):
-        """The ``k`` documents where ``feature`` is strongest, annotated with << >> (or a view if not ``document_only``).
+        """The ``k`` documents where ``feature`` is strongest, annotated with << >> (or a view if not ``document_only``):
+        a list of strings, which a notebook shows with the active tokens shaded by their activation.
 
         The documents are those of :meth:`sort_by_features` ``([feature])``, strongest first; ``select_top=False``
         takes the last ``k`` instead: the weakest active ones, or with ``include_nonactive_samples=True`` the
@@ -505,7 +525,7 @@ class Dataset:
             return chosen
         with self.recomputing():
             chosen.sae = self.sae  # the view was taken before the models were loaded: its rows use them too
-            return [row.token_activations(feature) for row in chosen]
+            return HighlightedDocuments(row.token_activations(feature) for row in chosen)
 
     @contextlib.contextmanager
     def models_loaded(self):
@@ -590,6 +610,7 @@ class Dataset:
     feature_correlations = _analysis_method(analysis.feature_correlations, "feature_correlations")
     top_correlations = _analysis_method(analysis.top_correlations, "top_correlations")
     associate = _analysis_method(analysis.associate_features, "associate")
+    trend = _analysis_method(analysis.feature_trends, "trend")
     cluster = _analysis_method(analysis.cluster_documents, "cluster")
     search = _analysis_method(analysis.search_documents, "search")
     report = _analysis_method(write_report, "report")
@@ -637,6 +658,36 @@ class Dataset:
         if self._extra is None:
             return frame
         return frame.assign(**{column: self._extra[column].to_numpy() for column in self._extra.columns})
+
+    def add_column(self, name: str, values, overwrite: bool = False) -> None:
+        """Keep ``values`` as the column ``name`` of the dataset's store: it survives reloading, :meth:`concat` and
+        :meth:`save_to_file`, and can be the target of :meth:`associate` or :meth:`trend`. The activations are not
+        touched.
+
+        ``values`` are one per document of this dataset (a list, an array, a boolean mask, or a pandas Series matched
+        by its index when that holds exactly the labels of :meth:`pandas`, else taken in row order); on a view, the
+        store's documents the view does not show get a missing value. A column that exists is replaced only with
+        ``overwrite=True``; the text column never is. The store is written under its writer lock, atomically
+        (``Store.add_column``).
+
+        >>> ds.add_column("is_games", ds.pandas()["section"] == "games")   # doctest: +SKIP
+        >>> Dataset.load_from_file(ds.path).associate("is_games")          # doctest: +SKIP
+        """
+        from .analysis.targets import aligned
+
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty string, not {name!r}.")
+        overwrite = check_bool(overwrite, "overwrite")
+        series = aligned(values, self.pandas(), f"the values of column {name!r}")
+        if np.unique(self._rows).size != len(self._rows):
+            raise ValueError("this view shows a document more than once, which could give it two values; add the "
+                             "column on a view that shows each document once, or on the whole dataset.")
+        n = self._store.n_documents
+        if np.array_equal(self._rows, np.arange(n)):
+            column = series.reset_index(drop=True)
+        else:  # the documents this view does not show are missing
+            column = pd.Series(series.to_numpy(), index=self._rows).reindex(np.arange(n))
+        self._store.add_column(name, column, overwrite)
 
     def list(self) -> list[dict]:
         """The rows as dicts, one per document (column name: value)."""

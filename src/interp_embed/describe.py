@@ -104,12 +104,26 @@ def describe_feature(ds, feature: int, k: int = 5) -> FeatureDescription:
 
 def _shipped_summary(ds, feature: int) -> dict | None:
     """The SAE folder's summary of ``feature`` (``feature_summaries.json``), when the SAE's files are here."""
-    from .encode.session import encoder_of
     from .labeling.offline import load_summaries
 
+    folder = sae_folder(ds)
+    return None if folder is None else load_summaries(folder).get(feature)
+
+
+def sae_folder(ds):
+    """The folder of the SAE that encoded ``ds`` (its weights, labels and summaries), or None where its files are not
+    here (the store records no SAE, its release is not downloaded, or the folder's weights are not those that
+    encoded the store). Without torch: the weights are compared by their SHA-256, not loaded."""
+    from .saes import sae_from_spec
+
+    record = ds._store.encoder
     try:
-        folder = encoder_of(ds._store, ds.sae).sae_folder()
+        sae = ds.sae if ds.sae is not None else sae_from_spec(record.source)
+        folder = sae.sae_folder()
+        if record.sae_sha256 is not None and sae.fingerprint() != record.sae_sha256:
+            logger.info("%s holds other weights than those that encoded %s", folder, ds._store.path)
+            return None
+        return folder
     except Exception as err:  # noqa: BLE001 — no SAE files here (no record, not downloaded): nothing shipped to show
-        logger.info("no shipped summary for feature %d: %s", feature, err)
+        logger.info("the files of the SAE of %s are not here: %s", ds._store.path, err)
         return None
-    return load_summaries(folder).get(feature)

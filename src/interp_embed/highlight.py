@@ -79,3 +79,19 @@ class Highlighted(str):
 
     def _repr_html_(self) -> str:
         return self._html
+
+
+class HighlightedDocuments(list):
+    """Documents with the tokens where a feature fires marked — a plain ``list`` of ``str`` everywhere — that a
+    notebook shows as a numbered list of shaded documents (each as :class:`Highlighted` shows it).
+
+    >>> docs = HighlightedDocuments([Highlighted.of("Hi!", np.array([[0, 2], [2, 3]]), np.array([0, 1.0]))])
+    >>> docs, docs == ["Hi<<!>>"], docs._repr_html_()
+    (['Hi<<!>>'], True, '<ol><li>Hi<span style="background: rgba(255, 140, 0, 0.90)" title="1">!</span></li></ol>')
+    """
+
+    def _repr_html_(self) -> str:
+        import html
+
+        items = (d._repr_html_() if isinstance(d, Highlighted) else html.escape(str(d)) for d in self)
+        return "<ol>" + "".join(f"<li>{item}</li>" for item in items) + "</ol>"

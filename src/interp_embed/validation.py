@@ -9,6 +9,17 @@ from typing import Any
 import numpy as np
 
 
+def with_command_line(error: Exception, message: str) -> Exception:
+    """``error``, carrying ``message``: the same failure in the words of the ``interp-embed`` command (its flags,
+    not keyword arguments), which the command prints instead of ``str(error)``.
+
+    >>> with_command_line(ValueError("pass api_key=..."), "pass --api-key").command_line
+    'pass --api-key'
+    """
+    error.command_line = message
+    return error
+
+
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not supported; use one of {', '.join(map(repr, choices))}.")

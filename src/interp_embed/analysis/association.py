@@ -12,34 +12,14 @@ from scipy import stats
 from .blockwise import (BLOCK_SHARE, BYTES_PER_ENTRY, GatheredRows, PresenceBlocks, check_blockwise,
                         encoded_positions)
 from .fires_on import add_fires_on, words_of
-from .grouping import add_groups, one_row_per_group
+from .grouping import RULES, add_groups, one_row_per_group
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import (benjamini_hochberg, fisher_two_sided, newcombe_interval, permutation_p_values, rank_sum_p_values,
                     welch_t_test)
-from ..validation import check_bool, check_fraction, check_int
+from .targets import encode_target, target_series
+from ..validation import check_bool, check_choice, check_fraction, check_int
 
 logger = logging.getLogger(__name__)
-
-
-def encode_target(values: pd.Series, name: str) -> tuple[np.ndarray, bool, Any]:
-    """Return (y as float with NaN for missing, is_binary, positive class) for a metadata column."""
-    present = values.dropna()
-    if present.empty:
-        raise ValueError(f"target column {name!r} has no non-missing values among the encoded documents.")
-    if pd.api.types.is_bool_dtype(present) or set(pd.unique(present)) <= {0, 1}:
-        y = values.map(lambda v: np.nan if pd.isna(v) else float(v)).to_numpy(dtype=np.float64)
-        return y, True, 1
-    if pd.api.types.is_numeric_dtype(present):
-        return values.to_numpy(dtype=np.float64), False, None
-    classes = sorted(pd.unique(present), key=str)
-    if len(classes) != 2:
-        raise ValueError(
-            f"target column {name!r} is neither numeric nor binary ({len(classes)} distinct values); "
-            f"map it to numbers or to two classes first, e.g. df[{name!r}] == 'some value'."
-        )
-    positive = classes[1]
-    y = values.map(lambda v: np.nan if pd.isna(v) else float(v == positive)).to_numpy(dtype=np.float64)
-    return y, True, positive
 
 
 # Below this many documents on either side, the normal approximation of the rank-sum test is replaced by
@@ -219,12 +199,23 @@ def fit_sparse_model(
 
 
 def associate_features(
-    ds: EncodedDataset, target: str, *, min_count: int = 2, aggregation: str = "max", activated_threshold: float = 0.0,
+    ds: EncodedDataset, target, *, min_count: int = 2, aggregation: str = "max", activated_threshold: float = 0.0,
     confidence: float = 0.95, n_permutations: int = 10_000, test_size: float = 0.25, max_model_features: int = 2000,
-    max_train_docs: int = 20_000, random_state: int = 0, grouped: bool = False, alpha: float = 0.05,
-    min_overlap: float = 0.5, memory_limit: int | str | None = None,
+    max_train_docs: int = 20_000, random_state: int = 0, grouped: bool = False, grouping: str = "explained",
+    alpha: float = 0.05, min_overlap: float = 0.5, memory_limit: int | str | None = None, model: bool = True,
 ) -> pd.DataFrame:
-    """Which features separate the values of a binary or numeric metadata column ``target``.
+    """Which features separate the values of ``target``: a column of the dataset, or values you computed.
+
+    ``target`` is a column name, or one value per document of ``ds`` — a NumPy array, a list, a boolean mask, a
+    pandas Series (matched by its index when that holds exactly the labels of ``ds.pandas()``, else taken in row
+    order); another length is refused (analysis/targets.py). Its kind decides the tests:
+
+    - binary (booleans, 0/1, or two distinct values: the one sorted last is the positive class);
+    - numeric (numbers);
+    - categorical (more than two distinct values that are not numbers): each level is tested against all the other
+      documents, as a binary target of its own. The table then has a ``level`` column first, the
+      Benjamini–Hochberg family is every level × feature test, groups are formed within each level, and
+      ``attrs["levels"]`` summarises each level (see below).
 
     A feature is present in a document when its pooled activation exceeds ``activated_threshold``
     (``aggregation``: ``max``, ``mean``, ``sum``, ``binarize`` or ``count`` of its token activations; max by
@@ -232,8 +223,9 @@ def associate_features(
     ``mean_inactive`` (E[y | present], E[y | absent]), ``separation`` (their difference), ``ci_low``/``ci_high``,
     ``p_value``, ``p_method`` (how that p-value was obtained) and ``q_value`` (Benjamini–Hochberg over every
     tested feature). Tested features are present in at least ``min_count`` documents and absent from as
-    many; rows are sorted by p-value. ``fires_on``: the words the feature fires on most specifically, in the
-    documents of the class it points to (binary y) or in all of them (numeric y).
+    many; rows are sorted by p-value (by level first). ``fires_on``: the words the feature fires on most
+    specifically, in the documents of the class (or level) it points to — for a feature that points away from a
+    level, in the other documents — or, for a numeric y, in all of them.
 
     - Binary y (``p_method="fisher"``): the two-sided Fisher exact test, exact at any size, with a
       Newcombe interval for the difference of proportions.
@@ -248,24 +240,35 @@ def associate_features(
     A sparse L1 model (logistic for binary y, Lasso for numeric y, scikit-learn; see
     :func:`fit_sparse_model`) is fitted on a train/test split: ``selected`` marks its features and
     ``coefficient`` their weights. ``table.attrs["model"]`` holds its held-out AUC (binary) or R² (numeric)
-    beside a permutation baseline (the same procedure fitted to shuffled targets), and the details.
+    beside a permutation baseline (the same procedure fitted to shuffled targets), and the details; for a
+    categorical target, one model per level, by level. ``model=False`` fits none (the tests alone, several times
+    faster): the table has no ``selected`` and ``coefficient`` columns and ``attrs["model"]`` is None.
 
-    Significant features (``q_value < alpha``) with the same sign of ``separation`` that are present in mostly
-    the same documents (Jaccard index at least ``min_overlap``) are grouped as in
-    :func:`~interp_embed.analysis.diff.diff_features` (``group``, ``representative``, ``overlap``);
-    ``grouped=True`` returns one row per group with its ``members``.
+    ``attrs["levels"]`` (categorical targets): per level, ``n_documents``, ``n_significant`` (features with
+    ``q_value < alpha`` that point to the level), ``n_groups`` (groups among them), the strongest such feature and
+    its ``fires_on``, and the level's model's held-out AUC beside its baseline; a level with fewer than two
+    documents (or all but one) is not tested, and its ``status`` says so.
+
+    Significant features (``q_value < alpha``) with the same sign of ``separation`` are grouped as in
+    :func:`~interp_embed.analysis.diff.diff_features` (``grouping="explained"``: a feature joins the group of the
+    first feature that explains its association, ``"overlap"``: of the first present in mostly the same documents,
+    Jaccard index at least ``min_overlap``; analysis/grouping.py), giving ``group``, ``representative``,
+    ``overlap`` and ``p_given_representative``; ``grouped=True`` returns one row per group with its ``members``.
 
     ``memory_limit`` (bytes, or a string such as ``"4GB"``) reads the store block by block within that bound
     instead of building the matrix in memory (analysis/blockwise.py). The table is the same — exactly for a
     binary target; for a numeric one the means and intervals agree to rounding (their sums are added in store
     order), the rank-sum p-values exactly — except that the model is scored on a random sample of the held-out
     documents when all of them would not fit the bound (a warning says so; ``attrs["model"]["n_test"]`` gives
-    how many were used).
+    how many were used). A target given as values must then have one value per document of the store: a view
+    that shows a document twice must give it the same value both times.
 
     Example::
 
         table = associate_features(ds, target="is_spam")
         table.attrs["model"]["held_out"], table.query("selected").head()
+        associate_features(ds, ds.pandas()["section"] == "games")      # values you computed
+        associate_features(ds, "section").attrs["levels"]              # each section against the rest
     """
     check_int(min_count, "min_count", 2)
     confidence = check_fraction(confidence, "confidence", open_low=True)
@@ -274,6 +277,8 @@ def associate_features(
     check_int(max_model_features, "max_model_features", 1)
     check_int(max_train_docs, "max_train_docs", 10)
     check_bool(grouped, "grouped")
+    check_bool(model, "model")
+    check_choice(grouping, "grouping", RULES)
     alpha = check_fraction(alpha, "alpha", open_low=True)
     min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
     limit = check_blockwise(ds, memory_limit)
@@ -284,61 +289,165 @@ def associate_features(
         rows = encoded_positions(ds, limit)
         if not rows.size:
             raise ValueError("ds has no encoded documents; encode it first (the analyses skip rows not encoded).")
-    meta = ds.pandas().iloc[rows].reset_index(drop=True)
-    if target not in meta.columns:
-        raise KeyError(f"target {target!r} is not a column of the dataset; columns are {list(meta.columns)}.")
-    y, binary, positive = encode_target(meta[target], target)
+    values, name = target_series(ds.pandas(), target)
+    encoded = encode_target(values.iloc[rows].reset_index(drop=True), name)
+    y = encoded.y
     infinite = rows[np.isinf(y)]
     if infinite.size:
-        raise ValueError(f"target {target!r} is infinite in {infinite.size} document(s) (positions "
+        raise ValueError(f"target {name!r} is infinite in {infinite.size} document(s) (positions "
                          f"{infinite[:5].tolist()} in the dataset); replace those values, e.g. with NaN to leave "
                          "them out.")
     known = ~np.isnan(y)
-    max_test_docs = None
+    counted, y = rows[known], y[known]
     if limit is None:
         P = presence(docs.activations, activated_threshold)[known]
-        counts, column_sums = feature_counts(P), lambda values: P.T @ values
+        counts, column_sums, block_order = feature_counts(P), (lambda v: P.T @ v), None
+        P_model, max_test_docs = P, None
     else:
-        store_rows = ds.store_rows[rows[known]]
-        blocks = PresenceBlocks.of_rows(ds._store, store_rows, aggregation, activated_threshold, limit)
+        store_rows = ds.store_rows[counted]
+        _check_one_value_per_row(store_rows, y, name)
+        P = PresenceBlocks.of_rows(ds._store, store_rows, aggregation, activated_threshold, limit)
         by_row = np.zeros(ds._store.n_documents)
 
-        def column_sums(values: np.ndarray) -> np.ndarray:
-            by_row[store_rows] = values  # one value per store row: a row shown twice has one target
-            return blocks.column_sums(by_row)
+        def column_sums(v: np.ndarray) -> np.ndarray:
+            by_row[store_rows] = v  # one value per store row (checked above)
+            return P.column_sums(by_row)
 
-        counts, P = blocks.counts, GatheredRows(blocks, store_rows)
+        counts, P_model, block_order = P.counts, GatheredRows(P, store_rows), np.argsort(store_rows, kind="stable")
         mean_entries = max(counts.sum() / max(len(store_rows), 1), 1.0)
         max_test_docs = max(10, int(limit // BLOCK_SHARE // (BYTES_PER_ENTRY * mean_entries)))
-    y = y[known]
-    if binary and min(y.sum(), y.size - y.sum()) < 2:
-        raise ValueError(f"target {target!r} needs at least 2 documents of each class; it has {int(y.sum())} "
-                         f"positive of {y.size}.")
-    if not binary and y.size < 4:
-        raise ValueError(f"target {target!r} needs at least 4 documents with a value, got {y.size}.")
-    rng = np.random.default_rng(random_state)
-    f, k_f, mean_1, mean_0, lo, hi, p, method = _univariate(counts, column_sums, y, binary, min_count, confidence,
-                                                            n_permutations, rng)
-    labels = label_array(ds)
-    table = pd.DataFrame({
-        "feature_id": f, "label": labels[f], "count_active": k_f, "mean_active": mean_1,
-        "mean_inactive": mean_0, "separation": mean_1 - mean_0, "ci_low": lo, "ci_high": hi,
-        "p_value": p, "p_method": method, "q_value": benjamini_hochberg(p),
-    })
-    logger.info("associating %d features with %r over %d documents", f.size, target, y.size)
-    model = fit_sparse_model(P, y, binary, candidates=f, test_size=test_size, max_features=max_model_features,
-                             max_train_docs=max_train_docs, random_state=random_state, max_test_docs=max_test_docs)
-    model.update(target=target, positive_class=positive, n_documents=int(y.size))
-    coefficient = pd.Series(model["selected"], dtype=np.float64)
-    table["selected"] = table["feature_id"].isin(coefficient.index)
-    table["coefficient"] = table["feature_id"].map(coefficient).fillna(0.0)
-    table = table.sort_values(["p_value", "separation"], ascending=[True, False], ignore_index=True)
-    table = add_groups(table, P if limit is None else blocks, "separation", alpha, min_overlap)
-    counted = rows[known]  # a binary target's words from the class a feature points to; a numeric one's from all
-    sides = ([words_of(ds, counted[y == 1]), words_of(ds, counted[y == 0])] if binary
-             else [words_of(ds, counted)])
-    table = add_fires_on(table, sides, side=(table["separation"] < 0) if binary else None)
+    study = _Study(ds, counted, counts, column_sums, P, P_model, block_order, label_array(ds), dict(
+        min_count=min_count, confidence=confidence, n_permutations=n_permutations, test_size=test_size,
+        max_model_features=max_model_features, max_train_docs=max_train_docs, random_state=random_state,
+        max_test_docs=max_test_docs, alpha=alpha, min_overlap=min_overlap, grouping=grouping, model=model))
+    if encoded.kind == "categorical":
+        table = study.categorical(y, encoded.levels, name)
+    else:
+        binary = encoded.kind == "binary"
+        if binary and min(y.sum(), y.size - y.sum()) < 2:
+            raise ValueError(f"target {name!r} needs at least 2 documents of each class; it has {int(y.sum())} "
+                             f"positive of {y.size}.")
+        if not binary and y.size < 4:
+            raise ValueError(f"target {name!r} needs at least 4 documents with a value, got {y.size}.")
+        logger.info("associating features with %r over %d documents", name, y.size)
+        table, fitted = study.table(y, binary)
+        if fitted is not None:
+            fitted.update(target=name, positive_class=encoded.positive, n_documents=int(y.size))
+        table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
+        table = study.grouped_and_grounded(table, y, binary)
+        table.attrs["model"] = fitted
     if grouped:
+        attrs = table.attrs
         table = one_row_per_group(table)
-    table.attrs["model"] = model
+        table.attrs = attrs
     return table
+
+
+def _check_one_value_per_row(store_rows: np.ndarray, y: np.ndarray, name: str) -> None:
+    """Under memory_limit the target is summed per store row: a row a view shows twice needs one value."""
+    order = np.argsort(store_rows, kind="stable")
+    rows, values = store_rows[order], y[order]
+    repeated = (rows[1:] == rows[:-1]) & (values[1:] != values[:-1])
+    if repeated.any():
+        raise ValueError(f"target {name!r} gives store row {int(rows[1:][repeated][0])} two different values (the view "
+                         "shows it twice); with memory_limit each document needs one value. Leave memory_limit=None.")
+
+
+class _Study:
+    """What the tests of one association share: the documents, their presence and the options."""
+
+    def __init__(self, ds, counted, counts, column_sums, P, P_model, block_order, labels, options):
+        self.ds, self.counted, self.counts, self.column_sums = ds, counted, counts, column_sums
+        self.P, self.P_model, self.block_order, self.labels, self.options = P, P_model, block_order, labels, options
+
+    def table(self, y: np.ndarray, binary: bool) -> tuple[pd.DataFrame, dict | None]:
+        """The per-feature statistics (no q-values yet) and the sparse model (if asked for) of one binary or numeric
+        y."""
+        o = self.options
+        rng = np.random.default_rng(o["random_state"])
+        f, k_f, mean_1, mean_0, lo, hi, p, method = _univariate(self.counts, self.column_sums, y, binary,
+                                                                o["min_count"], o["confidence"], o["n_permutations"],
+                                                                rng)
+        table = pd.DataFrame({
+            "feature_id": f, "label": self.labels[f], "count_active": k_f, "mean_active": mean_1,
+            "mean_inactive": mean_0, "separation": mean_1 - mean_0, "ci_low": lo, "ci_high": hi,
+            "p_value": p, "p_method": method,
+        })
+        model = None
+        if o["model"]:
+            model = fit_sparse_model(self.P_model, y, binary, candidates=f, test_size=o["test_size"],
+                                     max_features=o["max_model_features"], max_train_docs=o["max_train_docs"],
+                                     random_state=o["random_state"], max_test_docs=o["max_test_docs"])
+            coefficient = pd.Series(model["selected"], dtype=np.float64)
+            table["selected"] = table["feature_id"].isin(coefficient.index)
+            table["coefficient"] = table["feature_id"].map(coefficient).fillna(0.0)
+        return table.sort_values(["p_value", "separation"], ascending=[True, False], ignore_index=True), model
+
+    def grouped_and_grounded(self, table: pd.DataFrame, y: np.ndarray, binary: bool,
+                             first_group: int = 0) -> pd.DataFrame:
+        """``table`` (with q-values) with its groups and ``fires_on``: a binary y's words from the class a feature
+        points to, a numeric y's from all documents."""
+        o = self.options
+        scores = y if binary else stats.rankdata(y)
+        if self.block_order is not None:
+            scores = scores[self.block_order]  # the blocks list the documents by store row
+        table = add_groups(table, self.P, "separation", o["alpha"], o["min_overlap"], first_group,
+                           scores=scores, rule=o["grouping"])
+        if binary:
+            sides = [words_of(self.ds, self.counted[y == 1]), words_of(self.ds, self.counted[y == 0])]
+        else:
+            sides = [words_of(self.ds, self.counted)]
+        return add_fires_on(table, sides, side=(table["separation"] < 0) if binary else None)
+
+    def categorical(self, codes: np.ndarray, levels: tuple, name: str) -> pd.DataFrame:
+        """Each level against the rest: one table, a ``level`` column first, one BH family, ``attrs["levels"]``."""
+        o = self.options
+        parts, models, summary, ys = [], {}, [], {}
+        for i, level in enumerate(levels):
+            y = (codes == i).astype(np.float64)
+            n_level = int(y.sum())
+            if min(n_level, y.size - n_level) < 2:
+                summary.append({"level": level, "n_documents": n_level,
+                                "status": "not tested: fewer than 2 documents on one side"})
+                continue
+            logger.info("associating features with %s == %r over %d documents", name, level, y.size)
+            table, model = self.table(y, binary=True)
+            if model is not None:
+                model.update(target=name, positive_class=level, n_documents=int(y.size))
+            table.insert(0, "level", level)
+            parts.append(table)
+            models[level], ys[level] = model, y
+            summary.append({"level": level, "n_documents": n_level, "status": "tested"})
+        if not parts:
+            raise ValueError(f"target {name!r}: no level has at least 2 documents on each side of the comparison.")
+        q = benjamini_hochberg(np.concatenate([t["p_value"].to_numpy() for t in parts]))
+        done, start = [], 0
+        for table in parts:
+            level = table["level"].iloc[0]
+            table["q_value"] = q[start:start + len(table)]
+            start += len(table)
+            done.append(self.grouped_and_grounded(table, ys[level], True, sum(len(t) for t in done)))
+        table = pd.concat(done, ignore_index=True)
+        table.attrs["model"] = models if o["model"] else None
+        table.attrs["levels"] = _level_summary(table, summary, models, o["alpha"])
+        return table
+
+
+def _level_summary(table: pd.DataFrame, summary: list[dict], models: dict, alpha: float) -> pd.DataFrame:
+    """One row per level: documents, features pointing to it at ``q_value < alpha`` and their groups, the strongest
+    such feature, and the level's model."""
+    rows = []
+    for entry in summary:
+        level = entry["level"]
+        found = table[(table["level"] == level) & (table["q_value"] < alpha) & (table["separation"] > 0)]
+        best = found.sort_values(["p_value", "feature_id"]).head(1)
+        model = models.get(level)
+        rows.append({**entry, "n_significant": len(found), "n_groups": found["group"].nunique(),
+                     "top_feature": int(best["feature_id"].iloc[0]) if len(best) else -1,
+                     "fires_on": best["fires_on"].iloc[0] if len(best) else "",
+                     "label": best["label"].iloc[0] if len(best) else "",
+                     "held_out_auc": model["held_out"] if model else np.nan,
+                     "permutation_baseline": model["permutation_baseline"] if model else np.nan})
+    columns = ["level", "n_documents", "n_significant", "n_groups", "top_feature", "fires_on", "label",
+               "held_out_auc", "permutation_baseline", "status"]
+    return pd.DataFrame(rows, columns=columns)

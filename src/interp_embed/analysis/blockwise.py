@@ -180,26 +180,48 @@ class PresenceBlocks:
                 add_pairs(S, FeatureOrder.of(S), start, stop, counts, block_bytes)
             yield start, counts.reshape(stop - start, F - start)
 
-    def overlaps(self, features: np.ndarray) -> "BlockOverlaps":
-        """Shared documents of ``features`` (see grouping.group_features), counted block by block."""
-        return BlockOverlaps(self, np.asarray(features, dtype=np.int64))
+    def overlaps(self, features: np.ndarray, scores: np.ndarray | None = None) -> "BlockOverlaps":
+        """Shared documents of ``features`` (see grouping.group_features), counted block by block; ``scores`` (one
+        per row, in the order of :meth:`blocks`) are summed too."""
+        return BlockOverlaps(self, np.asarray(features, dtype=np.int64), scores)
 
 
 class BlockOverlaps:
-    """How many documents each of a few leading features shares with each of ``features``: what grouping
-    reads, computed for a batch of leaders per pass over the store."""
+    """How many documents each of a few leading features shares with each of ``features`` (and the sums of those
+    documents' scores): what grouping reads, computed for a batch of leaders per pass over the store."""
 
-    def __init__(self, blocks: PresenceBlocks, features: np.ndarray):
-        self.blocks, self.features = blocks, features
+    def __init__(self, blocks: PresenceBlocks, features: np.ndarray, scores: np.ndarray | None = None):
+        self.blocks, self.features, self.scores = blocks, features, scores
         self.size = blocks.counts[features]
-        self.batch = max(1, blocks.memory_limit // BLOCK_SHARE // (8 * max(features.size, 1)))
+        self.batch = max(1, blocks.memory_limit // BLOCK_SHARE // (8 * max(features.size, 1) * (1 if scores is None
+                                                                                               else 2)))
+        if scores is not None:
+            self.score_totals = np.zeros(features.size)
+            for P, s in self._scored_blocks():
+                self.score_totals += P.T @ s
 
-    def shared(self, leaders: np.ndarray) -> np.ndarray:
-        """(len(leaders), len(features)) int64: documents holding both ``features[leader]`` and each feature."""
-        out = np.zeros((len(leaders), self.features.size), dtype=np.int64)
+    def _scored_blocks(self):
+        """Each block of the features' columns with the scores of its rows."""
+        start = 0
         for P in self.blocks.blocks(self.features):
-            out += (P[:, leaders].T.astype(np.int64) @ P).toarray()
-        return out
+            yield P, self.scores[start:start + P.shape[0]]
+            start += P.shape[0]
+
+    def shared(self, leaders: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(len(leaders), len(features)) int64: documents holding both ``features[leader]`` and each feature; with
+        scores, also the sums of those documents' scores and, per leader, of its documents' squared scores."""
+        out = np.zeros((len(leaders), self.features.size), dtype=np.int64)
+        if self.scores is None:
+            for P in self.blocks.blocks(self.features):
+                out += (P[:, leaders].T.astype(np.int64) @ P).toarray()
+            return out, None, None
+        sums, squares = np.zeros(out.shape), np.zeros(len(leaders))
+        for P, s in self._scored_blocks():
+            lead = P[:, leaders].T.tocsr()
+            out += (lead.astype(np.int64) @ P).toarray()
+            sums += (lead.multiply(s[None, :]).tocsr() @ P).toarray()
+            squares += lead @ np.square(s)
+        return out, sums, squares
 
 
 class GatheredRows:

@@ -185,8 +185,23 @@ def correlate_presence(
     table = table.sort_values(["npmi", "count_ab", "feature_a", "feature_b"], ascending=[False, False, True, True],
                               ignore_index=True)
     table = table if top is None else table.head(top)
-    table.attrs.update(n_tests=n_pairs, exact_q_below=exact_q_below, p_cutoff=cutoff)
+    table.attrs.update(n_tests=n_pairs, exact_q_below=exact_q_below, p_cutoff=cutoff,
+                       **_excluded(counts, n, features, min_count, max_coverage))
     return table
+
+
+def _excluded(counts: np.ndarray, n: int, features: np.ndarray | None, min_count: int, max_coverage: float) -> dict:
+    """What the candidate rules left out, as ``attrs``: ``excluded`` (counts) and ``excluded_text`` (a sentence)."""
+    if features is not None:
+        return {"excluded": {"rare": 0, "ubiquitous": 0}, "excluded_text": f"the {len(features)} features given were "
+                "paired; none was left out"}
+    active = counts > 0
+    rare = int((active & (counts < min_count)).sum())
+    ubiquitous = int((active & (counts >= min_count) & ((counts > max_coverage * n) | (counts == n))).sum())
+    share = f"{max_coverage:.0%}" if max_coverage < 1 else "all"
+    return {"excluded": {"rare": rare, "ubiquitous": ubiquitous},
+            "excluded_text": f"left out: {rare:,} features active in fewer than {min_count} documents and "
+                             f"{ubiquitous:,} in more than {share} of the {n:,}"}
 
 
 def _pairs_where(mask: np.ndarray, block: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -238,14 +253,16 @@ def _top_pairs(*columns: np.ndarray, top: int) -> tuple[np.ndarray, ...]:
 
 
 def feature_correlations(
-    ds: EncodedDataset, features: Iterable[int] | None = None, min_count: int = 5, *, max_coverage: float = 1.0,
+    ds: EncodedDataset, features: Iterable[int] | None = None, min_count: int = 10, *, max_coverage: float = 0.5,
     aggregation: str = "max", activated_threshold: float = 0.0, exact_q_below: float = 0.05, block_size: int = 4096,
 ) -> pd.DataFrame:
     """Every pair of features that co-occurs in at least one document, with NPMI and a significance test.
 
     Presence is document level: the pooled activation exceeds ``activated_threshold`` (encoded documents
     only; ``aggregation`` (``max``, ``mean``, ``sum``, ``binarize`` or ``count``) pools each document's token activations, max by default). Candidate features are ``features`` if given, else those active in at least ``min_count``
-    documents and in at most ``max_coverage`` of them. Per pair: ``count_a``, ``count_b``, ``count_ab``
+    documents and in at most ``max_coverage`` of them: by default features seen in fewer than 10 documents (whose
+    NPMI is 1 after a handful of joint occurrences) and features active in more than half of them (which co-occur
+    with everything) are left out, and ``attrs["excluded"]`` counts them (``attrs["excluded_text"]`` says it). Per pair: ``count_a``, ``count_b``, ``count_ab``
     (documents with both), ``expected_ab`` under independence, ``npmi`` (see :func:`npmi`), ``p_value`` from
     the one-sided Fisher exact (hypergeometric) test that the pair co-occurs more than chance, and
     ``q_value`` (Benjamini–Hochberg over *all* candidate pairs, including those that never co-occur, which
@@ -257,7 +274,7 @@ def feature_correlations(
 
     Example::
 
-        pairs = feature_correlations(ds, min_count=20)
+        pairs = feature_correlations(ds)
         pairs.query("q_value < 0.05").head()
     """
     P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
@@ -276,16 +293,17 @@ def _with_words(ds: EncodedDataset, pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def top_correlations(
-    ds: EncodedDataset, k: int = 20, features: Iterable[int] | None = None, min_count: int = 5, *,
-    max_coverage: float = 1.0, aggregation: str = "max", activated_threshold: float = 0.0, exact_q_below: float = 0.05,
+    ds: EncodedDataset, k: int = 20, features: Iterable[int] | None = None, min_count: int = 10, *,
+    max_coverage: float = 0.5, aggregation: str = "max", activated_threshold: float = 0.0, exact_q_below: float = 0.05,
     block_size: int = 4096, memory_limit: int | str | None = None,
 ) -> pd.DataFrame:
     """The ``k`` most strongly co-occurring feature pairs by NPMI, with labels and q-values.
 
     Same statistics, BH family and q-values as :func:`feature_correlations` (a pair gets the same q in
     both), but only the best ``k`` pairs are kept while the co-occurrence blocks stream past, so memory
-    stays bounded on large datasets. Raise ``min_count`` to keep rare features (whose NPMI is 1 after a
-    handful of joint occurrences) from crowding the list. ``fires_on_a``/``fires_on_b``: the words each feature
+    stays bounded on large datasets. The same candidates: by default, features active in at least 10 documents
+    (rarer ones reach NPMI 1 after a handful of joint occurrences) and in at most half of them;
+    ``attrs["excluded"]`` counts the features left out. ``fires_on_a``/``fires_on_b``: the words each feature
     of a pair fires on most specifically in ``ds``.
 
     ``memory_limit`` (bytes, or a string such as ``"4GB"``) reads the store block by block within that bound
@@ -295,7 +313,7 @@ def top_correlations(
 
     Example::
 
-        top_correlations(ds, k=10, min_count=50)[["label_a", "label_b", "npmi", "q_value"]]
+        top_correlations(ds, k=10)[["label_a", "label_b", "npmi", "q_value"]]
     """
     limit = check_blockwise(ds, memory_limit)
     features = check_features(features, ds.d_sae, sae=ds.encoder)

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from .blockwise import PresenceBlocks, check_blockwise
 from .fires_on import add_fires_on, words_of
-from .grouping import add_groups, one_row_per_group
+from .grouping import RULES, add_groups, one_row_per_group
 from .inputs import (EncodedDataset, check_dataset, check_same_encoder, feature_counts, label_array, load_documents,
                      presence)
 from .stats import benjamini_hochberg, fisher_two_sided, newcombe_interval
@@ -83,7 +83,8 @@ def diff_counts(
 def diff_features(
     ds_a: EncodedDataset, ds_b: EncodedDataset, metric: str = "absolute", min_coverage: float = 0.0,
     max_coverage: float = 1.0, *, aggregation: str = "max", activated_threshold: float = 0.0, confidence: float = 0.95,
-    grouped: bool = False, alpha: float = 0.05, min_overlap: float = 0.5, memory_limit: int | str | None = None,
+    grouped: bool = False, grouping: str = "explained", alpha: float = 0.05, min_overlap: float = 0.5,
+    memory_limit: int | str | None = None,
 ) -> pd.DataFrame:
     """Compare how often each feature is active in the documents of two datasets.
 
@@ -104,12 +105,16 @@ def diff_features(
     When both datasets have a ``name`` (``ds.name = "german"``) and the names differ, the columns ending in
     ``_a``/``_b`` end in the names instead (``freq_german``).
 
-    One phenomenon often moves many features. Significant features (``q_value < alpha``) that differ in the
-    same direction and are present in mostly the same documents (Jaccard index of their document sets at
-    least ``min_overlap``) form a group: ``group`` numbers it (0 holds the smallest p-value),
-    ``representative`` is its feature with the smallest p-value and ``overlap`` a member's Jaccard index
-    with it; every other feature is a group of its own. ``grouped=True`` returns one row per group, the
-    representative's, with ``members`` (feature ids) and ``n_members``.
+    One cause often moves many features. Significant features (``q_value < alpha``) that differ in the same
+    direction form groups (analysis/grouping.py), taken from the smallest p-value down: with
+    ``grouping="explained"``, a feature joins the group of the first feature that explains its difference — among
+    documents that agree on that feature's presence, its own difference is no longer significant
+    (``p_given_representative >= alpha``, a Cochran–Mantel–Haenszel test); with ``grouping="overlap"``, of the
+    first feature present in mostly the same documents (Jaccard index of their document sets at least
+    ``min_overlap``). ``group`` numbers it (0 holds the smallest p-value), ``representative`` is its feature with
+    the smallest p-value and ``overlap`` a member's Jaccard index with it; every other feature is a group of its
+    own. ``grouped=True`` returns one row per group, the representative's (its ``fires_on`` too), with ``members``
+    (feature ids) and ``n_members``.
 
     ``memory_limit`` (bytes, or a string such as ``"4GB"``) reads the stores block by block within that bound
     instead of building both matrices in memory (analysis/blockwise.py); the table is the same.
@@ -130,6 +135,7 @@ def diff_features(
             "diff datasets encoded with the same SAE."
         )
     check_bool(grouped, "grouped")
+    check_choice(grouping, "grouping", RULES)
     alpha = check_fraction(alpha, "alpha", open_low=True)
     min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
     limit = check_blockwise(ds_a, memory_limit)
@@ -148,7 +154,8 @@ def diff_features(
     labels = label_array(ds_a)
     table = diff_counts(count_a, n_a, count_b, n_b, labels, metric=metric,
                         min_coverage=min_coverage, max_coverage=max_coverage, confidence=confidence)
-    table = add_groups(table, P, "frequency_difference", alpha, min_overlap)
+    side = np.r_[np.ones(n_a), np.zeros(n_b)]  # the rows of P: ds_a's, then ds_b's
+    table = add_groups(table, P, "frequency_difference", alpha, min_overlap, scores=side, rule=grouping)
     table = add_fires_on(table, [words_of(ds_a), words_of(ds_b)], side=table["freq_a"] < table["freq_b"])
     if grouped:
         table = one_row_per_group(table)
@@ -167,7 +174,7 @@ def _named_columns(ds_a: EncodedDataset, ds_b: EncodedDataset) -> dict[str, str]
 def diff_many(
     datasets: Mapping[str, EncodedDataset], metric: str = "absolute", min_coverage: float = 0.0,
     max_coverage: float = 1.0, *, aggregation: str = "max", activated_threshold: float = 0.0, confidence: float = 0.95,
-    grouped: bool = False, alpha: float = 0.05, min_overlap: float = 0.5,
+    grouped: bool = False, grouping: str = "explained", alpha: float = 0.05, min_overlap: float = 0.5,
 ) -> pd.DataFrame:
     """Compare each of several datasets against all the others pooled (one vs. rest).
 
@@ -191,6 +198,7 @@ def diff_many(
     min_coverage, max_coverage = check_coverage(min_coverage, max_coverage)
     confidence = check_fraction(confidence, "confidence", open_low=True)
     check_bool(grouped, "grouped")
+    check_choice(grouping, "grouping", RULES)
     alpha = check_fraction(alpha, "alpha", open_low=True)
     min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
     names = list(datasets)
@@ -218,9 +226,11 @@ def diff_many(
         "count_a": "count_in", "count_b": "count_rest", "freq_a": "freq_in", "freq_b": "freq_rest"})
     table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
     P, parts = sp.vstack(present).tocsc(), []
-    for name in names:
+    owner = np.repeat(np.arange(len(names)), [sizes[name] for name in names])  # the dataset of each row of P
+    for i, name in enumerate(names):
         part = add_groups(table[table["dataset"] == name], P, "frequency_difference", alpha, min_overlap,
-                          first_group=sum(len(p) for p in parts))
+                          first_group=sum(len(p) for p in parts), scores=(owner == i).astype(np.float64),
+                          rule=grouping)
         parts.append(part)
     # Words from the named dataset where the feature is more frequent there, else from the other dataset where it
     # is most frequent (the rest is several datasets, whose words are read one dataset at a time).

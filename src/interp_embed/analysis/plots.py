@@ -41,7 +41,8 @@ def plot_diff(table: pd.DataFrame, top: int = 10, path: str | Path | None = None
     """Bar chart of the ``top`` most positive and ``top`` most negative frequency differences with their CIs.
 
     Error bars are the table's ``ci_low``/``ci_high`` (Newcombe interval of ``freq_a − freq_b``); features
-    with ``q_value < 0.05`` are drawn solid, the rest hatched.
+    with ``q_value < 0.05`` are drawn solid, the rest hatched. A feature is named by the words it fires on
+    (``fires_on``, from the side where it is more frequent) where the table has them, else by its label.
 
     Example::
 
@@ -60,7 +61,9 @@ def plot_diff(table: pd.DataFrame, top: int = 10, path: str | Path | None = None
     colours = np.where(rows["_d"] > 0, "tab:blue", "tab:orange")
     ax.barh(y, rows["_d"], xerr=err, color=colours, capsize=2,
             hatch=[None if s else "//" for s in significant], edgecolor="black", linewidth=0.3)
-    ax.set_yticks(y, [_name(f, l) for f, l in zip(rows["feature_id"], rows["label"])], fontsize=7)
+    words = rows["fires_on"] if "fires_on" in rows.columns else pd.Series("", index=rows.index)
+    names = [_name(f, w if isinstance(w, str) and w else l) for f, w, l in zip(rows["feature_id"], words, rows["label"])]
+    ax.set_yticks(y, names, fontsize=7)
     ax.axvline(0, color="black", linewidth=0.6)
     ax.set_xlabel("freq_a − freq_b (95% Newcombe CI; hatched: q ≥ 0.05)")
     ax.set_title(title or "Features that differ between the datasets")
@@ -117,4 +120,33 @@ def plot_clusters(clusters: pd.DataFrame, path: str | Path | None = None, title:
     ax.set_xlabel("documents")
     ax.set_xlim(0, first["size"].max() * 1.8)
     ax.set_title(title or "Clusters and their most over-represented feature")
+    return _finish(fig, path)
+
+
+def plot_trends(table: pd.DataFrame, top: int = 6, path: str | Path | None = None, title: str | None = None) -> Figure:
+    """The frequency of the ``top`` strongest trends (smallest p-values, one feature per group when the table is
+    grouped) at each level, as lines; a dashed line where ``q_value >= 0.05``.
+
+    Example::
+
+        plot_trends(feature_trends(ds, "year"), path="trends.png")
+    """
+    _require(table, ["feature_id", "label", "p_value", "q_value"], "feature_trends")
+    levels = [c for c in table.columns if c.startswith("freq_")]
+    if len(levels) < 2:
+        raise ValueError("table has fewer than two freq_<level> columns; pass the DataFrame returned by feature_trends.")
+    rows = table.sort_values(["p_value", "feature_id"])
+    if "representative" in rows.columns:
+        rows = rows[rows["feature_id"] == rows["representative"]]
+    rows = rows.head(top)
+    fig = _figure(8, 4.5)
+    ax = fig.subplots()
+    x = np.arange(len(levels))
+    for _, row in rows.iterrows():
+        ax.plot(x, row[levels].to_numpy(dtype=float), marker="o", linestyle="-" if row["q_value"] < 0.05 else "--",
+                label=_name(int(row["feature_id"]), row.get("fires_on") or row["label"], 50))
+    ax.set_xticks(x, [c[len("freq_"):] for c in levels], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("share of documents where the feature is active")
+    ax.legend(fontsize=7)
+    ax.set_title(title or f"The {len(rows)} strongest trends (dashed: q ≥ 0.05)")
     return _finish(fig, path)

@@ -282,3 +282,27 @@ def newcombe_interval(
     l2, u2 = wilson_interval(k_2, n_2, confidence)
     d = p1 - p2
     return d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def stratified_score_test(score_sums: np.ndarray, counts: np.ndarray, n: np.ndarray, score_mean: np.ndarray,
+                          score_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(z, two-sided p)`` of the stratified linear permutation test: is a feature's presence related to a
+    document score once documents are compared only with documents of their own stratum?
+
+    Arrays are (strata, features): ``score_sums[k, f]`` is the sum of the scores of the documents of stratum k
+    holding feature f, ``counts[k, f]`` their number; ``n[k]``, ``score_mean[k]`` and ``score_var[k]`` (population
+    variance) describe stratum k's scores. Under the null, each stratum's documents holding the feature are a
+    random draw from the stratum, so the sum has mean ``Σ_k counts·mean_k`` and variance
+    ``Σ_k counts·(n_k − counts)/(n_k − 1)·var_k``; z is standard normal for large counts. With scores 1 for one side
+    of a comparison and 0 for the other this is the Cochran–Mantel–Haenszel test (statsmodels' ``StratifiedTable
+    .test_null_odds(correction=False)``); with one stratum and ordered scores, the Cochran–Armitage trend test
+    (``Table.test_ordinal_association``). Where no stratum varies, the data cannot tell: z = 0 and p = 1.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    n, score_mean, score_var = (np.asarray(x, dtype=np.float64).reshape(-1, 1) for x in (n, score_mean, score_var))
+    expected = (counts * score_mean).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = np.where(n > 1, counts * (n - counts) / (n - 1) * score_var, 0.0).sum(axis=0)
+        z = np.where(variance > 0, (np.asarray(score_sums, dtype=np.float64).sum(axis=0) - expected)
+                     / np.sqrt(variance), 0.0)
+    return z, np.where(variance > 0, np.clip(2 * stats.norm.sf(np.abs(z)), 0.0, 1.0), 1.0)

@@ -8,6 +8,8 @@ architecture's name to its config class.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -108,10 +110,23 @@ class BatchTopKConfig(TopKConfig):
             raise ValueError(f"threshold_rate must be in (0, 1], not {self.threshold_rate!r}")
 
 
+def sae_file(path: Path) -> Path:
+    """``path`` if it is a regular file, not a link; a ValueError naming it otherwise (a FileNotFoundError if it is
+    missing). An SAE folder may come from someone else: a link in it could lead to any file of this machine, and a
+    FIFO would block its reader for ever, so neither is read."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        raise ValueError(f"{path} is a symbolic link; the files of an SAE folder are read only as plain files, never "
+                         "through a link: copy the file itself into the folder")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file")
+    return Path(path)
+
+
 def read_config(path: Path) -> dict:
-    """A SAELens ``cfg.json`` as a dict; a file that is not a JSON object is refused naming it."""
+    """A SAELens ``cfg.json`` as a dict; a file that is not a plain JSON object is refused naming it."""
     try:
-        raw = json.loads(Path(path).read_text("utf-8"))
+        raw = json.loads(sae_file(Path(path)).read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ValueError(f"{path}: cannot read the SAE config ({err})") from err
     if not isinstance(raw, dict):

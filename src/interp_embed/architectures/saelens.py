@@ -15,16 +15,18 @@ scaling factor a training checkpoint keeps in ``activation_scaler.json``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import MISSING, fields
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..encode.hook_point import HookPoint
 from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, write_atomically
 from .base import SparseAutoencoder, architectures, build_sae
-from .config import SAEConfig, read_config
+from .config import SAEConfig, read_config, sae_file
 
 _SHARED_FIELDS = {f.name for f in fields(SAEConfig)}
 _KEPT_METADATA = ("dataset_path", "context_size", "trainer", "training_tokens")
@@ -122,8 +124,8 @@ def config_from_saelens(raw: dict, source: str = SAE_CONFIG) -> SAEConfig:
                          "hook_head_index (an SAE reads all attention heads at once)")
     shared = dict(
         architecture=cls.architecture,
-        d_in=int(raw["d_in"]),
-        d_sae=int(raw["d_sae"]),
+        d_in=_whole(raw.get("d_in"), "d_in", source),
+        d_sae=_whole(raw.get("d_sae"), "d_sae", source),
         hook_layer=hook.layer,
         hook_site=hook.site,
         apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
@@ -147,6 +149,13 @@ def config_from_saelens(raw: dict, source: str = SAE_CONFIG) -> SAEConfig:
         return cls.config_class(**shared, **own)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{source}: {err}") from err
+
+
+def _whole(value, name: str, source: str) -> int:
+    """A width from a config: a JSON integer (or a float with no fraction, as some writers spell one)."""
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+        raise ValueError(f"{source}: {name} must be a whole number, not {value!r}")
+    return int(value)
 
 
 def config_to_saelens(cfg: SAEConfig, dtype: torch.dtype = torch.float32) -> dict:
@@ -179,21 +188,45 @@ def load_sae(folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch
     folder = Path(folder)
     cfg_path, weights_path = folder / SAE_CONFIG, folder / SAE_WEIGHTS
     for path in (cfg_path, weights_path):
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise FileNotFoundError(f"{path} is missing: an SAE folder holds {SAE_CONFIG} and {SAE_WEIGHTS}")
+        sae_file(path)
     raw_cfg = read_config(cfg_path)
-    sae = build_sae(config_from_saelens(raw_cfg, source=str(cfg_path)))
+    cfg = config_from_saelens(raw_cfg, source=str(cfg_path))
+    # Sizes are checked against the weights file's header before anything is allocated: a config can claim any
+    # width, and building the SAE first would allocate what it claims.
+    with torch.device("meta"):
+        shell = build_sae(cfg)
+    expected = {name: tuple(p.shape) for name, p in shell.named_parameters()}
+    found = _saved_shapes(weights_path, shell)
+    if found != expected:
+        raise ValueError(f"{weights_path}: expected tensors {expected} for {shell.architecture}, found {found}")
+    sae = build_sae(cfg)
     state = sae.state_from_saved(load_file(str(weights_path)))
     # Some SAELens releases carry a scaling_factor of ones that changes nothing; SAELens drops it too.
     if "scaling_factor" in state and torch.allclose(state["scaling_factor"], torch.ones(())):
         state = {name: t for name, t in state.items() if name != "scaling_factor"}
-    expected = {name: tuple(p.shape) for name, p in sae.named_parameters()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if found != expected:
         raise ValueError(f"{weights_path}: expected tensors {expected} for {sae.architecture}, found {found}")
+    for name, tensor in state.items():  # NaN weights would encode every token as nothing at all, silently
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"{weights_path}: {name} holds values that are not finite (NaN or infinite); an SAE with "
+                             "such weights cannot encode")
     state = _fold_saved_settings(state, raw_cfg, folder)
     sae.load_state_dict(state)
     return sae.to(device=device, dtype=dtype).eval()
+
+
+def _saved_shapes(weights_path: Path, shell: SparseAutoencoder) -> dict[str, tuple[int, ...]]:
+    """The shapes of the tensors a weights file holds, from its header alone (no data is read), named as ``shell``'s
+    architecture names them; a scaling factor SAELens may add is left out (it is checked once loaded)."""
+    try:
+        with safe_open(str(weights_path), framework="pt") as weights:
+            saved = {name: torch.empty(weights.get_slice(name).get_shape(), device="meta") for name in weights.keys()}
+    except Exception as err:  # noqa: BLE001 — safetensors raises its own errors for a damaged file
+        raise ValueError(f"{weights_path}: not a safetensors file ({err})") from err
+    return {name: tuple(t.shape) for name, t in shell.state_from_saved(saved).items() if name != "scaling_factor"}
 
 
 def _fold_saved_settings(state: dict[str, torch.Tensor], raw_cfg: dict, folder: Path) -> dict[str, torch.Tensor]:
@@ -222,12 +255,12 @@ def _scaling_factor(folder: Path) -> float:
     path = folder / SAE_ACTIVATION_SCALER
     reason = f"{folder / SAE_CONFIG}: normalize_activations='expected_average_only_in' multiplies every input by " \
              f"a scaling factor estimated in training, and {path}"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ValueError(f"{reason} is missing, so the factor is unknown (a release's factor is in SAELens' registry: "
                          "load it with LocalSAE(release=..., sae_id=...))")
     try:
-        factor = json.loads(path.read_text())["scaling_factor"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        factor = json.loads(sae_file(path).read_text())["scaling_factor"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as err:
         raise ValueError(f"{reason} is not a JSON object with a scaling_factor ({err!r})") from err
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
         raise ValueError(f"{reason} gives scaling_factor={factor!r}, not a positive number")

@@ -11,7 +11,7 @@ import typer
 
 from .common import DEBUG, PlainFormatter
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Interpretable SAE embeddings of text datasets.")
 
 
@@ -21,7 +21,7 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show the traceba
 
 
 # Imported for the commands they add, in the order --help lists them.
-from . import store_commands, analysis_commands, label_commands, train_command  # noqa: E402,F401,I001
+from . import store_commands, column_command, analysis_commands, label_commands, train_command  # noqa: E402,F401,I001
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The analyses as commands: diff, correlate, associate, cluster, search. Defaults are the Python functions'."""
+"""The analyses as commands: diff, correlate, associate, trend, cluster, search. Defaults are the Python functions'.
+``--where`` chooses documents by their metadata (cli/subsets.py)."""
 from __future__ import annotations
 
 import enum
@@ -7,8 +8,11 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import CSV, JSON, console, default, feature_list, friendly, open_dataset, shorten, show
-from ..analysis import associate_features, cluster_documents, diff_features, search_documents, top_correlations
+from .common import (CSV, JSON, console, default, fail, feature_list, friendly, open_dataset, print_wrapped, shorten,
+                     show)
+from .subsets import chosen, where_option
+from ..analysis import (associate_features, cluster_documents, diff_features, feature_trends, plot_trends,
+                        search_documents, top_correlations, where_mask)
 
 ROWS = typer.Option(20, "--rows", min=1, help="Rows shown on the terminal (--csv / --json write them all).")
 
@@ -34,10 +38,27 @@ class AxisBy(str, enum.Enum):
     query = "query"
 
 
+class Grouping(str, enum.Enum):
+    explained = "explained"
+    overlap = "overlap"
+
+
+GROUPING = typer.Option(default(diff_features, "grouping"), help="How findings are grouped: explained (a feature "
+                                                                 "joins the first whose presence explains its "
+                                                                 "difference) or overlap (present in mostly the "
+                                                                 "same documents).")
+
+
 @app.command()
 @friendly
 def diff(store_a: Path = typer.Argument(..., help="A store folder."),
-         store_b: Path = typer.Argument(..., help="Another store encoded with the same SAE."),
+         store_b: Path = typer.Argument(None, help="Another store encoded with the same SAE; leave it out to compare "
+                                                   "the documents of STORE_A that --where chooses with the rest "
+                                                   "(or with --where-b)."),
+         where: str = where_option("The documents of STORE_A to compare, in pandas query syntax, e.g. \"section == "
+                                   "'games'\" (read as data, never run as code)."),
+         where_b: str = typer.Option(None, "--where-b", help="The documents to compare them with: of STORE_B when "
+                                                             "given, else of STORE_A (default: the rest of STORE_A)."),
          metric: Metric = typer.Option(default(diff_features, "metric"), help="Rank by the difference of frequencies "
                                                                               "(absolute) or their ratio (relative)."),
          min_coverage: float = typer.Option(default(diff_features, "min_coverage"),
@@ -45,18 +66,36 @@ def diff(store_a: Path = typer.Argument(..., help="A store folder."),
          max_coverage: float = typer.Option(default(diff_features, "max_coverage"),
                                             help="Test only features active in at most this share of either."),
          grouped: bool = typer.Option(default(diff_features, "grouped"),
-                                      help="One row per group of features active in the same documents."),
+                                      help="One row per group of findings with one cause."),
+         grouping: Grouping = GROUPING,
          alpha: float = typer.Option(default(diff_features, "alpha"), help="q-value below which findings are grouped."),
          rows: int = ROWS, csv: Path = CSV, json: Path = JSON) -> None:
-    """Which features are active in more documents of STORE_A than of STORE_B (Fisher exact tests, BH q-values)."""
-    a, b = open_dataset(store_a), open_dataset(store_b)
-    if a.name == b.name:
+    """Which features are active in more documents of one side than of the other (Fisher exact tests, BH q-values):
+    two stores, or two parts of one store chosen by --where."""
+    first = open_dataset(store_a)
+    if store_b is None:
+        if where is None:
+            raise typer.BadParameter("give STORE_B, or --where to compare the documents of STORE_A it chooses with "
+                                     "the rest", param_hint="STORE_B")
+        a = chosen(first, where)
+        b = chosen(first, where_b, "--where-b") if where_b is not None else first[~where_mask(first.pandas(), where)]
+        if not len(b):
+            raise ValueError(f"every document of {store_a} satisfies --where {where!r}: there is no rest to compare "
+                             "with")
+        sides = f"{where} vs {where_b or 'the rest'} in {store_a}"
+    else:
+        second = open_dataset(store_b)
+        a, b = chosen(first, where), chosen(second, where_b, "--where-b")
+        a.name, b.name = first.name, second.name  # a view chosen by --where keeps its store's name
+        sides = f"{store_a} vs {store_b}"
+    if a.name is None or a.name == b.name:
         a.name, b.name = "a", "b"
     table = diff_features(a, b, metric=metric.value, min_coverage=min_coverage, max_coverage=max_coverage,
-                          grouped=grouped, alpha=alpha)
+                          grouped=grouped, grouping=grouping.value, alpha=alpha)
     columns = ["feature_id", "fires_on", "label", f"freq_{a.name}", f"freq_{b.name}", "frequency_difference", "ci_low",
                "ci_high", "q_value", "n_members"]
-    show(table, columns, rows, f"features by difference, {store_a} vs {store_b}", csv, json)
+    show(table, columns, rows, f"features by difference, {sides} ({len(a)} vs {len(b)} documents)", csv, json,
+         optional=("ci_low", "ci_high"))
 
 
 @app.command()
@@ -67,30 +106,67 @@ def correlate(store: Path = typer.Argument(..., help="A store folder."),
                                             help="Only features active in at least this many documents."),
               max_coverage: float = typer.Option(default(top_correlations, "max_coverage"),
                                                  help="Only features active in at most this share of documents."),
+              where: str = where_option(),
               rows: int = ROWS, csv: Path = CSV, json: Path = JSON) -> None:
     """The feature pairs that co-occur most (NPMI of document presence, one-sided Fisher, BH q-values)."""
-    table = top_correlations(open_dataset(store), k=k, min_count=min_count, max_coverage=max_coverage)
+    table = top_correlations(chosen(open_dataset(store), where), k=k, min_count=min_count, max_coverage=max_coverage)
     show(table, ["feature_a", "fires_on_a", "label_a", "feature_b", "fires_on_b", "label_b", "count_ab", "npmi",
                  "q_value"], rows,
          f"co-occurring features in {store}", csv, json)
+    print_wrapped(table.attrs["excluded_text"] + " (--min-count, --max-coverage)")
 
 
 @app.command()
 @friendly
 def associate(store: Path = typer.Argument(..., help="A store folder."),
-              target: str = typer.Option(..., help="A binary or numeric column of the store's table."),
+              target: str = typer.Option(..., help="A column of the store's table: binary, numeric, or categories "
+                                                   "(each tested against the rest)."),
+              where: str = where_option(),
               min_count: int = typer.Option(default(associate_features, "min_count"), min=2,
                                             help="Test only features present (and absent) in this many documents."),
               grouped: bool = typer.Option(default(associate_features, "grouped"),
-                                           help="One row per group of features present in the same documents."),
+                                           help="One row per group of findings with one cause."),
+              grouping: Grouping = GROUPING,
               rows: int = ROWS, csv: Path = CSV, json: Path = JSON) -> None:
     """Which features separate the values of a column (Fisher or rank-sum tests, BH q-values, an L1 model)."""
-    table = associate_features(open_dataset(store), target, min_count=min_count, grouped=grouped)
-    show(table, ["feature_id", "fires_on", "label", "mean_active", "mean_inactive", "separation", "p_method",
-                 "q_value", "selected"], rows, f"features associated with {target!r}", csv, json)
+    table = associate_features(chosen(open_dataset(store), where), target, min_count=min_count, grouped=grouped,
+                               grouping=grouping.value)
+    if "level" in table.columns:  # categories: a summary per level, then the strongest findings of all levels
+        show(table.attrs["levels"], ["level", "n_documents", "n_significant", "n_groups", "top_feature", "fires_on",
+                                     "held_out_auc", "status"], len(table.attrs["levels"]),
+             f"each value of {target!r} against the rest", None, None)
+        table = table.sort_values(["p_value", "level"], kind="stable", ignore_index=True)
+    show(table, ["level", "feature_id", "fires_on", "label", "mean_active", "mean_inactive", "separation", "p_method",
+                 "q_value", "selected", "n_members"], rows, f"features associated with {target!r}", csv, json)
     model = table.attrs["model"]
-    console.print(f"sparse model: held-out {model['metric']} {model['held_out']:.3f} (shuffled target: "
-                  f"{model['permutation_baseline']:.3f}), {len(model['selected'])} features selected")
+    if model and "metric" in model:
+        console.print(f"sparse model: held-out {model['metric']} {model['held_out']:.3f} (shuffled target: "
+                      f"{model['permutation_baseline']:.3f}), {len(model['selected'])} features selected")
+
+
+@app.command()
+@friendly
+def trend(store: Path = typer.Argument(..., help="A store folder."),
+          column: str = typer.Option(..., help="An ordered column of the store's table: dates, versions, numbers."),
+          where: str = where_option(),
+          max_levels: int = typer.Option(default(feature_trends, "max_levels"), min=2,
+                                         help="Levels shown; more distinct values are cut into this many bins."),
+          grouped: bool = typer.Option(default(feature_trends, "grouped"),
+                                       help="One row per group of findings with one cause."),
+          grouping: Grouping = GROUPING,
+          plot: Path = typer.Option(None, help="Draw the strongest trends into this image (.png, .svg, .pdf)."),
+          rows: int = ROWS, csv: Path = CSV, json: Path = JSON) -> None:
+    """Which features become more or less frequent along an ordered column (rank tests, BH q-values)."""
+    table = feature_trends(chosen(open_dataset(store), where), column, max_levels=max_levels, grouped=grouped,
+                           grouping=grouping.value)
+    levels = table.attrs["levels"]
+    frequencies = [c for c in table.columns if c.startswith("freq_")]
+    show(table, ["feature_id", "fires_on", "label", "spearman", "slope", frequencies[0], frequencies[-1], "q_value",
+                 "n_members"], rows, f"features by trend along {column!r}", csv, json)
+    console.print(f"levels (documents): " + ", ".join(f"{r.level} ({r.n_documents})" for r in levels.itertuples()))
+    if plot is not None:
+        plot_trends(table, path=plot)
+        console.print(f"wrote {plot}")
 
 
 @app.command()
@@ -108,11 +184,12 @@ def cluster(store: Path = typer.Argument(..., help="A store folder."),
             rows: int = ROWS,
             csv: Path = typer.Option(None, "--csv", help="Write one row per document with its cluster to this CSV "
                                                          "file."),
-            json: Path = typer.Option(None, "--json", help="Write the cluster table to this JSON file.")) -> None:
+            json: Path = typer.Option(None, "--json", help="Write the cluster table to this JSON file."),
+            where: str = where_option()) -> None:
     """Cluster documents along the axis you choose; each cluster with its words, typical documents and features."""
     if sum(x is not None and x != [] for x in (features, query, example)) != 1:
         raise typer.BadParameter("give exactly one of --features, --query or --example")
-    ds = open_dataset(store)
+    ds = chosen(open_dataset(store), where)
     result = cluster_documents(ds, features=feature_list(features), query=query, examples=example or None,
                                by=by.value, n_clusters=n_clusters, method=method.value)
     assignments, clusters = result
@@ -152,5 +229,7 @@ def search(store: Path = typer.Argument(..., help="A store folder."),
     hits = search_documents(open_dataset(store), query, k=k, by=by.value, features=feature_list(features),
                             examples=example or None, negatives=negative or None)
     used = hits.attrs["features"]
+    if hits.empty:
+        fail(f"no document of {store} has any of the features used active: {', '.join(map(str, used.feature_id))}")
     show(used, ["feature_id", "source", "score", "fires_on", "label"], min(rows, 10), "features used", None, None)
     show(hits, ["document", "score", "feature_id", "fires_on", "highlighted"], rows, "documents found", csv, json)

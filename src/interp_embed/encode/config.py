@@ -97,13 +97,24 @@ class EncodePlan:
     chunk_tokens: int | None = 24_000
     """A chunk of consecutive rows is committed to disk after about this many tokens (estimated from the
     texts' UTF-8 bytes, so the same table is always cut the same way): every 20-30 s for the bundled reader
-    on a 2-core CPU (~1,000 tokens/s); a crash loses at most the chunk in flight. Smaller chunks cost padding
-    (benchmarks/chunk_plans.py: 12,000 ran 1.3x slower). On a GPU, raise it to commit less often."""
+    on a 2-core CPU (~1,000 tokens/s); a crash loses at most the chunk in flight. Smaller chunks pad a little
+    more (their batches are packed from fewer windows). On a GPU, raise it to commit less often."""
+    first_chunk_tokens: int | None = 1_000
+    """The first chunk is committed after about this many tokens, and each next one after twice as many as the
+    one before, up to ``chunk_tokens``: a run stopped early keeps most of what it computed (on a 2-core CPU,
+    commits after about 1, 3, 7, 15 and 31 s, then every 24). None: every chunk is ``chunk_tokens`` (the plan of
+    stores written before this existed, which resume with it)."""
     chunk_chars: int | None = None
-    """The rule of stores written before ``chunk_tokens`` existed: a chunk after about this many characters.
-    Such stores resume with it; it is set only together with ``chunk_tokens=None``."""
+    """The rule of stores written before ``chunk_tokens`` existed: a chunk after about this many characters, every
+    chunk alike (``first_chunk_tokens`` does not apply). Such stores resume with it; it is set only together with
+    ``chunk_tokens=None``."""
     batch_tokens: int = 4096
     """Padded document tokens per forward batch (batches are packed from length-sorted windows)."""
+    max_padding: float | None = 0.2
+    """A batch is closed early rather than pad its windows (each to the longest one's length) by more than this
+    share of their own tokens: filling ``batch_tokens`` alone pads a chunk of short and long documents by about
+    a third, a small chunk more (benchmarks/chunk_plans.py). None: batches fill ``batch_tokens`` whatever their
+    padding (the rule of stores written before this existed, which resume with it)."""
     window_tokens: int = 1024
     """The longest sequence fed to the reader, template prefix included; longer documents are split."""
     window_overlap: int = 128
@@ -117,9 +128,14 @@ class EncodePlan:
     def __post_init__(self) -> None:
         if (self.chunk_tokens is None) == (self.chunk_chars is None):
             raise ValueError("give exactly one of chunk_tokens and chunk_chars (chunk_chars with chunk_tokens=None)")
-        for name in ("chunk_tokens", "chunk_chars", "batch_tokens", "window_tokens"):
+        if self.chunk_chars is not None:  # the older rule cut chunks of one size
+            object.__setattr__(self, "first_chunk_tokens", None)
+        for name in ("chunk_tokens", "first_chunk_tokens", "chunk_chars", "batch_tokens", "window_tokens"):
             if getattr(self, name) is not None:
                 check_int(getattr(self, name), name, minimum=1)
+        if self.max_padding is not None and (isinstance(self.max_padding, bool) or
+                                             not isinstance(self.max_padding, (int, float)) or self.max_padding < 0):
+            raise ValueError(f"max_padding must be a number >= 0 (or None), not {self.max_padding!r}")
         if not isinstance(self.token_level, bool):
             raise TypeError(f"token_level must be True or False, not {self.token_level!r}")
         # Fewer than half the window repeated, so every window moves on by more than it repeats.
@@ -131,14 +147,23 @@ class EncodePlan:
 
     @classmethod
     def from_json(cls, data: dict) -> "EncodePlan":
-        """The plan a manifest records; one without ``chunk_tokens`` predates it and cut chunks by characters."""
-        if "chunk_tokens" not in data:
-            data = {**data, "chunk_tokens": None}
-        return cls(**data)
+        """The plan a manifest records. One without ``chunk_tokens`` predates it and cut chunks by characters; one
+        without ``first_chunk_tokens`` cut every chunk to the same size, one without ``max_padding`` filled every
+        batch."""
+        return cls(**{"chunk_tokens": None, "first_chunk_tokens": None, "max_padding": None, **data})
+
+    def chunk_limit(self, index: int) -> int:
+        """The size (estimated tokens, or characters for a ``chunk_chars`` plan) at which chunk ``index`` (0: the
+        first) is closed."""
+        if self.chunk_tokens is None:
+            return self.chunk_chars
+        if self.first_chunk_tokens is None:
+            return self.chunk_tokens
+        return min(self.chunk_tokens, self.first_chunk_tokens << min(index, 64))  # doubling, up to chunk_tokens
 
     def chunk_ranges(self, texts: Iterable) -> list[tuple[int, int]]:
-        """Consecutive row ranges [start, stop) of about ``chunk_tokens`` estimated tokens (or ``chunk_chars``
-        characters) each, a function of the texts alone: the same table is always cut the same way."""
+        """Consecutive row ranges [start, stop) of about :meth:`chunk_limit` estimated tokens (or characters)
+        each, a function of the texts alone: the same table is always cut the same way."""
         cutter = ChunkCutter(self)
         cutter.add(texts)
         return cutter.ranges()
@@ -150,7 +175,7 @@ class ChunkCutter:
     is never whole in memory gives the ranges :meth:`EncodePlan.chunk_ranges` gives for all its texts at once."""
 
     plan: EncodePlan
-    """The plan whose ``chunk_tokens`` (or ``chunk_chars``) sizes the chunks."""
+    """The plan whose :meth:`~EncodePlan.chunk_limit` sizes the chunks."""
     closed: list[tuple[int, int]] = field(default_factory=list)
     """The [start, stop) ranges cut so far."""
     start: int = 0
@@ -163,15 +188,17 @@ class ChunkCutter:
     def add(self, texts: Iterable) -> None:
         """Take the next rows' texts, in table order."""
         if self.plan.chunk_tokens is not None:
-            sizes, limit = map(estimated_tokens, texts), self.plan.chunk_tokens
+            sizes = map(estimated_tokens, texts)
         else:
-            sizes, limit = (len(t) if isinstance(t, str) else 0 for t in texts), self.plan.chunk_chars
+            sizes = (len(t) if isinstance(t, str) else 0 for t in texts)
+        limit = self.plan.chunk_limit(len(self.closed))
         for length in sizes:
             self.rows += 1
             self.size += length
             if self.size >= limit:
                 self.closed.append((self.start, self.rows))
                 self.start, self.size = self.rows, 0
+                limit = self.plan.chunk_limit(len(self.closed))
 
     def ranges(self) -> list[tuple[int, int]]:
         """Every range: those cut so far and, when rows remain, the last, shorter one."""

@@ -87,22 +87,15 @@ def engine_for(engine: str, num_workers: int | None, ray_address: str | None) ->
 class ChunkWorker:
     """What a Ray worker holds: the reader and the SAE, loaded once, and the encoder that runs them over chunks."""
 
-    def __init__(self, sae_source: dict, device: Device, plan: dict, identity: dict):
+    def __init__(self, sae_source: dict, device: Device, plan: dict, identity: dict, arithmetic: str):
         import ray
         import torch
 
-        from ..saes import sae_from_spec
         from .pipeline import Encoder
 
         # Ray gives each worker its share of the CPUs; more torch threads than that would fight the other workers.
         torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-        sae = sae_from_spec(sae_source, device)
-        mine = sae.identity()
-        differing = [key for key in identity if identity[key] != mine.get(key)]
-        if differing:  # another node may hold other files under the same path
-            raise ValueError(f"{sae!r} on this node is not the encoder the store records (differs in: "
-                             f"{', '.join(differing)}); every node needs the same reader and SAE files")
-        reader, model, sae_device = sae.load()
+        reader, model, sae_device = worker_sae(sae_source, device, identity, arithmetic).load()
         self.device = str(reader.device)
         self.encoder = Encoder(reader, model, EncodePlan.from_json(plan), sae_device)
         self.d_sae = model.cfg.d_sae
@@ -120,6 +113,21 @@ class ChunkWorker:
 
         docs = self.encoder.encode_rows(rows, texts)
         return write_chunk(Path(chunks_folder), start, stop, docs, self.d_sae, self.encoder.plan.token_level).to_json()
+
+
+def worker_sae(sae_source: dict, device: Device, identity: dict, arithmetic: str) -> SAE:
+    """The SAE a worker rebuilds from the store's record, running its reader in the store's ``arithmetic`` whatever
+    this node's processor would choose; a ValueError if this node's files make another encoder than ``identity``."""
+    from ..saes import sae_from_spec
+
+    sae = sae_from_spec(sae_source, device)
+    sae.adopt_arithmetic(arithmetic)
+    mine = sae.identity()
+    differing = [key for key in identity if identity[key] != mine.get(key)]
+    if differing:  # another node may hold other files under the same path
+        raise ValueError(f"{sae!r} on this node is not the encoder the store records (differs in: "
+                         f"{', '.join(differing)}); every node needs the same reader and SAE files")
+    return sae
 
 
 def encode_on_ray(store: Store, sae: SAE, engine: RayEngine) -> None:
@@ -184,7 +192,8 @@ def _start_workers(ray, store: Store, sae: SAE, engine: RayEngine, n_chunks: int
     actor = ray.remote(max_restarts=RESTARTS, max_task_retries=RESTARTS, concurrency_groups={"status": 1})(ChunkWorker)
     run = uuid.uuid4().hex[:8]
     # A worker on a GPU sees that GPU alone (Ray sets CUDA_VISIBLE_DEVICES), so it takes the default device.
-    args = (store.encoder.source, None if plan.on_gpu else sae.device, store.plan.to_json(), store.encoder.identity())
+    args = (store.encoder.source, None if plan.on_gpu else sae.device, store.plan.to_json(), store.encoder.identity(),
+            store.encoder.reader.dtype)
     workers = [actor.options(name=f"{WORKER_NAME}-{run}-{i}", **plan.resources).remote(*args) for i in range(plan.count)]
     for i, place in enumerate(ray.get([w.where.options(concurrency_group="status").remote() for w in workers])):
         logger.info("Ray worker %d: process %d on %s (%s)", i, place["pid"], place["node"], place["device"])
@@ -212,7 +221,8 @@ def _encode_chunks(ray, store: Store, workers: list, todo: list[tuple[int, int]]
             if queue:
                 give(worker)
     n_docs, tokens, started = sum(b - a for a, b in todo), 0, time.perf_counter()
-    with tqdm(total=n_docs, unit="doc", desc=f"Encoding on {len(workers)} Ray worker{'s' * (len(workers) > 1)}", dynamic_ncols=True) as bar:
+    with tqdm(total=n_docs, unit="doc", desc=f"Encoding on {len(workers)} Ray worker{'s' * (len(workers) > 1)}",
+              dynamic_ncols=True, mininterval=1.0) as bar:
         while in_flight:
             [ready], _ = ray.wait(list(in_flight), num_returns=1)
             worker, start, stop, n_rows = in_flight.pop(ready)
@@ -222,8 +232,7 @@ def _encode_chunks(ray, store: Store, workers: list, todo: list[tuple[int, int]]
                                  f"rows [{start}, {stop}) with {n_rows} to encode; it was not committed")
             store.commit_written_chunk(entry)
             tokens += entry.n_tokens
-            rate = tokens / max(time.perf_counter() - started, 1e-9)
-            advance_bar(bar, stop - start, f"{rate:,.0f} tok/s", last=not in_flight and not queue)
+            advance_bar(bar, stop - start, tokens, started)
             if queue:
                 give(worker)
     logger.info("Encoded %d rows (%d document tokens) on %d Ray workers into %s", n_docs, tokens, len(workers),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,19 +49,24 @@ def _windows(row: int, ids: np.ndarray, capacity: int, overlap: int) -> list[_Wi
         start = hi
 
 
-def _batches(windows: list[_Window], batch_tokens: int) -> list[list[_Window]]:
-    """Greedy packing of length-sorted windows so that batch size × longest window ≤ batch_tokens.
+def _batches(windows: list[_Window], plan: EncodePlan) -> list[list[_Window]]:
+    """Greedy packing of length-sorted windows: a batch holds at most ``plan.batch_tokens`` once every window is
+    padded to the longest, and (unless ``plan.max_padding`` is None) no more padding than ``plan.max_padding``
+    times its windows' own tokens; a window that would break either starts the next batch.
 
     Only document tokens count: the template prefix is computed once and shared (Reader.forward_documents).
     """
     ordered = sorted(windows, key=lambda w: (len(w.ids), w.row))
-    batches, current = [], []
+    batches, current, tokens = [], [], 0
     for window in ordered:
         longest = len(window.ids)  # sorted ascending: the newcomer is the longest
-        if current and (len(current) + 1) * longest > batch_tokens:
+        padded, own = (len(current) + 1) * longest, tokens + longest
+        too_padded = plan.max_padding is not None and padded - own > plan.max_padding * own
+        if current and (padded > plan.batch_tokens or too_padded):
             batches.append(current)
-            current = []
+            current, tokens = [], 0
         current.append(window)
+        tokens += longest
     if current:
         batches.append(current)
     return batches
@@ -84,8 +91,10 @@ class Encoder:
                              f"template prefix and the overlap of {plan.window_overlap}; raise window_tokens")
         self.tokens_done = 0
 
-    def encode_rows(self, rows: list[int], texts: list[str]) -> list[EncodedDocument]:
-        """Encode the given rows (texts already validated) in length-sorted batches."""
+    def encode_rows(self, rows: list[int], texts: list[str],
+                    progress: Callable[[int], None] | None = None) -> list[EncodedDocument]:
+        """Encode the given rows (texts already validated) in length-sorted batches; after each batch,
+        ``progress(documents)`` is told how many documents it finished (their last window was in it)."""
         windows: list[_Window] = []
         tokens = {}
         for row, text in zip(rows, texts):
@@ -93,9 +102,15 @@ class Encoder:
             tokens[row] = doc
             windows.extend(_windows(row, doc.ids, self.capacity, self.plan.window_overlap))
         parts: dict[int, list] = {row: [] for row in rows}
-        for batch in _batches(windows, self.plan.batch_tokens):
+        windows_left = Counter(window.row for window in windows)
+        for batch in _batches(windows, self.plan):
+            finished = 0
             for window, result in zip(batch, self._run_batch(batch)):
                 parts[window.row].append((window.order, result))
+                windows_left[window.row] -= 1
+                finished += windows_left[window.row] == 0
+            if progress is not None:
+                progress(finished)
         return [self._assemble(row, tokens[row], [r for _, r in sorted(parts[row], key=lambda p: p[0])]) for row in rows]
 
     def _run_batch(self, batch: list[_Window]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -113,7 +128,7 @@ class Encoder:
         acts = self.sae.encode_sparse(x.to(self.sae_device, self.sae.W_enc.dtype))
         ptr = acts.ptr.cpu().numpy()
         features = acts.features.cpu().numpy()
-        values = acts.values.float().cpu().numpy().astype(np.float16)
+        values = acts.values.float().cpu().numpy()  # float32: the store decides how to keep them (stored_values)
         self.tokens_done += int(mask.sum())
         results, t = [], 0
         for window in batch:
@@ -136,11 +151,12 @@ class Encoder:
 
 
 
-def advance_bar(bar: tqdm, documents: int, rate: str, last: bool) -> None:
-    """Move the bar on by a chunk, drawing it once: a log (where every redraw is a line) then holds one line
-    per chunk and the final line once, drawn by the bar's close rather than also by this last step."""
-    bar.set_postfix_str(rate, refresh=False)
-    if last:
+def advance_bar(bar: tqdm, documents: int, tokens: int, started: float) -> None:
+    """Move the bar on by ``documents``, with the ``tokens`` read since ``started`` and their rate. The step that
+    reaches the end is not drawn: the bar's close draws the final line, once (a log holds every redraw)."""
+    rate = tokens / max(time.perf_counter() - started, 1e-9)
+    bar.set_postfix_str(f"{tokens:,} tokens, {rate:,.0f} tok/s", refresh=False)
+    if bar.n + documents >= bar.total:
         bar.n += documents
     else:
         bar.update(documents)
@@ -148,18 +164,20 @@ def advance_bar(bar: tqdm, documents: int, rate: str, last: bool) -> None:
 
 def encode_chunks(store: Store, encoder: Encoder) -> None:
     """Encode the store's pending chunks in order, committing each as it finishes (``encoder.plan`` is the
-    store's plan: it decides the chunks and the batches)."""
+    store's plan: it decides the chunks and the batches). The bar moves with every batch."""
     todo = store.pending_chunks()
     if not todo:
         return
     skipped = store.skipped
     n_docs = sum(b - a for a, b in todo)
     started, tokens_before = time.perf_counter(), encoder.tokens_done
-    with tqdm(total=n_docs, unit="doc", desc="Encoding", dynamic_ncols=True) as bar:
+    with tqdm(total=n_docs, unit="doc", desc="Encoding", dynamic_ncols=True, mininterval=1.0) as bar:
+        def progress(documents: int) -> None:
+            advance_bar(bar, documents, encoder.tokens_done - tokens_before, started)
+
         for start, stop in todo:
             texts = store.texts(start, stop)  # only this chunk's rows: the table may not fit in memory
             rows = [r for r in range(start, stop) if r not in skipped]
-            store.commit_chunk(start, stop, encoder.encode_rows(rows, [texts[r - start] for r in rows]))
-            rate = (encoder.tokens_done - tokens_before) / max(time.perf_counter() - started, 1e-9)
-            advance_bar(bar, stop - start, f"{rate:,.0f} tok/s", last=stop == todo[-1][1])
+            store.commit_chunk(start, stop, encoder.encode_rows(rows, [texts[r - start] for r in rows], progress))
+            progress(stop - start - len(rows))  # the skipped rows of the chunk
     logger.info("Encoded %d rows (%d document tokens read) into %s", n_docs, encoder.tokens_done - tokens_before, store.path)

@@ -235,8 +235,9 @@ class Reader:
         self._cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._prefix_cache_ok: bool | None = None
-        logger.info("Loaded reader %s up to layer %d on %s%s, reading %s, in %.1f s", spec.model, spec.layer, device,
-                    " in 8 bits" if quantize else "", spec.hook_point.name, time.perf_counter() - started)
+        logger.info("Loaded reader %s up to layer %d on %s in %s%s, reading %s, in %.1f s", spec.model, spec.layer,
+                    device, str(self.dtype).removeprefix("torch."), " (8-bit weights)" if quantize else "",
+                    spec.hook_point.name, time.perf_counter() - started)
 
     def document_tokens(self, text: str) -> DocumentTokens:
         """Tokenise a document on its own; special-token strings inside it are read as plain text."""
@@ -317,12 +318,13 @@ def template_prefix_ids(tokenizer, role: str) -> list[int]:
     return list(tokenizer(prefix, add_special_tokens=False)["input_ids"])
 
 
-def describe_reader(spec: ReaderSpec) -> ReaderRecord:
-    """What a store records about the reader of ``spec``, from its tokenizer and config alone (no weights loaded)."""
+def describe_reader(spec: ReaderSpec, arithmetic: str) -> ReaderRecord:
+    """What a store records about the reader of ``spec`` running in ``arithmetic``, from its tokenizer and config
+    alone (no weights loaded)."""
     from transformers import AutoConfig, AutoTokenizer
 
     path = resolve_model_path(spec.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     return ReaderRecord(model=spec.model, layer=spec.layer, site=spec.site, role=spec.role,
                         d_model=int(AutoConfig.from_pretrained(path).hidden_size), vocab_size=len(tokenizer),
-                        prefix_ids=tuple(template_prefix_ids(tokenizer, spec.role)))
+                        prefix_ids=tuple(template_prefix_ids(tokenizer, spec.role)), dtype=arithmetic)

@@ -15,6 +15,8 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ import pyarrow as pa
 
 from ..saes.base import SAE
 from ..store import EncodedDocument, Store, StoreError
+from ..store.placing import is_temporary
 from .config import EncodePlan
 from .distributed import RayEngine
 
@@ -177,21 +180,39 @@ def warn_if_pickle_name(path: Path) -> None:
 
 
 def check_encoder(store: Store, sae: SAE) -> None:
-    """Refuse an SAE that is not the encoder the store records: mixing two encodings gives wrong data."""
+    """Refuse an SAE that is not the encoder the store records: mixing two encodings gives wrong data. An SAE whose
+    arithmetic is ``"auto"`` and not settled yet takes the store's."""
+    if store.encoder.reader is not None:
+        sae.adopt_arithmetic(store.encoder.reader.dtype)
     differences = store.encoder.differences(sae.identity())
     if differences:
+        recorded = store.encoder.reader and store.encoder.reader.dtype
+        arithmetic = f" in its arithmetic (dtype={recorded!r}, or 'auto')" if recorded != sae.arithmetic() else ""
         raise ValueError(f"{store.path} was encoded by another reader or SAE ({'; '.join(differences)}); "
-                         "use the SAE it was encoded with")
+                         f"use the SAE it was encoded with{arithmetic}")
 
 
 def encoder_of(store: Store, sae: SAE | None = None) -> SAE:
-    """``sae`` after checking it against the store, or the SAE the store records, rebuilt from its JSON."""
-    from ..saes import sae_from_spec
+    """``sae`` after checking it against the store; without one, the bundled default SAE when the store records it.
+
+    A store may come from someone else, and its record of the SAE that encoded it is data: rebuilding any other SAE
+    from it would let the store choose what is downloaded (a hub release, gigabytes of weights) or read (a folder
+    of this machine). The bundled default ships inside the package, so rebuilding it reads nothing else; any other
+    SAE is asked for by name, and checked against the record like the default.
+    """
+    from ..saes import DefaultSAE, sae_from_spec
 
     if sae is None:
-        if store.encoder.source is None:
+        source = store.encoder.source
+        if source is None:
             raise StoreError(f"{store.path} does not record which SAE encoded it, so nothing can be encoded with it")
-        sae = sae_from_spec(store.encoder.source)
+        if source.get("type") != DefaultSAE.kind:
+            raise StoreError(
+                f"{store.path} was encoded with another SAE than the bundled default ({store.encoder.summary()}), and "
+                "only the bundled default SAE is rebuilt from a store's record (a store never chooses what is "
+                "downloaded or read outside it): pass sae= the SAE that encoded it, e.g. "
+                f"Dataset.load_from_file({str(store.path)!r}, sae=LocalSAE(path=...))")
+        sae = sae_from_spec(source)
     check_encoder(store, sae)
     return sae
 
@@ -209,41 +230,75 @@ def loaded_models(sae: SAE) -> Iterator[tuple]:
 
 def encode_pending(store: Store, sae: SAE, ray: RayEngine | None = None) -> None:
     """Encode every row of ``store`` that is neither committed nor skipped, committing chunk by chunk: in this
-    process, or on Ray workers with ``ray`` (see distributed.py)."""
+    process, or on Ray workers with ``ray`` (see distributed.py). A run that stops says what is kept and how to
+    resume (:func:`log_how_to_resume`): after Ctrl-C at any point, after a failure once encoding has begun (a
+    model that fails to load is not an encoding to resume)."""
     if store.is_complete():
         return
     check_encoder(store, sae)
-    if ray is not None:
-        from .distributed import encode_on_ray
-
-        with store.writing():
-            try:
-                encode_on_ray(store, sae, ray)
-            except BaseException as stop:
-                log_how_to_resume(store, stop)
-                raise
-        return
-    from .pipeline import Encoder, encode_chunks  # torch is needed to run the models, not to plan or load
-
-    with store.writing(), loaded_models(sae) as (reader, model, sae_device):
+    with store.writing():
+        encoding = False
         try:
-            encode_chunks(store, Encoder(reader, model, store.plan, sae_device=sae_device))
-        except BaseException as stop:  # a store that is locked or a model that fails to load is not an encoding to resume
-            log_how_to_resume(store, stop)
+            if ray is not None:
+                from .distributed import encode_on_ray
+
+                encoding = True
+                encode_on_ray(store, sae, ray)
+            else:
+                from .pipeline import Encoder, encode_chunks  # torch runs the models; planning and loading need none
+
+                with loaded_models(sae) as (reader, model, sae_device):
+                    encoder = Encoder(reader, model, store.plan, sae_device=sae_device)
+                    encoding = True
+                    encode_chunks(store, encoder)
+        except BaseException as stop:
+            if encoding or isinstance(stop, KeyboardInterrupt):
+                log_how_to_resume(store, stop)
             raise
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """How a stopped encoding says what is kept and how to resume: in the words of whoever started it."""
+
+    resume_call: Callable[[Path], str]
+    """The call (or command) that resumes the store at a path."""
+    say: Callable[[str], None]
+    """Where the message goes."""
+
+
+_STOP_REPORT: ContextVar[StopReport] = ContextVar("stop_report", default=StopReport(
+    lambda path: f"Dataset.load_from_file({str(path)!r}, resume=True)", logger.warning))
+
+
+@contextmanager
+def stop_report(resume_call: Callable[[Path], str], say: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, a stopped encoding of the store at ``path`` says to resume it with ``resume_call(path)``,
+    through ``say`` (the command line prints its own command) instead of logging the Python call."""
+    token = _STOP_REPORT.set(StopReport(resume_call, say))
+    try:
+        yield
+    finally:
+        _STOP_REPORT.reset(token)
 
 
 def log_how_to_resume(store: Store, stop: BaseException) -> None:
     """Say, after Ctrl-C or a crash, what is kept and the exact call that finishes the run: a person who
     interrupted a long encoding should not have to know that committed chunks survive, nor how to resume."""
     why = "interrupted" if isinstance(stop, KeyboardInterrupt) else f"stopped by {type(stop).__name__}"
-    done = store.n_documents - len(store.skipped) - store.pending_rows().size
+    report = _STOP_REPORT.get()
+    if is_temporary(store.path.name):  # built aside to replace a store (overwrite): removed, the old one kept
+        report.say(f"Encoding {why}; the store it was to replace is unchanged (it is replaced only by a complete "
+                   "store), and this run's rows are not kept")
+        return
+    to_encode = store.n_documents - len(store.skipped)
+    done = to_encode - store.pending_rows().size
     if store in _temporary_stores:
         logger.warning("Encoding %s after %d rows; the store was temporary, so nothing is kept: pass save_path= "
                        "to keep committed chunks and resume later", why, done)
         return
-    logger.warning("Encoding %s; %d rows are committed in %s. Resume with: Dataset.load_from_file(%r, resume=True)",
-                   why, done, store.path, str(store.path))
+    report.say(f"Encoding {why}; {done} of {to_encode} rows are committed in {store.path}. "
+               f"Resume with: {report.resume_call(store.path)}")
 
 
 def encode_text(store: Store, sae: SAE, text: str) -> EncodedDocument:

@@ -1,5 +1,6 @@
 """Input tables read a batch of rows at a time, as ``pyarrow.RecordBatchReader`` objects: a file larger than
-memory is encoded without ever being whole in it (``Dataset.from_parquet``, ``Dataset.from_jsonl``).
+memory is encoded without ever being whole in it (``Dataset.from_parquet``, ``Dataset.from_jsonl``); and CSV and
+JSON tables read whole, with the text as it is written.
 """
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 
 from ..store.documents import open_parquet
@@ -14,6 +16,23 @@ from ..validation import check_int
 
 ROWS_PER_BATCH = 10_000
 """Rows read (and held in memory) at a time."""
+
+
+def read_csv(path: str | Path, field: str, sep: str = ",") -> pd.DataFrame:
+    """A CSV (or, with ``sep="\\t"``, TSV) table whose text column ``field`` is read as written: ``NA``, ``null``,
+    ``None`` or ``n/a`` is a document and ``0042`` stays ``0042``; only an empty cell is a missing text. The other
+    columns are read as pandas reads them (``NA`` there is a missing value, ``42`` a number)."""
+    table = pd.read_csv(path, sep=sep, low_memory=False)
+    if field in table.columns:
+        texts = pd.read_csv(path, sep=sep, usecols=[field], dtype=str, keep_default_na=False, na_values=[""])
+        table[field] = texts[field].to_numpy()
+    return table
+
+
+def read_json(path: str | Path) -> pd.DataFrame:
+    """A JSON table (records or columns, as pandas reads them) with every value as JSON typed it: a string such as
+    ``"0042"`` or ``"2024-01-10"`` stays a string."""
+    return pd.read_json(path, dtype=False)
 
 
 def parquet_batches(path: str | Path, batch_rows: int = ROWS_PER_BATCH) -> pa.RecordBatchReader:

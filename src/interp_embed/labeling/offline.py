@@ -19,11 +19,13 @@ Loading the files is ``json.loads``: it can never run code.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from ..architectures.config import sae_file
 from ..files import FEATURE_LABELS, FEATURE_SUMMARIES, write_atomically
 from ..store.words import (TAG_ID, TAGS, document_language, script_tag, specificity, tag_of_activations, tags_of,
                            touched_words)
@@ -234,13 +236,66 @@ def write_labels(folder: str | Path, labels: dict[str, str], summaries: dict[str
 
 def load_summaries(folder: str | Path) -> dict[int, dict]:
     """Per-feature summaries (frequency, max/mean activation, script or language, top words, top contexts)
-    from plain JSON."""
+    from plain JSON; a summary whose values are not of those kinds is refused naming the file and the feature."""
+    return _read_summaries(folder)[1]
+
+
+def load_token_frequencies(folder: str | Path, d_sae: int) -> np.ndarray | None:
+    """Each feature's share of the tokens of the SAE's labelling corpus (0 where it never fired there), from
+    ``feature_summaries.json``; None where there is no such file or it does not say how many tokens it counted."""
+    about, features = _read_summaries(folder)
+    tokens = about.get("labelling_tokens") if isinstance(about, dict) else None
+    if not features or not isinstance(tokens, int) or tokens <= 0:
+        return None
+    share = np.zeros(d_sae)
+    for feature, summary in features.items():
+        value = summary.get("frequency")
+        if 0 <= feature < d_sae and isinstance(value, (int, float)) and 0 <= value <= 1:
+            share[feature] = value
+    return share
+
+
+def _read_summaries(folder: str | Path) -> tuple[dict, dict[int, dict]]:
+    """``(about, features)`` of a summaries file, each feature's summary checked; ``({}, {})`` where there is
+    none."""
     path = Path(folder) / FEATURE_SUMMARIES
-    if not path.is_file():
-        return {}
+    if not os.path.lexists(path):
+        return {}, {}
+    sae_file(path)
     try:
-        features = json.loads(path.read_text("utf-8"))["features"]
-        return {int(k): v for k, v in features.items() if isinstance(v, dict)}
+        body = json.loads(path.read_text("utf-8"))
+        summaries = {int(k): v for k, v in body["features"].items() if isinstance(v, dict)}
+        about = body.get("about") or {}
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError, ValueError,
             AttributeError) as err:
         raise ValueError(f"{path}: not a feature summaries file ({type(err).__name__}: {err})") from err
+    for feature, summary in summaries.items():
+        problem = _summary_problem(summary)
+        if problem:
+            raise ValueError(f"{path}: feature {feature}'s summary has {problem}; not a feature summaries file")
+    return about, summaries
+
+
+def _summary_problem(summary: dict) -> str | None:
+    """What is wrong with one feature's summary (its shown values are read as numbers, text and word lists)."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def weighted_words(value) -> bool:
+        return isinstance(value, list) and all(isinstance(w, list) and len(w) == 2 and isinstance(w[0], str)
+                                               and number(w[1]) for w in value)
+
+    def contexts(value) -> bool:
+        return isinstance(value, list) and all(isinstance(c, dict) and isinstance(c.get("text"), str)
+                                               and number(c.get("activation", 0)) for c in value)
+
+    kinds = {"frequency": (number, "a number"), "max_activation": (number, "a number"),
+             "mean_activation": (number, "a number"),
+             "script_or_language": (lambda v: v is None or isinstance(v, str), "text or null"),
+             "top_words": (weighted_words, "a list of [word, weight] pairs"),
+             "top_tokens": (weighted_words, "a list of [token, weight] pairs"),
+             "top_contexts": (contexts, 'a list of {"text": ..., "activation": ...} objects')}
+    for key, (fits, kind) in kinds.items():
+        if key in summary and not fits(summary[key]):
+            return f"{key} = {json.dumps(summary[key])[:60]}, not {kind}"
+    return None

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..validation import with_command_line
+
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
 OPENAI_PREFIX = "openai/"
 NO_KEY = "not-needed"
@@ -113,14 +115,18 @@ def resolve_provider(model: str, base_url: str | None = None, api_key: str | Non
     if model.startswith(OPENAI_PREFIX):
         key = api_key or settings.get("OPENAI_API_KEY") or settings.get("OPENAI_KEY")
         if not key:
-            raise ValueError(f"model {model!r} goes to OpenAI, which needs a key: set OPENAI_API_KEY (in the environment "
-                             "or a .env file in the working directory) or pass api_key=...")
+            where = "set OPENAI_API_KEY (in the environment or a .env file in the working directory) or pass"
+            raise with_command_line(ValueError(f"model {model!r} goes to OpenAI, which needs a key: {where} api_key=..."),
+                                    f"model {model!r} goes to OpenAI, which needs a key: {where} --api-key KEY")
         return Provider(base_url=None, model=model[len(OPENAI_PREFIX):], api_key=Secret(key), where="OpenAI")
     key = api_key or settings.get("OPENROUTER_API_KEY")
     if not key:
-        raise ValueError(f"model {model!r} goes to OpenRouter, which needs a key: set OPENROUTER_API_KEY (in the "
-                         "environment or a .env file in the working directory) or pass api_key=...; for a local "
-                         "server pass base_url='http://127.0.0.1:8000/v1' or set OPENAI_BASE_URL.")
+        need = (f"model {model!r} goes to OpenRouter, which needs a key: set OPENROUTER_API_KEY (in the environment or a "
+                ".env file in the working directory) or pass")
+        raise with_command_line(
+            ValueError(f"{need} api_key=...; for a local server pass base_url='http://127.0.0.1:8000/v1' or set "
+                       "OPENAI_BASE_URL."),
+            f"{need} --api-key KEY; for a local server pass --base-url http://127.0.0.1:8000/v1 or set OPENAI_BASE_URL.")
     return Provider(base_url=OPENROUTER_URL, model=model, api_key=Secret(key), where="OpenRouter")
 
 

@@ -259,3 +259,111 @@ async def describe_diff(ds_a, ds_b, k: int = 10, *, model: str = DEFAULT_MODEL, 
     out = pd.DataFrame(rows, columns=columns)
     out.attrs["usage"] = labeller.usage
     return out
+
+
+async def describe_association(ds, target, k: int = 10, *, model: str = DEFAULT_MODEL, min_accuracy: float = 0.7,
+                               alpha: float = 0.05, offline: bool | None = None, base_url: str | None = None,
+                               api_key: str | None = None, **options) -> pd.DataFrame:
+    """What goes with ``target`` (a column, or values as :func:`~interp_embed.analysis.associate_features` takes
+    them), in sentences written and checked on held-out documents: HypotheSAEs' loop in one call.
+
+    The ``k`` strongest significant findings of the association (one per group of findings with one cause,
+    ``q_value < alpha``; for a categorical target, the strongest of each level first, then the second of each...)
+    are each labelled *against the contrast*: positives are documents of the side the feature points to where it
+    fires, negatives documents of the other side where it is silent — for a binary target the two classes, for a
+    categorical one the level and the rest, for a numeric one the documents above and below the median. Each label
+    is then scored on held-out documents, and a hypothesis is ``validated`` when its balanced accuracy reaches
+    ``min_accuracy``. These labels describe a contrast, so they are not kept as the features' labels.
+
+    Offline (``offline=True``, or no key for ``model`` and no ``base_url``: a warning says so), the hypotheses are
+    the features' dataset labels (:func:`~interp_embed.labeling.dataset_labels.label_features_offline`: their
+    words in this dataset, kept in the store) and the score is their keyword balanced accuracy on held-out
+    documents.
+
+    Returns one row per finding: ``feature_id``, ``level`` (categorical targets), ``points_to`` (the class, level,
+    or ``higher``/``lower`` values the feature goes with), ``hypothesis``, ``description``, ``fires_on``,
+    ``separation``, ``q_value``, ``n_members``, ``balanced_accuracy``, ``fuzzing`` (LLM only), ``validated``,
+    ``source`` (``llm`` or ``dataset``) and ``status``.
+    """
+    from ..analysis import associate_features
+    from ..analysis.targets import encode_target, target_series
+
+    check_int(k, "k", 1)
+    min_accuracy = check_fraction(min_accuracy, "min_accuracy")
+    config = make_config(model=model, base_url=base_url, **options)
+    if offline is None:
+        offline = _no_key(config, api_key)
+    check_bool(offline, "offline")
+    table = associate_features(ds, target, grouped=True, alpha=alpha, model=False)
+    values, name = target_series(ds.pandas(), target)
+    encoded = encode_target(values.reset_index(drop=True), name)
+    categorical = "level" in table.columns
+    findings = table[(table.q_value < alpha) & ((table.separation > 0) if categorical else True)].copy()
+    findings["order"] = findings.groupby("level").cumcount() if categorical else 0
+    findings = findings.sort_values(["order", "p_value", "feature_id"]).head(k)
+
+    def sides(finding) -> tuple[np.ndarray, np.ndarray, object]:
+        """Documents of the side the finding points to, of the other side, and the name of the first."""
+        y = encoded.y
+        if categorical:
+            inside = y == encoded.levels.index(finding.level)
+            return inside, ~inside & ~np.isnan(y), finding.level
+        if encoded.kind == "binary":
+            positive = finding.separation > 0
+            inside = y == (1.0 if positive else 0.0)
+            others = sorted({v for v in values.dropna().unique()} - {encoded.positive}, key=str)
+            return inside, (y == (0.0 if positive else 1.0)), encoded.positive if positive else others[0]
+        above = y > np.nanmedian(y)
+        below = y <= np.nanmedian(y)
+        return (above, below, "higher") if finding.separation > 0 else (below, above, "lower")
+
+    rows = [{"feature_id": int(f.feature_id), **({"level": f.level} if categorical else {}), "points_to": sides(f)[2],
+             "fires_on": f.fires_on, "separation": f.separation, "q_value": f.q_value, "n_members": int(f.n_members)}
+            for f in findings.itertuples()]
+    columns = ["feature_id", *(["level"] if categorical else []), "points_to", "hypothesis", "description",
+               "fires_on", "separation", "q_value", "n_members", "balanced_accuracy", "fuzzing", "validated", "source",
+               "status"]
+    if offline:
+        from .dataset_labels import label_features_offline
+
+        labels = (label_features_offline(ds, [r["feature_id"] for r in rows], progress=False).set_index("feature_id")
+                  if rows else pd.DataFrame(columns=["label", "balanced_accuracy", "status"]))
+        for row in rows:
+            found = labels.loc[row["feature_id"]]
+            accuracy = found["balanced_accuracy"]
+            row.update(hypothesis=found["label"], description="", balanced_accuracy=accuracy, fuzzing=np.nan,
+                       validated=bool(accuracy >= min_accuracy), source="dataset",
+                       status="dataset label" if found["label"] else "no words")
+        out = pd.DataFrame(rows, columns=columns)
+        out.attrs["usage"] = Usage()
+        return out
+    labeller = Labeller(config, api_key)
+
+    async def one(row: dict, finding) -> dict:
+        inside, other, _ = sides(finding)
+        try:
+            result = await _label_one(labeller, ds, row["feature_id"], ds[inside], ds[other], score=True, save=False)
+        except LabelingError as err:
+            return {**row, "source": "llm", "status": f"failed: {err}"}
+        accuracy = result.score.balanced_accuracy
+        return {**row, "hypothesis": result.label, "description": result.brief_description,
+                "balanced_accuracy": accuracy, "fuzzing": result.score.fuzzing,
+                "validated": bool(accuracy >= min_accuracy), "source": "llm", "status": "labelled"}
+
+    async with labeller:
+        done = await asyncio.gather(*(one(row, f) for row, f in zip(rows, findings.itertuples())))
+    out = pd.DataFrame(done, columns=columns)
+    out.attrs["usage"] = labeller.usage
+    return out
+
+
+def _no_key(config: LabelingConfig, api_key: str | None) -> bool:
+    """Whether ``config``'s model can be reached with no key at all (so the work is done offline, with a warning)."""
+    from .provider import resolve_provider
+
+    try:
+        resolve_provider(config.model, config.base_url, api_key)
+    except ValueError as err:
+        logger.warning("%s; the hypotheses are written from the dataset's own words instead (offline)", err)
+        return True
+    return False

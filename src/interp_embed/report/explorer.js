@@ -59,11 +59,22 @@
     return p;
   }
 
+  // A document is named by its title (a column the report was asked for, else its first words) and a few other
+  // columns, never by a bare number; the row is given so it can be found in the table.
+  function documentMeta(example, where) {
+    const name = data.names[example.name];
+    const title = name.title_from === "column" ? el("span", { class: "doc-title" }, name.title)
+      : el("span", { class: "doc-title from-text" }, `“${name.title}”`);
+    const facts = [`row ${integer(example.document)}${where ? " of " + where : ""}`,
+      ...name.meta.map(([column, value]) => `${column}: ${value}`),
+      `max activation ${decimal(example.peak, 4)}`];
+    return el("div", { class: "meta" }, title, " · ", facts.join(" · "));
+  }
+
   function examples(list, feature, scale, where) {
     if (!list.length) return el("p", { class: "note" }, "No document to show.");
     return el("div", { class: "examples" }, list.map((example) => el("div", { class: "example" },
-      el("div", { class: "meta" }, `document ${integer(example.document)}${where ? " of " + where : ""} · max activation ${decimal(example.peak, 4)}`),
-      excerpt(example, feature, scale))));
+      documentMeta(example, where), excerpt(example, feature, scale))));
   }
 
   // ---- charts ---------------------------------------------------------------------------------------
@@ -136,7 +147,30 @@
   }
 
   const sourceBadge = (f) => f.source ? el("span", { class: "badge " + f.source, title: f.model ? "model: " + f.model : null }, f.source) : "—";
-  const score = (f) => f.balanced_accuracy ?? f.fuzzing ?? null;
+  const llmScore = (f) => f.balanced_accuracy ?? f.fuzzing ?? null;
+  const keywordScore = (f) => (f.keyword ? f.keyword.balanced_accuracy : null);
+  const firesOn = (f) => el("span", { class: "fires-on" }, f.fires_on.length ? f.fires_on.join(" · ") : "—");
+  const lift = (f) => (f.specificity ? f.specificity.lift : null);
+  const times = (x) => (x === null ? "—" : x >= 10 ? `${Math.round(x)}×` : `${x.toFixed(1)}×`);
+  const liftCell = (f) => f.specificity ? el("span", {
+    title: `active on ${percent(f.specificity.here)} of this dataset's tokens, ${percent(f.specificity.corpus)} of the SAE's labelling corpus'`,
+  }, times(f.specificity.lift)) : "—";
+
+  function keywordText(k) {
+    if (!k || k.balanced_accuracy === null) return null;
+    const found = k.true_positives === null ? "" : `; finds ${integer(k.true_positives)} of ${integer(k.true_positives + k.false_negatives)} documents where the feature is strongly active, ${integer(k.false_positives)} false alarms in ${integer(k.false_positives + k.true_negatives)} others`;
+    return `keyword score ${decimal(k.balanced_accuracy)} (${k.scored_on === "held out" ? "on documents held out from writing the label" : "on this dataset's documents"}${found})`;
+  }
+
+  function notEmbedded(id) {
+    const s = data.shown;
+    return [el("p", {}, el("a", { href: "#features" }, "← all features")),
+      el("h2", { id: "feature-heading" }, `Feature ${id}`),
+      el("p", { id: "not-embedded" }, `Feature ${id} is not in this report, which embeds ${integer(s.features + s.linked)} of ${integer(s.of)} features. To include it, write the report again with it among the features:`),
+      el("pre", { class: "command" }, `interp-embed report ${s.store} --features ${id} -o report.html`),
+      el("p", { class: "note" }, "or in Python: ", el("code", {}, `ds.report("report.html", features=[${id}])`),
+        " (add the other features you want beside it; with --vs / vs= the diff view stays).")];
+  }
 
   // ---- pages ----------------------------------------------------------------------------------------
   function overviewPage() {
@@ -150,41 +184,66 @@
     fact("SAE", Object.entries(o.sae).map(([k, v]) => `${k} ${v}`).join(", ") + (o.sae_sha256 ? `; weights sha256 ${o.sae_sha256.slice(0, 12)}…` : ""));
     fact("store written", o.store_created);
     fact("report written", o.report_created);
-    fact("shown", `${integer(s.features)} of ${integer(s.of)} features: ${s.rule}; per feature ${s.top_documents} top documents and ` +
-      `${s.quantile_documents} across its range of activations (each cut to ${s.excerpt_tokens} tokens around its strongest), ` +
-      `and its ${s.correlated} most co-occurring shown features. Nothing else of the dataset is in this file.`);
+    fact("shown", `${integer(s.features)} of ${integer(s.of)} features: ${s.rule}` +
+      (s.linked ? `; and ${integer(s.linked)} more that the cluster table links to (${Math.min(3, s.top_documents)} top documents each)` : "") +
+      `. Per feature ${s.top_documents} top documents and ${s.quantile_documents} across its range of activations (each an excerpt of ` +
+      `${s.excerpt_tokens} tokens around its strongest), and its ${s.correlated} most co-occurring shown features. Nothing else of the dataset is in this file.`);
+    fact("documents named by", s.title_column ? `the column ${s.title_column}, with the first other columns` : "their first words, with the first columns of the table (no title column)");
+    const shown = data.features.filter((f) => !f.linked);
     const table = sortableTable("feature-table", [
       { key: "id", title: "feature", numeric: true, cell: (f) => featureLink(f.id) },
+      { key: "fires_on", title: "fires on (here)", className: "words", value: (f) => f.fires_on.join(" "), cell: firesOn },
       { key: "label", title: "label", className: "label", cell: (f) => el("a", { href: "#feature/" + f.id }, f.label || "(no label)") },
       { key: "source", title: "label from", cell: sourceBadge },
+      { key: "keyword", title: "keyword score", numeric: true, value: keywordScore, cell: (f) => el("span", { title: keywordText(f.keyword) }, decimal(keywordScore(f))) },
+      { key: "llm", title: "LLM score", numeric: true, value: llmScore, cell: (f) => decimal(llmScore(f)) },
       { key: "frequency", title: "frequency", numeric: true, cell: (f) => percent(f.frequency) },
+      { key: "lift", title: "× SAE corpus", numeric: true, value: lift, cell: liftCell },
       { key: "max", title: "max activation", numeric: true, cell: (f) => decimal(f.max) },
-      { key: "score", title: "label score", numeric: true, value: score, cell: (f) => decimal(score(f)) },
-    ], data.features, (f) => `#${f.id} ${f.label} ${f.source || ""}`.toLowerCase());
-    const search = el("input", { type: "search", id: "search", placeholder: "Search features by id or label…", "aria-label": "search features" });
+    ], shown, (f) => `#${f.id} ${f.fires_on.join(" ")} ${f.label} ${f.source || ""}`.toLowerCase());
+    const search = el("input", { type: "search", id: "search", placeholder: "Search features by id, words or label…", "aria-label": "search features" });
     search.addEventListener("input", () => table.filter(search.value));
+    const guide = el("dl", { class: "terms note", id: "how-to-read" });
+    const explain = (term, text) => guide.append(el("dt", {}, term), el("dd", {}, text));
+    explain("fires on (here)", `what the feature does in this data, read first: ${s.fires_on}.`);
+    explain("label", "what it was called elsewhere, and where that came from: shipped (with the SAE, written from its own training text), dataset (from this dataset's words), llm (by a language model), user (set by hand).");
+    explain("keyword score", s.keyword_score ? s.keyword_score + "." : "none.");
+    explain("LLM score", "a language model's detection balanced accuracy (else its fuzzing score), when the label was scored so.");
+    explain("frequency", "the share of encoded documents where the feature is active.");
+    if (s.specificity) explain("× SAE corpus", s.specificity + ".");
+    explain("order", "the rule under “shown” above; click a header to sort.");
     return [el("div", { class: "card" }, facts),
       el("h2", {}, "Features"),
-      el("p", { class: "note" }, "Frequency: share of encoded documents where the feature is active. Label score: the label's held-out balanced accuracy (else its fuzzing score) when it was scored. Click a header to sort."),
+      el("details", { class: "guide" }, el("summary", {}, "How to read a feature"), guide),
       search, table];
   }
 
   function featurePage(id) {
     const f = features.get(id);
-    if (!f) return [el("p", {}, `Feature ${id} is not among the features this report shows.`)];
-    const provenance = [sourceBadge(f)];
+    if (!f) return notEmbedded(id);
+    const provenance = ["label from ", sourceBadge(f)];
     if (f.model) provenance.push(" ", f.model);
-    if (f.balanced_accuracy !== null) provenance.push(` · balanced accuracy ${decimal(f.balanced_accuracy)}`);
+    const keyword = keywordText(f.keyword);
+    if (keyword) provenance.push(" · ", el("span", { id: "keyword-score" }, keyword));
+    if (f.balanced_accuracy !== null) provenance.push(` · LLM detection balanced accuracy ${decimal(f.balanced_accuracy)}`);
     if (f.fuzzing !== null) provenance.push(` · fuzzing ${decimal(f.fuzzing)}`);
     const correlated = f.correlated.length
-      ? el("ul", { class: "links", id: "correlated" }, f.correlated.map((c) => el("li", {}, featureLink(c.id), " ",
-        (features.get(c.id) || {}).label || "", el("span", { class: "note" }, ` · NPMI ${decimal(c.npmi)}, together in ${integer(c.count_ab)} documents, q ${pvalue(c.q_value)}`))))
+      ? el("ul", { class: "links", id: "correlated" }, f.correlated.map((c) => {
+        const other = features.get(c.id) || { fires_on: [], label: "" };
+        return el("li", {}, featureLink(c.id), " ", el("span", { class: "fires-on" }, other.fires_on.slice(0, 4).join(" · ")),
+          el("span", { class: "note" }, ` ${other.label} · NPMI ${decimal(c.npmi)}, together in ${integer(c.count_ab)} documents, q ${pvalue(c.q_value)}`));
+      }))
       : el("p", { class: "note" }, "None among the features shown.");
+    const where = f.fires_on_in ? ` in ${f.fires_on_in}` : " here";
     return [
       el("p", {}, el("a", { href: "#features" }, "← all features")),
       el("h2", { id: "feature-heading" }, `Feature ${f.id}`),
-      el("p", { class: "label" }, f.label || "(no label)"),
-      el("p", {}, provenance),
+      f.linked ? el("p", { class: "note", id: "linked" }, `Not among the features of the table: shown because ${f.linked} links to it, with its ${f.top.length} strongest documents.`) : null,
+      el("p", { class: "fires-on-line" }, el("span", { class: "term" }, `fires on${where}: `),
+        f.fires_on.length ? el("span", { class: "fires-on", id: "fires-on" }, f.fires_on.join(" · ")) : el("span", { class: "note" }, data.shown.fires_on)),
+      el("p", { class: "label" }, el("span", { class: "term" }, "label: "), f.label || "(no label)"),
+      el("p", { class: "note", id: "provenance" }, provenance),
+      f.specificity ? el("p", { class: "note" }, `Active on ${percent(f.specificity.here)} of this dataset's tokens, ${percent(f.specificity.corpus)} of the SAE's labelling corpus' (${times(f.specificity.lift)}).`) : null,
       el("div", { class: "columns" },
         el("div", { class: "card" }, el("h3", {}, "Max activation per document"), histogram(f),
           el("p", { class: "note" }, `Active in ${integer(f.count)} documents (${percent(f.frequency)}); largest activation ${decimal(f.max, 4)}.`)),
@@ -201,13 +260,15 @@
     const d = data.diff;
     const rows = sortableTable("diff-table", [
       { key: "id", title: "feature", numeric: true, cell: (r) => featureLink(r.id) },
+      { key: "fires_on", title: "fires on (where more frequent)", className: "words", value: (r) => r.fires_on.join(" "),
+        cell: (r) => el("span", { class: "fires-on", title: "in " + (r.side === "a" ? d.name_a : d.name_b) }, r.fires_on.length ? r.fires_on.join(" · ") : "—") },
       { key: "label", title: "label", className: "label", cell: (r) => r.label || "(no label)" },
       { key: "freq_a", title: d.name_a, numeric: true, cell: (r) => percent(r.freq_a) },
       { key: "freq_b", title: d.name_b, numeric: true, cell: (r) => percent(r.freq_b) },
       { key: "difference", title: "difference (95% interval)", className: "bar", cell: (r) => [differenceBar(r), " ", percent(r.difference)] },
       { key: "q_value", title: "q-value", numeric: true, cell: (r) => pvalue(r.q_value) },
       { key: "n_members", title: "group size", numeric: true, cell: (r) => el("span", { title: "members: " + r.members.join(", ") + (r.n_members > r.members.length ? ", …" : "") }, integer(r.n_members)) },
-    ], d.findings, (r) => `#${r.id} ${r.label}`.toLowerCase(), (r) => {
+    ], d.findings, (r) => `#${r.id} ${r.fires_on.join(" ")} ${r.label}`.toLowerCase(), (r) => {
       const scale = Math.max(...r.examples_a.concat(r.examples_b).map((e) => e.peak), 0);
       return el("details", { class: "finding" },
         el("summary", {}, `examples of feature ${r.id}: ${r.examples_a.length} from ${d.name_a}, ${r.examples_b.length} from ${d.name_b}`),
@@ -221,7 +282,8 @@
         `${integer(d.n_b)} of ${d.name_b}. ${integer(d.tested)} features tested, ${integer(d.significant)} at q < ${d.alpha} ` +
         `in ${integer(d.groups)} groups of features active in mostly the same documents; shown: ${integer(d.findings.length)} findings. ` +
         "Bars: the difference of frequencies (blue: more in the first, orange: more in the second) on a scale of −100% to 100%, " +
-        "with its 95% Newcombe interval; q-values are Benjamini–Hochberg over every tested feature."),
+        "with its 95% Newcombe interval; q-values are Benjamini–Hochberg over every tested feature. " +
+        "Fires on: the words each feature fires on most specifically on the side where it is more frequent."),
       rows,
     ];
   }
@@ -250,7 +312,7 @@
         el("h3", {}, `cluster ${s.cluster} · ${integer(s.size)} documents`),
         el("p", {}, el("b", {}, "words: "), s.words || "—"),
         el("ol", { class: "cluster-examples" }, ...s.examples.map((e) =>
-          el("li", {}, el("span", { class: "note" }, `document ${e.document}: `), e.text))))),
+          el("li", {}, el("span", { class: "note" }, `${data.names[e.name].title_from === "column" ? data.names[e.name].title + " · " : ""}row ${integer(e.document)}: `), e.text))))),
       el("h3", {}, "Over-represented features"),
       table,
     ];
@@ -269,7 +331,7 @@
     const match = /^feature\/(\d+)$/.exec(hash);
     const page = pages.find(([key]) => key === hash) || pages[0];
     nav.querySelectorAll("a").forEach((a) => a.classList.toggle("current", !match && a.id === "nav-" + page[0]));
-    view.replaceChildren(...(match ? featurePage(Number(match[1])) : page[2]()));
+    view.replaceChildren(...(match ? featurePage(Number(match[1])) : page[2]()).filter((node) => node !== null));
     view.dataset.page = match ? "feature" : page[0];
     window.scrollTo(0, 0);
   }

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import write_atomically
-from ..validation import check_features, check_int
+from ..validation import check_features, check_int, with_command_line
 from .collect import collect
 from .render import render
 
@@ -18,21 +18,27 @@ CLUSTER_COLUMNS = ("cluster", "size", "rank", "feature_id", "label", "freq_in", 
 
 
 def write_report(ds, path, *, vs=None, features=None, max_features: int = 200, top_documents: int = 10,
-                 quantile_documents: int = 10, correlated: int = 5, clusters=None, title: str | None = None) -> Path:
+                 quantile_documents: int = 10, correlated: int = 5, clusters=None, title: str | None = None,
+                 title_column: str | None = None) -> Path:
     """Write a self-contained HTML explorer of ``ds``'s features to ``path`` and return its path.
 
     One file, opened offline in any browser: an overview, a searchable, sortable table of the shown features
-    (label and where it came from, frequency, max activation, label score), a page per feature (activation
-    histogram, ``top_documents`` strongest documents and ``quantile_documents`` more across its range of
-    activations, active tokens shaded by strength, its ``correlated`` most co-occurring shown features),
-    with ``vs=other_dataset`` a diff view (differences with their confidence intervals, q-values, group
-    sizes, examples from both sides) and with ``clusters=ds.cluster(...)`` the cluster table.
+    (the words each fires on here, then its label, where the label came from and its scores, frequency, how
+    specific it is to this dataset, max activation), a page per feature (activation histogram, ``top_documents``
+    strongest documents and ``quantile_documents`` more across its range of activations, as excerpts around
+    the strongest token with active tokens shaded by strength, its ``correlated`` most co-occurring shown
+    features), with ``vs=other_dataset`` a diff view (differences with their confidence intervals, q-values,
+    group sizes, examples from both sides) and with ``clusters=ds.cluster(...)`` the cluster table (every
+    feature it links to gets a page).
 
     The features shown are ``features`` if given; else with ``vs`` the representatives of the ``max_features``
     strongest groups of differences (``diff_features(ds, vs, grouped=True)``, smallest q-values first); else
-    the ``max_features`` most frequent features among those active in at most half of the documents. Only
-    what is shown is embedded (excerpts of at most 96 tokens), so a store of any size gives a small file.
-    The report is data: document text and labels are escaped, nothing from the store ever runs.
+    the ``max_features`` features most specific to the dataset: those active on more of its tokens, relative
+    to the SAE's labelling corpus, than any other (the SAE's ``feature_summaries.json``; without it, the most
+    frequent features active in at most half of the documents). Documents are titled by ``title_column``
+    (default: a column named title, name, subject or headline, else their first words) with a few other
+    columns beside it. Only what is shown is embedded, so a store of any size gives a small file. The report
+    is data: document text and labels are escaped, nothing from the store ever runs.
 
     >>> ds.report("report.html", vs=other)           # doctest: +SKIP
     """
@@ -56,8 +62,10 @@ def write_report(ds, path, *, vs=None, features=None, max_features: int = 200, t
         title = f"Features of {ds.name or ds.path.name}"
     elif not isinstance(title, str) or not title.strip():
         raise TypeError(f"title must be a non-empty string (or None for the default), not {title!r}.")
-    data = collect(ds, vs=vs, features=features, max_features=max_features, top_documents=top_documents,
-                   quantile_documents=quantile_documents, correlated=correlated, clusters=clusters, title=title)
+    _check_title_column(title_column, ds)
+    data = collect(ds, vs=vs, features=None if features is None else features.tolist(), max_features=max_features,
+                   top_documents=top_documents, quantile_documents=quantile_documents, correlated=correlated,
+                   clusters=clusters, title=title, title_column=title_column)
     write_atomically(path, render(data))
     return path
 
@@ -71,6 +79,17 @@ def _check_path(path) -> Path:
     if not path.parent.is_dir():
         raise FileNotFoundError(f"the folder of path {str(path)!r} does not exist; create it first.")
     return path
+
+
+def _check_title_column(column, ds) -> None:
+    if column is None:
+        return
+    if not isinstance(column, str):
+        raise TypeError(f"title_column must be the name of a column (or None), not {column!r}.")
+    columns = [str(c) for c in ds.pandas().columns if c != ds.field]
+    if column not in columns:
+        problem = f"is not a column of the dataset's table; its columns are {columns}"
+        raise with_command_line(ValueError(f"title_column={column!r} {problem}."), f"--title-column {column} {problem}.")
 
 
 def _check_clusters(clusters, n_documents: int) -> None:

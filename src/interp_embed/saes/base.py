@@ -6,10 +6,12 @@ it, and that spec is only turned back into models when encoding resumes.
 from __future__ import annotations
 
 import hashlib
+import os
 from functools import cached_property
 from pathlib import Path
 
-from ..architectures.config import read_config
+from ..architectures.config import read_config, sae_file
+from ..encode.arithmetic import check_dtype
 from ..encode.config import ReaderSpec, check_role
 from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
 from ..store.manifest import EncoderRecord, encoder_identity
@@ -55,18 +57,24 @@ class SAE:
     reader's window is read in overlapping windows (``EncodePlan.window_tokens``), never cut short.
     ``device`` is ``"cuda:0"``, ``"cpu"``, ``"auto"`` (a reader larger than one GPU spread over all of them)
     or ``{"model": ..., "sae": ...}`` (see :func:`split_device`); by default the first GPU, else the CPU.
+    ``dtype`` is the reader's arithmetic: ``"float32"``, ``"bfloat16"`` (several times faster on a GPU or a CPU
+    with bfloat16 instructions; features differ from float32's on a few percent of tokens) or ``"auto"``: the
+    arithmetic of the store this SAE resumes or searches, else bfloat16 on a GPU or such a CPU and float32 elsewhere
+    (see :meth:`arithmetic`). A store records it, and never mixes two. The SAE itself runs in float32.
     Constructing an SAE reads and downloads nothing; :meth:`load` (the first encoding) does.
     """
 
     kind = "base"
 
     def __init__(self, device: Device = None, role: str = "assistant", use_assistant_role: bool | None = None,
-                 truncate: bool = True):
+                 truncate: bool = True, dtype: str = "auto"):
         check_bool(truncate, "truncate")
         if use_assistant_role is not None:
             role = "assistant" if use_assistant_role else "user"
         self.device = device
         self.role = check_role(role)
+        self.dtype = check_dtype(dtype)
+        self._arithmetic = None if dtype == "auto" else dtype
         self._loaded = None
 
     # -- what subclasses provide ----------------------------------------------------------------
@@ -98,12 +106,12 @@ class SAE:
     @cached_property
     def _weights_sha256(self) -> str:
         folder = self.sae_folder()
-        weights = sha256_file(folder / SAE_WEIGHTS)
+        weights = sha256_file(sae_file(folder / SAE_WEIGHTS))
         scaler = folder / SAE_ACTIVATION_SCALER
-        if not scaler.is_file():  # the weights alone decide the encoding (every store made before scalers existed)
+        if not os.path.lexists(scaler):  # the weights alone decide the encoding (every store made before scalers)
             return weights
         # The input scaling factor is folded into the weights when they are loaded: it is part of them.
-        return hashlib.sha256(f"{weights}:{sha256_file(scaler)}".encode()).hexdigest()
+        return hashlib.sha256(f"{weights}:{sha256_file(sae_file(scaler))}".encode()).hexdigest()
 
     def fingerprint(self) -> str:
         """SHA-256 of the weights file, and of the input scaling factor's file where there is one (read once per
@@ -126,21 +134,40 @@ class SAE:
         return ReaderSpec(model=self.reader_model(self.saelens_config), layer=hook.layer, site=hook.site,
                           role=self.role)
 
+    def arithmetic(self) -> str:
+        """The reader's arithmetic, ``"float32"`` or ``"bfloat16"``: ``dtype`` as given; for ``dtype="auto"``,
+        settled once, by the first store this SAE meets (:meth:`adopt_arithmetic`) or else by this machine
+        (:func:`~interp_embed.encode.arithmetic.choose_arithmetic`, which logs the choice and why)."""
+        if self._arithmetic is None:
+            from ..encode.arithmetic import choose_arithmetic
+
+            self._arithmetic = choose_arithmetic(split_device(self.device)[0]).dtype
+        return self._arithmetic
+
+    def adopt_arithmetic(self, arithmetic: str) -> None:
+        """Take a store's arithmetic, for ``dtype="auto"`` not settled yet: resuming a store made in bfloat16 on
+        another machine continues in bfloat16. An arithmetic already settled is kept (and the store refuses it if
+        it differs)."""
+        if self._arithmetic is None:
+            self._arithmetic = arithmetic
+
     def identity(self) -> dict:
         """What a store compares with its own record before this SAE may add to it or search it."""
         spec = self.reader_spec()
-        return encoder_identity(spec.model, spec.layer, spec.role, self.sae_config().to_json(), self.fingerprint())
+        return encoder_identity(spec.model, spec.layer, spec.role, self.arithmetic(), self.sae_config().to_json(),
+                                self.fingerprint())
 
     def describe(self) -> EncoderRecord:
         """What a store records about this encoder; reads tokenizer and configs, never the models' weights."""
         from ..encode.reader import describe_reader
 
-        return EncoderRecord(source=self.spec(), reader=describe_reader(self.reader_spec()),
+        return EncoderRecord(source=self.spec(), reader=describe_reader(self.reader_spec(), self.arithmetic()),
                              sae=self.sae_config().to_json(), sae_sha256=self.fingerprint())
 
     def load(self):
         """Load (once) and return ``(Reader, SparseAutoencoder, sae_device)``; :meth:`destroy` frees them."""
         if self._loaded is None:
+            from ..encode.arithmetic import torch_dtype
             from ..encode.reader import Reader, default_device
             from ..architectures.saelens import load_sae
 
@@ -149,7 +176,8 @@ class SAE:
             sae_device = sae_device or model_device
             if sae_device == "auto":  # the SAE is not spread: it sits whole on one device
                 sae_device = default_device()
-            reader = Reader(self.reader_spec(), device=model_device, **self._reader_options())
+            reader = Reader(self.reader_spec(), device=model_device, dtype=torch_dtype(self.arithmetic()),
+                            **self._reader_options())
             sae = load_sae(self.sae_folder(), device=sae_device)
             self._loaded = (reader, sae, sae_device)
         return self._loaded

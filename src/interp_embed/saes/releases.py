@@ -104,7 +104,7 @@ def fetch_release(release: str, sae_id: str, cache_root: Path, registry: Path | 
     found = find_release(release, sae_id, registry) if registry else None
     if found is None:
         if "/" in release:
-            return _download_saelens_folder(release, _relative(sae_id))
+            return _download_saelens_folder(release, _relative(sae_id), cache_root)
         if registry is None:
             raise ImportError(f"release {release!r} is not a Hugging Face repository (owner/name); SAELens' named "
                               f"releases need the sae-lens package: {INSTALL}")
@@ -125,15 +125,23 @@ def _relative(sae_id: str) -> str:
     return str(path)
 
 
-def _download_saelens_folder(repo_id: str, folder: str) -> Path:
+def _download_saelens_folder(repo_id: str, folder: str, cache_root: Path) -> Path:
+    import shutil
+
     from huggingface_hub import snapshot_download
 
-    root = Path(snapshot_download(repo_id=repo_id, allow_patterns=[f"{folder}/*"]))
-    if not (root / folder / SAE_CONFIG).is_file():
+    # The hub's own cache (which also answers offline) links its files to blobs, and an SAE folder's links are
+    # refused: the folder is copied once into our cache as plain files.
+    snapshot = Path(snapshot_download(repo_id=repo_id, allow_patterns=[f"{folder}/*"]))
+    if not (snapshot / folder / SAE_CONFIG).is_file():
         raise FileNotFoundError(
             f"{repo_id} has no SAE folder {folder!r} with {SAE_CONFIG}; a release SAELens converts on load "
             f"(such as Gemma Scope's params.npz) is loaded by its SAELens release name ({INSTALL})")
-    return root / folder
+    target = cache_root / "saes" / "hub" / repo_id / folder
+    if not (target / SAE_CONFIG).is_file():
+        with atomic_folder(target, replace=False) as tmp:
+            shutil.copytree(snapshot / folder, tmp, dirs_exist_ok=True)
+    return target
 
 
 def _write_release(found: ReleaseSAE, tmp: Path) -> None:

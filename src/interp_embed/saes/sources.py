@@ -1,11 +1,13 @@
 """Where SAEs come from: the bundled default, a SAELens folder or hub release, and Goodfire's releases."""
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
 from pathlib import Path
 
+from ..architectures.config import sae_file
 from ..data import default_sae_folder
 from ..files import FEATURE_LABELS, SAE_CONFIG, atomic_folder, write_atomically
 from ..validation import check_bool
@@ -16,13 +18,14 @@ logger = logging.getLogger(__name__)
 
 def _read_label_file(path: Path) -> dict[int, str]:
     """A JSON object ``{feature id: label}``; a non-string label (e.g. a dict) uses its ``label`` key."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
+    sae_file(path)
     try:
         raw = json.loads(path.read_text("utf-8"))
         return {int(k): str(v.get("label", "") if isinstance(v, dict) else v) for k, v in raw.items()}
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, AttributeError) as err:
-        raise ValueError(f"{path}: not a label file ({err})") from err
+    except (UnicodeDecodeError, ValueError, AttributeError, TypeError, RecursionError) as err:
+        raise ValueError(f"{path}: not a label file ({type(err).__name__}: {str(err)[:200]})") from err
 
 
 class DefaultSAE(SAE):
@@ -210,9 +213,22 @@ SOURCES: dict[str, type[SAE]] = {"default": DefaultSAE, "local": LocalSAE, "good
 
 
 def sae_from_spec(spec: dict, device: Device = None) -> SAE:
-    """Rebuild an SAE source from the JSON a store recorded; only the classes above can be named."""
+    """Rebuild an SAE source from its JSON (:meth:`SAE.spec`); only the classes above can be named, with only the
+    settings their constructors take (anything else is refused by name)."""
     kind = spec.get("type")
     if kind not in SOURCES:
         raise ValueError(f"unknown SAE type {kind!r} in the store; known: {sorted(SOURCES)}")
     params = {k: v for k, v in spec.items() if k != "type"}
+    settings = _settings(SOURCES[kind])
+    unknown = sorted(set(params) - settings)
+    if unknown:
+        raise ValueError(f"the SAE source {kind!r} names {', '.join(map(repr, unknown))}, not a setting of a {kind} "
+                         f"SAE (those are {', '.join(sorted(settings))})")
     return SOURCES[kind](device=device, **params)
+
+
+def _settings(source: type[SAE]) -> set[str]:
+    """The keyword arguments ``source``'s constructor takes (its own and every SAE's), the device excepted."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {name for init in (source.__init__, SAE.__init__) for name, parameter in
+            inspect.signature(init).parameters.items() if parameter.kind in named} - {"self", "device"}

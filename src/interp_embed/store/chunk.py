@@ -1,7 +1,8 @@
 """One chunk of a store: the encoded documents of a consecutive range of rows, as memory-mappable arrays.
 
 Token level (CSR): ``token_ptr`` splits tokens by document; ``act_count`` splits activations by token;
-``act_features`` / ``act_values`` hold the active features (narrowest unsigned type) and values (float16).
+``act_features`` / ``act_values`` hold the active features (narrowest unsigned type) and values (float16, or
+float32 for a chunk where float16 would turn a value into infinity or zero: see :func:`stored_values`).
 Each token keeps its id and the [start, start+len) character span in the original text, so highlights
 are exact. Document level: the pooled statistics (see pooling.py) — ``max`` and ``count`` per active
 feature, and the ``sum`` only where the feature fired on more than one token (elsewhere the sum is the
@@ -49,6 +50,16 @@ class EncodedDocument:
     """Value of each activation (> 0)."""
 
 
+def stored_values(values: np.ndarray) -> np.ndarray:
+    """Activations as a chunk keeps them: float16, unless float16 cannot hold one of them (a value beyond 65504
+    would become infinite, one below 6e-8 zero), then float32 for all of them. A store never changes a value beyond
+    float16's rounding."""
+    values = np.asarray(values, dtype=np.float32)
+    with np.errstate(over="ignore"):  # an overflow is what is looked for here
+        half = values.astype(np.float16)
+    return half if (np.isfinite(half) & ((half != 0) | (values == 0))).all() else values
+
+
 def narrowest_uint(max_value: int) -> np.dtype:
     """The smallest unsigned integer type holding ``max_value`` (uint8 … uint64)."""
     return np.min_scalar_type(max(int(max_value), 0))
@@ -63,7 +74,7 @@ def pooled_arrays(rows: np.ndarray, n_tokens: np.ndarray, pooled: PooledStatisti
         "token_ptr": np.r_[0, np.cumsum(n_tokens)].astype(np.int64),
         "pool_ptr": np.asarray(pooled.indptr, dtype=np.int64),
         "pool_features": np.asarray(pooled.features).astype(narrowest_uint(d_sae - 1)),
-        "pool_max": np.asarray(pooled.max).astype(np.float16),  # exact: a max of float16 values
+        "pool_max": stored_values(pooled.max),  # exact: a max of stored values
         "pool_count": np.asarray(pooled.count).astype(narrowest_uint(np.max(pooled.count, initial=0))),
         "pool_sum_repeated": np.asarray(pooled.sum)[np.asarray(pooled.count) > 1].astype(np.float32),
     }
@@ -73,11 +84,16 @@ def build_arrays(docs: list[EncodedDocument], d_sae: int, token_level: bool = Tr
     """The arrays of a chunk from the encoded documents (sorted by row): the pooled ones, and the token-level
     ones unless ``token_level`` is False."""
     docs = sorted(docs, key=lambda d: d.row)
+    for doc in docs:  # refused when written: a chunk whose values are not numbers is refused by every reader
+        if not np.isfinite(doc.act_values).all():
+            raise ValueError(f"row {doc.row}: the SAE gave activations that are not finite (NaN or infinite), which "
+                             "cannot be stored; check the SAE's weights, and the reader's dtype (a float16 reader can "
+                             "overflow)")
     n_tokens = np.array([len(d.token_ids) for d in docs], dtype=np.int64)
     spans = np.concatenate([d.spans for d in docs]).reshape(-1, 2).astype(np.int64) if docs else np.zeros((0, 2), np.int64)
     act_count = np.concatenate([np.diff(d.act_ptr) for d in docs]) if docs else np.zeros(0, np.int64)
     features = np.concatenate([d.act_features for d in docs]) if docs else np.zeros(0, np.int64)
-    values = np.concatenate([d.act_values for d in docs]).astype(np.float16) if docs else np.zeros(0, np.float16)
+    values = stored_values(np.concatenate([d.act_values for d in docs]) if docs else np.zeros(0))
     token_ids = np.concatenate([d.token_ids for d in docs]) if docs else np.zeros(0, np.int64)
     arrays = pooled_arrays([d.row for d in docs], n_tokens, pool_tokens(n_tokens, act_count, features, values, d_sae),
                            d_sae)

@@ -4,6 +4,9 @@ has to be whole in it.
 The writer takes the table batch by batch, hashes the bytes as they are written (the manifest records the
 checksum) and cuts the rows into the plan's chunks in the same pass. The reader gives the texts of a range of
 rows by reading only the row groups that hold them, and the whole text column a batch at a time.
+
+A table's row count sizes arrays, so it is checked against the bytes of the file before anything is sized by
+it (:func:`check_row_count`): a footer can claim any number, however few rows its pages hold.
 """
 from __future__ import annotations
 
@@ -24,6 +27,46 @@ ROWS_PER_GROUP = 10_000
 READ_BUFFER = 1 << 20
 """Bytes read from a Parquet file at a time: without this buffer, pyarrow reads a whole row group's column
 before decoding its first batch, and an input table written in one group would be read whole."""
+
+
+TRUSTED_ROWS_PER_BYTE = 64
+"""Rows per byte of a documents table up to which its footer's row count is taken as it is. A table written in row
+groups of :data:`ROWS_PER_GROUP` rows takes at least a byte per 30 rows, however repetitive its texts (the
+footer's record of each group alone is longer than that); a table claiming more rows than this is counted by
+decoding its text column, in bounded memory."""
+
+
+def check_row_count(path: Path, field: str, expected: int) -> None:
+    """That the documents table at ``path`` holds ``expected`` rows, before any array is sized by that number: its
+    footer's count must equal its row groups' counts and the manifest's, every column chunk must lie inside the
+    file, and a count the file's size cannot vouch for (see :data:`TRUSTED_ROWS_PER_BYTE`) is checked by counting
+    the rows of the text column. A StoreCorruptError names the file otherwise."""
+    try:
+        metadata = pq.ParquetFile(path).metadata
+        groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
+        chunks = [group.column(j) for group in groups for j in range(group.num_columns)]
+        spans = [((c.dictionary_page_offset if c.has_dictionary_page else c.data_page_offset), c.total_compressed_size)
+                 for c in chunks]
+    except (pa.ArrowException, OSError) as err:
+        raise StoreCorruptError(f"{path}: not a readable Parquet file ({err})") from err
+    size = path.stat().st_size
+    if metadata.num_rows != expected:
+        raise StoreCorruptError(f"{path} has {metadata.num_rows} rows; the manifest says {expected}")
+    if sum(group.num_rows for group in groups) != metadata.num_rows:
+        raise StoreCorruptError(f"{path}: its footer claims {metadata.num_rows} rows, its row groups "
+                                f"{sum(group.num_rows for group in groups)}; the file was altered")
+    if any(start is None or start < 0 or length < 0 or start + length > size for start, length in spans):
+        raise StoreCorruptError(f"{path}: its footer places data beyond the file's {size} bytes; the file was altered")
+    if metadata.num_rows > TRUSTED_ROWS_PER_BYTE * size:
+        counted = 0
+        try:
+            for batch in open_parquet(path).iter_batches(batch_size=ROWS_PER_GROUP, columns=[field]):
+                counted += batch.num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise StoreCorruptError(f"{path}: not a readable Parquet file ({err})") from err
+        if counted != metadata.num_rows:
+            raise StoreCorruptError(f"{path}: its footer claims {metadata.num_rows} rows, its pages hold {counted}; "
+                                    "the file was altered")
 
 
 def open_parquet(path: Path) -> pq.ParquetFile:

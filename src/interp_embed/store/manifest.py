@@ -18,11 +18,14 @@ from ..files import canonical_json, sha256_json
 from .errors import StoreCorruptError, StoreError
 
 FORMAT = "interp_embed.store"
-VERSION = 2
-"""1: the first format. 2: keeps ``dataset_description``; the SAE source is recorded under ``source``."""
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+"""1: the first format. 2: keeps ``dataset_description``; the SAE source is recorded under ``source``. 3: lists
+``columns`` added after encoding. A store without such columns is still written as version 2, which older
+versions of interp_embed read."""
+READABLE_VERSIONS = (1, 2, 3)
 CHUNK_NAME = re.compile(r"\d{9}-\d{9}")
 ARRAY_FILE = re.compile(r"[a-z_]+\.npy")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_FEATURES = 2**31 - 1  # feature ids are handled as int32 (scipy's index type)
 
 
@@ -42,6 +45,20 @@ class FileRecord:
 
     def to_json(self) -> dict:
         return {"sha256": self.sha256} if self.bytes is None else {"sha256": self.sha256, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class ColumnRecord:
+    """A column added to the documents table after encoding, kept in a file of its own (``columns/<sha256>.parquet``,
+    named by its checksum, never by anything else the manifest says)."""
+
+    name: str
+    """The column's name in the documents table."""
+    file: FileRecord
+    """Its file's checksum and size."""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, **self.file.to_json()}
 
 
 @dataclass(frozen=True)
@@ -70,7 +87,8 @@ class ChunkEntry:
     @property
     def pooled_entries(self) -> int:
         """About how many (document, feature) pooled entries the chunk holds, from the size of its float16
-        ``pool_max.npy`` alone: what sizes a read of the chunk before anything is read (over by a header's 64)."""
+        ``pool_max.npy`` alone: what sizes a read of the chunk before anything is read (over by a header's 64, and
+        twice over for a chunk whose values needed float32)."""
         record = self.files.get("pool_max.npy")
         return (record.bytes or 0) // 2 if record is not None else 0
 
@@ -102,21 +120,26 @@ class ReaderRecord:
     """Token ids of the template scaffolding fed before every document (never stored or pooled)."""
     site: str = "resid_post"
     """Where in the block the SAE reads (``resid_post``: the block's output; see ``HookPoint``)."""
+    dtype: str = "float32"
+    """The arithmetic the reader ran in, ``float32`` or ``bfloat16`` (the SAE always runs in float32)."""
 
     def to_json(self) -> dict:
-        # Stores written before sites existed read the block's output and record no site.
+        # Stores written before sites (or arithmetics) were recorded read the block's output in float32 and record
+        # neither; a store that did the same still records neither.
         site = {} if self.site == "resid_post" else {"site": self.site}
+        dtype = {} if self.dtype == "float32" else {"dtype": self.dtype}
         return {"model": self.model, "layer": self.layer, **site, "role": self.role, "d_model": self.d_model,
-                "vocab_size": self.vocab_size, "prefix_ids": list(self.prefix_ids)}
+                "vocab_size": self.vocab_size, "prefix_ids": list(self.prefix_ids), **dtype}
 
 
-def encoder_identity(reader: str | None, layer: int | None, role: str | None, sae_config: dict,
-                     sae_sha256: str | None) -> dict:
-    """The facts that decide activations: which reader, read at which layer, in which role, by an SAE of
-    which configuration and weights. Provenance in the SAE's config (``model_name``, ``extra``) and unset
+def encoder_identity(reader: str | None, layer: int | None, role: str | None, arithmetic: str | None,
+                     sae_config: dict, sae_sha256: str | None) -> dict:
+    """The facts that decide activations: which reader, read at which layer, in which role and arithmetic, by an
+    SAE of which configuration and weights. Provenance in the SAE's config (``model_name``, ``extra``) and unset
     settings do not count."""
     decisive = {k: v for k, v in sorted(sae_config.items()) if k not in ("model_name", "extra") and v is not None}
-    return {"reader": reader, "layer": layer, "role": role, "SAE config": decisive, "SAE weights (sha256)": sae_sha256}
+    return {"reader": reader, "layer": layer, "role": role, "reader arithmetic": arithmetic, "SAE config": decisive,
+            "SAE weights (sha256)": sae_sha256}
 
 
 @dataclass(frozen=True)
@@ -147,14 +170,14 @@ class EncoderRecord:
             parts.append(", ".join(f"{k}={v}" for k, v in self.source.items() if v is not None))
         if self.reader is not None:
             site = "" if self.reader.site == "resid_post" else f" ({self.reader.site})"
-            parts.append(f"reading layer {self.reader.layer}{site} of {self.reader.model}")
+            parts.append(f"reading layer {self.reader.layer}{site} of {self.reader.model} in {self.reader.dtype}")
         return "; ".join(parts)
 
     def identity(self) -> dict:
         """What must be equal for two encodings to be the same (see :func:`encoder_identity`)."""
         reader = self.reader
-        return encoder_identity(reader and reader.model, reader and reader.layer, reader and reader.role, self.sae,
-                                self.sae_sha256)
+        return encoder_identity(reader and reader.model, reader and reader.layer, reader and reader.role,
+                                reader and reader.dtype, self.sae, self.sae_sha256)
 
     def differences(self, identity: dict) -> list[str]:
         """Human-readable differences between this encoder and another's :meth:`identity`, or []."""
@@ -197,6 +220,8 @@ class Manifest:
     """Committed chunks, by first row."""
     dataset_description: str = ""
     """What the user said the dataset is."""
+    columns: list[ColumnRecord] = field(default_factory=list)
+    """Columns added after encoding, in the order they were added (a name appears once)."""
 
     @property
     def d_sae(self) -> int:
@@ -206,12 +231,13 @@ class Manifest:
         self.chunks = sorted([c for c in self.chunks if c.start != entry.start] + [entry], key=lambda c: c.start)
 
     def to_json(self) -> dict:
+        added = {"columns": [c.to_json() for c in self.columns]} if self.columns else {}
         return {
-            "format": FORMAT, "version": VERSION, "field": self.field, "n_documents": self.n_documents,
-            "d_sae": self.d_sae, "encoder": self.encoder.to_json(), "plan": self.plan.to_json(),
-            "skipped": {str(row): reason for row, reason in sorted(self.skipped.items())},
+            "format": FORMAT, "version": VERSION if self.columns else 2, "field": self.field,
+            "n_documents": self.n_documents, "d_sae": self.d_sae, "encoder": self.encoder.to_json(),
+            "plan": self.plan.to_json(), "skipped": {str(row): reason for row, reason in sorted(self.skipped.items())},
             "documents": self.documents.to_json(), "labels": self.labels and self.labels.to_json(),
-            "chunks": [c.to_json() for c in self.chunks], "dataset_description": self.dataset_description,
+            "chunks": [c.to_json() for c in self.chunks], "dataset_description": self.dataset_description, **added,
         }
 
     def to_bytes(self) -> bytes:
@@ -224,7 +250,8 @@ class Manifest:
         try:
             raw = json.loads(data.decode("utf-8"))
             body, checksum = raw["body"], raw["sha256"]
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as err:
+        # ValueError: not JSON, or a number JSON allows and Python will not read (an integer of 4,300+ digits).
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as err:
             raise StoreCorruptError(f"{path} is damaged ({type(err).__name__}); the store cannot be opened") from err
         try:
             sealed = isinstance(body, dict) and sha256_json(body) == checksum
@@ -268,6 +295,14 @@ def _chunk(data: dict) -> ChunkEntry:
                       n_tokens=_typed(data["n_tokens"], int, "n_tokens"), files=files)
 
 
+def _column(data: dict) -> ColumnRecord:
+    name = _typed(data["name"], str, "column name")
+    record = _file(data, f"column {name!r}")
+    if not name or not SHA256.fullmatch(record.sha256):  # the checksum names the file: hex digits only
+        raise ValueError(f"column {name!r} has no name or a checksum that is not 64 hex digits")
+    return ColumnRecord(name=name, file=record)
+
+
 def _encoder(data: dict, version: int) -> EncoderRecord:
     source = data["spec"] if version == 1 else data["source"]
     reader = data.get("reader")
@@ -278,7 +313,7 @@ def _encoder(data: dict, version: int) -> EncoderRecord:
             role=_typed(reader["role"], str, "reader role"), d_model=_typed(reader["d_model"], int, "d_model"),
             vocab_size=_typed(reader["vocab_size"], int, "vocab_size"),
             prefix_ids=tuple(_typed(i, int, "prefix id") for i in _typed(reader["prefix_ids"], list, "prefix_ids")),
-            site=_site(reader.get("site", "resid_post"))),
+            site=_site(reader.get("site", "resid_post")), dtype=_arithmetic(reader.get("dtype", "float32"))),
         sae=_typed(data["sae"], dict, "encoder sae"),
         sae_sha256=None if data.get("sae_sha256") is None else _typed(data["sae_sha256"], str, "sae_sha256"),
     )
@@ -287,6 +322,12 @@ def _encoder(data: dict, version: int) -> EncoderRecord:
 def _site(value) -> str:
     if _typed(value, str, "reader site") not in SITE_NAMES:
         raise ValueError(f"reader site {value!r} is none of {', '.join(SITE_NAMES)}")
+    return value
+
+
+def _arithmetic(value) -> str:
+    if _typed(value, str, "reader dtype") not in ("float32", "bfloat16"):
+        raise ValueError(f"reader dtype {value!r} is neither float32 nor bfloat16")
     return value
 
 
@@ -309,6 +350,9 @@ def _check_structure(manifest: Manifest) -> None:
         if any(f.bytes is not None and f.bytes < 0 for f in chunk.files.values()):
             raise ValueError(f"chunk {chunk.name} records a negative file size")
         previous_stop = chunk.stop
+    names = [c.name for c in manifest.columns]
+    if len(set(names)) != len(names) or manifest.field in names:
+        raise ValueError(f"the added columns {names[:5]} repeat a name or replace the text column {manifest.field!r}")
 
 
 def _parse(body: dict) -> Manifest:
@@ -331,6 +375,7 @@ def _parse(body: dict) -> Manifest:
         chunks=sorted((_chunk(_typed(c, dict, "chunk")) for c in _typed(body["chunks"], list, "chunks")),
                       key=lambda c: c.start),
         dataset_description=_typed(body.get("dataset_description", ""), str, "dataset_description"),
+        columns=[_column(_typed(c, dict, "column")) for c in _typed(body.get("columns", []), list, "columns")],
     )
     _check_structure(manifest)
     return manifest

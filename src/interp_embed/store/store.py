@@ -7,10 +7,12 @@ Layout::
       documents.parquet      every row and metadata column of the user's table
       feature_labels.json    {feature id: label} copied from the SAE (optional)
       labels/<sha256>.json   labels written later (LLM or user), one file each, named by its checksum (labels.py)
+      columns/<sha256>.parquet  a column added after encoding (add_column), one file each, named by its checksum
       chunks/<start>-<stop>/ one folder of .npy arrays per committed range of rows (see chunk.py)
 
-A new store is written under a temporary name and renamed into place once its manifest exists. Commit
-protocol: one writer at a time holds ``.lock`` (``Store.writing()``); a chunk folder is written under a
+A new store is written under a temporary name and renamed into place once its manifest exists, by a rename that
+never replaces anything; a store copied or replaced appears whole the same way (placing.py). Commit
+protocol: one writer at a time holds ``.lock`` (``Store.writing()``, lock.py); a chunk folder is written under a
 temporary name, fsynced and renamed; then the manifest, which lists every committed chunk with the
 checksum of each file, is replaced atomically. Anything not in the manifest is a leftover of a crash: it
 is ignored, and removed by the next writer. Opening a store reads the manifest only; the documents table is checked against it on first use.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import shlex
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -39,15 +42,19 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from ..encode.config import ChunkCutter, EncodePlan
-from ..files import (CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TEMPORARY_PREFIX, WRITER_LOCK,
-                     atomic_folder, canonical_json, sha256_file, write_atomically)
+from ..files import (ADDED_COLUMNS, CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TABLE_SUFFIXES,
+                     canonical_json, sha256_file, write_atomically)
+from ..validation import with_command_line
 from .checks import POOLED
 from .chunk import ARRAYS, Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
-from .documents import DocumentTexts, DocumentsWriter
-from .errors import StoreCorruptError, StoreError, StoreLockedError
+from .columns import added_column_file, read_added_column, write_added_column
+from .documents import DocumentTexts, DocumentsWriter, check_row_count
+from .errors import StoreCorruptError, StoreError
 from .labels import DatasetLabels, LabelRecord, read_labels, write_dataset_labels, write_record
-from .manifest import CHUNK_NAME, ChunkEntry, EncoderRecord, FileRecord, Manifest
+from .lock import writer_lock
+from .manifest import CHUNK_NAME, ChunkEntry, ColumnRecord, EncoderRecord, FileRecord, Manifest
 from .paths import plain_file, plain_folder
+from .placing import building, is_temporary, replacing
 from .pooling import PooledStatistics, aggregate
 from .words import FeatureWords, WordIndex, document_words, feature_words
 
@@ -92,11 +99,6 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def _temporary(name: str) -> bool:
-    """A temporary file or folder of ours (or of version 1, which named the manifest's ``.manifest.json.tmp-<pid>``)."""
-    return name.startswith(TEMPORARY_PREFIX) or name.startswith(f".{MANIFEST}.tmp-")
-
-
 class Store:
     """A dataset folder on disk. Create it with :meth:`create`, open it with :meth:`open`; write to it only
     inside ``with store.writing():``.
@@ -127,7 +129,8 @@ class Store:
         """Write a new, empty store (documents table, labels, manifest) and return it.
 
         It is built under a temporary name and appears at ``path`` whole, manifest included, so a kill or
-        a full disk never leaves a half-made store. ``path`` must not exist, or be an empty folder.
+        a full disk never leaves a half-made store. ``path`` must not exist, or be an empty folder; if another
+        process makes a store there first, this one is a ``FileExistsError`` naming it (see placing.py).
         """
         table = _documents_table(_storable(documents, field, skipped))  # fails before anything is written
         return cls.create_from_batches(path, table.schema, [(table, skipped)], field, encoder, plan, labels,
@@ -143,28 +146,31 @@ class Store:
 
         Whatever the batches raise (a check that refuses a bad row) leaves nothing at ``path``.
         """
-        path = Path(path)
-        if path.is_symlink() or (path.exists() and (not path.is_dir() or any(path.iterdir()))):
-            raise FileExistsError(
-                f"{path} already exists and is not an empty folder. Open it with Dataset.load_from_file("
-                f"{str(path)!r}, resume=True), or choose another save_path."
-            )
+        with building(Path(path)) as folder:
+            store = cls._write(folder, schema, batches, field, encoder, plan, labels, dataset_description)
+        store.path = Path(path)  # renamed into place, whole; nothing of it was opened under the temporary name
+        return store
+
+    @classmethod
+    def _write(cls, folder: Path, schema: pa.Schema, batches: Iterable[tuple[pa.RecordBatch | pa.Table, dict[int, str]]],
+               field: str, encoder: EncoderRecord, plan: EncodePlan, labels: dict[int, str] | None,
+               dataset_description: str) -> "Store":
+        """Write a new store's documents table, labels and manifest into the empty ``folder``."""
         skipped: dict[int, str] = {}
-        with atomic_folder(path) as tmp:
-            (tmp / CHUNKS).mkdir()
-            with DocumentsWriter(tmp / DOCUMENTS, schema, field, plan) as writer:
-                for batch, problems in batches:
-                    writer.write(batch)
-                    skipped.update(problems)
-            label_record = None
-            if labels:
-                (tmp / FEATURE_LABELS).write_text(canonical_json({str(k): v for k, v in labels.items()}), "utf-8")
-                label_record = FileRecord(sha256_file(tmp / FEATURE_LABELS))
-            manifest = Manifest(field=field, n_documents=writer.n_rows, encoder=encoder, plan=plan, skipped=skipped,
-                                documents=FileRecord(writer.sha256), labels=label_record,
-                                dataset_description=dataset_description)
-            (tmp / MANIFEST).write_bytes(manifest.to_bytes())
-        store = cls(path, manifest)
+        (folder / CHUNKS).mkdir()
+        with DocumentsWriter(folder / DOCUMENTS, schema, field, plan) as writer:
+            for batch, problems in batches:
+                writer.write(batch)
+                skipped.update(problems)
+        label_record = None
+        if labels:
+            (folder / FEATURE_LABELS).write_text(canonical_json({str(k): v for k, v in labels.items()}), "utf-8")
+            label_record = FileRecord(sha256_file(folder / FEATURE_LABELS))
+        manifest = Manifest(field=field, n_documents=writer.n_rows, encoder=encoder, plan=plan, skipped=skipped,
+                            documents=FileRecord(writer.sha256), labels=label_record,
+                            dataset_description=dataset_description)
+        (folder / MANIFEST).write_bytes(manifest.to_bytes())
+        store = cls(folder, manifest)
         # Cut and counted while the table was written: neither needs a second reading of it.
         store._chunk_ranges, store._rows_checked = writer.cutter.ranges(), True
         return store
@@ -173,6 +179,13 @@ class Store:
     def open(cls, path: str | Path) -> "Store":
         """Open a store by reading its manifest only; no array is read until it is needed."""
         path = Path(path)
+        if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+            store = str(path.with_suffix(".iembed"))
+            raise with_command_line(
+                StoreError(f"{path} is a table of documents, not an interp_embed store (a folder with {MANIFEST}): "
+                           f"encode it first, e.g. Dataset(table, save_path={store!r}), and open the store."),
+                f"{path} is a table of documents, not an interp_embed store: encode it first with "
+                f"`interp-embed encode {shlex.quote(str(path))} --out {shlex.quote(store)}`, then use {store}.")
         if path.is_file():
             raise StoreError(
                 f"{path} is a file, not an interp_embed store (a folder with {MANIFEST}). Pickle files of the "
@@ -194,8 +207,6 @@ class Store:
         and leftovers of crashed writers are removed. The lock is released when the block ends or the
         process dies.
         """
-        import fcntl  # POSIX; the lock dies with its process, so a crash never leaves a stale lock
-
         if self._writers:  # already held by this object
             self._writers += 1
             try:
@@ -204,41 +215,34 @@ class Store:
                 self._writers -= 1
             return
         plain_folder(self.path)
-        lock = self.path / WRITER_LOCK
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as err:  # a link planted under the lock's name
-            raise StoreCorruptError(f"{lock} cannot be opened as the writer lock ({err})") from err
-        try:
+        with writer_lock(self.path):
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-                raise StoreLockedError(f"{self.path} is being written by process {holder}; let it finish (or stop "
-                                       "it), then resume") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
-            self._writers = 1
-            self._reload()
-            self._remove_leftovers()
-            yield self
-        finally:
-            self._writers = 0
-            os.close(fd)  # closing the descriptor releases the lock
+                self._writers = 1
+                self._reload()
+                self._remove_leftovers()
+                yield self
+            finally:
+                self._writers = 0
 
     def _reload(self) -> None:
+        columns = self.manifest.columns
         self.manifest = Store.open(self.path).manifest
         self._chunks, self._pooled, self._feature_words, self._word_index = None, None, {}, WordIndex()
+        if self.manifest.columns != columns:  # another writer added a column
+            self._documents = None
 
     def _remove_leftovers(self) -> None:
         """Delete what crashed writers left: temporary files and folders, and chunk folders never committed.
         Only our own names are touched, and a link is removed, never followed."""
         committed = {c.name for c in self.manifest.chunks}
-        leftovers = [e for e in os.scandir(self.path) if _temporary(e.name)]
+        leftovers = [e for e in os.scandir(self.path) if is_temporary(e.name)]
         leftovers += [e for e in os.scandir(plain_folder(self.path / CHUNKS))
-                      if _temporary(e.name) or (CHUNK_NAME.fullmatch(e.name) and e.name not in committed)]
+                      if is_temporary(e.name) or (CHUNK_NAME.fullmatch(e.name) and e.name not in committed)]
         if os.path.lexists(self.path / LABEL_RECORDS):
-            leftovers += [e for e in os.scandir(plain_folder(self.path / LABEL_RECORDS)) if _temporary(e.name)]
+            leftovers += [e for e in os.scandir(plain_folder(self.path / LABEL_RECORDS)) if is_temporary(e.name)]
+        if os.path.lexists(self.path / ADDED_COLUMNS):  # temporaries, and columns replaced or never committed
+            listed = {added_column_file(c) for c in self.manifest.columns}
+            leftovers += [e for e in os.scandir(plain_folder(self.path / ADDED_COLUMNS)) if e.name not in listed]
         for entry in leftovers:
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
@@ -296,23 +300,52 @@ class Store:
             self.manifest.dataset_description = text
             self._write_manifest()
 
-    def copy_rows(self, rows: np.ndarray, path: str | Path) -> "Store":
-        """A new store at ``path`` holding ``rows`` of this one, in that order, with their activations.
+    def add_column(self, name: str, values: pd.Series, overwrite: bool = False) -> None:
+        """Keep ``values`` (one per row, in row order) as the documents table's column ``name``, durably and at once;
+        the activations are not touched. A column that exists (from the encoded table or added) is replaced only
+        with ``overwrite``; the text column never is.
+
+        The values go to a file of their own, named by its checksum, and the manifest, rewritten atomically, lists
+        it: a crash at any moment leaves the table as it was or with the column, never a mismatch (what a crash
+        leaves unlisted is removed by the next writer)."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a column name must be a non-empty string, not {name!r}.")
+        with self.writing():
+            if name == self.field:
+                raise ValueError(f"{name!r} is the text column the activations were computed from; it cannot be "
+                                 "replaced. Choose another name.")
+            if name in self.documents().columns and not overwrite:
+                raise ValueError(f"column {name!r} exists in {self.path}; choose another name, or pass overwrite=True "
+                                 "(--overwrite) to replace it.")
+            if len(values) != self.n_documents:
+                raise ValueError(f"column {name!r} has {len(values)} values for {self.n_documents} documents.")
+            table = _documents_table(pd.DataFrame({name: pd.Series(values).reset_index(drop=True)}))
+            record = ColumnRecord(name, write_added_column(self.path / ADDED_COLUMNS, table))
+            self.manifest.columns = [c for c in self.manifest.columns if c.name != name] + [record]
+            self._write_manifest()
+            self._documents = None
+
+    def copy_rows(self, rows: np.ndarray, path: str | Path, overwrite: bool = False) -> "Store":
+        """A new store at ``path`` holding ``rows`` of this one, in that order, with their activations; with
+        ``overwrite`` it replaces the store at ``path``, whole (see placing.py).
 
         The whole store is copied file by file — only the files its manifest lists, each checked first,
         never through a link. A subset is written as :meth:`combine` writes it.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        path = Path(path)
-        if path.exists() or path.is_symlink():
-            raise FileExistsError(f"{path} exists; choose a new path")
         if np.array_equal(rows, np.arange(self.n_documents)):
-            return self._copy_files(path)
-        return Store.combine([(self, rows)], path)
+            if overwrite:
+                _refuse_own_path([self], Path(path))
+            with replacing(Path(path), overwrite) as folder:
+                self._copy_files(folder)
+            return Store.open(path)
+        return Store.combine([(self, rows)], path, overwrite)
 
     @staticmethod
-    def combine(parts: list[tuple["Store", np.ndarray]], path: str | Path) -> "Store":
-        """A new store at ``path`` holding, in order, the given rows of each store, with their activations.
+    def combine(parts: list[tuple["Store", np.ndarray]], path: str | Path, overwrite: bool = False) -> "Store":
+        """A new store at ``path`` holding, in order, the given rows of each store, with their activations; with
+        ``overwrite`` it replaces the store at ``path``. It appears there whole, once every chunk is copied: a kill
+        or a full disk on the way leaves nothing at ``path`` (see placing.py).
 
         The stores must share one encoder and text field (the caller checks); the documents tables are
         stacked (a column that one lacks is missing in its rows), the feature labels and plan are the first
@@ -321,6 +354,8 @@ class Store:
         encoded by ``resume``) otherwise.
         """
         first = parts[0][0]
+        if overwrite:
+            _refuse_own_path([store for store, _ in parts], Path(path))
         compact = [str(store.path) for store, _ in parts if not store.plan.token_level]
         if compact:
             raise StoreError(f"{compact[0]} keeps pooled activations only (a compact store), so its rows cannot be "
@@ -331,39 +366,43 @@ class Store:
         documents = pd.concat([store.documents().iloc[np.asarray(rows, dtype=np.int64)] for store, rows in parts],
                               ignore_index=True)
         descriptions = dict.fromkeys(store.dataset_description for store, _ in parts if store.dataset_description)
-        target = Store.create(path, documents, first.field, first.encoder, first.plan, skipped, first.shipped_labels(),
-                              "\n".join(descriptions))
-        with target.writing():
-            first._write_labels_into(target.path / LABEL_RECORDS, keep_examples=False)  # its rows are not ours
-            target._label_records = None
-            for start, stop in target.pending_chunks():
-                docs = []
-                for new in range(start, stop):
-                    if new in skipped:
-                        continue
-                    store, row = sources[new]
-                    doc = store.document(row)
-                    if doc is None:  # not encoded yet: resume encodes the whole chunk
-                        break
-                    docs.append(replace(doc, row=new))
-                else:
-                    target.commit_chunk(start, stop, docs)
-        return target
+        table = _documents_table(_storable(documents, first.field, skipped))
+        with replacing(Path(path), overwrite) as place, building(place) as folder:
+            target = Store._write(folder, table.schema, [(table, skipped)], first.field, first.encoder, first.plan,
+                                  first.shipped_labels(), "\n".join(descriptions))
+            with target.writing():
+                first._write_labels_into(target.path / LABEL_RECORDS, keep_examples=False)  # its rows are not ours
+                target._label_records = None
+                for start, stop in target.pending_chunks():
+                    docs = []
+                    for new in range(start, stop):
+                        if new in skipped:
+                            continue
+                        store, row = sources[new]
+                        doc = store.document(row)
+                        if doc is None:  # not encoded yet: resume encodes the whole chunk
+                            break
+                        docs.append(replace(doc, row=new))
+                    else:
+                        target.commit_chunk(start, stop, docs)
+        return Store.open(path)
 
-    def _copy_files(self, path: Path) -> "Store":
+    def _copy_files(self, path: Path) -> None:
+        """Copy the files the manifest lists (each checked first, never through a link) into a new store at ``path``,
+        which appears there whole."""
         listed = [(DOCUMENTS, self.manifest.documents)]
+        listed += [(f"{ADDED_COLUMNS}/{added_column_file(c)}", c.file) for c in self.manifest.columns]
         if self.manifest.labels is not None:
             listed.append((FEATURE_LABELS, self.manifest.labels))
         listed += [(f"{CHUNKS}/{c.name}/{name}", record) for c in self.manifest.chunks for name, record in c.files.items()]
-        with atomic_folder(path) as tmp:
-            (tmp / CHUNKS).mkdir()
+        with building(path) as folder:
+            (folder / CHUNKS).mkdir()
             for name, record in listed:
                 source = self._verified(name, record)
-                (tmp / name).parent.mkdir(exist_ok=True)
-                shutil.copyfile(source, tmp / name)
-            self._write_labels_into(tmp / LABEL_RECORDS, keep_examples=True)
-            (tmp / MANIFEST).write_bytes(self.manifest.to_bytes())
-        return Store.open(path)
+                (folder / name).parent.mkdir(exist_ok=True)
+                shutil.copyfile(source, folder / name)
+            self._write_labels_into(folder / LABEL_RECORDS, keep_examples=True)
+            (folder / MANIFEST).write_bytes(self.manifest.to_bytes())
 
     # ---- reading --------------------------------------------------------------------------------
     @property
@@ -404,15 +443,10 @@ class Store:
         return self._chunks
 
     def _check_row_count(self) -> None:
-        """The documents table has the manifest's number of rows: checked before anything is sized by it."""
+        """The documents table holds the manifest's number of rows: checked against the file's bytes before
+        anything is sized by it (see documents.check_row_count)."""
         if not self._rows_checked:
-            path = self._verified(DOCUMENTS, self.manifest.documents)
-            try:
-                rows = pq.ParquetFile(path).metadata.num_rows
-            except (pa.ArrowException, OSError) as err:
-                raise StoreCorruptError(f"{path}: not a readable Parquet file ({err})") from err
-            if rows != self.manifest.n_documents:
-                raise StoreCorruptError(f"{path} has {rows} rows; the manifest says {self.manifest.n_documents}")
+            check_row_count(self._verified(DOCUMENTS, self.manifest.documents), self.field, self.manifest.n_documents)
             self._rows_checked = True
 
     def pending_rows(self) -> np.ndarray:
@@ -460,17 +494,25 @@ class Store:
         return path
 
     def documents(self) -> pd.DataFrame:
-        """The user's table as given (index and every column), read once and verified."""
+        """The user's table as given (index and every column) with the columns added since (:meth:`add_column`),
+        read once and verified."""
         if self._documents is None:
             self._check_row_count()
             path = self.path / DOCUMENTS
             try:
                 documents = pq.read_table(path).to_pandas()
-            except (pa.ArrowException, OSError, ValueError) as err:
-                raise StoreCorruptError(f"{path}: not a readable Parquet file ({err})") from err
+            # The table's pandas metadata (index, column types) is data of the file, however crafted.
+            except (pa.ArrowException, OSError, ValueError, KeyError, TypeError, IndexError, AttributeError,
+                    RecursionError) as err:
+                raise StoreCorruptError(f"{path}: not a readable Parquet file, or its pandas metadata is damaged "
+                                        f"({type(err).__name__}: {str(err)[:200]})") from err
             if len(documents) != self.n_documents or self.field not in documents.columns:
                 raise StoreCorruptError(f"{path} does not hold the manifest's {self.n_documents} rows with the text "
                                         f"column {self.field!r}")
+            for column in self.manifest.columns:
+                file = self._verified(f"{ADDED_COLUMNS}/{added_column_file(column)}", column.file)
+                documents[column.name] = read_added_column(file, column.name, self.n_documents).set_axis(
+                    documents.index)
             self._documents = documents
         return self._documents
 
@@ -622,3 +664,10 @@ class Store:
                 raise StoreCorruptError(f"{chunk.folder / 'char_len.npy'}: the spans of row {row} reach "
                                         f"beyond its text; the chunk cannot be trusted")
         return doc
+
+
+def _refuse_own_path(sources: list[Store], path: Path) -> None:
+    """A store is never replaced by a copy of its own rows: the dataset read from it would be left reading another."""
+    for source in sources:
+        if os.path.lexists(path) and os.path.lexists(source.path) and os.path.samefile(source.path, path):
+            raise ValueError(f"{path} is the store this dataset reads; save to another path")

@@ -17,6 +17,7 @@ then one vectorised pass over their tokens.
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -249,23 +250,35 @@ class FeatureWords:
     def fires_on(self, feature: int, n: int = 5) -> list[str]:
         """The ``n`` words most specific to the feature (module docstring), most first: words it fired on more
         than once before words seen once (an anecdote, not a pattern), and only words it fires on more than their
-        share of all tokens. Without token counts, the words carrying most of its mass (:meth:`top`)."""
+        share of all tokens; ties in alphabetical order, so the order never depends on which chunk was read first.
+        Without token counts, the words carrying most of its mass (:meth:`top`)."""
         if self.word_tokens is None:
             return self.top(feature, n)
         return [str(w) for w in self.words[self.specific_words(feature, n)[0]]]
 
     def specific_words(self, feature: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """(word ids, specificity) of the feature's :meth:`fires_on` words, in that order; needs token counts."""
-        row = self.mass[feature]
-        if not row.nnz:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        share = (self.word_tokens[row.indices] + 1.0) / (self.word_tokens.sum() + len(self.words))
-        score = specificity(row.data.astype(np.float64), float(row.data.sum()), share)
-        repeated = self.hits[feature].data >= 2 if self.hits is not None else np.ones(row.nnz, dtype=bool)
-        words = self.words[row.indices].astype(str)
-        order = np.lexsort((np.argsort(np.argsort(words)), -score, ~repeated))  # ties: alphabetical, so the order
-        order = order[score[order] > 0][:n]  # never depends on which chunk was read first
-        return row.indices[order].astype(np.int64), score[order]
+        pointers, words, scores = self._ranked
+        start, stop = pointers[feature], pointers[feature + 1]
+        stop = min(start + n, stop)
+        return words[start:stop].astype(np.int64), scores[start:stop]
+
+    @functools.cached_property
+    def _ranked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every feature's words in :meth:`fires_on` order, as CSR pointers (d_sae + 1), word ids and their
+        specificity: one sort of all (feature, word) entries, so a table of thousands of features reads its words
+        at once."""
+        mass = self.mass.tocsr()
+        feature = np.repeat(np.arange(mass.shape[0]), np.diff(mass.indptr))
+        share = (self.word_tokens[mass.indices] + 1.0) / (self.word_tokens.sum() + len(self.words))
+        feature_mass = np.asarray(mass.sum(axis=1), dtype=np.float64).ravel()
+        score = specificity(mass.data.astype(np.float64), feature_mass[feature], share)
+        hits = self.hits.tocsr()[feature, mass.indices].A1 if self.hits is not None else np.full(mass.nnz, 2)
+        alphabetical = np.argsort(np.argsort(self.words.astype(str)))[mass.indices]
+        order = np.lexsort((alphabetical, -score, hits < 2, feature))
+        order = order[score[order] > 0]
+        pointers = np.searchsorted(feature[order], np.arange(mass.shape[0] + 1))
+        return pointers, mass.indices[order], score[order]
 
 
 def feature_words(chunks: list[Chunk], texts, index: WordIndex, peak: np.ndarray, d_sae: int,
