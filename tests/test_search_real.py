@@ -127,7 +127,7 @@ def test_search_by_several_examples_and_negatives(packages):
     hits = packages.search(examples=[sound, more_sound], by="example", k=K)
     assert precision(packages, hits.document.to_numpy(), "sound") >= 0.7
     used = hits.attrs["features"]
-    assert (used.source == "examples").all() and used.fires_on.str.len().gt(0).all()
+    assert set(used.source) == {"examples", "feedback"} and used.fires_on.str.len().gt(0).all()
     assert hits.highlighted.str.contains("<<").all()
     # Mixed examples find both sections; naming games as a negative leaves the sound packages.
     section = packages.pandas().section.to_numpy()
