@@ -61,8 +61,9 @@ def search_documents(
 
     With ``feedback`` (default; not for features given), the features most specific to the first
     ``FEEDBACK_DOCUMENTS`` (10) documents found — frequent there, rare in the dataset — rank the documents again
-    (BM25), which finds documents that say the same thing in other words. A query that matches nothing raises a
-    ValueError saying why and what to try.
+    (BM25), which finds documents that say the same thing in other words; documents the first search found that
+    those features miss follow, in its order (with score 0), so feedback never loses a hit. A query that matches
+    nothing raises a ValueError saying why and what to try.
 
     Columns: ``document`` (position in ``ds``), ``score``, ``feature_id``/``label``/``fires_on`` of the feature that
     adds most to the score, ``active_features`` (the ranking features active in it), ``words`` (when words were
@@ -190,8 +191,10 @@ def rank_documents(
     if feedback and features is None and ranking.found().size:
         first = ranking.found()[:FEEDBACK_DOCUMENTS]
         weight = terms.specific(terms.counts[first], FEEDBACK_FEATURES)
-        ranking = _Ranking(terms.bm25(weight), lambda rows: terms.bm25_contributions(weight, rows))
-        used = pd.concat([used, _used(ds, labels, np.flatnonzero(weight), weight, "feedback")], ignore_index=True)
+        if weight.any():  # where what was found has nothing specific (all its features dense), it stays as found
+            ranking = _Ranking(terms.bm25(weight), lambda rows: terms.bm25_contributions(weight, rows), then=ranking)
+            used = pd.concat([used, _used(ds, labels, np.flatnonzero(weight), weight, "feedback")],
+                             ignore_index=True)
     return Found(docs, ranking, used, words, word_weight, word_source)
 
 
@@ -212,19 +215,36 @@ def _query_words(ds: EncodedDataset, words: DocumentWords, query: str, terms: Te
 
 
 class _Ranking:
-    """Documents' scores (one per encoded document) and how to split a score into its features' shares."""
+    """Documents' scores (one per encoded document) and how to split a score into its features' shares. A ranking
+    made ``then`` another (feedback after a first search) keeps every document the other found: those it scores 0
+    follow the rest, in the other's order, with the other's features as their evidence."""
 
-    def __init__(self, score: np.ndarray, contributions):
-        self.score, self._contributions = score, contributions
+    def __init__(self, score: np.ndarray, contributions, then: _Ranking | None = None):
+        self.score, self._contributions, self.then = score, contributions, then
 
     def found(self) -> np.ndarray:
-        """Matrix rows of the documents scoring above 0, best first."""
-        order = np.argsort(-self.score, kind="stable")
-        return order[self.score[order] > 0]
+        """Matrix rows of the documents scoring above 0 (here or in ``then``), best first."""
+        if self.then is None:
+            order = np.argsort(-self.score, kind="stable")
+            return order[self.score[order] > 0]
+        found = np.flatnonzero(self.score > 0)
+        found = found[np.argsort(-self.score[found], kind="stable")]
+        rest = self.then.found()
+        return np.concatenate([found, rest[self.score[rest] <= 0]])
 
     def contributions(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(feature ids, rows × features): each feature's share of those documents' scores."""
-        return self._contributions(rows)
+        """(feature ids, rows × features): each feature's share of those documents' scores (of ``then``'s scores
+        for the documents only ``then`` found)."""
+        ids, contrib = self._contributions(rows)
+        earlier = self.score[rows] <= 0
+        if self.then is None or not earlier.any():
+            return ids, contrib
+        then_ids, then_contrib = self.then.contributions(rows[earlier])
+        every = np.union1d(ids, then_ids)
+        out = np.zeros((len(rows), len(every)))
+        out[np.ix_(~earlier, np.searchsorted(every, ids))] = contrib[~earlier]
+        out[np.ix_(earlier, np.searchsorted(every, then_ids))] = then_contrib
+        return every, out
 
 
 def _texts(texts, name: str) -> list[str]:
