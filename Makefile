@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-portable bench-encode bench-analysis bench-sae bench-report bench-retrieval clean
+.PHONY: demo test test-portable check-layers bench-encode bench-analysis bench-sae bench-report bench-retrieval clean
 
 # Real text for the tests that check analyses on unseen text (tests/test_analysis_real.py) and for the
 # benchmarks: Debian's fortunes in English, German and Spanish, installed with apt-get when it can be.
@@ -43,6 +43,10 @@ test: $(STAMP) $(FORTUNES) $(CHROMIUM)
 # results differ from `make test`'s in the last bits; the tests must not notice (tests/numerics.py).
 test-portable: $(STAMP) $(FORTUNES) $(CHROMIUM)
 	MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(PY) -m pytest -m numerics
+
+# Which rooms (subpackages) of interp_embed each room imports, lowest first; fails naming the imports of any cycle.
+check-layers:
+	$(PYTHON) tests/test_layers.py
 
 # Benchmarks (not tests): each prints its figures. bench-encode and bench-sae need Debian's fortunes.
 bench-encode: $(STAMP) $(FORTUNES)

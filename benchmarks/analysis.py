@@ -73,7 +73,7 @@ def synthetic_latents(n_docs: int, n_features: int, mean_active: float, seed: in
 
 def write_store(X: sp.csr_matrix, path: Path, y: np.ndarray, chunk_docs: int = 50_000) -> None:
     """Write X through the store API: each document is one token whose activations are its pooled row."""
-    from interp_embed.encode.config import EncodePlan
+    from interp_embed.spec.plan import EncodePlan
     from interp_embed.store import EncodedDocument, EncoderRecord, Store
 
     n, d = X.shape

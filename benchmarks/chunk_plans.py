@@ -33,8 +33,8 @@ from fortunes import sample_fortunes  # noqa: E402  (a sibling script, not a pac
 def padded_tokens(plan, reader, sae, texts: list[str]) -> tuple[int, int, list[int]]:
     """The document tokens of the texts, the tokens of the batches the pipeline runs for them under `plan` (padding
     included), and the estimated tokens of each chunk."""
-    from interp_embed.encode.config import estimated_tokens
     from interp_embed.encode.pipeline import Encoder, _batches, _windows
+    from interp_embed.spec.plan import estimated_tokens
 
     capacity = Encoder(reader, sae, plan).capacity
     ids = [reader.document_tokens(text).ids for text in texts]
@@ -59,8 +59,8 @@ def main() -> None:
     import pandas as pd
 
     from interp_embed import Dataset
-    from interp_embed.encode.config import EncodePlan
     from interp_embed.saes import DefaultSAE
+    from interp_embed.spec.plan import EncodePlan
     from interp_embed.store import Store
 
     if args.threads:

@@ -98,8 +98,8 @@ def count_tokens(documents: list[str]) -> tuple[list[int], list[int], int]:
     """
     from transformers import AutoTokenizer
 
-    from interp_embed.encode.config import BUNDLED_READER
-    from interp_embed.encode.reader import resolve_model_path
+    from interp_embed.reading.reader import resolve_model_path
+    from interp_embed.spec.reader import BUNDLED_READER
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))
     wrapped = [tokenizer.apply_chat_template([{"role": "assistant", "content": d}], tokenize=False) for d in documents]
@@ -120,8 +120,8 @@ def measure_ours(documents: list[str], batch_tokens: int, save_path: Path) -> di
     import torch
 
     from interp_embed import Dataset
-    from interp_embed.encode.config import EncodePlan
     from interp_embed.saes import DefaultSAE
+    from interp_embed.spec.plan import EncodePlan
 
     sae = DefaultSAE(device="cpu")
     start = time.perf_counter()
@@ -142,8 +142,8 @@ def measure_ceiling(documents: list[str], batch_tokens: int) -> dict:
     """Time the pipeline's Reader alone: forward passes to the hook layer, length-sorted, under `batch_tokens`."""
     import torch
 
-    from interp_embed.encode.config import EncodePlan
     from interp_embed.saes import DefaultSAE
+    from interp_embed.spec.plan import EncodePlan
 
     start = time.perf_counter()
     reader, _, _ = DefaultSAE(device="cpu").load()  # the very reader our pipeline runs
@@ -180,9 +180,9 @@ def measure_pipeline_ceiling(documents: list[str], batch_tokens: int) -> dict:
     import numpy as np
     import torch
 
-    from interp_embed.encode.config import EncodePlan
     from interp_embed.encode.pipeline import Encoder, _batches, _windows
     from interp_embed.saes import DefaultSAE
+    from interp_embed.spec.plan import EncodePlan
 
     start = time.perf_counter()
     reader, sae, _ = DefaultSAE(device="cpu").load()
@@ -255,9 +255,9 @@ def measure_arithmetic(documents: list[str], languages: list[str], batch_tokens:
 
     from interp_embed import Dataset
     from interp_embed.analysis.diff import diff_features
-    from interp_embed.encode.config import EncodePlan
     from interp_embed.encode.pipeline import Encoder
     from interp_embed.saes import DefaultSAE
+    from interp_embed.spec.plan import EncodePlan
 
     plan = EncodePlan(batch_tokens=batch_tokens)
     saes = {dtype: DefaultSAE(device="cpu", dtype=dtype) for dtype in ("float32", "bfloat16")}
@@ -367,7 +367,7 @@ def main() -> None:
         child(args.child, args.work)
         return
 
-    from interp_embed.encode.config import EncodePlan
+    from interp_embed.spec.plan import EncodePlan
 
     batch_tokens = EncodePlan().batch_tokens  # our pipeline's default, given to it and to the ceiling alike
     english = sample_fortunes(args.arithmetic_documents, seed=args.seed)
@@ -455,7 +455,7 @@ over the seconds spent encoding and saving; loading the models is excluded.
 
 def processor() -> str:
     """The processor's name and whether it has bfloat16 instructions, as interp_embed sees them."""
-    from interp_embed.encode.arithmetic import cpu_features, native_bfloat16
+    from interp_embed.reading.arithmetic import cpu_features, native_bfloat16
 
     name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                  if line.startswith("model name")), platform.processor() or platform.machine()) \

@@ -30,8 +30,8 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from interp_embed import Dataset
 from interp_embed.architectures import TopKConfig, build_sae, save_sae
 from interp_embed.data import demo_sample
-from interp_embed.encode.config import EncodePlan
 from interp_embed.saes import LocalSAE
+from interp_embed.spec.plan import EncodePlan
 
 # (hidden size, layers, hooked layer, SAE latents): about 1B parameters on a GPU, a toy on a CPU.
 SIZES = {"gpu": (2048, 16, 11, 32768), "small": (128, 4, 2, 1024)}

@@ -25,8 +25,8 @@ def make_model(folder: Path) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from interp_embed.encode.config import BUNDLED_READER
-    from interp_embed.encode.reader import resolve_model_path
+    from interp_embed.reading.reader import resolve_model_path
+    from interp_embed.spec.reader import BUNDLED_READER
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=4096, hidden_size=1024, intermediate_size=4096, num_hidden_layers=LAYERS,
@@ -46,8 +46,8 @@ def load(way: str, folder: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from interp_embed.encode.config import ReaderSpec
-    from interp_embed.encode.reader import Reader
+    from interp_embed.reading.reader import Reader
+    from interp_embed.spec.reader import ReaderSpec
 
     Path("/proc/self/clear_refs").write_text("5")  # restart the peak (VmHWM) from the current RSS
     before = status_kib("VmRSS")

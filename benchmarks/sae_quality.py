@@ -26,11 +26,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fortunes import FORTUNES_DIR, load_fortunes  # noqa: E402
 
-from interp_embed.encode.config import BUNDLED_READER, ReaderSpec  # noqa: E402
-from interp_embed.encode.reader import Reader, resolve_model_path  # noqa: E402
 from interp_embed.architectures import SparseAutoencoder, load_sae  # noqa: E402
 from interp_embed.files import FEATURE_LABELS  # noqa: E402
-from interp_embed.train.evaluate import activation_chunks, reconstruction_quality  # noqa: E402
+from interp_embed.reading.activations import activation_chunks  # noqa: E402
+from interp_embed.reading.reader import Reader, resolve_model_path  # noqa: E402
+from interp_embed.spec.reader import BUNDLED_READER, ReaderSpec  # noqa: E402
+from interp_embed.train.evaluate import reconstruction_quality  # noqa: E402
 
 SHIPPED = ROOT / "src" / "interp_embed" / "data" / "default_sae"
 

@@ -69,7 +69,7 @@ def build_compact_store(path: Path, n_documents: int, d_sae: int, active: float,
     """A compact store of synthetic pooled activations, written chunk by chunk with the store's chunk writer."""
     import scipy.sparse as sp
 
-    from interp_embed.encode.config import EncodePlan
+    from interp_embed.spec.plan import EncodePlan
     from interp_embed.store import EncoderRecord, Store
     from interp_embed.store.pooling import PooledStatistics
 
@@ -184,7 +184,7 @@ RAY_WAYS = {"single process": {}, "Ray, 1 worker": {"engine": "ray", "num_worker
 def timed_encoding(df: pd.DataFrame, chunk_tokens: int, folder: Path, **engine) -> tuple[float, object]:
     """Seconds that ``Dataset(df, ...)`` takes, from nothing loaded to every chunk committed, and the dataset."""
     from interp_embed import Dataset
-    from interp_embed.encode.config import EncodePlan
+    from interp_embed.spec.plan import EncodePlan
 
     path = Path(tempfile.mkdtemp(dir=folder)) / "store.iembed"
     started = time.perf_counter()
@@ -194,7 +194,7 @@ def timed_encoding(df: pd.DataFrame, chunk_tokens: int, folder: Path, **engine) 
 
 def ray_scaling(args: argparse.Namespace) -> None:
     """Throughput of the single process, 1 Ray worker and 2 Ray workers on this machine (see the module's doc)."""
-    from interp_embed.encode.config import EncodePlan
+    from interp_embed.spec.plan import EncodePlan
 
     df = pd.DataFrame({"text": sample_fortunes(args.documents)})
     chunks = EncodePlan(chunk_tokens=args.chunk_tokens).chunk_ranges(df["text"].tolist())

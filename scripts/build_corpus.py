@@ -189,8 +189,8 @@ def _texts_until(pool, to_text, items, done, chunk: int = 16):
 
 
 def build(out: Path, seed: int, scale: float) -> pd.DataFrame:
-    from interp_embed.encode.config import BUNDLED_READER
-    from interp_embed.encode.reader import resolve_model_path
+    from interp_embed.reading.reader import resolve_model_path
+    from interp_embed.spec.reader import BUNDLED_READER
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))

@@ -4,7 +4,7 @@ The bundled GGUF (94 MB) is too big for some transports. A *pack* keeps, byte fo
 of blocks ``0..layer`` and only the embedding rows of the tokens a corpus uses, in a safetensors file of
 raw ``uint8`` blocks. ``unpack_reader`` de-quantises them with the same arithmetic as ``gguf`` (which
 transformers uses to load GGUF files), undoes llama.cpp's q/k row permutation as transformers does, and
-writes a plain transformers folder that :class:`~interp_embed.encode.reader.Reader` loads. The weights of
+writes a plain transformers folder that :class:`~interp_embed.reading.reader.Reader` loads. The weights of
 the kept layers are then bit-identical to the bundled reader's; embedding rows of unused tokens are zero.
 Needs ``gguf`` only to pack, and only numpy/safetensors/transformers to unpack.
 """

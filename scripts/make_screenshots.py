@@ -1,4 +1,4 @@
-"""Make the README's pictures from the demo store: the report's diff view (docs/report.png) and plot_diff (docs/diff.png).
+"""Make the README's pictures from the demo store: the report's diff view (docs/images/report.png) and plot_diff (docs/images/diff.png).
 
     interp-embed demo --save-path demo.iembed          # once (make demo)
     python scripts/make_screenshots.py demo.iembed     # needs Chromium and playwright (the dev extras; make test)
@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=args.chromium,
                                                  args=["--no-sandbox"] if os.geteuid() == 0 else [])
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page = browser.new_page(viewport={"width": 1200, "height": 760})
             page.goto(report.resolve().as_uri() + "#diff")
             page.locator("details.finding summary").first.click()
             expect(page.locator("details.finding").first.locator("p.excerpt").first).to_be_visible()

@@ -33,13 +33,14 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from interp_embed.files import (FEATURE_LABELS, FEATURE_SUMMARIES, SAE_CONFIG, SAE_WEIGHTS,  # noqa: E402
                                 TRAINING_REPORT, TRAINING_STATE, write_atomically)
-from interp_embed.encode.config import BUNDLED_READER, ReaderSpec  # noqa: E402
-from interp_embed.encode.reader import Reader  # noqa: E402
 from interp_embed.architectures import load_sae, save_sae  # noqa: E402
 from interp_embed.labeling.driver import label_codes  # noqa: E402
 from interp_embed.labeling.offline import write_labels  # noqa: E402
+from interp_embed.reading.activations import activation_chunks  # noqa: E402
+from interp_embed.reading.reader import Reader  # noqa: E402
+from interp_embed.spec.reader import BUNDLED_READER, ReaderSpec  # noqa: E402
 from interp_embed.train import HarvestConfig, TrainConfig, train_sae  # noqa: E402
-from interp_embed.train.evaluate import activation_chunks, reconstruction_quality  # noqa: E402
+from interp_embed.train.evaluate import reconstruction_quality  # noqa: E402
 
 logger = logging.getLogger("train_default_sae")
 CORPUS = ROOT / ".corpus" / "corpus.parquet"
@@ -120,7 +121,7 @@ def cmd_label(args) -> None:
 
 def cmd_pack(args) -> None:
     """Reader blocks 0..15 (GGUF bytes), used embedding rows, lzma'd token ids and CPU reference activations."""
-    from interp_embed.encode.reader import bundled_gguf_path, resolve_model_path
+    from interp_embed.reading.reader import bundled_gguf_path, resolve_model_path
     from compact_reader import pack_reader
 
     splits = load_splits(args.corpus)

@@ -10,8 +10,8 @@ import pytest
 
 from interp_embed import Dataset
 from interp_embed.data import demo_sample
-from interp_embed.encode.config import EncodePlan
 from interp_embed.saes import DefaultSAE
+from interp_embed.spec.plan import EncodePlan
 import fake_llm
 from synthetic import synthetic_dataset
 
@@ -55,8 +55,8 @@ def tiny_model_dir(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from interp_embed.encode.config import BUNDLED_READER
-    from interp_embed.encode.reader import resolve_model_path
+    from interp_embed.reading.reader import resolve_model_path
+    from interp_embed.spec.reader import BUNDLED_READER
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BUNDLED_READER))

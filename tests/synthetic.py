@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from interp_embed import Dataset
-from interp_embed.encode.config import EncodePlan
 from interp_embed.encode.session import rows_to_skip
+from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import EncodedDocument, EncoderRecord, Store
 
 D_SAE = 256

@@ -12,10 +12,12 @@ from typer.testing import CliRunner
 
 from interp_embed import Dataset
 from interp_embed.data import demo_sample
-from interp_embed.encode import arithmetic, session
-from interp_embed.encode.arithmetic import choose_arithmetic, cpuinfo_features
-from interp_embed.encode.config import EncodePlan
+from interp_embed.encode import session
+from interp_embed.reading import arithmetic
+from interp_embed.reading.arithmetic import choose_arithmetic, cpuinfo_features
 from interp_embed.saes import DefaultSAE
+from interp_embed.saes import base as saes_base
+from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import Store
 
 X86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
@@ -51,7 +53,7 @@ def test_auto_takes_bfloat16_on_a_gpu_and_float32_on_other_devices(monkeypatch):
 
 def prefer(monkeypatch, dtype: str) -> None:
     """Pretend ``dtype="auto"`` would choose ``dtype`` on this machine."""
-    monkeypatch.setattr(arithmetic, "choose_arithmetic", lambda device: arithmetic.Choice(dtype, "pretended"))
+    monkeypatch.setattr(saes_base, "choose_arithmetic", lambda device: arithmetic.Choice(dtype, "pretended"))
 
 
 def test_an_sae_settles_its_arithmetic_once(monkeypatch):
@@ -129,7 +131,7 @@ def test_a_bfloat16_run_resumed_on_another_processor_continues_in_bfloat16(tmp_p
     run, which differs from a float32 run."""
     import torch
 
-    from interp_embed.encode.reader import Reader
+    from interp_embed.reading.reader import Reader
 
     frame = demo_sample().head(10)
     plan = EncodePlan(chunk_tokens=120)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from interp_embed import Dataset
-from interp_embed.encode.config import EncodePlan
+from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import StoreError
 from numerics import STORED_RTOL, assert_same_latents
 

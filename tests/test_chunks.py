@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from interp_embed import Dataset
 from interp_embed.data import demo_sample
 from interp_embed.encode import session
-from interp_embed.encode.config import ChunkCutter, EncodePlan, estimated_tokens
 from interp_embed.saes import LocalSAE
+from interp_embed.spec.plan import ChunkCutter, EncodePlan, estimated_tokens
 from interp_embed.store import Store
 from hostile import manifest_body, reseal
 
@@ -210,8 +210,8 @@ def test_an_interrupted_encoding_logs_the_call_that_resumes_it(sae, tmp_path, mo
 def test_loading_the_reader_logs_one_line_and_draws_no_transformers_bar(caplog, capfd):
     from transformers.utils import logging as transformers_logging
 
-    from interp_embed.encode.config import ReaderSpec
-    from interp_embed.encode.reader import Reader
+    from interp_embed.reading.reader import Reader
+    from interp_embed.spec.reader import ReaderSpec
 
     enabled = transformers_logging.is_progress_bar_enabled()
     with caplog.at_level(logging.INFO, logger="interp_embed"):

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from interp_embed.cli import app
 from interp_embed.cli.config import config_options, field_docs
-from interp_embed.encode.config import EncodePlan
+from interp_embed.spec.plan import EncodePlan
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 
 from interp_embed import Dataset
 from interp_embed.data import demo_sample
-from interp_embed.encode.config import EncodePlan
+from interp_embed.spec.plan import EncodePlan
 
 CHUNK_TOKENS = 170  # ~5 documents per chunk: ~24 commits for 120 documents
 N_DOCS = 120
@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(f"""
     import sys
     from interp_embed import Dataset
     from interp_embed.data import demo_sample
-    from interp_embed.encode.config import EncodePlan
+    from interp_embed.spec.plan import EncodePlan
     path, mode = sys.argv[1], sys.argv[2]
     if mode == "resume":
         Dataset.load_from_file(path, resume=True)

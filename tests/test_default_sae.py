@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from interp_embed.encode.config import BUNDLED_READER, ReaderSpec
-from interp_embed.encode.reader import Reader
 from interp_embed.analysis.label_search import OFFLINE_LABEL
 from interp_embed.architectures import load_sae
 from interp_embed.data import default_sae_folder
 from interp_embed.files import FEATURE_LABELS
 from interp_embed.labeling.offline import load_summaries
+from interp_embed.reading.reader import Reader
 from interp_embed.saes import DefaultSAE
+from interp_embed.spec.reader import BUNDLED_READER, ReaderSpec
 
 FOLDER = default_sae_folder()
 

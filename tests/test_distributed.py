@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from interp_embed import Dataset
-from interp_embed.encode.config import EncodePlan
 from interp_embed.encode.distributed import WORKER_NAME, RayEngine, WorkerPlan, engine_for, plan_workers
+from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import Store
 
 ray = pytest.importorskip("ray")

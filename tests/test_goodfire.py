@@ -16,10 +16,11 @@ import torch
 
 from interp_embed import Dataset
 from interp_embed.architectures import load_sae
-from interp_embed.encode.config import EncodePlan, ReaderSpec
-from interp_embed.encode.reader import Reader
+from interp_embed.reading.reader import Reader
 from interp_embed.saes import DefaultSAE, GoodfireSAE, LocalSAE, sae_from_spec
 from interp_embed.saes.sources import GOODFIRE_VARIANTS, LABELS_REPO
+from interp_embed.spec.plan import EncodePlan
+from interp_embed.spec.reader import ReaderSpec
 
 SMALL, LARGE = "Llama-3.1-8B-Instruct-SAE-l19", "Llama-3.3-70B-Instruct-SAE-l50"
 D_MODEL, D_SAE = 64, 128

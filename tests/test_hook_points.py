@@ -13,12 +13,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from interp_embed import Dataset
 from interp_embed.architectures import SAEConfig, build_sae, load_sae, save_sae
 from interp_embed.architectures.saelens import config_from_saelens
-from interp_embed.encode.config import BUNDLED_READER, EncodePlan, ReaderSpec
-from interp_embed.encode.hook_point import HookPoint
 from interp_embed.encode.pipeline import Encoder
-from interp_embed.encode.reader import Reader, resolve_model_path
 from interp_embed.files import MANIFEST, sha256_json
+from interp_embed.reading.reader import Reader, resolve_model_path
 from interp_embed.saes import LocalSAE
+from interp_embed.spec.hook_point import HookPoint
+from interp_embed.spec.plan import EncodePlan
+from interp_embed.spec.reader import BUNDLED_READER, ReaderSpec
 from interp_embed.store import StoreCorruptError
 from interp_embed.store.manifest import ReaderRecord
 

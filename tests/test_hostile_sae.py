@@ -13,13 +13,13 @@ import torch
 
 from interp_embed import Dataset
 from interp_embed.architectures import SAEConfig, build_sae, load_sae, save_sae
-from interp_embed.encode.config import EncodePlan
-from interp_embed.files import FEATURE_LABELS, FEATURE_SUMMARIES, SAE_CONFIG, SAE_WEIGHTS
+from interp_embed.files import FEATURE_LABELS, FEATURE_SUMMARIES, SAE_CONFIG, SAE_WEIGHTS, sha256_file
 from interp_embed.labeling.offline import load_summaries
 from interp_embed.saes import DefaultSAE, GoodfireSAE, LocalSAE, sae_from_spec
-from interp_embed.store import EncoderRecord, Store, StoreError
+from interp_embed.spec.plan import EncodePlan
+from interp_embed.store import EncoderRecord, Store, StoreCorruptError, StoreError
 
-from hostile import cap_memory
+from hostile import cap_memory, manifest_body, reseal
 from synthetic import D_SAE, LABELS, encode_text
 
 TESTS = os.path.dirname(__file__)
@@ -200,7 +200,27 @@ def test_a_fifo_in_an_sae_folder_never_blocks_the_reader(folder):
         LocalSAE(path=folder).fingerprint()
 
 
+@pytest.mark.parametrize("feature", ["32", "-1", "99999"])
+def test_a_label_of_a_feature_the_sae_lacks_is_refused_by_name(folder, feature):
+    (folder / FEATURE_LABELS).write_text(json.dumps({"0": "dogs", feature: "cats"}))
+    with pytest.raises(ValueError, match=rf"{FEATURE_LABELS}: labels of features \[{feature}\] \(of 1\) outside "
+                                         r"the SAE's 32 features \(ids 0 to 31\)"):
+        LocalSAE(path=folder).feature_labels()
+
+
 def test_a_plain_sae_folder_still_loads(folder):
     (folder / FEATURE_LABELS).write_text(json.dumps({"0": "dogs", "5": "cats"}))
     assert load_sae(folder).cfg.d_sae == 32 and LocalSAE(path=folder).feature_labels() == {0: "dogs", 5: "cats"}
     assert set(load_summaries(DefaultSAE().sae_folder())) == set(range(8192))
+
+
+def test_a_store_whose_shipped_labels_name_features_it_lacks_is_refused_by_name(tmp_path, sample):
+    store = _store(tmp_path / "s.iembed", sample.head(10), None, token_level=False)
+    labels = store.path / FEATURE_LABELS  # written by hand, its checksum sealed: still refused when read
+    labels.write_text(json.dumps({"0": "dogs", str(D_SAE + 7): "cats"}))
+    body = manifest_body(store.path)
+    body["labels"] = {"sha256": sha256_file(labels), "bytes": labels.stat().st_size}
+    reseal(store.path, body)
+    with pytest.raises(StoreCorruptError, match=rf"{FEATURE_LABELS}: labels of features \[{D_SAE + 7}\] \(of 1\) "
+                                                rf"outside the SAE's {D_SAE} features"):
+        Store.open(store.path).shipped_labels()

@@ -19,7 +19,7 @@ import pytest
 
 from interp_embed import Dataset
 from interp_embed.files import MANIFEST, TEMPORARY_PREFIX, sha256_json
-from interp_embed.encode.config import EncodePlan
+from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import EncoderRecord, Store, StoreCorruptError
 
 from hostile import cap_memory, manifest_body, reseal

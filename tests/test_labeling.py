@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from interp_embed.encode.config import BUNDLED_READER
-from interp_embed.encode.reader import resolve_model_path
 from interp_embed.labeling.offline import _context, build_labels, token_bytes
+from interp_embed.reading.reader import resolve_model_path
+from interp_embed.spec.reader import BUNDLED_READER
 
 pytestmark = pytest.mark.reader
 

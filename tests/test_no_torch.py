@@ -21,10 +21,13 @@ def test_configs_import_without_torch():
     out = run_without_torch("""
         import interp_embed, interp_embed.store
         from interp_embed.architectures.config import TopKConfig
-        from interp_embed.encode.config import EncodePlan, ReaderSpec
-        from interp_embed.train.config import HarvestConfig, TrainConfig
+        from interp_embed.spec.plan import EncodePlan
+        from interp_embed.spec.reader import ReaderSpec
+        import interp_embed.encode.config as public  # the spelling README shows
         from interp_embed.train import read_texts
+        from interp_embed.train.config import HarvestConfig, TrainConfig
         print(TrainConfig(k=16).k, HarvestConfig(layer=3).layer, TopKConfig(d_in=8, d_sae=16, hook_layer=1, k=4).k,
-              EncodePlan().chunk_tokens, ReaderSpec().layer)
+              EncodePlan().chunk_tokens, ReaderSpec().layer,
+              (public.EncodePlan, public.ReaderSpec) == (EncodePlan, ReaderSpec))
     """)
-    assert out.split() == ["16", "3", "4", "24000", "15"]
+    assert out.split() == ["16", "3", "4", "24000", "15", "True"]

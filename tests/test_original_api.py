@@ -223,7 +223,7 @@ def test_constructor_arguments_checked_at_the_door(sample):
     with pytest.raises(TypeError, match=r"ds\[\.\.\.\].*Dataset\.concat"):
         Dataset(sample, rows=[object()] * len(sample))
     with pytest.raises(TypeError, match="plan= or batch_size="):
-        from interp_embed.encode.config import EncodePlan
+        from interp_embed.spec.plan import EncodePlan
         Dataset(sample, plan=EncodePlan(), batch_size=4)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         Dataset(sample, batch_size=0)

@@ -13,8 +13,8 @@ from interp_embed.analysis import top_correlations
 from interp_embed.analysis.blockwise import BLOCK_SHARE, BYTES_PER_ENTRY, MATERIALISED_BYTES_PER_ENTRY, PresenceBlocks
 from interp_embed.analysis.cooccurrence import feature_blocks
 from interp_embed.cli import app
-from interp_embed.encode.config import EncodePlan
 from interp_embed.saes import DefaultSAE
+from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import StoreError
 from interp_embed.validation import check_memory_limit
 from synthetic import synthetic_dataset

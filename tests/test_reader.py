@@ -5,10 +5,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from interp_embed import Dataset
-from interp_embed.encode.config import BUNDLED_READER, ReaderSpec
-from interp_embed.encode.reader import Reader
 from interp_embed.architectures import SAEConfig, build_sae, save_sae
+from interp_embed.reading.reader import Reader
 from interp_embed.saes import LocalSAE
+from interp_embed.spec.reader import BUNDLED_READER, ReaderSpec
 
 pytestmark = pytest.mark.reader
 
@@ -51,8 +51,8 @@ def test_dataset_with_any_local_model_and_raw_text(tiny_model_dir, tmp_path):
 
 
 def test_reader_and_sae_must_agree(tiny_model_dir, tmp_path):
-    from interp_embed.encode.config import EncodePlan
     from interp_embed.encode.pipeline import Encoder
+    from interp_embed.spec.plan import EncodePlan
 
     reader = Reader(ReaderSpec(model=str(tiny_model_dir), layer=1, role="raw"), device="cpu")
     wrong_layer = build_sae(SAEConfig(architecture="relu", d_in=64, d_sae=8, hook_layer=2))

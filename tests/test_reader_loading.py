@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from interp_embed.encode.config import ReaderSpec
-from interp_embed.encode.reader import Reader
+from interp_embed.reading.reader import Reader
+from interp_embed.spec.reader import ReaderSpec
 
 pytestmark = pytest.mark.reader
 

@@ -1,11 +1,13 @@
-"""The README is executed, so that it cannot drift from what the code does.
+"""The README and the reference pages under docs/ are executed, so that they cannot drift from what the code does.
 
 ``interp-embed demo`` runs first, as the README tells its reader to, and must print the output the README shows.
-Every fenced ```python block runs, in README order, in one shared namespace (blocks build on earlier ones), in the
-working directory where the demo ran. A comment line
+Each page (README.md, docs/*.md) then runs on its own: every fenced ```python block runs, in page order, in one
+namespace of that page's (blocks build on earlier ones of the same page, never on another page's), in a working
+directory of its own holding a fresh copy of the demo's store, so that a page runs the same whatever ran before
+it. A comment line
 ``# SomeError: message`` (continued on ``#   `` lines) right under a statement means that statement must raise
 that error with that message. Every block of ``>>>`` examples is run by doctest in the same namespace and must
-print what the README shows; a warning the library logs is part of what an example prints, as a terminal shows it.
+print what its page shows; a warning the library logs is part of what an example prints, as a terminal shows it.
 A block right under ``<!-- not run: <reason> -->`` is skipped, and every such line must give its reason.
 """
 import ast
@@ -15,6 +17,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,7 +28,10 @@ import pytest
 
 import interp_embed
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+"""Every page whose examples run: the front page and the reference pages it links to."""
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 NOT_RUN = re.compile(r"^\s*<!--\s*not run\b:?(.*?)-->\s*$")
 EXPECTED_ERROR = re.compile(r"^\s*# ([A-Z]\w*(?:Error|Exception)): (.*)$")
@@ -62,7 +68,12 @@ class Block:
         return None
 
 
-def parse_blocks(markdown: str) -> list[Block]:
+def page_name(path: Path) -> str:
+    """``path`` as the repository names it (``README.md``, ``docs/labels.md``), for messages."""
+    return path.relative_to(ROOT).as_posix()
+
+
+def parse_blocks(markdown: str, name: str = "README.md") -> list[Block]:
     """The fenced blocks of ``markdown``, in order. A ``not run`` line that is not right above a block (blank
     lines between them allowed) is an error, so that a skip cannot silently land on the wrong block."""
     lines = markdown.splitlines()
@@ -81,7 +92,7 @@ def parse_blocks(markdown: str) -> list[Block]:
             blocks.append(Block(start + 1, fence.group(2), text, pending[1] if pending else None))
             pending = None
         elif lines[i].strip() and pending:
-            raise ValueError(f"README.md line {pending[0]}: a 'not run' line must be right above a fenced block")
+            raise ValueError(f"{name} line {pending[0]}: a 'not run' line must be right above a fenced block")
         i += 1
     return blocks
 
@@ -106,15 +117,15 @@ def squeeze(text: str) -> str:
     return " ".join(text.split())
 
 
-def run_python(block: Block, namespace: dict) -> None:
-    """Run ``block`` statement by statement (top-level ``await`` allowed), with README line numbers in tracebacks,
-    checking each ``# SomeError: message`` comment against what its statement raises."""
+def run_python(block: Block, namespace: dict, page: Path = README) -> None:
+    """Run ``block`` of ``page`` statement by statement (top-level ``await`` allowed), with the page's line numbers
+    in tracebacks, checking each ``# SomeError: message`` comment against what its statement raises."""
     lines = block.text.splitlines()
     for statement in ast.parse(block.text).body:
-        where = f"README.md line {block.line + statement.lineno}"
+        where = f"{page_name(page)} line {block.line + statement.lineno}"
         expected = expected_error(lines, statement.end_lineno)
         module = ast.increment_lineno(ast.Module([statement], type_ignores=[]), block.line)
-        code = compile(module, str(README), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        code = compile(module, str(page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         try:
             result = eval(code, namespace)
             if asyncio.iscoroutine(result):
@@ -164,11 +175,11 @@ class RoundingTolerantChecker(doctest.OutputChecker):
         return super().check_output(want, got, optionflags) or numbers_agree(want, got)
 
 
-def run_doctest(block: Block, namespace: dict) -> str:
-    """Run the ``>>>`` examples of ``block`` in ``namespace`` (updated with what they assign); doctest's report of
-    every example whose output differs from the README (with its README line, expected and got), or ''."""
-    test = doctest.DocTestParser().get_doctest(block.text, namespace, f"README.md block at line {block.line}",
-                                               str(README), block.line)
+def run_doctest(block: Block, namespace: dict, page: Path = README) -> str:
+    """Run the ``>>>`` examples of ``block`` of ``page`` in ``namespace`` (updated with what they assign); doctest's
+    report of every example whose output differs from the page (with its line, expected and got), or ''."""
+    test = doctest.DocTestParser().get_doctest(block.text, namespace, f"{page_name(page)} block at line {block.line}",
+                                               str(page), block.line)
     report = io.StringIO()
     handler, logger = ToStdout(logging.WARNING), logging.getLogger(interp_embed.__name__)
     logger.addHandler(handler)
@@ -203,10 +214,80 @@ def demo(tmp_path_factory) -> Demo:
     return Demo(folder, done.stdout)
 
 
-def test_every_skip_gives_its_reason():
+@pytest.mark.parametrize("page", PAGES, ids=page_name)
+def test_every_skip_gives_its_reason(page):
+    blocks = parse_blocks(page.read_text(), page_name(page))
+    assert not [b.line for b in blocks if b.not_run == ""], "a '<!-- not run: -->' line gives no reason"
+
+
+def test_the_readme_has_examples_of_both_kinds():
     blocks = parse_blocks(README.read_text())
     assert [b for b in blocks if b.kind == "python"] and [b for b in blocks if b.kind == "doctest"]
-    assert not [b.line for b in blocks if b.not_run == ""], "a '<!-- not run: -->' line gives no reason"
+
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation but hyphens and underscores dropped, spaces
+    made hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def outside_fences(markdown: str) -> list[str]:
+    """The lines of ``markdown`` that are not inside a fenced block."""
+    lines, fenced = [], False
+    for line in markdown.splitlines():
+        if (not fenced and FENCE.match(line)) or (fenced and line.strip() == "```"):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors of the headings of ``markdown`` (a repeated one numbered as GitHub numbers it)."""
+    found = set()
+    for line in outside_fences(markdown):
+        if heading := re.match(r"^#{1,6} (.*)$", line):
+            name, n = anchor(heading.group(1)), 1
+            while name in found:
+                name, n = f"{anchor(heading.group(1))}-{n}", n + 1
+            found.add(name)
+    return found
+
+
+def links(markdown: str) -> list[str]:
+    """The targets of the links and pictures of ``markdown``."""
+    return [target for line in outside_fences(markdown) for target in LINK.findall(line)]
+
+
+def test_a_heading_anchor_is_githubs():
+    assert anchor("Out-of-core analysis and compact stores") == "out-of-core-analysis-and-compact-stores"
+    assert anchor("The store: how results are kept") == "the-store-how-results-are-kept"
+    assert anchors("# A\n```bash\n# not a heading\n```\n## A\n") == {"a", "a-1"}
+    assert links("[a](x.md#b) ![c](d.png)\n```\n[e](f.md)\n```\n") == ["x.md#b", "d.png"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_name)
+def test_every_link_between_pages_arrives(page):
+    """A link to a page names one that exists, and its ``#anchor`` a heading there; a picture's file exists."""
+    broken = []
+    for target in links(page.read_text()):
+        if re.match(r"^[a-z]+:", target):
+            continue                                # a web address
+        path, _, fragment = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists():
+            broken.append(f"{target}: no file {file}")
+        elif fragment and fragment not in anchors(file.read_text()):
+            broken.append(f"{target}: no heading #{fragment} in {page_name(file)}")
+    assert not broken, f"{page_name(page)} links to what is not there:\n" + "\n".join(broken)
+
+
+def test_the_readme_leads_to_every_page():
+    linked = {(README.parent / target.partition("#")[0]).resolve() for target in links(README.read_text())}
+    assert not [page_name(p) for p in PAGES[1:] if p.resolve() not in linked], "a docs page the README does not link"
 
 
 def test_a_skip_belongs_to_the_block_under_it():
@@ -253,19 +334,26 @@ def test_demo_prints_what_the_readme_shows(demo):
     assert not difference or numbers_agree(shown[0].text, demo.stdout), difference
 
 
+def fresh_folder(demo: Demo, folder: Path) -> Path:
+    """``folder`` holding a copy of the demo's store as the demo wrote it, for one page to run in."""
+    shutil.copytree(demo.folder / "demo.iembed", folder / "demo.iembed")
+    return folder
+
+
 @pytest.mark.reader
 @pytest.mark.slow
-def test_readme_runs_as_shown(demo, llm, monkeypatch):
-    monkeypatch.chdir(demo.folder)
+@pytest.mark.parametrize("page", PAGES, ids=page_name)
+def test_page_runs_as_shown(page, demo, llm, tmp_path, monkeypatch):
+    monkeypatch.chdir(fresh_folder(demo, tmp_path))
     monkeypatch.setenv("OPENAI_BASE_URL", llm.url)   # the labelling examples talk to the tests' local server
     namespace = {"__name__": "__main__"}
     failures = []
-    for block in parse_blocks(README.read_text()):
+    for block in parse_blocks(page.read_text(), page_name(page)):
         if block.not_run is not None or block.kind is None:
             continue
         if block.kind == "python":
-            run_python(block, namespace)
+            run_python(block, namespace, page)
         else:
-            failures.append(run_doctest(block, namespace))
+            failures.append(run_doctest(block, namespace, page))
     failures = "".join(failures)
-    assert not failures, "the README shows other output than its examples print:\n" + failures
+    assert not failures, f"{page_name(page)} shows other output than its examples print:\n" + failures

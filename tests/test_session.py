@@ -34,7 +34,7 @@ def test_creating_a_store_reads_no_weights(saes, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr("interp_embed.encode.reader.Reader.__init__", refuse)
+    monkeypatch.setattr("interp_embed.reading.reader.Reader.__init__", refuse)
     sae = LocalSAE(path=saes[0], role="raw")
     ds = Dataset(pd.DataFrame({"text": TEXTS}), sae=sae, save_path=tmp_path / "d.iembed", compute_activations=False)
     reader = ds._store.encoder.reader

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from interp_embed import Dataset
 from interp_embed.cli import app
 from interp_embed.data import demo_sample
-from interp_embed.encode.config import EncodePlan
 from interp_embed.saes import LocalSAE
+from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import EncoderRecord, Store
 from synthetic import D_SAE
 

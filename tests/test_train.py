@@ -18,11 +18,10 @@ from safetensors.torch import load_file
 
 from interp_embed.architectures import load_sae
 from interp_embed.data import demo_sample
-from interp_embed.encode.config import ReaderSpec
-from interp_embed.encode.reader import Reader
+from interp_embed.reading.activations import activation_chunks, tokenize
+from interp_embed.reading.reader import Reader
+from interp_embed.spec.reader import ReaderSpec
 from interp_embed.train import HarvestConfig, TrainConfig, read_texts, train_sae
-from interp_embed.train.evaluate import activation_chunks
-from interp_embed.train.harvest import tokenize
 from interp_embed.train.trainer import SAETrainer
 
 pytestmark = pytest.mark.reader

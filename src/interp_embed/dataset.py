@@ -21,7 +21,6 @@ import scipy.sparse as sp
 from . import analysis
 from .analysis.blockwise import check_blockwise, fits_in_memory, latents_on_disk
 from .encode import session
-from .encode.config import EncodePlan
 from .encode.distributed import engine_for
 from .encode.table_files import ROWS_PER_BATCH, jsonl_batches, parquet_batches
 from .highlight import Highlighted, HighlightedDocuments
@@ -29,7 +28,9 @@ from .labeling import dataset_labels
 from .labeling import run as labeling_run
 from .labeling.llm import run_sync
 from .report import write_report
+from .saes import DefaultSAE
 from .saes.base import SAE
+from .spec.plan import EncodePlan
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
 from .store.chunk import stored_values
 from .store.placing import replacing
@@ -158,7 +159,7 @@ class Dataset:
     refused, unless ``overwrite=True``: then the new store is built and encoded beside it and replaces it whole
     once complete (an interrupted run leaves the old store as it was, and is not resumable). ``sae`` defaults to
     :class:`~interp_embed.saes.DefaultSAE` (the bundled reader and SAE); ``plan`` cuts the work
-    (:class:`~interp_embed.encode.config.EncodePlan`: chunk size on disk, batch size, windows).
+    (:class:`~interp_embed.spec.plan.EncodePlan`: chunk size on disk, batch size, windows).
 
     ``batch_size`` (the original's documents per batch) sets ``plan=EncodePlan(batch_tokens=batch_size *
     window_tokens)``: room for that many documents of a full window each; give it or ``plan``, not both.
@@ -194,8 +195,6 @@ class Dataset:
                  name: str | None = None, rows=None, save_every_batch: int = 5, batch_size: int | None = None,
                  engine: str = "local", num_workers: int | None = None, ray_address: str | None = None,
                  overwrite: bool = False):
-        from .saes import DefaultSAE
-
         if rows is not None and any(row is not None for row in rows):
             raise TypeError("rows= (precomputed DatasetRow objects) is not supported: a Dataset views the rows of its "
                             "store, so take rows of an existing dataset with ds[...] or join datasets with "

@@ -13,7 +13,7 @@ import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..encode.hook_point import HookPoint
+from ..spec.hook_point import HookPoint
 from ..validation import check_choice, check_int
 
 NORMALIZATIONS = ("layer_norm", "constant_norm_rescale")

@@ -23,8 +23,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..encode.hook_point import HookPoint
 from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, write_atomically
+from ..spec.hook_point import HookPoint
 from .base import SparseAutoencoder, architectures, build_sae
 from .config import SAEConfig, read_config, sae_file
 

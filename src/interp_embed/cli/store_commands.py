@@ -17,7 +17,7 @@ from .common import (CSV, JSON, console, errors, fail, friendly, open_dataset, p
                      shorten, show)
 from .config import config_options
 from ..analysis import diff_features
-from ..encode.config import EncodePlan
+from ..spec.plan import EncodePlan
 from ..store.placing import holds_store
 
 SAE_HELP = ("default (the bundled SAE) | PATH (a folder in SAELens' layout) | saelens:RELEASE/SAE_ID | "
@@ -32,7 +32,7 @@ class Engine(str, enum.Enum):
 
 
 class Arithmetic(str, enum.Enum):
-    """The reader's arithmetic (see ``interp_embed.encode.arithmetic``)."""
+    """The reader's arithmetic (see ``interp_embed.reading.arithmetic``)."""
 
     auto = "auto"
     float32 = "float32"

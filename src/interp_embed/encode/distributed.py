@@ -33,10 +33,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..files import CHUNKS
+from ..saes import sae_from_spec
 from ..saes.base import SAE, Device, split_device
+from ..spec.plan import EncodePlan
 from ..store import ChunkEntry, Store, StoreError
+from ..store.chunk import write_chunk
 from ..validation import check_int
-from .config import EncodePlan
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +111,6 @@ class ChunkWorker:
     def encode_chunk(self, chunks_folder: str, start: int, stop: int, rows: list[int], texts: list[str]) -> dict:
         """Encode ``rows`` (those of [start, stop) that are not skipped), write their chunk into ``chunks_folder``
         and return its manifest entry as JSON."""
-        from ..store.chunk import write_chunk
-
         docs = self.encoder.encode_rows(rows, texts)
         return write_chunk(Path(chunks_folder), start, stop, docs, self.d_sae, self.encoder.plan.token_level).to_json()
 
@@ -118,8 +118,6 @@ class ChunkWorker:
 def worker_sae(sae_source: dict, device: Device, identity: dict, arithmetic: str) -> SAE:
     """The SAE a worker rebuilds from the store's record, running its reader in the store's ``arithmetic`` whatever
     this node's processor would choose; a ValueError if this node's files make another encoder than ``identity``."""
-    from ..saes import sae_from_spec
-
     sae = sae_from_spec(sae_source, device)
     sae.adopt_arithmetic(arithmetic)
     mine = sae.identity()

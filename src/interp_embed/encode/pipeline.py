@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..architectures import SparseAutoencoder
+from ..reading.reader import Reader
+from ..spec.plan import EncodePlan
 from ..store.chunk import EncodedDocument
 from ..store.store import Store
-from .config import EncodePlan
-from .reader import Reader
-from ..architectures import SparseAutoencoder
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..saes import DefaultSAE, sae_from_spec
 from ..saes.base import SAE
+from ..spec.plan import EncodePlan
 from ..store import EncodedDocument, Store, StoreError
 from ..store.placing import is_temporary
-from .config import EncodePlan
-from .distributed import RayEngine
+from .distributed import RayEngine, encode_on_ray
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +201,6 @@ def encoder_of(store: Store, sae: SAE | None = None) -> SAE:
     of this machine). The bundled default ships inside the package, so rebuilding it reads nothing else; any other
     SAE is asked for by name, and checked against the record like the default.
     """
-    from ..saes import DefaultSAE, sae_from_spec
-
     if sae is None:
         source = store.encoder.source
         if source is None:
@@ -240,8 +239,6 @@ def encode_pending(store: Store, sae: SAE, ray: RayEngine | None = None) -> None
         encoding = False
         try:
             if ray is not None:
-                from .distributed import encode_on_ray
-
                 encoding = True
                 encode_on_ray(store, sae, ray)
             else:

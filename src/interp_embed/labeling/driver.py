@@ -23,7 +23,7 @@ def label_codes(sae, reader, docs: list[np.ndarray], progress: bool = True) -> t
 
     Each document is read by ``reader`` in its chat template (template excluded), as the encoder reads it.
     """
-    from ..train.evaluate import activation_chunks, sparse_codes
+    from ..reading.activations import activation_chunks, sparse_codes
 
     lengths = np.array([len(d) for d in docs])
     chunks = activation_chunks(reader, docs, str(reader.device), chunk_tokens=262_144)
@@ -52,8 +52,8 @@ def label_sae(folder: str | Path, texts: list[str], *, model: str | None = None,
 
     >>> label_sae("runs/my-sae/sae", corpus_texts, model="HuggingFaceTB/SmolLM2-360M-Instruct")  # doctest: +SKIP
     """
+    from ..reading.activations import tokenize
     from ..saes import LocalSAE
-    from ..train.harvest import tokenize
 
     source = LocalSAE(path=folder, model=model, role=role, device=device)
     reader, sae, _ = source.load()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.inputs import check_dataset
 from ..files import write_atomically
 from ..validation import check_features, check_int, with_command_line
 from .collect import collect
@@ -42,13 +43,10 @@ def write_report(ds, path, *, vs=None, features=None, max_features: int = 200, t
 
     >>> ds.report("report.html", vs=other)           # doctest: +SKIP
     """
-    from ..dataset import Dataset  # dataset.py binds this function as Dataset.report
-
-    if not isinstance(ds, Dataset):
-        raise TypeError(f"ds must be an interp_embed Dataset, not {type(ds).__name__}.")
+    _check_stored(ds, "ds")
     path = _check_path(path)
-    if vs is not None and not isinstance(vs, Dataset):
-        raise TypeError(f"vs must be an interp_embed Dataset to compare with (or None), not {type(vs).__name__}.")
+    if vs is not None:
+        _check_stored(vs, "vs")
     max_features = check_int(max_features, "max_features", 1, MAX_FEATURES)
     features = check_features(features, ds.d_sae, sae=ds.encoder)
     if features is not None and features.size > max_features:
@@ -68,6 +66,16 @@ def write_report(ds, path, *, vs=None, features=None, max_features: int = 200, t
                    clusters=clusters, title=title, title_column=title_column)
     write_atomically(path, render(data))
     return path
+
+
+def _check_stored(ds, name: str) -> None:
+    """Refuse ``ds`` unless it is a dataset saved in a store, as an ``interp_embed.Dataset`` and its views are: the
+    report reads the store's token counts and encoder record as well as what every analysis reads."""
+    check_dataset(ds, name)
+    missing = [member for member in ("path", "store_rows", "encoder") if not hasattr(ds, member)]
+    if missing:
+        raise TypeError(f"{name} must be an interp_embed Dataset saved in a store (it lacks {', '.join(missing)}); "
+                        f"got {type(ds).__name__}. Open one with Dataset.load_from_file(path).")
 
 
 def _check_path(path) -> Path:

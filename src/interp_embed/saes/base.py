@@ -11,9 +11,10 @@ from functools import cached_property
 from pathlib import Path
 
 from ..architectures.config import read_config, sae_file
-from ..encode.arithmetic import check_dtype
-from ..encode.config import ReaderSpec, check_role
-from ..files import SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
+from ..files import FEATURE_LABELS, SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
+from ..reading.arithmetic import choose_arithmetic
+from ..spec.arithmetic import check_dtype
+from ..spec.reader import ReaderSpec, check_role
 from ..store.manifest import EncoderRecord, encoder_identity
 from ..validation import check_bool
 
@@ -119,8 +120,15 @@ class SAE:
         return self._weights_sha256
 
     def feature_labels(self) -> dict[int, str]:
-        """Labels shipped with or downloaded for this SAE, ``{feature id: label}`` (may be empty)."""
-        return self._read_labels()
+        """Labels shipped with or downloaded for this SAE, ``{feature id: label}`` (may be empty); a label of a
+        feature the SAE does not have is refused, naming the file."""
+        labels = self._read_labels()
+        width = self.sae_config().d_sae if labels else 0
+        outside = sorted(f for f in labels if not 0 <= f < width)
+        if outside:
+            raise ValueError(f"{self.sae_folder() / FEATURE_LABELS}: labels of features {outside[:5]} (of "
+                             f"{len(outside)}) outside the SAE's {width} features (ids 0 to {width - 1})")
+        return labels
 
     def sae_config(self):
         """The SAE's configuration (architecture, width, hooked layer …) read from its ``cfg.json``."""
@@ -137,10 +145,8 @@ class SAE:
     def arithmetic(self) -> str:
         """The reader's arithmetic, ``"float32"`` or ``"bfloat16"``: ``dtype`` as given; for ``dtype="auto"``,
         settled once, by the first store this SAE meets (:meth:`adopt_arithmetic`) or else by this machine
-        (:func:`~interp_embed.encode.arithmetic.choose_arithmetic`, which logs the choice and why)."""
+        (:func:`~interp_embed.reading.arithmetic.choose_arithmetic`, which logs the choice and why)."""
         if self._arithmetic is None:
-            from ..encode.arithmetic import choose_arithmetic
-
             self._arithmetic = choose_arithmetic(split_device(self.device)[0]).dtype
         return self._arithmetic
 
@@ -159,7 +165,7 @@ class SAE:
 
     def describe(self) -> EncoderRecord:
         """What a store records about this encoder; reads tokenizer and configs, never the models' weights."""
-        from ..encode.reader import describe_reader
+        from ..reading.reader import describe_reader
 
         return EncoderRecord(source=self.spec(), reader=describe_reader(self.reader_spec(), self.arithmetic()),
                              sae=self.sae_config().to_json(), sae_sha256=self.fingerprint())
@@ -167,9 +173,9 @@ class SAE:
     def load(self):
         """Load (once) and return ``(Reader, SparseAutoencoder, sae_device)``; :meth:`destroy` frees them."""
         if self._loaded is None:
-            from ..encode.arithmetic import torch_dtype
-            from ..encode.reader import Reader, default_device
             from ..architectures.saelens import load_sae
+            from ..reading.arithmetic import torch_dtype
+            from ..reading.reader import Reader, default_device
 
             model_device, sae_device = split_device(self.device)
             model_device = model_device or default_device()

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..architectures.config import sae_file
 from ..data import default_sae_folder
 from ..files import FEATURE_LABELS, SAE_CONFIG, atomic_folder, write_atomically
+from ..spec.reader import BUNDLED_READER
 from ..validation import check_bool
 from .base import SAE, Device
 
@@ -45,8 +46,6 @@ class DefaultSAE(SAE):
         return folder
 
     def reader_model(self, cfg: dict) -> str:
-        from ..encode.config import BUNDLED_READER
-
         return BUNDLED_READER
 
     def _read_labels(self) -> dict[int, str]:
@@ -84,7 +83,7 @@ class LocalSAE(SAE):
     def sae_folder(self) -> Path:
         if self.path is not None:
             return Path(self.path)
-        from ..encode.reader import cache_root
+        from ..reading.reader import cache_root
         from .releases import fetch_release
 
         return fetch_release(self.release, self.sae_id, cache_root())
@@ -148,7 +147,7 @@ class GoodfireSAE(SAE):
 
     def load(self):
         if self.quantize:  # before downloading gigabytes that this machine could not run
-            from ..encode.reader import require_8bit_loading
+            from ..reading.reader import require_8bit_loading
 
             require_8bit_loading()
         return super().load()
@@ -157,7 +156,7 @@ class GoodfireSAE(SAE):
         return {"quantize": self.quantize}
 
     def sae_folder(self) -> Path:
-        from ..encode.reader import cache_root
+        from ..reading.reader import cache_root
 
         folder = cache_root() / "saes" / "goodfire" / self.variant_name
         if not (folder / SAE_CONFIG).is_file():

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..encode.config import ChunkCutter, EncodePlan
+from ..spec.plan import ChunkCutter, EncodePlan
 from .errors import StoreCorruptError
 
 ROWS_PER_GROUP = 10_000

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..encode.config import EncodePlan
-from ..encode.hook_point import SITE_NAMES
 from ..files import canonical_json, sha256_json
+from ..spec.hook_point import SITE_NAMES
+from ..spec.plan import EncodePlan
 from .errors import StoreCorruptError, StoreError
 
 FORMAT = "interp_embed.store"

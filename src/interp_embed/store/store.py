@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from ..encode.config import ChunkCutter, EncodePlan
+from ..spec.plan import ChunkCutter, EncodePlan
 from ..files import (ADDED_COLUMNS, CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TABLE_SUFFIXES,
                      canonical_json, sha256_file, write_atomically)
 from ..validation import with_command_line
@@ -571,9 +571,14 @@ class Store:
             return {}
         path = self._verified(FEATURE_LABELS, self.manifest.labels)
         try:
-            return {int(k): str(v) for k, v in json.loads(path.read_text("utf-8")).items()}
+            labels = {int(k): str(v) for k, v in json.loads(path.read_text("utf-8")).items()}
         except (UnicodeDecodeError, json.JSONDecodeError, ValueError, AttributeError, RecursionError) as err:
             raise StoreCorruptError(f"{path}: not a label file ({type(err).__name__})") from err
+        outside = sorted(f for f in labels if not 0 <= f < self.d_sae)
+        if outside:
+            raise StoreCorruptError(f"{path}: labels of features {outside[:5]} (of {len(outside)}) outside the SAE's "
+                                    f"{self.d_sae} features (ids 0 to {self.d_sae - 1})")
+        return labels
 
     def pooled(self, activated_threshold: float = 0.0) -> PooledStatistics:
         """Pooled statistics of every row (see pooling.py): the stored ones, or at a threshold > 0 those of

@@ -5,7 +5,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
-from ..encode.config import BUNDLED_READER, Role, check_role
+from ..spec.reader import BUNDLED_READER, Role, check_role
 from ..validation import check_int
 
 B_DEC_INITS: tuple[str, ...] = ("geometric_median", "mean")

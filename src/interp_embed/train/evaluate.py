@@ -1,31 +1,12 @@
-"""Held-out quality of an SAE on a reader (FVU, L0, dead latents) and the sparse codes offline labels need."""
+"""Held-out quality of an SAE on a reader: FVU, L0 and dead latents over the activations of
+:func:`~interp_embed.reading.activations.activation_chunks`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
-import numpy as np
 import torch
 
-from ..encode.reader import Reader
 from ..architectures import SparseAutoencoder
-from .config import HarvestConfig
-from .harvest import ActivationStream
-
-
-def activation_chunks(reader: Reader, docs: list[np.ndarray], device: str, chunk_tokens: int = 131_072,
-                      forward_tokens: int = 8192) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """(document indices, their document-token activations in order) over ``docs``, a chunk at a time."""
-    stream = ActivationStream(reader, docs, HarvestConfig(forward_tokens=forward_tokens), seed=0, device=device)
-    start = 0
-    while start < len(docs):
-        stop, tokens = start, 0
-        while stop < len(docs) and (tokens == 0 or tokens + len(docs[stop]) <= chunk_tokens):
-            tokens += len(docs[stop])
-            stop += 1
-        ids = np.arange(start, stop)
-        yield ids, stream.harvest(ids)
-        start = stop
 
 
 @dataclass
@@ -58,16 +39,3 @@ def reconstruction_quality(sae: SparseAutoencoder, chunks) -> Quality:
         fired = on.any(0) if fired is None else fired | on.any(0)
     total_var = sum_x2 - float((sum_x * sum_x).sum()) / n
     return Quality(fvu=sq_err / total_var, l0=active / n, dead_fraction=float((~fired).float().mean()), tokens=n)
-
-
-@torch.inference_mode()
-def sparse_codes(sae: SparseAutoencoder, chunks, lengths: np.ndarray):
-    """Per chunk: (doc index, position, feature, value) arrays of every nonzero activation, numpy."""
-    for doc_ids, x in chunks:
-        codes = sae.encode_sparse(x.to(sae.W_enc.device, sae.W_enc.dtype))
-        ptr = codes.ptr.cpu().numpy()
-        per_row = np.diff(ptr)
-        doc_of_row = np.repeat(doc_ids, lengths[doc_ids])
-        pos_of_row = np.concatenate([np.arange(lengths[d]) for d in doc_ids])
-        yield (np.repeat(doc_of_row, per_row), np.repeat(pos_of_row, per_row),
-               codes.features.cpu().numpy(), codes.values.float().cpu().numpy())

@@ -16,7 +16,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..encode.reader import Reader
+from ..reading.activations import document_activations
+from ..reading.reader import Reader
 from .config import HarvestConfig
 
 logger = logging.getLogger(__name__)
@@ -29,15 +30,6 @@ class Position:
     epoch: int = 0
     buffer: int = 0
     batch: int = 0
-
-
-def tokenize(reader: Reader, texts: list[str], max_doc_tokens: int) -> list[np.ndarray]:
-    """Document token ids (no template), long documents cut into windows of ``max_doc_tokens``."""
-    docs = []
-    for text in texts:
-        ids = reader.document_tokens(text).ids
-        docs.extend(ids[start : start + max_doc_tokens] for start in range(0, len(ids), max_doc_tokens))
-    return [d for d in docs if len(d)]
 
 
 def fingerprint(docs: list[np.ndarray]) -> str:
@@ -80,26 +72,7 @@ class ActivationStream:
         key = tuple(int(i) for i in doc_ids)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]  # the whole corpus fits in one buffer: harvest it once for all epochs
-        prefix = list(self.reader.prefix_ids)
-        out: list[torch.Tensor | None] = [None] * len(doc_ids)
-        by_length = sorted(range(len(doc_ids)), key=lambda i: -self.lengths[doc_ids[i]])
-        start = 0
-        while start < len(by_length):
-            width = len(prefix) + int(self.lengths[doc_ids[by_length[start]]])
-            rows = max(1, self.cfg.forward_tokens // width)
-            group = by_length[start : start + rows]
-            start += len(group)
-            ids = torch.full((len(group), width), self.reader.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(group), width), dtype=torch.long)
-            for row, i in enumerate(group):
-                seq = prefix + self.docs[doc_ids[i]].tolist()
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
-            hidden = self.reader.forward(ids, mask)
-            for row, i in enumerate(group):
-                n = int(self.lengths[doc_ids[i]])
-                out[i] = hidden[row, len(prefix) : len(prefix) + n].to(self.device, torch.float32)
-        acts = torch.cat(out)
+        acts = document_activations(self.reader, self.docs, doc_ids, self.cfg.forward_tokens, self.device)
         if len(doc_ids) == len(self.docs):
             self._cache = (key, acts)
         return acts

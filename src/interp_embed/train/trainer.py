@@ -24,13 +24,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..encode.config import ReaderSpec
-from ..encode.reader import Reader, default_device
 from ..architectures import BatchTopKConfig, SparseAutoencoder, TopKConfig, build_sae, save_sae
 from ..architectures.topk import top_k
 from ..files import TRAINED_SAE, TRAINING_STATE, write_atomically
+from ..labeling import label_sae
+from ..reading.activations import tokenize
+from ..reading.reader import Reader, default_device
+from ..spec.reader import ReaderSpec
 from .config import HarvestConfig, TrainConfig
-from .harvest import ActivationStream, Position, fingerprint, tokenize
+from .corpus import read_texts
+from .harvest import ActivationStream, Position, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -230,9 +233,6 @@ def train_from_file(corpus: str | Path, out_dir: str | Path, harvest_cfg: Harves
                     label_tokens: int = 500_000) -> Path:
     """What ``interp-embed train-sae`` runs: read a corpus file, train, label the features offline from
     ``label_tokens`` tokens of the corpus (0: no labels), and return the SAE folder."""
-    from ..labeling import label_sae
-    from .corpus import read_texts
-
     texts = read_texts(corpus, field=field, split=split)
     logger.info("Training on %d documents from %s", len(texts), corpus)
     train_sae(out_dir, harvest_cfg, train_cfg, texts, resume=resume)

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from ..files import atomic_folder
+from ..spec.reader import BUNDLED_READER, ReaderSpec
 from ..store.manifest import ReaderRecord
-from .config import BUNDLED_READER, ReaderSpec
 from .hooking import HookedModel
 
 logger = logging.getLogger(__name__)

@@ -15,24 +15,16 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..spec.arithmetic import ARITHMETICS
 from ..validation import check_choice
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ("auto", "float32", "bfloat16")
-"""What an SAE may be asked to run its reader in; ``auto`` is decided by :func:`choose_arithmetic`."""
-ARITHMETICS = ("float32", "bfloat16")
-"""What a store records: the arithmetic that encoded it."""
 CPU_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 """Processor features that multiply bfloat16 natively: AVX-512 BF16 (AMD Zen 4 and later, Intel Cooper Lake) and
 AMX (Intel Sapphire Rapids and later) on x86; FEAT_BF16 (``bf16``) on 64-bit ARM (Graviton 3, Neoverse V1/N2,
 Apple M2 and later). Without one, bfloat16 is emulated on the CPU and slower than float32. (Measured on x86 with
 ``avx512_bf16`` only: README, Performance.)"""
-
-
-def check_dtype(dtype) -> str:
-    """``dtype`` if it is one of :data:`DTYPES`, else a ValueError naming them."""
-    return check_choice(dtype, "dtype", DTYPES)
 
 
 @dataclass(frozen=True)

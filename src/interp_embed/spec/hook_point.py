@@ -1,7 +1,7 @@
 """Where in a reader an SAE reads: a decoder block and a site in it, named as TransformerLens and SAELens do.
 
 Pure data, no torch: SAE configs and store manifests carry it as plain JSON. Which module of a transformers
-model computes each site is :mod:`interp_embed.encode.hooking`'s concern.
+model computes each site is :mod:`interp_embed.reading.hooking`'s concern.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .hook_point import HookPoint
+from ..spec.hook_point import HookPoint
 
 _BLOCK_LISTS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
 
