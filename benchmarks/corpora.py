@@ -1,7 +1,7 @@
 """Labelled corpora from Debian packages for benchmarks: each document has a ``text`` and a ``label`` (its topic).
 
 - :func:`fortunes_by_topic`: entries of Debian's ``fortunes`` package, labelled by the topic file they come from
-  (``food``, ``law``, ``startrek``...). An entry found in two topic files is left out: its label is ambiguous.
+  (``food``, ``law``, ``startrek``...; Spanish ones from ``es/amistad.fortunes``...). An entry found in two topic files is left out: its label is ambiguous.
 - :func:`package_descriptions`: package descriptions (short description + first paragraph of the long one),
   labelled by archive section, built as ``scripts/make_package_descriptions.py`` builds the tests' fixture but
   with other packages (the fixture's are left out) and more of them. Needs apt's English Translation index:
@@ -51,9 +51,10 @@ def _sample(pool: dict[str, list[dict]], per_topic: int, held_out: int, seed: in
 
 
 def fortunes_by_topic(topics: tuple[str, ...], per_topic: int = 100, held_out: int = 3, seed: int = 0,
-                      directory: Path = FORTUNES) -> pd.DataFrame:
-    """``per_topic`` fortunes of each topic file (at most MAX_FORTUNE_CHARS characters), plus ``held_out``."""
-    found = {topic: _entries(directory / topic) for topic in topics}
+                      directory: Path = FORTUNES, suffix: str = "") -> pd.DataFrame:
+    """``per_topic`` fortunes of each topic file (``directory/topic + suffix``; at most MAX_FORTUNE_CHARS
+    characters), plus ``held_out``."""
+    found = {topic: _entries(directory / f"{topic}{suffix}") for topic in topics}
     seen: dict[str, int] = {}
     for texts in found.values():
         for text in set(texts):

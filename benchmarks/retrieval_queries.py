@@ -104,3 +104,37 @@ PROPERTIES["fortunes-dev"] = PROPERTIES["fortunes"]
 CLUSTERING["fortunes-dev"] = (("drugs", "kids", "linux", "medicine", "art"),
                               ("drugs, kids, Linux, medicine, art", "drugs kids Linux medicine art"))
 ADDED["fortunes-dev"] = {}
+
+# Round 2: a new held-out corpus, written down here before any run of round 2 and before its documents were read
+# (only the number of entries per topic file was counted): Spanish fortunes (Debian's fortunes-es) by topic file,
+# with queries as a Spanish speaker would write them. It is evaluated once, with the final code, and never tuned on.
+# The English stop words and stemmer of label search do not fit Spanish, nor does MiniLM (trained on English):
+# the corpus also shows how each method fares on a language it was not built for.
+TOPICS["fortunes-es"] = {
+    "amistad y amigos": "amistad",
+    "el arte y los artistas": "arte",
+    "ciencia y científicos": "ciencia",
+    "la familia, padres e hijos": "familia",
+    "ordenadores e informática": "informatica",
+    "libertad": "libertad",
+    "el poder y los gobernantes": "poder",
+    "la verdad y la mentira": "verdad",
+}
+PROPERTIES["fortunes-es"] = {
+    "preguntas": r"¿|\?(?=\s|$|[\"')\]»])",
+    "negación": r"(?i)\b(?:no|nunca|jamás|nada|nadie|ninguno|ninguna|ningún|tampoco|ni)\b",
+    "dinero y precios": (r"\$\s?\d|(?i:\b(?:dinero|precios?|pagar|paga|pagan|pagó|pago|ricos?|ricas?|riqueza|pobres?|"
+                         r"pobreza|oro|comprar|compra|compró|vender|vende|vendió|venta|bancos?|sueldos?|salarios?|"
+                         r"impuestos?|caros?|baratos?|deudas?|euros?|pesetas?|dólar(?:es)?|monedas?)\b)"),
+    "números y fechas": (r"\d|(?i:\b(?:dos|tres|cuatro|cinco|seis|siete|ocho|nueve|diez|once|doce|veinte|treinta|"
+                         r"cuarenta|cincuenta|cien|ciento|cientos|mil|miles|millón|millones|enero|febrero|marzo|abril|"
+                         r"mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre|lunes|martes|miércoles|"
+                         r"jueves|viernes|sábado|domingo)\b)"),
+    "citas con autor": r"(?m)^\s*--\s*\S",
+    "exclamaciones": r"¡|!(?=\s|$|[\"')\]»])",
+    "primera persona": r"(?i)\b(?:yo|me|mi|mis|mí|conmigo)\b",
+    "diálogos": PROPERTIES["fortunes"]["dialogue"],
+}
+CLUSTERING["fortunes-es"] = (("amistad", "ciencia", "familia", "informatica", "poder"),
+                             ("amistad, ciencia, familia, informática, poder", "amistad ciencia familia informática poder"))
+ADDED["fortunes-es"] = {}

@@ -438,6 +438,25 @@ def test_search_matches_the_words_features_fire_on():
     assert A.search_documents(labels_only, query="animals", feedback=False).feature_id.iloc[0] == 2
 
 
+def test_feedback_never_loses_what_the_first_search_found():
+    # Every document is about pets, so the feature found for "animals" fires in all of them. With the background
+    # features, feedback scores only the documents that share one with the first ten: the others still follow.
+    noisy = standin(60, "en", lambda i: "pets")
+    first = A.search_documents(noisy, query="animals", k=100, feedback=False, highlight=False)
+    again = A.search_documents(noisy, query="animals", k=100, highlight=False)
+    assert len(first) == len(again) == 60 and "feedback" in set(again.attrs["features"].source)
+    missed = again[again.score == 0]
+    assert len(missed) and missed.document.tolist() == [d for d in first.document if d in set(missed.document)]
+    assert (missed.feature_id == 2).all() and (again.score.iloc[: len(again) - len(missed)] > 0).all()
+    # Without them, every feature of what was found fires in most documents: nothing specific, the first ranking.
+    docs, topics = make_corpus(60, "en", lambda i: "pets", seed=1)
+    planted = FiredWordsStandIn(docs, pd.DataFrame({"text": [" ".join(d) for d in docs], "topic": topics}))
+    plain = A.search_documents(planted, query="animals", k=100, feedback=False, highlight=False)
+    fed = A.search_documents(planted, query="animals", k=100, highlight=False)
+    assert len(plain) == 60 and fed.document.tolist() == plain.document.tolist()
+    assert set(fed.attrs["features"].source) == {"label match"}
+
+
 def test_search_never_picks_a_feature_that_does_not_fire_in_the_dataset(english):
     # Feature 1's label is "German function words", but no English document fires it: nothing to find.
     assert english.latents()[:, 1].nnz == 0

@@ -8,7 +8,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from interp_embed.analysis import stats as S
-from interp_embed.analysis import clustering, correlations, diff, feature_terms, label_search
+from interp_embed.analysis import clustering, correlations, diff, label_search, terms
 
 
 def random_tables(rng, count, max_n):
@@ -169,7 +169,7 @@ def test_permutation_p_values_match_the_exact_distribution():
                                                    np.random.default_rng(3))[0] == 1 / 101
 
 
-@pytest.mark.parametrize("module", [S, diff, correlations, label_search, feature_terms, clustering])
+@pytest.mark.parametrize("module", [S, diff, correlations, label_search, terms, clustering])
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"np": np}, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

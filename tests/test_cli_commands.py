@@ -238,8 +238,9 @@ def test_options_take_the_python_defaults():
     assert options["label"]["concurrency"] == LabelingConfig().concurrency
     assert options["label"]["model"] == LabelingConfig().model
     assert diff_features.__kwdefaults__["alpha"] == options["diff"]["alpha"]
-    assert np.all([options["encode"][f] == getattr(__import__("interp_embed").encode.config.EncodePlan(), f)
-                   for f in ("chunk_tokens", "batch_tokens")])
+    from interp_embed.encode.config import EncodePlan  # the public spelling
+
+    assert np.all([options["encode"][f] == getattr(EncodePlan(), f) for f in ("chunk_tokens", "batch_tokens")])
     assert "chunk_chars" not in options["encode"]  # the older rule, kept for old stores only
 
 

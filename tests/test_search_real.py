@@ -127,7 +127,7 @@ def test_search_by_several_examples_and_negatives(packages):
     hits = packages.search(examples=[sound, more_sound], by="example", k=K)
     assert precision(packages, hits.document.to_numpy(), "sound") >= 0.7
     used = hits.attrs["features"]
-    assert (used.source == "examples").all() and used.fires_on.str.len().gt(0).all()
+    assert set(used.source) == {"examples", "feedback"} and used.fires_on.str.len().gt(0).all()
     assert hits.highlighted.str.contains("<<").all()
     # Mixed examples find both sections; naming games as a negative leaves the sound packages.
     section = packages.pandas().section.to_numpy()
@@ -140,11 +140,11 @@ def test_search_by_several_examples_and_negatives(packages):
 
 def test_documents_do_not_win_by_length(packages):
     # A document's text twice over has the same profile as the document: by example, length is no merit.
-    from interp_embed.analysis.feature_terms import FeatureTerms
+    from interp_embed.analysis.terms import Terms
     import scipy.sparse as sp
 
     counts = packages.latents("count")
-    terms = FeatureTerms.of(sp.vstack([counts, 2 * counts[0]]))
+    terms = Terms.of(sp.vstack([counts, 2 * counts[0]]))
     score, _ = terms.like(counts[[1, 2]])
     assert np.isclose(score[0], score[-1])
     assert np.isclose(terms.profile(2 * counts[0]).multiply(terms.profile(counts[0])).sum(), 1.0)

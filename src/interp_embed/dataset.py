@@ -535,15 +535,29 @@ class Dataset:
             return HighlightedDocuments(row.token_activations(feature) for row in chosen)
 
     @contextlib.contextmanager
+    def models_loaded(self):
+        """Keep the reader and SAE that encoded this dataset loaded for the block, so that what reads text in it —
+        searches by query or by example, :meth:`latents_of_texts`, a compact store's tokens — does not load them
+        each time (a few seconds a call with the bundled models; a search then takes a fraction of a second).
+        Views taken inside the block share them. Models loaded here are freed when the block ends; models you
+        loaded yourself (``sae.load()``) stay loaded.
+
+        >>> with ds.models_loaded():                                   # doctest: +SKIP
+        ...     hits = [ds.search(q, by="query") for q in ["questions", "food and cooking"]]
+        """
+        self.sae = session.encoder_of(self._store, self.sae)
+        with session.loaded_models(self.sae):
+            yield self
+
+    @contextlib.contextmanager
     def recomputing(self):
-        """Keep the reader and SAE loaded for the block when this dataset's store is compact (pooled activations
-        only, ``EncodePlan(token_level=False)``), where each row's tokens are recomputed by running them on it;
-        otherwise do nothing. Models loaded here are freed when the block ends."""
+        """:meth:`models_loaded` when this dataset's store is compact (pooled activations only,
+        ``EncodePlan(token_level=False)``), where each row's tokens are recomputed by running them on it; otherwise
+        nothing."""
         if self._store.plan.token_level:
             yield
             return
-        self.sae = session.encoder_of(self._store, self.sae)
-        with session.loaded_models(self.sae):
+        with self.models_loaded():
             yield
 
     def sort_by_features(self, features: list[int], aggregation_type: str = "max", descending: bool = True,

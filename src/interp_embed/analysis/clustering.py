@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..store.words import WORD, FeatureWords
-from .feature_terms import FeatureTerms
+from .terms import Terms
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .label_search import dataset_words, fires_on, stop_words
 from ..validation import check_choice, check_features, check_int, check_threshold
@@ -214,7 +214,7 @@ def cluster_documents(
 
     - ``features``: feature ids, each weighing 1;
     - ``query``: its comma-separated parts (without commas, its words), each contributing the
-      ``n_query_features`` features most specific to the documents that part finds (``search(part, by=by)``
+      ``n_query_features`` features most specific to the first documents that part finds (``search(part, by=by)``
       with feedback: ``by="labels"`` matches the words features fire on, ``by="query"`` also runs the models on
       the part). Every part weighs the same on the axis, so no term crowds out another; a feature's weight is how
       specific it is to its part;
@@ -241,7 +241,7 @@ def cluster_documents(
         assignments, clusters = cluster_documents(ds, query="sports, food, law", n_clusters=3)
         clusters.query("rank == 1")[["cluster", "size", "words"]]
     """
-    from .retrieval import BY, search_documents
+    from .retrieval import BY, rank_documents
 
     check_choice(method, "method", METHODS)
     check_choice(by, "by", BY[:2])
@@ -259,7 +259,7 @@ def cluster_documents(
     if activated_threshold > 0:  # the axis embedding sees exactly the activations that count as active
         X = X.multiply(X > activated_threshold).tocsr()
     P = presence(docs.activations, activated_threshold)
-    terms = FeatureTerms.of(load_documents(ds, aggregation="count").activations)
+    terms = Terms.of(load_documents(ds, aggregation="count").activations)
     axis = None
     if query is not None or examples is not None:
         if query is not None:
@@ -276,11 +276,10 @@ def cluster_documents(
         weights = []
         for part, search in zip(parts, searches):
             try:
-                found = search_documents(ds, k=PART_DOCUMENTS, highlight=False, aggregation=aggregation, **search)
+                found = rank_documents(ds, aggregation=aggregation, **search)
             except ValueError as e:
                 raise ValueError(f"the axis part {part!r} finds nothing: {e}") from None
-            rows = np.searchsorted(docs.rows, found.document.to_numpy())
-            weights.append(terms.specific(terms.counts[rows], per_part))
+            weights.append(terms.specific(terms.counts[found.ranking.found()[:PART_DOCUMENTS]], per_part))
         axis = _axis(parts, weights, per_part)
     elif features is not None:
         ids = check_features(features, ds.d_sae, sae=getattr(ds, "encoder", None))

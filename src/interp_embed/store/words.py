@@ -254,14 +254,20 @@ class FeatureWords:
         Without token counts, the words carrying most of its mass (:meth:`top`)."""
         if self.word_tokens is None:
             return self.top(feature, n)
-        pointers, words = self._ranked
-        start = pointers[feature]
-        return [str(w) for w in self.words[words[start:min(start + n, pointers[feature + 1])]]]
+        return [str(w) for w in self.words[self.specific_words(feature, n)[0]]]
+
+    def specific_words(self, feature: int, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """(word ids, specificity) of the feature's :meth:`fires_on` words, in that order; needs token counts."""
+        pointers, words, scores = self._ranked
+        start, stop = pointers[feature], pointers[feature + 1]
+        stop = min(start + n, stop)
+        return words[start:stop].astype(np.int64), scores[start:stop]
 
     @functools.cached_property
-    def _ranked(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every feature's words in :meth:`fires_on` order, as CSR pointers (d_sae + 1) and word ids: one sort of
-        all (feature, word) entries, so a table of thousands of features reads its words at once."""
+    def _ranked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every feature's words in :meth:`fires_on` order, as CSR pointers (d_sae + 1), word ids and their
+        specificity: one sort of all (feature, word) entries, so a table of thousands of features reads its words
+        at once."""
         mass = self.mass.tocsr()
         feature = np.repeat(np.arange(mass.shape[0]), np.diff(mass.indptr))
         share = (self.word_tokens[mass.indices] + 1.0) / (self.word_tokens.sum() + len(self.words))
@@ -272,7 +278,7 @@ class FeatureWords:
         order = np.lexsort((alphabetical, -score, hits < 2, feature))
         order = order[score[order] > 0]
         pointers = np.searchsorted(feature[order], np.arange(mass.shape[0] + 1))
-        return pointers, mass.indices[order]
+        return pointers, mass.indices[order], score[order]
 
 
 def feature_words(chunks: list[Chunk], texts, index: WordIndex, peak: np.ndarray, d_sae: int,

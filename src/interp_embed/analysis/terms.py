@@ -1,10 +1,12 @@
-"""Documents as bags of SAE features, scored the way search engines score words.
+"""Documents as bags of terms — SAE features or words — scored the way search engines score words.
 
 The store keeps, per document, how many tokens each feature fires on (``latents("count")``): a bag of
 "feature terms". Search then works as with words (the "latent terms" idea): BM25 ranks documents for a weighted
 set of features, with an IDF that makes a feature firing in most documents count for little and a length
 normalisation that keeps long documents from winning by length alone; and a set of texts (examples, or the
 documents a first search found) is turned into the features most *specific* to them relative to this dataset.
+The same scoring serves a document's words (:mod:`~interp_embed.analysis.document_words`), so the two rankings
+can be fused.
 """
 from __future__ import annotations
 
@@ -15,23 +17,24 @@ import scipy.sparse as sp
 
 # BM25's usual constants: how fast repeated firing saturates, and how much a document's length discounts it.
 K1, B = 1.2, 0.75
-# A feature firing in more than this share of the documents says nothing specific about any of them.
+# A term in more than this share of the documents says nothing specific about any of them.
 MAX_COVERAGE = 0.5
 
 
 @dataclass(frozen=True)
-class FeatureTerms:
-    """Per-document feature counts of one dataset's encoded documents, with the statistics scoring needs."""
+class Terms:
+    """Per-document term counts of one dataset's encoded documents, with the statistics scoring needs. The terms
+    are SAE features (counts: the tokens each fires on) or words (counts: 1 where a document holds the word)."""
 
     counts: sp.csr_matrix
-    """(documents, features): tokens of each document on which each feature fires."""
+    """(documents, terms): how often each term occurs in each document."""
     length: np.ndarray
-    """Each document's total count (its tokens times the features firing per token)."""
+    """Each document's total count (for features: its tokens times the features firing per token)."""
     document_frequency: np.ndarray
-    """Documents in which each feature fires."""
+    """Documents in which each term occurs."""
 
     @classmethod
-    def of(cls, counts: sp.spmatrix) -> "FeatureTerms":
+    def of(cls, counts: sp.spmatrix) -> "Terms":
         counts = sp.csr_matrix(counts, dtype=np.float64)
         counts.eliminate_zeros()
         return cls(counts=counts, length=np.asarray(counts.sum(axis=1)).ravel(),
@@ -43,16 +46,26 @@ class FeatureTerms:
 
     @property
     def dense(self) -> np.ndarray:
-        """True for the features too common here to tell documents apart (active in > MAX_COVERAGE of them)."""
+        """True for the terms too common here to tell documents apart (in > MAX_COVERAGE of them)."""
         return self.document_frequency > MAX_COVERAGE * self.n
+
+    def strongest(self, counts: np.ndarray, n_terms: int) -> np.ndarray:
+        """``counts`` (one text's, one per term) kept for its ``n_terms`` terms of highest count × IDF, dense terms
+        and terms absent here left out (0): what is most specific in a short text such as a query, whose every
+        token also fires general features (position, punctuation, the word "and")."""
+        weight = np.where(self.dense | (self.document_frequency == 0), 0.0, counts * self.idf())
+        keep = np.argsort(-weight, kind="stable")[:n_terms]
+        out = np.zeros(len(weight))
+        out[keep] = np.where(weight[keep] > 0, counts[keep], 0.0)
+        return out
 
     def idf(self) -> np.ndarray:
         """BM25's inverse document frequency, ``log(1 + (n − df + 0.5) / (df + 0.5))``: always positive, largest for
-        the rarest features (a feature that never fires here matches nothing, whatever its weight)."""
+        the rarest terms (a term that never occurs here matches nothing, whatever its weight)."""
         return np.log1p((self.n - self.document_frequency + 0.5) / (self.document_frequency + 0.5))
 
     def bm25(self, weights: np.ndarray) -> np.ndarray:
-        """Each document's BM25 score for features weighted by ``weights`` (one per feature; the query's term
+        """Each document's BM25 score for terms weighted by ``weights`` (one per term; the query's term
         frequencies, or any non-negative weights)."""
         used = np.flatnonzero(weights > 0)
         tf = self.counts[:, used].tocoo()
@@ -62,8 +75,8 @@ class FeatureTerms:
         return np.asarray(contrib @ (weights[used] * self.idf()[used])).ravel()
 
     def bm25_contributions(self, weights: np.ndarray, documents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(feature ids, documents × those features): what each weighted feature adds to the BM25 score of
-        ``documents``; for saying which feature found a document."""
+        """(term ids, documents × those terms): what each weighted term adds to the BM25 score of ``documents``;
+        for saying which feature (or word) found a document."""
         used = np.flatnonzero(weights > 0)
         tf = self.counts[documents][:, used].toarray()
         norm = K1 * (1 - B + B * self.length[documents] / max(self.length.mean(), 1e-12))
@@ -96,8 +109,8 @@ class FeatureTerms:
         return normalize(sp.csr_matrix(counts, dtype=np.float64).multiply(weight).tocsr())
 
     def like(self, examples: sp.spmatrix, negatives: sp.spmatrix | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(each document's score, each feature's weight) for documents like ``examples`` (texts × feature
-        counts) and unlike ``negatives``: the cosine of a document's :meth:`profile` with the examples' summed
+        """(each document's score, each feature's weight) for documents like ``examples`` (texts × features, in the
+        documents' measure: counts, or summed activations) and unlike ``negatives``: the cosine of a document's :meth:`profile` with the examples' summed
         profiles, each feature weighted by the square of the share of examples it fires in (what the examples
         share counts, what one of them happens to say counts little), minus the same of the negatives. Each text
         counts once whatever its length."""
