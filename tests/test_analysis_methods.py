@@ -16,6 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from statsmodels.stats.multitest import multipletests
 
 from interp_embed import analysis as A
+from interp_embed.analysis.diff import canonical_diff
 from interp_embed.analysis import grouping
 from interp_embed.store import FeatureWords
 
@@ -182,6 +183,13 @@ def test_diff_columns_take_the_datasets_names(english, german):
         table = A.diff_features(english, german)
         assert {"count_english", "count_german", "freq_english", "freq_german"} <= set(table.columns)
         assert not {"freq_a", "freq_b"} & set(table.columns)
+        # Code reading a diff gets the canonical columns back from the table's attrs, whatever the names.
+        del english.name
+        unnamed = A.diff_features(english, german)
+        english.name = "english"
+        pd.testing.assert_frame_equal(canonical_diff(table), unnamed)
+        assert canonical_diff(unnamed).columns.tolist() == unnamed.columns.tolist()
+        assert len(A.plot_diff(table, top=3).axes[0].patches) == len(A.plot_diff(unnamed, top=3).axes[0].patches) > 0
         german.name = "english"  # the same name twice cannot tell the sides apart
         assert {"freq_a", "freq_b"} <= set(A.diff_features(english, german).columns)
     finally:

@@ -132,5 +132,9 @@ def test_where_a_store_is_expected_a_table_or_another_folder_says_what_to_do(sam
     with pytest.raises(FileExistsError, match="already holds a store"):
         synthetic_store(tmp_path / "done.iembed", sample)
     synthetic_store(tmp_path / "half.iembed", sample, chunk_chars=1500, encode_chunks=1)
-    with pytest.raises(FileExistsError, match=r"Open it with Dataset\.load_from_file\('.*half\.iembed'\) \(resume=True finishes an interrupted run\)"):
+    with pytest.raises(FileExistsError, match=r"Open it with Dataset\.load_from_file\('.*half\.iembed'\) \(resume=True finishes an interrupted run\)") as err:
         synthetic_store(tmp_path / "half.iembed", sample)
+    # The same failure in the command line's words, which the command prints: its flags, not Python's arguments.
+    assert str(err.value).endswith("or pass overwrite=True to replace it")
+    assert err.value.command_line.endswith(f"`interp-embed encode --out {tmp_path / 'half.iembed'} --resume` finishes "
+                                           "an interrupted run), or pass --overwrite to replace it")

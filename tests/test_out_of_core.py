@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from interp_embed import Dataset
 from interp_embed.analysis import top_correlations
-from interp_embed.analysis.blockwise import BLOCK_SHARE, BYTES_PER_ENTRY, MATERIALISED_BYTES_PER_ENTRY, PresenceBlocks
+from interp_embed.analysis.blockwise import PresenceBlocks
+from interp_embed.store.reading import BLOCK_SHARE, BYTES_PER_ENTRY, MATERIALISED_BYTES_PER_ENTRY
 from interp_embed.analysis.cooccurrence import feature_blocks
 from interp_embed.cli import app
 from interp_embed.saes import DefaultSAE

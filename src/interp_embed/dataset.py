@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import analysis
-from .analysis.blockwise import check_blockwise, fits_in_memory, latents_on_disk
+from .analysis.blockwise import check_blockwise
 from .encode import session
 from .encode.distributed import engine_for
 from .encode.table_files import ROWS_PER_BATCH, jsonl_batches, parquet_batches
@@ -32,11 +32,12 @@ from .saes import DefaultSAE
 from .saes.base import SAE
 from .spec.plan import EncodePlan
 from .store import EncodedDocument, EncoderRecord, FeatureWords, Store
+from .store.reading import StoredRows
 from .store.chunk import stored_values
 from .store.placing import replacing
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
 from .store.labels import SOURCES
-from .validation import check_bool, check_choice, check_features, check_int, check_threshold
+from .validation import check_bool, check_choice, check_features, check_int, check_threshold, explained, resume
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,9 @@ class DatasetRow:
     def _encoded(self) -> EncodedDocument:
         doc = self._document()
         if doc is None:
-            reason = self._store.skipped.get(self._row, "not encoded yet; load with resume=True")
-            raise ValueError(f"row {self._row} has no activations: {reason}")
+            skipped = self._store.skipped.get(self._row)
+            raise explained(ValueError, f"row {self._row} has no activations: ",
+                            *([skipped] if skipped else ["not encoded yet; ", resume(self._store.path)]))
         return doc
 
     def tokens(self) -> list[str]:
@@ -364,6 +366,12 @@ class Dataset:
         return self._rows.copy()
 
     @property
+    def stored(self) -> StoredRows:
+        """This dataset's rows in its store: what analyses, labelling and the report read block by block, and the
+        labels kept there (see :class:`~interp_embed.store.reading.StoredRows`)."""
+        return StoredRows(self._store, self._rows)
+
+    @property
     def encoder(self) -> EncoderRecord:
         """What encoded this dataset: reader, layer, role, SAE configuration and weights (as the store records)."""
         return self._store.encoder
@@ -401,7 +409,7 @@ class Dataset:
                              "feature matrix.")
         check_aggregation(aggregation_method)
         compress, threshold = check_bool(compress, "compress"), check_threshold(activated_threshold)
-        if fits_in_memory(self, limit):
+        if self.stored.fits_in_memory(limit):
             matrix = self._store.latents(aggregation_method, threshold)[self._rows]
             return matrix if compress else matrix.toarray()
         if not compress:
@@ -410,7 +418,7 @@ class Dataset:
         if threshold > 0:
             raise ValueError("activated_threshold > 0 pools every token again, which latents() does in memory only; "
                              "leave memory_limit=None, or use activated_threshold=0")
-        return latents_on_disk(self, aggregation_method, limit)
+        return self.stored.latents_on_disk(aggregation_method, limit)
 
     def encoded_mask(self) -> np.ndarray:
         """True for rows that have activations."""

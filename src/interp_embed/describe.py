@@ -116,14 +116,14 @@ def sae_folder(ds):
     encoded the store). Without torch: the weights are compared by their SHA-256, not loaded."""
     from .saes import sae_from_spec
 
-    record = ds._store.encoder
+    record = ds.encoder
     try:
         sae = ds.sae if ds.sae is not None else sae_from_spec(record.source)
         folder = sae.sae_folder()
         if record.sae_sha256 is not None and sae.fingerprint() != record.sae_sha256:
-            logger.info("%s holds other weights than those that encoded %s", folder, ds._store.path)
+            logger.info("%s holds other weights than those that encoded %s", folder, ds.path)
             return None
         return folder
     except Exception as err:  # noqa: BLE001 — no SAE files here (no record, not downloaded): nothing shipped to show
-        logger.info("the files of the SAE of %s are not here: %s", ds._store.path, err)
+        logger.info("the files of the SAE of %s are not here: %s", ds.path, err)
         return None

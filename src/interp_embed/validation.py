@@ -3,7 +3,9 @@ what it may be."""
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,48 @@ def with_command_line(error: Exception, message: str) -> Exception:
     """
     error.command_line = message
     return error
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """A way out of an error, said once for Python and once for the ``interp-embed`` command."""
+
+    python: str
+    """In Python's words: ``overwrite=True``."""
+    command_line: str
+    """In the command line's: ``--overwrite``."""
+
+
+OVERWRITE = Remedy("overwrite=True", "--overwrite")
+SKIP_BAD_ROWS = Remedy("on_error='skip'", "--on-error skip")
+BY_EXAMPLE = Remedy("by='example'", "--by example")
+BY_QUERY = Remedy("by='query'", "--by query")
+EXAMPLES = Remedy("by='example', examples=[...]", "--by example --example TEXT")
+FEATURE_IDS = Remedy("features=[...]", "--features")
+ANOTHER_PATH = Remedy("choose another path", "choose another --out")
+
+
+def resume_command(store) -> str:
+    """The command that finishes an interrupted encoding into the folder ``store``, ready to paste into a shell."""
+    return f"interp-embed encode --out {shlex.quote(str(store))} --resume"
+
+
+def resume(store) -> Remedy:
+    """How to finish encoding the store at ``store``."""
+    return Remedy("load with resume=True", f"resume with `{resume_command(store)}`")
+
+
+def explained(error_type: type[Exception], *parts: str | Remedy) -> Exception:
+    """An ``error_type`` whose message is ``parts`` joined, each :class:`Remedy` in Python's words, carrying the
+    same message in the command line's (:func:`with_command_line`): one message, two audiences, no rewriting.
+
+    >>> error = explained(ValueError, "column 'x' exists; pass ", OVERWRITE, " to replace it.")
+    >>> str(error), error.command_line
+    ("column 'x' exists; pass overwrite=True to replace it.", "column 'x' exists; pass --overwrite to replace it.")
+    """
+    python = "".join(p.python if isinstance(p, Remedy) else p for p in parts)
+    command_line = "".join(p.command_line if isinstance(p, Remedy) else p for p in parts)
+    return with_command_line(error_type(python), command_line)
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:

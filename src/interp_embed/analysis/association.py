@@ -9,14 +9,14 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from .blockwise import (BLOCK_SHARE, BYTES_PER_ENTRY, GatheredRows, PresenceBlocks, check_blockwise,
-                        encoded_positions)
+from .blockwise import GatheredRows, PresenceBlocks, check_blockwise
 from .fires_on import add_fires_on, words_of
 from .grouping import RULES, add_groups, one_row_per_group
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import (benjamini_hochberg, fisher_two_sided, newcombe_interval, permutation_p_values, rank_sum_p_values,
                     welch_t_test)
 from .targets import encode_target, target_series
+from ..store.reading import BLOCK_SHARE, BYTES_PER_ENTRY
 from ..validation import check_bool, check_choice, check_fraction, check_int
 
 logger = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ def associate_features(
         docs = load_documents(ds, aggregation=aggregation)
         rows = docs.rows
     else:
-        rows = encoded_positions(ds, limit)
+        rows = ds.stored.encoded_positions(limit)
         if not rows.size:
             raise ValueError("ds has no encoded documents; encode it first (the analyses skip rows not encoded).")
     values, name = target_series(ds.pandas(), target)
@@ -306,8 +306,9 @@ def associate_features(
     else:
         store_rows = ds.store_rows[counted]
         _check_one_value_per_row(store_rows, y, name)
-        P = PresenceBlocks.of_rows(ds._store, store_rows, aggregation, activated_threshold, limit)
-        by_row = np.zeros(ds._store.n_documents)
+        stored = ds.stored.with_rows(store_rows)
+        P = PresenceBlocks.of_rows(stored, aggregation, activated_threshold, limit)
+        by_row = np.zeros(stored.n_documents)
 
         def column_sums(v: np.ndarray) -> np.ndarray:
             by_row[store_rows] = v  # one value per store row (checked above)

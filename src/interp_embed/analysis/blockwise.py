@@ -7,91 +7,31 @@ store's chunks memory-mapped, one block after another (each unmapped after use),
 need — per-feature document counts, co-occurrence counts of feature pairs, sums of the target over the documents
 of each feature. Those are sums of integers, so the results are the in-memory ones exactly (sums of a numeric
 target are added in store order, so they agree to rounding). Co-occurrence counts that do not fit the bound are
-made in several passes over the store, one block of feature pairs per pass.
+made in several passes over the store, one block of feature pairs per pass. Reading the store block by block is
+the store's own work (:class:`~interp_embed.store.reading.StoredRows`); the statistics are summed here.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from .cooccurrence import FeatureOrder, add_pairs, feature_blocks
 from .inputs import presence
-from ..files import TEMPORARY_PREFIX
 from ..store.pooling import aggregate, check_aggregation
+from ..store.reading import BLOCK_SHARE, StoredRows
 from ..validation import check_memory_limit, check_threshold
-
-BLOCK_SHARE = 4
-"""Reading a block may use 1/BLOCK_SHARE of the memory limit; the statistics being summed use the rest."""
-BYTES_PER_ENTRY = 64
-"""Working memory per pooled entry of a block being read, an upper estimate: the structural check's int64 copies
-(24 bytes), the float32 values and sums (8), the presence matrix (8), and their temporaries."""
-MATERIALISED_BYTES_PER_ENTRY = 32
-"""Peak memory per pooled entry of the store while ``latents()`` builds a matrix in memory: the statistics of
-every row (16 bytes) and the aggregated CSR matrix (8), with its row selection. A matrix that would take more
-than ``memory_limit`` is built on disk instead (:func:`latents_on_disk`)."""
 
 
 def check_blockwise(ds, memory_limit) -> int | None:
     """``memory_limit`` in bytes (see :func:`~interp_embed.validation.check_memory_limit`), after checking that
-    ``ds`` is a dataset over a store, which the blockwise analyses read."""
+    ``ds`` is a dataset over a store (its ``stored`` rows), which the blockwise analyses read."""
     limit = check_memory_limit(memory_limit)
-    if limit is not None and not (hasattr(ds, "_store") and hasattr(ds, "store_rows")):
+    if limit is not None and not isinstance(getattr(ds, "stored", None), StoredRows):
         raise TypeError(f"memory_limit needs an interp_embed Dataset (whose store is read block by block), not a "
                         f"{type(ds).__name__}; leave memory_limit=None to analyse it in memory.")
     return limit
-
-
-def fits_in_memory(ds, memory_limit: int | None) -> bool:
-    """Whether building ``ds``'s latents in memory stays within ``memory_limit`` (always, without one)."""
-    if memory_limit is None:
-        return True
-    store = ds._store
-    entries = sum(c.pooled_entries for c in store.manifest.chunks)
-    return entries * MATERIALISED_BYTES_PER_ENTRY + 8 * store.n_documents <= memory_limit
-
-
-def latents_on_disk(ds, aggregation: str, memory_limit: int) -> sp.csr_matrix:
-    """``ds.latents(aggregation)`` as a CSR matrix whose values and feature ids are memory-mapped files, filled one
-    chunk of the store at a time: it takes its size on disk, and in memory only the pages being read.
-
-    The files are made in a temporary folder inside the store (on the disk that holds the store, sized for this
-    data) and unlinked as soon as they are mapped, so they disappear with the matrix and nothing is left behind.
-    """
-    store, rows = ds._store, ds.store_rows
-    max_entries = memory_limit // BLOCK_SHARE // BYTES_PER_ENTRY
-    per_row = np.zeros(store.n_documents, dtype=np.int64)
-    for block_rows, stats in store.pooled_blocks(max_entries):
-        per_row[block_rows] = np.diff(stats.indptr)
-    indptr = np.r_[0, np.cumsum(per_row[rows])]
-    # scipy keeps arrays it is given only when indices and indptr share a dtype it would choose itself.
-    index_dtype = np.int32 if indptr[-1] < 2**31 else np.int64
-    folder = Path(tempfile.mkdtemp(dir=store.path, prefix=f"{TEMPORARY_PREFIX}latents-"))
-    try:
-        data = np.lib.format.open_memmap(folder / "data.npy", mode="w+", dtype=np.float32, shape=(int(indptr[-1]),))
-        indices = np.lib.format.open_memmap(folder / "indices.npy", mode="w+", dtype=index_dtype,
-                                            shape=(int(indptr[-1]),))
-    finally:
-        shutil.rmtree(folder)  # the mappings keep the files' space until the matrix is freed
-    order = np.argsort(rows, kind="stable")  # this dataset's positions, by store row
-    by_row = rows[order]
-    for block_rows, stats in store.pooled_blocks(max_entries):
-        if not len(block_rows):  # a chunk whose rows were all skipped
-            continue
-        lo, hi = np.searchsorted(by_row, block_rows[0], "left"), np.searchsorted(by_row, block_rows[-1], "right")
-        local = np.searchsorted(block_rows, by_row[lo:hi])
-        encoded = block_rows[np.minimum(local, len(block_rows) - 1)] == by_row[lo:hi]
-        positions, part = order[lo:hi][encoded], aggregate(stats, aggregation, store.d_sae)[local[encoded]]
-        counts = np.diff(part.indptr)
-        destination = np.repeat(indptr[positions] - part.indptr[:-1], counts) + np.arange(part.nnz)
-        data[destination], indices[destination] = part.data, part.indices
-    matrix = sp.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(len(rows), store.d_sae), copy=False)
-    matrix.has_sorted_indices = True  # each row's ids come ascending from its chunk; checking would read them all
-    return matrix
 
 
 class PresenceBlocks:
@@ -102,7 +42,7 @@ class PresenceBlocks:
     shows it), in store order rather than the dataset's: every statistic summed here ignores the order.
     """
 
-    def __init__(self, sources: list[tuple[object, np.ndarray]], aggregation: str, activated_threshold: float,
+    def __init__(self, sources: list[tuple[StoredRows, np.ndarray]], aggregation: str, activated_threshold: float,
                  memory_limit: int, d_sae: int):
         self.sources, self.aggregation, self.threshold = sources, aggregation, activated_threshold
         self.memory_limit, self.d_sae = memory_limit, d_sae
@@ -116,19 +56,19 @@ class PresenceBlocks:
     @classmethod
     def of(cls, ds, name: str, aggregation: str, activated_threshold: float, memory_limit: int) -> "PresenceBlocks":
         """The presence blocks of ``ds`` (named ``name`` in errors); a ValueError if it has no encoded row."""
-        blocks = cls.of_rows(ds._store, ds.store_rows, aggregation, activated_threshold, memory_limit)
+        blocks = cls.of_rows(ds.stored, aggregation, activated_threshold, memory_limit)
         if blocks.shape[0] == 0:
             raise ValueError(f"{name} has no encoded documents; encode it first (the analyses skip rows not encoded).")
         return blocks
 
     @classmethod
-    def of_rows(cls, store, rows: np.ndarray, aggregation: str, activated_threshold: float,
+    def of_rows(cls, stored: StoredRows, aggregation: str, activated_threshold: float,
                 memory_limit: int) -> "PresenceBlocks":
-        """The presence blocks of the encoded ones among ``rows`` of ``store`` (a row listed twice counts twice)."""
+        """The presence blocks of the encoded ones among ``stored.rows`` (a row listed twice counts twice)."""
         check_aggregation(aggregation)
-        multiplicity = np.bincount(rows, minlength=store.n_documents).astype(np.int32)
-        return cls([(store, multiplicity)], aggregation, check_threshold(activated_threshold), memory_limit,
-                   store.d_sae)
+        multiplicity = np.bincount(stored.rows, minlength=stored.n_documents).astype(np.int32)
+        return cls([(stored, multiplicity)], aggregation, check_threshold(activated_threshold), memory_limit,
+                   stored.d_sae)
 
     @classmethod
     def stack(cls, parts: list["PresenceBlocks"]) -> "PresenceBlocks":
@@ -144,9 +84,8 @@ class PresenceBlocks:
     def row_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray, sp.csr_matrix]]:
         """``(store rows, times each is shown, their presence)`` one block at a time: the encoded rows of the
         sources that their datasets show, each once."""
-        max_entries = self.memory_limit // BLOCK_SHARE // BYTES_PER_ENTRY
-        for store, multiplicity in self.sources:
-            for rows, stats in store.pooled_blocks(max_entries):
+        for stored, multiplicity in self.sources:
+            for rows, stats in stored.blocks(self.memory_limit):
                 keep = np.flatnonzero((multiplicity[rows] > 0) & (stats.n_tokens > 0))
                 P = presence(aggregate(stats, self.aggregation, self.d_sae)[keep], self.threshold)
                 yield rows[keep], multiplicity[rows[keep]], P
@@ -248,12 +187,3 @@ class GatheredRows:
         back = np.empty(len(wanted), dtype=np.int64)
         back[np.concatenate(where)] = np.arange(len(wanted))
         return gathered[back]
-
-
-def encoded_positions(ds, memory_limit: int) -> np.ndarray:
-    """Positions in ``ds`` of its encoded rows, read chunk by chunk."""
-    store = ds._store
-    encoded = np.zeros(store.n_documents, dtype=bool)
-    for rows, stats in store.pooled_blocks(memory_limit // BLOCK_SHARE // BYTES_PER_ENTRY):
-        encoded[rows[stats.n_tokens > 0]] = True
-    return np.flatnonzero(encoded[ds.store_rows])

@@ -19,6 +19,8 @@ from ..validation import check_bool, check_choice, check_coverage, check_fractio
 logger = logging.getLogger(__name__)
 
 METRICS = ("absolute", "relative")
+CANONICAL_COLUMNS = "canonical_columns"
+"""The key in a diff table's ``attrs`` of ``{shown column: canonical column}``: ``freq_german`` → ``freq_a``."""
 
 
 def _diff_table(
@@ -103,7 +105,8 @@ def diff_features(
     sorted by ``frequency_difference`` descending.
 
     When both datasets have a ``name`` (``ds.name = "german"``) and the names differ, the columns ending in
-    ``_a``/``_b`` end in the names instead (``freq_german``).
+    ``_a``/``_b`` end in the names instead (``freq_german``); ``attrs["canonical_columns"]`` maps them back, as
+    :func:`canonical_diff` does.
 
     One cause often moves many features. Significant features (``q_value < alpha``) that differ in the same
     direction form groups (analysis/grouping.py), taken from the smallest p-value down: with
@@ -159,11 +162,27 @@ def diff_features(
     table = add_fires_on(table, [words_of(ds_a), words_of(ds_b)], side=table["freq_a"] < table["freq_b"])
     if grouped:
         table = one_row_per_group(table)
-    return table.rename(columns=_named_columns(ds_a, ds_b))
+    named = _named_columns(ds_a, ds_b)
+    table = table.rename(columns=named)
+    table.attrs[CANONICAL_COLUMNS] = {shown: canonical for canonical, shown in named.items()}
+    return table
+
+
+def canonical_diff(table: pd.DataFrame) -> pd.DataFrame:
+    """A table of :func:`diff_features` with its canonical columns (``count_a``, ``freq_a``, ``count_b``,
+    ``freq_b``) whatever the datasets are named: what code reading a diff relies on, while the table a person
+    sees names its sides.
+
+    >>> named = pd.DataFrame({"freq_german": [0.5]})
+    >>> named.attrs[CANONICAL_COLUMNS] = {"freq_german": "freq_a"}
+    >>> canonical_diff(named).columns.tolist()
+    ['freq_a']
+    """
+    return table.rename(columns=table.attrs.get(CANONICAL_COLUMNS, {}))
 
 
 def _named_columns(ds_a: EncodedDataset, ds_b: EncodedDataset) -> dict[str, str]:
-    """``count_a`` → ``count_<name of ds_a>`` and so on, when both datasets have distinct names."""
+    """``count_a`` → ``count_<name of ds_a>`` and so on, when both datasets have distinct names (for display)."""
     name_a, name_b = getattr(ds_a, "name", None), getattr(ds_b, "name", None)
     if not (isinstance(name_a, str) and isinstance(name_b, str) and name_a and name_b and name_a != name_b):
         return {}

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from ..store.words import WORD, FeatureWords
 from .fires_on import fires_on_text, words_of
 from .inputs import Documents, EncodedDataset, label_array
+from ..validation import BY_EXAMPLE, BY_QUERY, EXAMPLES, FEATURE_IDS, explained
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +136,13 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
         stem_ids = np.array([vocabulary.setdefault(stem(w), len(vocabulary)) for w in words.words], dtype=np.int64)
     query_ids = [vocabulary[t] for t in query_terms(query) if t in vocabulary]
     if not query_terms(query):
-        raise ValueError(f"query {query!r} has only stop words, which say nothing about a feature by its words; "
-                         "search by='query' reads it through the model (negation, 'not', 'never' included), or "
-                         "search by examples (by='example', examples=[...]).")
+        raise explained(ValueError, f"query {query!r} has only stop words, which say nothing about a feature by its "
+                        "words; search ", BY_QUERY, " reads it through the model (negation, 'not', 'never' included), "
+                        "or search by examples (", EXAMPLES, ").")
     if not query_ids:
         source = "the words this dataset's features fire on or their labels" if words is not None else "any feature label"
-        raise ValueError(f"no word of query {query!r} occurs in {source}; try other words, search by an example "
-                         "text (by='example'), or pass feature ids with features=[...].")
+        raise explained(ValueError, f"no word of query {query!r} occurs in {source}; try other words, search by an "
+                        "example text (", BY_EXAMPLE, "), or pass feature ids with ", FEATURE_IDS, ".")
     n_terms = len(vocabulary)
     bags = sp.csr_matrix((np.ones(len(label_rows)), (label_rows, label_terms_ids)), shape=(d_sae, n_terms))
     score = _cosines(bags, candidates, query_ids)
@@ -154,9 +155,9 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
     good = order[score[order] >= min_score]
     if good.size == 0:
         best = int(candidates[order[0]])
-        raise ValueError(f"no feature matches {query!r} well enough (the best, feature {best}, scores "
-                         f"{score[order[0]]:.2f} < min_score={min_score}); try other words, search by an example "
-                         "text (by='example'), or pass feature ids with features=[...].")
+        raise explained(ValueError, f"no feature matches {query!r} well enough (the best, feature {best}, scores "
+                        f"{score[order[0]]:.2f} < min_score={min_score}); try other words, search by an example "
+                        "text (", BY_EXAMPLE, "), or pass feature ids with ", FEATURE_IDS, ".")
     f = candidates[good]
     fired = [", ".join(words.top(int(i))) for i in f] if words is not None else [""] * f.size
     return pd.DataFrame({"feature_id": f, "label": labels[f], "score": score[good], "fires_on": fired})

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .diff import canonical_diff
+
 if TYPE_CHECKING:  # matplotlib is imported by the functions that draw: importing interp_embed stays fast
     from matplotlib.figure import Figure
 
@@ -48,7 +50,9 @@ def plot_diff(table: pd.DataFrame, top: int = 10, path: str | Path | None = None
 
         plot_diff(diff_features(ds_a, ds_b), top=10, path="diff.png")
     """
-    _require(table, ["feature_id", "label", "freq_a", "freq_b", "ci_low", "ci_high", "q_value"], "diff_features")
+    _require(table, ["feature_id", "label", "ci_low", "ci_high", "q_value"], "diff_features")
+    table = canonical_diff(table)  # a table whose sides are named (freq_german) too
+    _require(table, ["freq_a", "freq_b"], "diff_features")
     d = (table["freq_a"] - table["freq_b"]).to_numpy()
     order = np.argsort(d, kind="stable")
     pick = np.unique(np.concatenate([order[:top][d[order[:top]] < 0], order[::-1][:top][d[order[::-1][:top]] > 0]]))

@@ -14,7 +14,7 @@ from .document_words import DocumentWords
 from .inputs import Documents, EncodedDataset, label_array, load_documents
 from .label_search import dataset_words, fires_on, query_features
 from .terms import Terms, reciprocal_rank_fusion
-from ..validation import check_bool, check_choice, check_features, check_int
+from ..validation import EXAMPLES, FEATURE_IDS, check_bool, check_choice, check_features, check_int, explained
 
 logger = logging.getLogger(__name__)
 
@@ -174,9 +174,9 @@ def rank_documents(
             feature_weight = terms.strongest(np.asarray(_read(ds, [query]).todense(), dtype=np.float64).ravel(),
                                              n_features)
             if not feature_weight.any():
-                raise ValueError(f"the features the reader sees in {query!r} fire in none of this dataset's documents "
-                                 "(or in more than half of them, which says nothing); try other words, search by "
-                                 "examples (by='example', examples=[...]), or pass features=[...].")
+                raise explained(ValueError, f"the features the reader sees in {query!r} fire in none of this "
+                                "dataset's documents (or in more than half of them, which says nothing); try other "
+                                "words, search by examples (", EXAMPLES, "), or pass ", FEATURE_IDS, ".")
             used = _used(ds, labels, np.flatnonzero(feature_weight), feature_weight, "query text")
             ranking = _Ranking(terms.bm25(feature_weight),
                                lambda rows: terms.bm25_contributions(feature_weight, rows))

@@ -92,7 +92,8 @@ def diff(store_a: Path = typer.Argument(..., help="A store folder."),
         a.name, b.name = "a", "b"
     table = diff_features(a, b, metric=metric.value, min_coverage=min_coverage, max_coverage=max_coverage,
                           grouped=grouped, grouping=grouping.value, alpha=alpha)
-    columns = ["feature_id", "fires_on", "label", f"freq_{a.name}", f"freq_{b.name}", "frequency_difference", "ci_low",
+    shown = {canonical: name for name, canonical in table.attrs["canonical_columns"].items()}
+    columns = ["feature_id", "fires_on", "label", shown["freq_a"], shown["freq_b"], "frequency_difference", "ci_low",
                "ci_high", "q_value", "n_members"]
     show(table, columns, rows, f"features by difference, {sides} ({len(a)} vs {len(b)} documents)", csv, json,
          optional=("ci_low", "ci_high"))

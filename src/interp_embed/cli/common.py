@@ -6,12 +6,10 @@ written, with control characters escaped (:func:`plain`), never interpreted.
 """
 from __future__ import annotations
 
-import ast
 import functools
 import inspect
 import logging
 import re
-import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -23,6 +21,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .tables import cut, layout, table_width
+from ..validation import resume_command
 
 # What a terminal would act on instead of showing: C0 and C1 controls (ESC starts colour, title and hyperlink
 # sequences; CR and BS overwrite), bidirectional marks and overrides (they reorder what is read), line and
@@ -68,34 +67,9 @@ DEBUG = {"on": False}  # set by the --debug option of the command group
 TABLES = {"wide": False}  # set by the --wide option of a command that prints a table
 
 
-def resume_command(out) -> str:
-    """The command that finishes an interrupted encoding into ``out``, ready to paste into a shell."""
-    return f"interp-embed encode --out {shlex.quote(str(out))} --resume"
-
-
-_PYTHON_STRING = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""  # a path as a message quotes it: its repr
-
-# Library messages name Python calls; on the command line the user knows flags.
-_CLI_WORDS = [
-    (re.compile(rf"Dataset\.load_from_file\({_PYTHON_STRING}, resume=True\)"),
-     lambda m: resume_command(ast.literal_eval(m[1]))),
-    (re.compile(r"\boverwrite=True\b"), "--overwrite"),
-    (re.compile(r"on_error='skip'"), "--on-error skip"),
-    (re.compile(r"load with resume=True"), "resume with `interp-embed encode --out STORE --resume`"),
-    (re.compile(r"pass feature ids with features=\[\.\.\.\]"), "pass feature ids with --features"),
-    (re.compile(r"\(by='example'\)"), "(--by example)"),
-]
-
-
-def in_cli_words(message: str) -> str:
-    for pattern, replacement in _CLI_WORDS:
-        message = pattern.sub(replacement, message)
-    return message
-
-
 def fail(message: str, code: int = 1):
     """Print one line to stderr and leave with ``code`` (1: a failure)."""
-    errors.print(Text.assemble(("error:", "bold red"), " ", plain(in_cli_words(message))))
+    errors.print(Text.assemble(("error:", "bold red"), " ", plain(message)))
     raise typer.Exit(code)
 
 
@@ -147,26 +121,13 @@ def feature_list(text: str | None) -> list[int] | None:
 
 
 def read_table(path: Path, field: str) -> pd.DataFrame | pa.RecordBatchReader:
-    """A documents table from .csv, .tsv, .json, .jsonl, .parquet or .txt (documents separated by blank lines);
-    .parquet and .jsonl files are read a batch of rows at a time (never whole in memory)."""
-    suffix = path.suffix.lower()
-    if suffix in (".txt", ".md", ".text"):
-        from ..train.corpus import read_texts
+    """A documents table (see :func:`interp_embed.encode.table_files.read_table`); a file of another kind is a
+    mistake in the command's arguments."""
+    from ..encode import table_files
 
-        return pd.DataFrame({field: read_texts(path)})
-    if suffix in (".parquet", ".jsonl"):
-        from ..encode.table_files import jsonl_batches, parquet_batches
-
-        return parquet_batches(path) if suffix == ".parquet" else jsonl_batches(path, field)
-    from ..encode.table_files import read_csv, read_json
-
-    readers = {".csv": lambda p: read_csv(p, field), ".tsv": lambda p: read_csv(p, field, sep="\t"), ".json": read_json}
-    if suffix not in readers:
+    if path.suffix.lower() not in table_files.TABLE_SUFFIXES:
         raise typer.BadParameter(f"{plain(path)}: use a .csv, .tsv, .json, .jsonl, .parquet or .txt file")
-    try:
-        return readers[suffix](path)
-    except Exception as err:  # noqa: BLE001 — pandas and pyarrow raise many kinds; the user needs the file named
-        raise ValueError(f"{path} cannot be read as a {suffix} table: {err}") from err
+    return table_files.read_table(path, field)
 
 
 def open_dataset(path: Path):

@@ -17,6 +17,7 @@ from .common import (CSV, JSON, console, errors, fail, friendly, open_dataset, p
                      shorten, show)
 from .config import config_options
 from ..analysis import diff_features
+from ..analysis.diff import canonical_diff
 from ..spec.plan import EncodePlan
 from ..store.placing import holds_store
 
@@ -91,7 +92,7 @@ def demo(save_path: Path = typer.Option(DEMO_STORE, help="Where to keep the stor
               "llm": "written by a language model", "user": "yours"}
     for language in sorted(df["language"].unique()):
         inside = (df["language"] == language).to_numpy()
-        table = diff_features(ds[inside], ds[~inside])
+        table = canonical_diff(diff_features(ds[inside], ds[~inside]))
         typer.echo()
         typer.secho(plain(f"Features most specific to language={language!r}"), bold=True)
         for row in table.head(features_per_group).itertuples():
@@ -235,7 +236,7 @@ def _refuse_taken(out: Path, overwrite: bool) -> None:
     try:
         check_target(out, overwrite)
     except FileExistsError as taken:
-        fail(str(taken).replace("choose another path", "choose another --out"))
+        fail(getattr(taken, "command_line", str(taken)))
 
 
 def _same_texts(table, store) -> bool:
@@ -254,7 +255,7 @@ def _same_texts(table, store) -> bool:
 
 
 def _summary(ds, out: Path, seconds: float) -> None:
-    store = ds._store
+    store = ds.stored
     chunks = store.manifest.chunks
     encoded = sum(c.n_encoded for c in chunks)
     tokens = sum(c.n_tokens for c in chunks)
@@ -270,6 +271,7 @@ def _summary(ds, out: Path, seconds: float) -> None:
 def info(path: Path = typer.Argument(..., help="A store folder.")) -> None:
     """Summarise a store: rows, encoded rows, tokens, bytes per stored token, encoder, labels."""
     from ..store import Store
+    from ..store.reading import mode_sizes
 
     store = Store.open(path)
     chunks = store.manifest.chunks
@@ -283,7 +285,7 @@ def info(path: Path = typer.Argument(..., help="A store folder.")) -> None:
         console.print(f"  finish with: {resume_command(path)}")
     console.print(f"{tokens} tokens in {len(chunks)} chunks, {size / max(tokens, 1):.1f} bytes per token")
     if tokens:
-        full, compact = _mode_sizes(store)
+        full, compact = mode_sizes(store)
         kept = "token-level (highlights read from disk)" if store.plan.token_level else \
             "compact (pooled activations only; highlights recomputed per document)"
         console.print(f"  mode: {kept}; token-level {full / tokens:.1f} bytes per token"
@@ -293,29 +295,6 @@ def info(path: Path = typer.Argument(..., help="A store folder.")) -> None:
     written = store.label_records()
     console.print(f"labels: {len(store.shipped_labels())} shipped with the SAE, {len(written)} written since "
                   f"({sum(r.source == 'llm' for r in written)} by a language model)")
-
-
-def _mode_sizes(store) -> tuple[int, int]:
-    """Bytes of the store's chunks with token-level arrays and without (compact), from its own arrays.
-
-    The compact size is that of the pooled arrays every chunk holds. A compact store's token-level size is
-    estimated: each token activation (the pooled counts add up to their number) takes a feature id of the
-    width the chunks use and a float16 value, and each token an id, a character span and an activation count
-    (8 bytes, the widths of a typical store of short documents).
-    """
-    from ..store.checks import POOLED
-
-    compact = sum(r.bytes or 0 for c in store.manifest.chunks for name, r in c.files.items()
-                  if name[:-len(".npy")] in POOLED)
-    if store.plan.token_level:
-        return sum(c.bytes for c in store.manifest.chunks), compact
-    activations = feature_bytes = 0
-    for chunk in store.chunks():
-        stats = chunk.pooled()
-        activations += int(np.sum(stats.count, dtype=np.int64))
-        feature_bytes = chunk.array("pool_features").dtype.itemsize
-        chunk.release()
-    return compact + activations * (feature_bytes + 2) + 8 * sum(c.n_tokens for c in store.manifest.chunks), compact
 
 
 @app.command()

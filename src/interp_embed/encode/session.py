@@ -29,6 +29,7 @@ from ..spec.plan import EncodePlan
 from ..store import EncodedDocument, Store, StoreError
 from ..store.placing import is_temporary
 from .distributed import RayEngine, encode_on_ray
+from ..validation import SKIP_BAD_ROWS, explained
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ def cannot_encode(field: str, problems: dict[int, str], count: int, name_row: Ca
     says which row each is)."""
     listed = ", ".join(f"{name_row(row)}: {why}" for row, why in list(problems.items())[:MAX_LISTED])
     more = f" and {count - MAX_LISTED} more" if count > MAX_LISTED else ""
-    return ValueError(f"column {field!r} has {count} value(s) that cannot be encoded: {listed}{more}. "
-                      "Fix them, or pass on_error='skip' to keep those rows without activations.")
+    return explained(ValueError, f"column {field!r} has {count} value(s) that cannot be encoded: {listed}{more}. "
+                     "Fix them, or pass ", SKIP_BAD_ROWS, " to keep those rows without activations.")
 
 
 def check_on_error(on_error: str) -> str:

@@ -16,6 +16,35 @@ from ..validation import check_int
 
 ROWS_PER_BATCH = 10_000
 """Rows read (and held in memory) at a time."""
+TEXT_SUFFIXES = (".txt", ".md", ".text")
+"""Plain text files, one document per paragraph (documents separated by blank lines)."""
+TABLE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", *TEXT_SUFFIXES)
+
+
+def read_table(path: str | Path, field: str) -> pd.DataFrame | pa.RecordBatchReader:
+    """A documents table from .csv, .tsv, .json, .jsonl, .parquet or .txt (documents separated by blank lines, in
+    column ``field``); .parquet and .jsonl files are read a batch of rows at a time (never whole in memory). A file
+    that cannot be read is a ValueError naming it."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        return pd.DataFrame({field: read_paragraphs(path)})
+    if suffix in (".parquet", ".jsonl"):
+        return parquet_batches(path) if suffix == ".parquet" else jsonl_batches(path, field)
+    readers = {".csv": lambda p: read_csv(p, field), ".tsv": lambda p: read_csv(p, field, sep="\t"), ".json": read_json}
+    if suffix not in readers:
+        raise ValueError(f"{path}: use a .csv, .tsv, .json, .jsonl, .parquet or .txt file")
+    try:
+        return readers[suffix](path)
+    except Exception as err:  # noqa: BLE001 — pandas and pyarrow raise many kinds; the user needs the file named
+        raise ValueError(f"{path} cannot be read as a {suffix} table: {err}") from err
+
+
+def read_paragraphs(path: str | Path) -> list[str]:
+    """The documents of a plain text file: its paragraphs (separated by blank lines), stripped, empty ones left
+    out."""
+    docs = [p.strip() for p in Path(path).read_text(encoding="utf-8", errors="replace").split("\n\n")]
+    return [d for d in docs if d]
 
 
 def read_csv(path: str | Path, field: str, sep: str = ",") -> pd.DataFrame:

@@ -59,7 +59,7 @@ def label_features_offline(ds, features=None, *, held_out: float = 0.3, seed: in
         raise ValueError("held_out must be below 1: some documents must be left to write the labels from.")
     seed, n_words = check_int(seed, "seed", 0), check_int(n_words, "n_words", 1)
     progress = check_bool(progress, "progress")
-    store = ds._store
+    store = ds.stored
     store.require_tokens("label_features_offline (labels from the words features fire on)")
     encoded = np.flatnonzero(ds.encoded_mask())
     if encoded.size == 0:
@@ -72,12 +72,12 @@ def label_features_offline(ds, features=None, *, held_out: float = 0.3, seed: in
         features = np.flatnonzero(words.mass.getnnz(axis=1))
     else:
         features = np.unique(check_features(features, ds.d_sae, sae=ds.encoder))
-    rows = hashlib.sha256(np.unique(ds._rows[encoded]).astype(np.int64).tobytes()).hexdigest()
+    rows = hashlib.sha256(np.unique(ds.store_rows[encoded]).astype(np.int64).tobytes()).hexdigest()
     kept = {f: (label, labels.scores.get(f)) for labels in store.dataset_labels()
             if (labels.version, labels.seed, labels.held_out, labels.rows) == (VERSION, seed, held_out, rows)
             for f, label in labels.labels.items()}
 
-    texts = store.documents()[store.field]
+    texts = store.all_texts()
     table = []
     todo = [int(f) for f in features if int(f) not in kept]
     written_labels = {f: dataset_label(words, f, texts, n_words) for f in todo}

@@ -37,7 +37,7 @@ def earlier_labels(ds, config: LabelingConfig) -> tuple[dict[int, LabelRecord], 
     the same answer. One pass over the kept labels, oldest first, so the newest wins."""
     labelled: dict[int, LabelRecord] = {}
     scored: dict[int, LabelRecord] = {}
-    for record in ds._store.label_records():
+    for record in ds.stored.label_records():
         if (record.source == "llm" and record.model == config.model and record.prompt_version == PROMPT_VERSION
                 and record.seed == config.seed):
             labelled[record.feature] = record
@@ -49,7 +49,7 @@ def earlier_labels(ds, config: LabelingConfig) -> tuple[dict[int, LabelRecord], 
 def _writing(ds, save: bool):
     """The store's writer lock when labels are kept (a StoreLockedError naming the writer now, if another process
     holds it), else nothing."""
-    return ds._store.writing() if save else contextlib.nullcontext()
+    return ds.stored.writing() if save else contextlib.nullcontext()
 
 
 def _shown_rows(record: LabelRecord | None) -> frozenset[int]:
@@ -69,7 +69,7 @@ async def _label_one(labeller: Labeller, ds, feature: int, positive_dataset, neg
     if kept is None:
         result = await labeller.label(feature, examples, previous)
         if save:
-            ds._store.add_label(result.record())
+            ds.stored.add_label(result.record())
     else:
         result = FeatureLabel(feature=feature, label=kept.label, brief_description=kept.brief_description,
                               detailed_explanation=kept.detailed_explanation, model=config.model,
@@ -78,7 +78,7 @@ async def _label_one(labeller: Labeller, ds, feature: int, positive_dataset, neg
     if score:
         result = replace(result, score=await labeller.score(feature, result.label, result.brief_description, examples))
         if save:
-            ds._store.add_label(result.record())
+            ds.stored.add_label(result.record())
     return result
 
 
@@ -124,7 +124,7 @@ async def score_feature(ds, feature: int, label: str | None = None, model: str =
     feature = _check_feature(ds, feature)
     kept = None
     if label is None:
-        records = [r for r in ds._store.label_records() if r.feature == feature]
+        records = [r for r in ds.stored.label_records() if r.feature == feature]
         kept = records[-1] if records else None
         label = kept.label if kept else ds.feature_labels().get(feature)
         description = description or (kept.brief_description if kept else "")
@@ -226,17 +226,13 @@ async def describe_diff(ds_a, ds_b, k: int = 10, *, model: str = DEFAULT_MODEL, 
     ``freq_b``, ``frequency_difference``, ``q_value``, ``n_members``, ``balanced_accuracy``, ``fuzzing``,
     ``validated``, ``status``. These labels describe a contrast, so they are not kept as the features' labels.
     """
-    from ..analysis import diff_features
+    from ..analysis.diff import canonical_diff, diff_features
 
     check_int(k, "k", 1)
     min_accuracy = check_fraction(min_accuracy, "min_accuracy")
     config = make_config(model=model, base_url=base_url, **options)
     labeller = Labeller(config, api_key)
-    table = diff_features(ds_a, ds_b, grouped=True, alpha=alpha)
-    names = {c: c for c in table.columns}
-    freq_a, freq_b = [c for c in table.columns if c.startswith("freq_")][:2]
-    names.update({freq_a: "freq_a", freq_b: "freq_b"})
-    table = table.rename(columns=names)
+    table = canonical_diff(diff_features(ds_a, ds_b, grouped=True, alpha=alpha))
     findings = table[(table.q_value < alpha) & (table.frequency_difference > 0)].sort_values("p_value").head(k)
 
     async def one(finding) -> dict:

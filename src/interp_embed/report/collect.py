@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import diff_features, feature_correlations, one_row_per_group
+from ..analysis.diff import canonical_diff
 from ..analysis.fires_on import SEPARATOR, words_of
 from ..analysis.inputs import feature_counts, load_documents, presence
 from ..files import DOCUMENTS
-from ..store import Store
 from .excerpts import EXCERPT_TOKENS, Texts, Titles, collect_excerpts
 
 MAX_COVERAGE = 0.5
@@ -130,7 +130,7 @@ class Specificity:
         if corpus is None:
             return None
         active = np.asarray(ds.latents("count")[docs.rows].sum(axis=0), dtype=np.float64).ravel()
-        tokens = float(Store.open(ds.path).pooled().n_tokens[ds.store_rows[docs.rows]].sum())
+        tokens = float(ds.stored.n_tokens()[docs.rows].sum())
         return cls(lift=(active + PSEUDO_TOKENS) / (tokens * corpus + PSEUDO_TOKENS),
                    here=active / max(tokens, 1.0), corpus=corpus)
 
@@ -174,8 +174,7 @@ def _overview(ds, n_encoded: int) -> dict:
     """What the dataset is and what encoded it."""
     encoder = ds.encoder
     reader = encoder.reader
-    # A Dataset counts no tokens; the store's read API has each row's count (the view's rows are ds.store_rows).
-    tokens = Store.open(ds.path).pooled().n_tokens[ds.store_rows].sum()
+    tokens = ds.stored.n_tokens().sum()
     # The documents table is written once, when the store is made (the manifest changes with every commit).
     written = datetime.fromtimestamp((ds.path / DOCUMENTS).lstat().st_mtime, timezone.utc)
     return {
@@ -255,7 +254,7 @@ def _add_labels(ds, pages: list[dict]) -> str | None:
         return ("none: the store keeps pooled activations only (EncodePlan(token_level=False)), not the words a label "
                 "is checked against")
     held_out = {}  # the newest record of each feature: a dataset label's own held-out score
-    for record in ds._store.label_records():
+    for record in ds.stored.label_records():
         held_out[record.feature] = record
     to_score = []
     for page in pages:
@@ -308,8 +307,7 @@ def _add_correlations(ds, pages: list[dict], shown, k: int) -> None:
 def _diff(ds, vs, features, max_features: int) -> tuple[dict, list[int]]:
     """The diff of ``ds`` against ``vs``: without ``features``, its ``max_features`` strongest groups of findings
     (smallest q-values, one row per group as ``diff_features(grouped=True)`` gives); with them, their rows."""
-    flat = diff_features(ds, vs)
-    freq_a, freq_b = [c for c in flat.columns if c.startswith("freq_")]
+    flat = canonical_diff(diff_features(ds, vs))
     groups = one_row_per_group(flat)
     if features is None:
         rows = groups.sort_values(["q_value", "p_value", "feature_id"]).head(max_features)
@@ -319,9 +317,9 @@ def _diff(ds, vs, features, max_features: int) -> tuple[dict, list[int]]:
         rows["members"] = rows["group"].map(members)
         rows["n_members"] = rows["members"].map(len)
     findings = [{
-        "id": int(r["feature_id"]), "label": r["label"], "side": "a" if r[freq_a] >= r[freq_b] else "b",
+        "id": int(r["feature_id"]), "label": r["label"], "side": "a" if r["freq_a"] >= r["freq_b"] else "b",
         "fires_on": [w for w in str(r["fires_on"]).split(SEPARATOR) if w] if isinstance(r["fires_on"], str) else [],
-        "freq_a": float(r[freq_a]), "freq_b": float(r[freq_b]),
+        "freq_a": float(r["freq_a"]), "freq_b": float(r["freq_b"]),
         "difference": float(r["frequency_difference"]), "ci_low": number(r["ci_low"]),
         "ci_high": number(r["ci_high"]), "p_value": number(r["p_value"]), "q_value": number(r["q_value"]),
         "n_members": int(r["n_members"]), "members": [int(m) for m in r["members"][:MAX_MEMBERS]],

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import shutil
 import stat
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from pathlib import Path
 from ..files import (ADDED_COLUMNS, CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TEMPORARY_PREFIX,
                      WRITER_LOCK, exchange, fsync_path, make_durable, remove_dead_temporaries, rename_no_replace,
                      temporary_folder)
+from ..validation import ANOTHER_PATH, OVERWRITE, Remedy, explained, resume_command
 from .lock import writer_lock
 from .manifest import FORMAT
 
@@ -44,24 +46,27 @@ def check_target(path: Path, overwrite: bool) -> bool:
     except FileNotFoundError:
         return False
     if stat.S_ISLNK(mode):
-        raise FileExistsError(f"{path} is a symbolic link; a store is never written through a link: choose another "
-                              "path")
+        raise explained(FileExistsError, f"{path} is a symbolic link; a store is never written through a link: ",
+                        ANOTHER_PATH)
     if not stat.S_ISDIR(mode):
-        raise FileExistsError(f"{path} is a file, not an interp_embed store; choose another path")
+        raise explained(FileExistsError, f"{path} is a file, not an interp_embed store; ", ANOTHER_PATH)
     names = sorted(os.listdir(path))
     if not names:
         return False
-    replaces_only = "overwrite=True replaces only a store, never other files: " if overwrite else ""
+    replaces_only = (OVERWRITE, " replaces only a store, never other files: ") if overwrite else ()
     if not holds_store(path):
-        raise FileExistsError(f"{path} already exists and is not an interp_embed store (it holds {_listed(names)}); "
-                              f"{replaces_only}choose another path")
+        raise explained(FileExistsError, f"{path} already exists and is not an interp_embed store (it holds "
+                        f"{_listed(names)}); ", *replaces_only, ANOTHER_PATH)
     if not overwrite:
-        raise FileExistsError(f"{path} already holds a store. Open it with Dataset.load_from_file({str(path)!r}) "
-                              "(resume=True finishes an interrupted run), or pass overwrite=True to replace it")
+        open_it = Remedy(f"Open it with Dataset.load_from_file({str(path)!r}) (resume=True finishes an interrupted run)",
+                         f"Use it (interp-embed info {shlex.quote(str(path))}; `{resume_command(path)}` finishes an "
+                         "interrupted run)")
+        raise explained(FileExistsError, f"{path} already holds a store. ", open_it, ", or pass ", OVERWRITE,
+                        " to replace it")
     others = [name for name in names if name not in STORE_NAMES and not is_temporary(name)]
     if others:
-        raise FileExistsError(f"{path} holds a store and other files ({_listed(others)}); {replaces_only}move them "
-                              "out first, or choose another path")
+        raise explained(FileExistsError, f"{path} holds a store and other files ({_listed(others)}); ",
+                        *replaces_only, "move them out first, or ", ANOTHER_PATH)
     return True
 
 
@@ -114,7 +119,7 @@ def _place(folder: Path, path: Path) -> None:
             continue  # taken between the check and the rename: look again
         fsync_path(path.parent)
         return
-    raise FileExistsError(f"{path} keeps being taken by other processes; choose another path")
+    raise explained(FileExistsError, f"{path} keeps being taken by other processes; ", ANOTHER_PATH)
 
 
 @contextmanager

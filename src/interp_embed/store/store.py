@@ -44,7 +44,7 @@ import scipy.sparse as sp
 from ..spec.plan import ChunkCutter, EncodePlan
 from ..files import (ADDED_COLUMNS, CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TABLE_SUFFIXES,
                      canonical_json, sha256_file, write_atomically)
-from ..validation import with_command_line
+from ..validation import OVERWRITE, explained, with_command_line
 from .checks import POOLED
 from .chunk import ARRAYS, Chunk, EncodedDocument, pooled_arrays, write_arrays, write_chunk
 from .columns import added_column_file, read_added_column, write_added_column
@@ -315,8 +315,8 @@ class Store:
                 raise ValueError(f"{name!r} is the text column the activations were computed from; it cannot be "
                                  "replaced. Choose another name.")
             if name in self.documents().columns and not overwrite:
-                raise ValueError(f"column {name!r} exists in {self.path}; choose another name, or pass overwrite=True "
-                                 "(--overwrite) to replace it.")
+                raise explained(ValueError, f"column {name!r} exists in {self.path}; choose another name, or pass ",
+                                OVERWRITE, " to replace it.")
             if len(values) != self.n_documents:
                 raise ValueError(f"column {name!r} has {len(values)} values for {self.n_documents} documents.")
             table = _documents_table(pd.DataFrame({name: pd.Series(values).reset_index(drop=True)}))

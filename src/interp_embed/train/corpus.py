@@ -1,9 +1,12 @@
-"""Read training text from .txt, .csv, .jsonl/.json or .parquet files."""
+"""Read training text from .txt, .csv, .tsv, .jsonl/.json or .parquet files (read as ``interp-embed encode`` reads
+them: encode/table_files.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
+
+from ..encode.table_files import TEXT_SUFFIXES, read_paragraphs, read_table
 
 
 def read_texts(path: str | Path, field: str = "text", split: str | None = None) -> list[str]:
@@ -12,18 +15,11 @@ def read_texts(path: str | Path, field: str = "text", split: str | None = None) 
     ``split`` keeps only rows whose ``split`` column equals it (the layout scripts/build_corpus.py writes).
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".txt", ".md", ".text"):
-        docs = [p.strip() for p in path.read_text(encoding="utf-8", errors="replace").split("\n\n")]
-        return [d for d in docs if d]
-    if suffix == ".csv":
-        table = pd.read_csv(path)
-    elif suffix in (".jsonl", ".json"):
-        table = pd.read_json(path, lines=suffix == ".jsonl")
-    elif suffix == ".parquet":
-        table = pd.read_parquet(path)
-    else:
-        raise ValueError(f"{path}: unsupported corpus format {suffix!r}; use .txt, .csv, .jsonl, .json or .parquet")
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        return read_paragraphs(path)
+    table = read_table(path, field)
+    if isinstance(table, pa.RecordBatchReader):
+        table = table.read_all().to_pandas()
     if field not in table.columns:
         raise ValueError(f"{path}: no column {field!r}; available columns: {list(table.columns)}")
     if split is not None:
