@@ -108,3 +108,26 @@ def synthetic_dataset(path: Path, frame: pd.DataFrame, **options) -> Dataset:
 def token_matrix(row) -> np.ndarray:
     """Dense token × feature activations of one row (small documents only)."""
     return row.latents("all").toarray()
+
+
+class NoModel:
+    """What creating a store asks of an SAE (nothing is encoded with it): a store is made in milliseconds."""
+
+    def feature_labels(self) -> dict[int, str]:
+        return {}
+
+    def describe(self) -> EncoderRecord:
+        return EncoderRecord(source=None, reader=None, sae={"architecture": "synthetic", "d_sae": D_SAE},
+                             sae_sha256=None)
+
+
+def interrupt_after_first_commit(monkeypatch) -> None:
+    """Ctrl-C right after the next chunk is committed (as a person pressing it mid-run would); later commits run."""
+    commit = Store.commit_chunk
+
+    def commit_then_interrupt(self, *args):
+        commit(self, *args)
+        monkeypatch.setattr(Store, "commit_chunk", commit)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "commit_chunk", commit_then_interrupt)

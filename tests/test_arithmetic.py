@@ -20,6 +20,8 @@ from interp_embed.saes import base as saes_base
 from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import Store
 
+from synthetic import interrupt_after_first_commit
+
 X86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 ARM = "processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd sve bf16 i8mm\nCPU implementer\t: 0x41\n"
 
@@ -136,14 +138,7 @@ def test_a_bfloat16_run_resumed_on_another_processor_continues_in_bfloat16(tmp_p
     frame = demo_sample().head(10)
     plan = EncodePlan(chunk_tokens=120)
     reference = Dataset(frame, sae=DefaultSAE(dtype="bfloat16"), save_path=tmp_path / "ref.iembed", plan=plan)
-    commit = Store.commit_chunk
-
-    def commit_then_interrupt(self, *args):
-        commit(self, *args)
-        monkeypatch.setattr(Store, "commit_chunk", commit)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Store, "commit_chunk", commit_then_interrupt)
+    interrupt_after_first_commit(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         Dataset(frame, sae=DefaultSAE(dtype="bfloat16"), save_path=tmp_path / "cut.iembed", plan=plan)
     prefer(monkeypatch, "float32")

@@ -14,20 +14,9 @@ from interp_embed.saes import LocalSAE
 from interp_embed.spec.plan import ChunkCutter, EncodePlan, estimated_tokens
 from interp_embed.store import Store
 from hostile import manifest_body, reseal
+from synthetic import interrupt_after_first_commit
 
 runner = CliRunner()
-
-
-def _interrupt_after_first_commit(monkeypatch) -> None:
-    """Ctrl-C right after the first chunk is committed (as a person pressing it mid-run would)."""
-    commit = Store.commit_chunk
-
-    def commit_then_interrupt(self, *args):
-        commit(self, *args)
-        monkeypatch.setattr(Store, "commit_chunk", commit)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Store, "commit_chunk", commit_then_interrupt)
 
 
 def _char_rule_ranges(texts, chunk_chars):
@@ -174,7 +163,7 @@ def test_an_old_plan_store_resumed_by_the_reader_matches_an_uninterrupted_run(sa
     frame = demo_sample().head(12)
     plan = EncodePlan(chunk_tokens=None, chunk_chars=300)
     reference = Dataset(frame, sae=sae, save_path=tmp_path / "ref.iembed", plan=plan)
-    _interrupt_after_first_commit(monkeypatch)
+    interrupt_after_first_commit(monkeypatch)
     path = tmp_path / "old.iembed"
     with pytest.raises(KeyboardInterrupt):
         Dataset(frame, sae=sae, save_path=path, plan=plan)
@@ -190,7 +179,7 @@ def test_an_old_plan_store_resumed_by_the_reader_matches_an_uninterrupted_run(sa
 @pytest.mark.reader
 def test_an_interrupted_encoding_logs_the_call_that_resumes_it(sae, tmp_path, monkeypatch, caplog, capfd):
     path = tmp_path / "docs.iembed"
-    _interrupt_after_first_commit(monkeypatch)
+    interrupt_after_first_commit(monkeypatch)
     with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
         Dataset(demo_sample().head(12), sae=sae, save_path=path, plan=EncodePlan(chunk_tokens=100))
     assert f"Resume with: Dataset.load_from_file('{path}', resume=True)" in caplog.text
@@ -200,7 +189,7 @@ def test_an_interrupted_encoding_logs_the_call_that_resumes_it(sae, tmp_path, mo
     lines = capfd.readouterr().err.replace("\r", "\n").splitlines()
     assert sum("100%" in line for line in lines) == 1, lines  # the final line of the one bar, once
     caplog.clear()
-    _interrupt_after_first_commit(monkeypatch)
+    interrupt_after_first_commit(monkeypatch)
     with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
         Dataset(demo_sample().head(12), sae=sae, plan=EncodePlan(chunk_tokens=100))
     assert "temporary, so nothing is kept" in caplog.text and "load_from_file" not in caplog.text

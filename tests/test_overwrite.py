@@ -17,23 +17,14 @@ from typer.testing import CliRunner
 from interp_embed import Dataset
 from interp_embed.data import demo_sample
 from interp_embed.files import TEMPORARY_PREFIX
-from interp_embed.store import EncoderRecord, Store, StoreError, StoreLockedError
+from interp_embed.store import Store, StoreError, StoreLockedError
 
 from hostile import read_everything, same
-from synthetic import D_SAE, synthetic_store
+from synthetic import NoModel, synthetic_store
 
 TESTS = os.path.dirname(__file__)
 
 
-class NoModel:
-    """What creating a store asks of an SAE (nothing is encoded with it): a store is made in milliseconds."""
-
-    def feature_labels(self) -> dict[int, str]:
-        return {}
-
-    def describe(self) -> EncoderRecord:
-        return EncoderRecord(source=None, reader=None, sae={"architecture": "synthetic", "d_sae": D_SAE},
-                             sae_sha256=None)
 
 
 def _part(i: int) -> pd.DataFrame:

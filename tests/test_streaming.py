@@ -16,21 +16,12 @@ from interp_embed.cli import app
 from interp_embed.data import demo_sample
 from interp_embed.saes import LocalSAE
 from interp_embed.spec.plan import EncodePlan
-from interp_embed.store import EncoderRecord, Store
-from synthetic import D_SAE
+from interp_embed.store import Store
+from synthetic import NoModel
 
 PLAN = EncodePlan(chunk_tokens=400)
 
 
-class NoModel:
-    """What creating a store asks of an SAE (nothing is encoded with it): a store is made in milliseconds."""
-
-    def feature_labels(self) -> dict[int, str]:
-        return {}
-
-    def describe(self) -> EncoderRecord:
-        return EncoderRecord(source=None, reader=None, sae={"architecture": "synthetic", "d_sae": D_SAE},
-                             sae_sha256=None)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +194,7 @@ from interp_embed import Dataset
 from interp_embed.encode.pipeline import encode_chunks
 from interp_embed.store import Store
 from synthetic import encode_text
-from test_streaming import NoModel
+from synthetic import NoModel
 
 class Enough(Exception):
     pass
@@ -280,5 +271,7 @@ def test_peak_memory_does_not_grow_with_the_file(tmp_path, kind):
     texts_in_memory = sum(sys.getsizeof(text) for text in table["text"])  # as a list of str: ~50 MiB
     figures = {f"streamed {n}": f"{g / 2**20:.1f} MiB" for n, g in streamed.items()} | {
         "whole 300000": f"{whole / 2**20:.1f} MiB", "texts 300000": f"{texts_in_memory / 2**20:.1f} MiB"}
-    assert streamed[300_000] - streamed[30_000] < texts_in_memory / 4, figures  # ten times the rows, about the same
+    # Ten times the rows add less than half of what their texts alone take: nothing holds the texts. (What is
+    # added, 12-16 MiB here depending on the allocator's reserve, is per-row bookkeeping of about 60 bytes a row.)
+    assert streamed[300_000] - streamed[30_000] < texts_in_memory / 2, figures
     assert streamed[300_000] < whole / 2, figures

@@ -337,11 +337,7 @@ def associate_features(
         table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
         table = study.grouped_and_grounded(table, y, binary)
         table.attrs["model"] = fitted
-    if grouped:
-        attrs = table.attrs
-        table = one_row_per_group(table)
-        table.attrs = attrs
-    return table
+    return one_row_per_group(table) if grouped else table
 
 
 def _check_one_value_per_row(store_rows: np.ndarray, y: np.ndarray, name: str) -> None:

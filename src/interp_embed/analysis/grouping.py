@@ -203,9 +203,11 @@ def add_groups(table: pd.DataFrame, P, effect: str, alpha: float, min_overlap: f
 
 def one_row_per_group(table: pd.DataFrame) -> pd.DataFrame:
     """The representatives' rows of a grouped table, in its order, with ``n_members`` and ``members`` (feature
-    ids, strongest evidence first)."""
+    ids, strongest evidence first); the table's ``attrs`` are kept."""
     members = table.sort_values(["p_value", "feature_id"]).groupby("group")["feature_id"].agg(list)
     rows = table[table["feature_id"] == table["representative"]].copy()
     rows["members"] = rows["group"].map(members)
     rows["n_members"] = rows["members"].map(len)
-    return rows.drop(columns=["overlap", "p_given_representative"], errors="ignore").reset_index(drop=True)
+    rows = rows.drop(columns=["overlap", "p_given_representative"], errors="ignore").reset_index(drop=True)
+    rows.attrs = dict(table.attrs)
+    return rows

@@ -108,11 +108,7 @@ def feature_trends(
         "level": names, "n_documents": np.bincount(bins, minlength=len(names)),
         "values": [[_name(levels[i]) for i in np.unique(code[bins == b])] for b in range(len(names))]})
     table.attrs["column"] = name
-    if grouped:
-        attrs = table.attrs
-        table = one_row_per_group(table)
-        table.attrs = attrs
-    return table
+    return one_row_per_group(table) if grouped else table
 
 
 def _ordered_levels(values: pd.Series, name: str, order: list | None) -> list:
