@@ -108,22 +108,22 @@ class DatasetRow:
         matrix = self._latents(activation_type, activated_threshold)
         return matrix if check_bool(compress, "compress") else matrix.toarray()
 
-    def _latents(self, aggregation_method: str, activated_threshold: float) -> sp.csr_matrix:
+    def _latents(self, aggregation: str, activated_threshold: float) -> sp.csr_matrix:
         d_sae = self._store.d_sae
-        if aggregation_method == "all":
+        if aggregation == "all":
             doc = self._encoded()
             return sp.csr_matrix((doc.act_values, doc.act_features, doc.act_ptr), shape=(len(doc.spans), d_sae))
-        check_aggregation(aggregation_method)
+        check_aggregation(aggregation)
         threshold = check_threshold(activated_threshold)
         if not self._store.plan.token_level:  # the stored pooled row (a threshold on tokens is refused there)
-            return self._store.row_latents(self._row, aggregation_method)
+            return self._store.row_latents(self._row, aggregation)
         doc = self._document()
         if doc is None:
             return sp.csr_matrix((1, d_sae), dtype=np.float32)
         tokens = np.array([len(doc.token_ids)])
         stats = (above_threshold(tokens, np.diff(doc.act_ptr), doc.act_features, doc.act_values, threshold, d_sae)
                  if threshold > 0 else pool_tokens(tokens, np.diff(doc.act_ptr), doc.act_features, doc.act_values, d_sae))
-        return aggregate(stats, aggregation_method, d_sae)
+        return aggregate(stats, aggregation, d_sae)
 
     def token_activations(self, feature: int, as_string: bool = True, left_marker: str = "<<", right_marker: str = ">>"):
         """The text with tokens where ``feature`` is active wrapped in markers, or per-token activations.
