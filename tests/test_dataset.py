@@ -273,7 +273,8 @@ def test_describe_feature_gathers_what_is_known(tmp_path, sample):
     assert description.words == ds.feature_words().fires_on(NON_ASCII, 8) and description.words
     assert len(description.top_documents) == 3 and all("<<" in d for d in description.top_documents)
     assert description.shipped_summary is None  # no SAE files for a synthetic store
-    assert "<script>" not in description._repr_html_() and str(description).startswith(f"feature {NON_ASCII}:")
+    assert "<script>" not in description._repr_html_() and str(description).startswith(
+        f"feature {NON_ASCII} fires here on: {' · '.join(description.words)}\n  label: letters beyond ASCII")
     ds.set_label(NON_ASCII, "accented letters")
     assert ds.describe_feature(NON_ASCII).label_source == "user"
     with pytest.raises(ValueError, match="outside"):

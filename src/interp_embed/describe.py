@@ -40,10 +40,11 @@ class FeatureDescription:
     """What the SAE's own labelling corpus says (frequency, activations, top words, contexts), when shipped."""
 
     def __str__(self) -> str:
-        lines = [f"feature {self.feature}: {self.label or '(no label)'}  [{self.label_source}]",
+        # What it does here first (the words it fires on in this dataset), then what it was called elsewhere.
+        lines = [f"feature {self.feature} fires here on: {' · '.join(self.words) or '(no word here)'}",
+                 f"  label: {self.label or '(no label)'}  [{self.label_source}]",
                  f"  active in {self.frequency:.1%} of documents; max activation {self.max_activation:.3g}, mean "
-                 f"{self.mean_activation:.3g}",
-                 f"  fires on: {', '.join(self.words) or '(nothing here)'}"]
+                 f"{self.mean_activation:.3g}"]
         lines += [f"  · {' '.join(d.split())[:200]}" for d in self.top_documents]
         if self.shipped_summary:
             s = self.shipped_summary
@@ -63,10 +64,10 @@ class FeatureDescription:
             words = ", ".join(e(str(w)) for w, _ in s.get("top_words", s.get("top_tokens", []))[:8])
             summary = (f"<p>In the SAE's labelling corpus: active on {s.get('frequency', 0):.3%} of tokens, max "
                        f"activation {e(str(s.get('max_activation')))}; top words: {words}</p>")
-        return (f"<div><p><b>feature {self.feature}</b>: {e(self.label or '(no label)')} "
-                f"<small>[{e(self.label_source)}]</small></p>"
+        return (f"<div><p><b>feature {self.feature}</b> fires here on: {e(' · '.join(self.words) or '(no word here)')}"
+                f"</p><p>Label: {e(self.label or '(no label)')} <small>[{e(self.label_source)}]</small></p>"
                 f"<p>Active in {self.frequency:.1%} of documents; max activation {self.max_activation:.3g}, "
-                f"mean {self.mean_activation:.3g}. Fires on: {e(', '.join(self.words))}</p>"
+                f"mean {self.mean_activation:.3g}.</p>"
                 f"<ol>{rows}</ol>{summary}</div>")
 
 
