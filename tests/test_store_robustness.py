@@ -70,3 +70,16 @@ def test_leftovers_of_a_crash_are_ignored(small_store, tmp_path):
     (copy / "chunks" / "000000099-000000100").mkdir()
     (copy / ".manifest.json.tmp-42").write_text("{half a manifest")
     assert same(read_everything(copy), reference)
+
+
+def test_a_label_another_writer_added_is_seen_after_the_next_write(tmp_path, sample):
+    from interp_embed.store import Store
+    from interp_embed.store.labels import LabelRecord
+
+    path = synthetic_store(tmp_path / "s.iembed", sample.head(20)).path
+    mine, theirs = Store.open(path), Store.open(path)
+    assert mine.label_records() == []  # read, and kept
+    theirs.add_label(LabelRecord(feature=3, label="dogs", source="user"))
+    with mine.writing():  # taking the writer lock reloads what other writers changed
+        pass
+    assert [(r.feature, r.label) for r in mine.label_records()] == [(3, "dogs")]

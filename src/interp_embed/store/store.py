@@ -227,7 +227,8 @@ class Store:
     def _reload(self) -> None:
         columns = self.manifest.columns
         self.manifest = Store.open(self.path).manifest
-        self._chunks, self._pooled, self._feature_words, self._word_index = None, None, {}, WordIndex()
+        self._forget_activations()
+        self._label_records = None  # another writer may have added labels
         if self.manifest.columns != columns:  # another writer added a column
             self._documents = None
 
@@ -290,6 +291,10 @@ class Store:
     def _add_chunk(self, entry: ChunkEntry) -> None:
         self.manifest.add_chunk(entry)
         self._write_manifest()
+        self._forget_activations()
+
+    def _forget_activations(self) -> None:
+        """Drop what was read from the chunks (their list, pooled statistics, words): the chunks changed."""
         self._chunks, self._pooled, self._feature_words, self._word_index = None, None, {}, WordIndex()
 
     def set_description(self, text: str) -> None:
