@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from interp_embed.analysis.label_search import OFFLINE_LABEL
+from interp_embed.store.words import OFFLINE_LABEL
 from interp_embed.architectures import load_sae
 from interp_embed.data import default_sae_folder
 from interp_embed.files import FEATURE_LABELS

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..store.words import WORD, FeatureWords
+from ..store.words import OFFLINE_LABEL, WORD, FeatureWords
 from .fires_on import fires_on_text, words_of
 from .inputs import Documents, EncodedDataset, label_array
 from ..validation import BY_EXAMPLE, BY_QUERY, EXAMPLES, FEATURE_IDS, explained
@@ -36,9 +35,6 @@ logger = logging.getLogger(__name__)
 
 WRITTEN_LABEL_WEIGHT = 1.0
 OFFLINE_LABEL_WEIGHT = 0.5  # an offline label matching alone scores at most this
-# An offline label: perhaps a script or language tag, quoted words, then an example context
-# (labeling/offline.py: label_from_summary).
-OFFLINE_LABEL = re.compile(r"^(?:\w+ words: )?('.*') — “.*”$", re.DOTALL)
 PLURALS = (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"), ("s", ""))
 ENDINGS = (("ically", "ic"), ("ical", "ic"), ("ation", ""), ("ing", ""), ("ed", ""), ("er", ""), ("or", ""),
            ("ly", ""), ("al", ""))

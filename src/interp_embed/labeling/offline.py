@@ -20,19 +20,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from ..architectures.config import sae_file
 from ..files import FEATURE_LABELS, FEATURE_SUMMARIES, write_atomically
-from ..store.words import (TAG_ID, TAGS, document_language, script_tag, specificity, tag_of_activations, tags_of,
-                           touched_words)
-
-
-OFFLINE_LABEL = re.compile(r"^(?:\w+ words: )?('.*') — “.*”$", re.DOTALL)
-"""An offline label: perhaps a script or language tag, quoted words, then an excerpt (:func:`label_from_summary`)."""
+from ..store.words import (OFFLINE_LABEL, TAG_ID, TAGS, document_language, script_tag, specificity,
+                           tag_of_activations, tags_of, touched_words)
 
 
 def _byte_level_alphabet() -> dict[str, int]:

@@ -65,6 +65,10 @@ TAGS = (None, *dict.fromkeys(t for t in (*SCRIPTS.values(), *STOP_WORDS) if t !=
 """What a feature can be tagged with: nothing, a script other than Latin, or a language written in Latin."""
 TAG_ID = {tag: i for i, tag in enumerate(TAGS)}
 
+OFFLINE_LABEL = re.compile(r"^(?:\w+ words: )?('.*') — “.*”$", re.DOTALL)
+"""A label written from words (labeling/offline.py): perhaps a script or language tag (``German words: ``), the
+quoted words, then an excerpt around the strongest activation."""
+
 
 def document_language(words: list[str]) -> str | None:
     """The language of a Latin-script document told by its stop words (:data:`STOP_WORDS`), or None unless the
