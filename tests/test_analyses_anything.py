@@ -255,6 +255,13 @@ def test_a_trend_follows_the_order_of_its_column(fortunes, tmp_path):
     assert grouped.n_members.sum() == len(table)
     A.plot_trends(table, path=tmp_path / "trends.png")
     assert (tmp_path / "trends.png").stat().st_size > 10_000
+    # The level columns are read from the table's record of its levels, never guessed by a prefix.
+    from interp_embed.analysis.trend import level_columns
+
+    assert level_columns(grouped) == level_columns(table) == [f"freq_{v}" for v in table.attrs["levels"].level]
+    A.plot_trends(grouped, path=tmp_path / "grouped.png")
+    with pytest.raises(ValueError, match="pass the DataFrame returned by feature_trends"):
+        A.plot_trends(pd.DataFrame(table.to_dict()), path=tmp_path / "bare.png")
 
 
 # ---- columns added after encoding ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .diff import canonical_diff
+from .trend import level_columns
 
 if TYPE_CHECKING:  # matplotlib is imported by the functions that draw: importing interp_embed stays fast
     from matplotlib.figure import Figure
@@ -136,9 +137,7 @@ def plot_trends(table: pd.DataFrame, top: int = 6, path: str | Path | None = Non
         plot_trends(feature_trends(ds, "year"), path="trends.png")
     """
     _require(table, ["feature_id", "label", "p_value", "q_value"], "feature_trends")
-    levels = [c for c in table.columns if c.startswith("freq_")]
-    if len(levels) < 2:
-        raise ValueError("table has fewer than two freq_<level> columns; pass the DataFrame returned by feature_trends.")
+    levels = level_columns(table)
     rows = table.sort_values(["p_value", "feature_id"])
     if "representative" in rows.columns:
         rows = rows[rows["feature_id"] == rows["representative"]]

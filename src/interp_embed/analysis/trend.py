@@ -167,3 +167,13 @@ def _name(value: Any) -> str:
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
     return str(value)
+
+
+def level_columns(table: pd.DataFrame) -> list[str]:
+    """The ``freq_<level>`` columns of a :func:`feature_trends` table, in the column's order, as its
+    ``attrs["levels"]`` names them (never guessed from column names)."""
+    levels = table.attrs.get("levels")
+    if not isinstance(levels, pd.DataFrame) or "level" not in levels.columns:
+        raise ValueError("table has no attrs['levels'] naming its levels; pass the DataFrame returned by "
+                         "feature_trends")
+    return [f"freq_{level}" for level in levels["level"]]

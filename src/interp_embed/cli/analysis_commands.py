@@ -13,6 +13,7 @@ from .common import (CSV, JSON, console, default, fail, feature_list, friendly, 
 from .subsets import chosen, where_option
 from ..analysis import (associate_features, cluster_documents, diff_features, feature_trends, plot_trends,
                         search_documents, top_correlations, where_mask)
+from ..analysis.trend import level_columns
 
 ROWS = typer.Option(20, "--rows", min=1, help="Rows shown on the terminal (--csv / --json write them all).")
 
@@ -161,7 +162,7 @@ def trend(store: Path = typer.Argument(..., help="A store folder."),
     table = feature_trends(chosen(open_dataset(store), where), column, max_levels=max_levels, grouped=grouped,
                            grouping=grouping.value)
     levels = table.attrs["levels"]
-    frequencies = [c for c in table.columns if c.startswith("freq_")]
+    frequencies = level_columns(table)
     show(table, ["feature_id", "fires_on", "label", "spearman", "slope", frequencies[0], frequencies[-1], "q_value",
                  "n_members"], rows, f"features by trend along {column!r}", csv, json)
     console.print(f"levels (documents): " + ", ".join(f"{r.level} ({r.n_documents})" for r in levels.itertuples()))
