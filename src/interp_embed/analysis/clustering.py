@@ -14,7 +14,8 @@ import scipy.sparse as sp
 from ..store.words import WORD, FeatureWords
 from .terms import Terms
 from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
-from .label_search import dataset_words, fires_on, stop_words
+from .fires_on import fires_on
+from .label_search import dataset_words, stop_words
 from ..validation import check_choice, check_features, check_int, check_threshold
 
 logger = logging.getLogger(__name__)

@@ -43,6 +43,12 @@ def fires_on_text(words: FeatureWords | str, features: Sequence[int]) -> np.ndar
     return text[:-1][where.reshape(-1)] if distinct.size else np.full(0, "", dtype=object)  # pairs repeats features
 
 
+def fires_on(ds, features: Sequence[int]) -> np.ndarray:
+    """For each of ``features``, the words it fires on most specifically in ``ds`` ("" where ``ds`` cannot tell);
+    the ``fires_on`` column of every feature table."""
+    return fires_on_text(words_of(ds), np.asarray(features, dtype=np.int64).ravel())
+
+
 def add_fires_on(table: pd.DataFrame, sides: Sequence[FeatureWords | str], side: np.ndarray | None = None,
                  feature_column: str = "feature_id", column: str = "fires_on") -> pd.DataFrame:
     """``table`` with ``column`` inserted after ``feature_column``: for each row, the words its feature fires on in

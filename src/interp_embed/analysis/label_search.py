@@ -27,7 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..store.words import OFFLINE_LABEL, WORD, FeatureWords
-from .fires_on import fires_on_text, words_of
+from .fires_on import words_of
 from .inputs import Documents, EncodedDataset, label_array
 from ..validation import BY_EXAMPLE, BY_QUERY, EXAMPLES, FEATURE_IDS, explained
 
@@ -164,12 +164,6 @@ def dataset_words(ds: EncodedDataset) -> FeatureWords | None:
     or a store that keeps pooled activations only."""
     words = words_of(ds)
     return None if isinstance(words, str) else words
-
-
-def fires_on(ds: EncodedDataset, features: np.ndarray) -> np.ndarray:
-    """For each of ``features``, the words it fires on most specifically in ``ds`` ("" where ``ds`` cannot tell);
-    the ``fires_on`` column of every feature table."""
-    return fires_on_text(words_of(ds), np.asarray(features, dtype=np.int64).ravel())
 
 
 def query_features(ds: EncodedDataset, docs: Documents, query: str, k: int) -> pd.DataFrame:

@@ -12,7 +12,8 @@ import scipy.sparse as sp
 
 from .document_words import DocumentWords
 from .inputs import Documents, EncodedDataset, label_array, load_documents
-from .label_search import dataset_words, fires_on, query_features
+from .fires_on import fires_on
+from .label_search import dataset_words, query_features
 from .terms import Terms, reciprocal_rank_fusion
 from ..validation import EXAMPLES, FEATURE_IDS, check_bool, check_choice, check_features, check_int, explained
 
