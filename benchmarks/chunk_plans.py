@@ -10,7 +10,8 @@ large, up to 24,000), and the default `EncodePlan()`, which also closes a batch 
 than a fifth of their tokens. A smaller chunk sorts fewer windows by length before packing them, so filled batches
 pad more. Two figures:
 
-- the padded tokens of each plan's batches, as the pipeline cuts them (its own `_windows` and `_batches`): the
+- the padded tokens of each plan's batches, as the pipeline cuts them (`reading.activations.cut_windows` and
+  `pack_batches`): the
   forward work, exactly, whatever the machine's load;
 - timed runs of `Dataset(...)` with the models loaded once, the plan before and the default in the order before,
   default, default, before (so that a drift in the shared machine's load weighs on both alike): each run's rate,
@@ -33,7 +34,8 @@ from fortunes import sample_fortunes  # noqa: E402  (a sibling script, not a pac
 def padded_tokens(plan, reader, sae, texts: list[str]) -> tuple[int, int, list[int]]:
     """The document tokens of the texts, the tokens of the batches the pipeline runs for them under `plan` (padding
     included), and the estimated tokens of each chunk."""
-    from interp_embed.encode.pipeline import Encoder, _batches, _windows
+    from interp_embed.encode.pipeline import Encoder
+    from interp_embed.reading.activations import cut_windows, pack_batches
     from interp_embed.spec.plan import estimated_tokens
 
     capacity = Encoder(reader, sae, plan).capacity
@@ -41,9 +43,10 @@ def padded_tokens(plan, reader, sae, texts: list[str]) -> tuple[int, int, list[i
     real = padded = 0
     sizes = []
     for start, stop in plan.chunk_ranges(texts):
-        windows = [w for row in range(start, stop) for w in _windows(row, ids[row], capacity, plan.window_overlap)]
+        windows = cut_windows(ids[start:stop], capacity, plan.window_overlap)
         real += sum(len(w.ids) for w in windows)
-        padded += sum(len(batch) * max(len(w.ids) for w in batch) for batch in _batches(windows, plan))
+        padded += sum(len(batch) * max(len(w.ids) for w in batch)
+                      for batch in pack_batches(windows, plan.batch_tokens, plan.max_padding))
         sizes.append(sum(map(estimated_tokens, texts[start:stop])))
     return real, padded, sizes
 

@@ -180,7 +180,8 @@ def measure_pipeline_ceiling(documents: list[str], batch_tokens: int) -> dict:
     import numpy as np
     import torch
 
-    from interp_embed.encode.pipeline import Encoder, _batches, _windows
+    from interp_embed.encode.pipeline import Encoder
+    from interp_embed.reading.activations import cut_windows, pack_batches
     from interp_embed.saes import DefaultSAE
     from interp_embed.spec.plan import EncodePlan
 
@@ -191,9 +192,9 @@ def measure_pipeline_ceiling(documents: list[str], batch_tokens: int) -> dict:
     capacity = Encoder(reader, sae, plan).capacity  # the document tokens a window holds after the prefix
     tensors = []
     for begin, end in plan.chunk_ranges(documents):  # the pipeline packs batches within each chunk
-        windows = [w for row in range(begin, end)
-                   for w in _windows(row, reader.document_tokens(documents[row]).ids, capacity, plan.window_overlap)]
-        for batch in _batches(windows, plan):
+        windows = cut_windows([reader.document_tokens(text).ids for text in documents[begin:end]], capacity,
+                              plan.window_overlap)
+        for batch in pack_batches(windows, plan.batch_tokens, plan.max_padding):
             ids = np.full((len(batch), max(len(w.ids) for w in batch)), reader.pad_id, dtype=np.int64)
             mask = np.zeros_like(ids)
             for i, window in enumerate(batch):

@@ -28,12 +28,13 @@ from fortunes import FORTUNES_DIR, load_fortunes  # noqa: E402
 
 from interp_embed.architectures import SparseAutoencoder, load_sae  # noqa: E402
 from interp_embed.files import FEATURE_LABELS  # noqa: E402
-from interp_embed.reading.activations import activation_chunks  # noqa: E402
+from interp_embed.reading.activations import cut_windows, read_windows  # noqa: E402
 from interp_embed.reading.reader import Reader, resolve_model_path  # noqa: E402
 from interp_embed.spec.reader import BUNDLED_READER, ReaderSpec  # noqa: E402
 from interp_embed.train.evaluate import reconstruction_quality  # noqa: E402
 
 SHIPPED = ROOT / "src" / "interp_embed" / "data" / "default_sae"
+CONTEXT = 512  # documents are read in windows of this many tokens, as the shipped SAE was trained
 
 
 def heldout_docs(corpus: Path, tokens: int) -> list[np.ndarray]:
@@ -102,11 +103,11 @@ def max_pooled(reader: Reader, sae: SparseAutoencoder, texts: list[str], device:
     """(documents, d_sae) maximum activation of each feature over each document's tokens."""
     docs = [reader.document_tokens(t).ids for t in texts]
     out = np.zeros((len(docs), sae.cfg.d_sae), dtype=np.float32)
-    for doc_ids, x in activation_chunks(reader, docs, device, chunk_tokens=16_384):
-        acts = sae.encode(x.to(sae.W_enc.device)).cpu().numpy()
-        bounds = np.cumsum([0] + [len(docs[i]) for i in doc_ids])
-        for row, i in enumerate(doc_ids):
-            out[i] = acts[bounds[row] : bounds[row + 1]].max(0)
+    for windows, x in read_windows(reader, cut_windows(docs, CONTEXT), batch_tokens=8192):
+        acts = sae.encode(x.to(sae.W_enc.device, torch.float32)).cpu().numpy()
+        bounds = np.cumsum([0] + [w.kept for w in windows])
+        for row, window in enumerate(windows):
+            out[window.doc] = np.maximum(out[window.doc], acts[bounds[row] : bounds[row + 1]].max(0))
     return out
 
 
@@ -135,7 +136,7 @@ def main() -> None:
 
     started = time.perf_counter()
     docs = heldout_docs(args.corpus, args.tokens)
-    q = reconstruction_quality(sae, activation_chunks(reader, docs, args.device))
+    q = reconstruction_quality(sae, read_windows(reader, cut_windows(docs, CONTEXT), batch_tokens=8192))
     seconds = time.perf_counter() - started
     print(f"held-out tokens      {q.tokens:>10,}   ({q.tokens / seconds:,.0f} tokens/s reader + SAE)")
     print(f"FVU                  {q.fvu:>10.4f}   (target <= 0.20)")

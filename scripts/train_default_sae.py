@@ -36,7 +36,7 @@ from interp_embed.files import (FEATURE_LABELS, FEATURE_SUMMARIES, SAE_CONFIG, S
 from interp_embed.architectures import load_sae, save_sae  # noqa: E402
 from interp_embed.labeling.driver import label_codes  # noqa: E402
 from interp_embed.labeling.offline import write_labels  # noqa: E402
-from interp_embed.reading.activations import activation_chunks  # noqa: E402
+from interp_embed.reading.activations import cut_windows, read_windows  # noqa: E402
 from interp_embed.reading.reader import Reader  # noqa: E402
 from interp_embed.spec.reader import BUNDLED_READER, ReaderSpec  # noqa: E402
 from interp_embed.train import HarvestConfig, TrainConfig, train_sae  # noqa: E402
@@ -74,7 +74,8 @@ def recipe(splits: dict[str, list[np.ndarray]], reader: Reader, work: Path, ship
     state = json.loads((work / "train" / TRAINING_STATE).read_text())
 
     started = time.perf_counter()
-    quality = reconstruction_quality(sae, activation_chunks(reader, splits["heldout"], device, chunk_tokens=262_144))
+    heldout = cut_windows(splits["heldout"], harvest.max_doc_tokens)
+    quality = reconstruction_quality(sae, read_windows(reader, heldout, harvest.forward_tokens))
     eval_seconds = time.perf_counter() - started
     logger.info("held-out: %s", quality)
 
@@ -134,9 +135,10 @@ def cmd_pack(args) -> None:
     save_file({f"lengths.{s}": torch.from_numpy(lengths[s]) for s in SPLITS}, str(args.dir / "lengths.safetensors"))
     # Reference hidden states of a few held-out documents, to measure the remote reader's numerical error.
     refs = splits["heldout"][:1]
-    chunks = list(activation_chunks(reader, refs, "cpu"))
+    windows = cut_windows(refs, HARVEST.max_doc_tokens)
+    hidden = torch.cat([h for _, h in read_windows(reader, windows, HARVEST.forward_tokens)])
     save_file({"ids": torch.from_numpy(np.concatenate(refs)), "lengths": torch.tensor([len(d) for d in refs]),
-               "hidden": chunks[0][1].contiguous()}, str(args.dir / "reference.safetensors"))
+               "hidden": hidden.contiguous()}, str(args.dir / "reference.safetensors"))
     size = sum(p.stat().st_size for p in args.dir.iterdir())
     logger.info("pack %s: %.1f MiB", args.dir, size / 2**20)
 
@@ -162,7 +164,8 @@ def cmd_from_pack(args) -> None:
 
     ref = load_file(str(args.dir / "reference.safetensors"))
     ref_docs = np.split(ref["ids"].numpy(), np.cumsum(ref["lengths"].numpy())[:-1])
-    hidden = next(iter(activation_chunks(reader, ref_docs, str(reader.device))))[1].cpu()
+    windows = cut_windows(ref_docs, HARVEST.max_doc_tokens)
+    hidden = torch.cat([h for _, h in read_windows(reader, windows, HARVEST.forward_tokens)]).float().cpu()
     rel_error = float((hidden - ref["hidden"]).norm() / ref["hidden"].norm())
     logger.info("reader on %s vs CPU reference: relative error %.2e", reader.device, rel_error)
 

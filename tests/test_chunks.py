@@ -76,14 +76,14 @@ def test_the_first_chunks_are_small_and_double_up_to_chunk_tokens():
 def test_a_batch_is_closed_before_it_pads_its_windows_by_more_than_max_padding():
     import numpy as np
 
-    from interp_embed.encode.pipeline import _Window, _batches
+    from interp_embed.reading.activations import Window, pack_batches
 
-    windows = [_Window(row, 0, np.zeros(n, dtype=np.int64), 0) for row, n in enumerate([30, 10, 12, 11, 31, 100])]
+    windows = [Window(row, 0, np.zeros(n, dtype=np.int64), 0) for row, n in enumerate([30, 10, 12, 11, 31, 100])]
     lengths = lambda batches: [[len(w.ids) for w in batch] for batch in batches]  # noqa: E731
-    assert lengths(_batches(windows, EncodePlan(batch_tokens=4096))) == [[10, 11, 12], [30, 31], [100]]
-    assert lengths(_batches(windows, EncodePlan(batch_tokens=4096, max_padding=None))) == [[10, 11, 12, 30, 31, 100]]
-    assert lengths(_batches(windows, EncodePlan(batch_tokens=62, max_padding=None))) == [[10, 11, 12], [30, 31], [100]]
-    assert lengths(_batches(windows, EncodePlan(max_padding=0))) == [[10], [11], [12], [30], [31], [100]]
+    assert lengths(pack_batches(windows, 4096, 0.2)) == [[10, 11, 12], [30, 31], [100]]
+    assert lengths(pack_batches(windows, 4096, None)) == [[10, 11, 12, 30, 31, 100]]
+    assert lengths(pack_batches(windows, 62, None)) == [[10, 11, 12], [30, 31], [100]]
+    assert lengths(pack_batches(windows, 4096, 0)) == [[10], [11], [12], [30], [31], [100]]
     for bad in (-0.1, "0.2", True):
         with pytest.raises(ValueError, match="max_padding"):
             EncodePlan(max_padding=bad)

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from interp_embed.architectures import load_sae
 from interp_embed.data import demo_sample
-from interp_embed.reading.activations import activation_chunks, tokenize
+from interp_embed.reading.activations import cut_windows, read_windows, tokenize
 from interp_embed.reading.reader import Reader
 from interp_embed.spec.reader import ReaderSpec
 from interp_embed.train import HarvestConfig, TrainConfig, read_texts, train_sae
@@ -88,8 +88,8 @@ def test_the_saved_sae_computes_the_training_activations_on_held_out_text(tiny_r
     trainer.sae.eval()  # training activations, without moving BatchTopK's threshold
     saved = load_sae(tmp_path / "sae")
 
-    docs = tokenize(reader, held_out, harvest.max_doc_tokens)
-    x = torch.cat([acts for _, acts in activation_chunks(reader, docs, "cpu")])
+    windows = cut_windows(tokenize(reader, held_out), harvest.max_doc_tokens)
+    x = torch.cat([acts for _, acts in read_windows(reader, windows, harvest.forward_tokens)])
     both = either = inferred_active = 0
     with torch.no_grad():
         for batch in x.split(train.batch_size):  # the batch-level top-k is defined over a training-sized batch

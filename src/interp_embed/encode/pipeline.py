@@ -2,9 +2,10 @@
 
 Rows are cut into chunks of consecutive rows by their texts' estimated tokens (``EncodePlan.chunk_ranges``),
 so the same table always gives the same chunks and the same batches: a resumed run computes bit-for-bit what an
-uninterrupted one would. Inside a chunk, windows are sorted by length and packed into batches under a token budget (little
-padding); long documents are split into windows that overlap by ``window_overlap`` tokens of context,
-and every token is computed exactly once. Only the sparse SAE output leaves the device.
+uninterrupted one would. A chunk's documents are read as :mod:`interp_embed.reading.activations` reads every
+document: long ones split into windows that overlap by ``window_overlap`` tokens of context (every token computed
+exactly once), windows sorted by length and packed into batches under a token budget (little padding). Only the
+sparse SAE output leaves the device.
 """
 from __future__ import annotations
 
@@ -12,64 +13,19 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..architectures import SparseAutoencoder
+from ..reading.activations import Window, cut_windows, read_windows
 from ..reading.reader import Reader
 from ..spec.plan import EncodePlan
 from ..store.chunk import EncodedDocument
 from ..store.store import Store
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Window:
-    row: int
-    order: int  # position of this window within its document
-    ids: np.ndarray  # document token ids fed in this window (context overlap included)
-    keep_from: int  # first position (within ids) whose activations are kept
-
-
-def _windows(row: int, ids: np.ndarray, capacity: int, overlap: int) -> list[_Window]:
-    if len(ids) <= capacity:
-        return [_Window(row, 0, ids, 0)]
-    windows, start = [], 0
-    while True:
-        context = 0 if start == 0 else overlap
-        lo = start - context
-        hi = min(lo + capacity, len(ids))
-        windows.append(_Window(row, len(windows), ids[lo:hi], context))
-        if hi == len(ids):
-            return windows
-        start = hi
-
-
-def _batches(windows: list[_Window], plan: EncodePlan) -> list[list[_Window]]:
-    """Greedy packing of length-sorted windows: a batch holds at most ``plan.batch_tokens`` once every window is
-    padded to the longest, and (unless ``plan.max_padding`` is None) no more padding than ``plan.max_padding``
-    times its windows' own tokens; a window that would break either starts the next batch.
-
-    Only document tokens count: the template prefix is computed once and shared (Reader.forward_documents).
-    """
-    ordered = sorted(windows, key=lambda w: (len(w.ids), w.row))
-    batches, current, tokens = [], [], 0
-    for window in ordered:
-        longest = len(window.ids)  # sorted ascending: the newcomer is the longest
-        padded, own = (len(current) + 1) * longest, tokens + longest
-        too_padded = plan.max_padding is not None and padded - own > plan.max_padding * own
-        if current and (padded > plan.batch_tokens or too_padded):
-            batches.append(current)
-            current, tokens = [], 0
-        current.append(window)
-        tokens += longest
-    if current:
-        batches.append(current)
-    return batches
 
 
 class Encoder:
@@ -93,49 +49,35 @@ class Encoder:
 
     def encode_rows(self, rows: list[int], texts: list[str],
                     progress: Callable[[int], None] | None = None) -> list[EncodedDocument]:
-        """Encode the given rows (texts already validated) in length-sorted batches; after each batch,
-        ``progress(documents)`` is told how many documents it finished (their last window was in it)."""
-        windows: list[_Window] = []
-        tokens = {}
-        for row, text in zip(rows, texts):
-            doc = self.reader.document_tokens(text)
-            tokens[row] = doc
-            windows.extend(_windows(row, doc.ids, self.capacity, self.plan.window_overlap))
-        parts: dict[int, list] = {row: [] for row in rows}
-        windows_left = Counter(window.row for window in windows)
-        for batch in _batches(windows, self.plan):
+        """Encode the given rows (texts already validated, rows ascending) in length-sorted batches; after each
+        batch, ``progress(documents)`` is told how many documents it finished (their last window was in it)."""
+        docs = [self.reader.document_tokens(text) for text in texts]
+        windows = cut_windows([doc.ids for doc in docs], self.capacity, self.plan.window_overlap)
+        pieces: list[list] = [[] for _ in docs]
+        windows_left = Counter(window.doc for window in windows)
+        for batch, hidden in read_windows(self.reader, windows, self.plan.batch_tokens, self.plan.max_padding):
             finished = 0
-            for window, result in zip(batch, self._run_batch(batch)):
-                parts[window.row].append((window.order, result))
-                windows_left[window.row] -= 1
-                finished += windows_left[window.row] == 0
+            for window, codes in zip(batch, self._sparse_codes(batch, hidden)):
+                pieces[window.doc].append((window.start, codes))
+                windows_left[window.doc] -= 1
+                finished += windows_left[window.doc] == 0
+            self.tokens_done += sum(len(window.ids) for window in batch)
             if progress is not None:
                 progress(finished)
-        return [self._assemble(row, tokens[row], [r for _, r in sorted(parts[row], key=lambda p: p[0])]) for row in rows]
+        return [self._assemble(row, doc, [codes for _, codes in sorted(parts, key=lambda p: p[0])])
+                for row, doc, parts in zip(rows, docs, pieces)]
 
-    def _run_batch(self, batch: list[_Window]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        width = max(len(w.ids) for w in batch)
-        input_ids = np.full((len(batch), width), self.reader.pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        for i, window in enumerate(batch):
-            input_ids[i, : len(window.ids)] = window.ids
-            mask[i, : len(window.ids)] = 1
-        hidden = self.reader.forward_documents(torch.from_numpy(input_ids), torch.from_numpy(mask))
-        # Gather only the kept document positions of every window into one (tokens, d_model) matrix.
-        rows = np.concatenate([np.full(len(w.ids) - w.keep_from, i) for i, w in enumerate(batch)])
-        cols = np.concatenate([np.arange(w.keep_from, len(w.ids)) for w in batch])
-        x = hidden[torch.from_numpy(rows).to(hidden.device), torch.from_numpy(cols).to(hidden.device)]
-        acts = self.sae.encode_sparse(x.to(self.sae_device, self.sae.W_enc.dtype))
+    def _sparse_codes(self, batch: list[Window], hidden: torch.Tensor) -> list[tuple[np.ndarray, ...]]:
+        """Each window's SAE activations of the tokens it keeps, as (pointer, features, values) arrays."""
+        acts = self.sae.encode_sparse(hidden.to(self.sae_device, self.sae.W_enc.dtype))
         ptr = acts.ptr.cpu().numpy()
         features = acts.features.cpu().numpy()
         values = acts.values.float().cpu().numpy()  # float32: the store decides how to keep them (stored_values)
-        self.tokens_done += int(mask.sum())
         results, t = [], 0
         for window in batch:
-            n = len(window.ids) - window.keep_from
-            a0, a1 = ptr[t], ptr[t + n]
-            results.append((ptr[t : t + n + 1] - a0, features[a0:a1], values[a0:a1]))
-            t += n
+            a0, a1 = ptr[t], ptr[t + window.kept]
+            results.append((ptr[t : t + window.kept + 1] - a0, features[a0:a1], values[a0:a1]))
+            t += window.kept
         return results
 
     @staticmethod

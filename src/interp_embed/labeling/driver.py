@@ -18,20 +18,26 @@ from .offline import build_labels, token_bytes, write_labels
 logger = logging.getLogger(__name__)
 
 
-def label_codes(sae, reader, docs: list[np.ndarray], progress: bool = True) -> tuple[dict, dict, dict]:
+def label_codes(sae, reader, docs: list[np.ndarray], window_tokens: int = 512, progress: bool = True
+                ) -> tuple[dict, dict, dict]:
     """``(labels, summaries, about)`` for every feature of ``sae`` that fires on the token-id documents ``docs``.
 
-    Each document is read by ``reader`` in its chat template (template excluded), as the encoder reads it.
+    Each document is read by ``reader`` in its chat template (template excluded), as the encoder reads it, in
+    windows of ``window_tokens`` tokens.
     """
-    from ..reading.activations import activation_chunks, sparse_codes
+    from ..reading.activations import cut_windows, read_windows
 
     lengths = np.array([len(d) for d in docs])
-    chunks = activation_chunks(reader, docs, str(reader.device), chunk_tokens=262_144)
     parts = []
     with tqdm(total=int(lengths.sum()), unit="tok", unit_scale=True, desc="Labelling", disable=not progress) as bar:
-        for part in sparse_codes(sae, chunks, lengths):
-            parts.append(part)
-            bar.update(int(lengths[np.unique(part[0])].sum()))
+        for batch, hidden in read_windows(reader, cut_windows(docs, window_tokens), batch_tokens=8192):
+            codes = sae.encode_sparse(hidden.to(sae.W_enc.device, sae.W_enc.dtype))
+            per_token = np.diff(codes.ptr.cpu().numpy())
+            doc = np.concatenate([np.full(w.kept, w.doc) for w in batch])
+            pos = np.concatenate([np.arange(w.start, w.start + w.kept) for w in batch])
+            parts.append((np.repeat(doc, per_token), np.repeat(pos, per_token), codes.features.cpu().numpy(),
+                          codes.values.float().cpu().numpy()))
+            bar.update(len(doc))
     doc_idx, pos, feats, vals = (np.concatenate([p[i] for p in parts]) for i in range(4))
     labels, summaries = build_labels(docs, doc_idx, pos, feats, vals, token_bytes(reader.tokenizer), sae.cfg.d_sae)
     about = {"labelling_tokens": int(lengths.sum()), "labelling_documents": len(docs),
@@ -57,13 +63,15 @@ def label_sae(folder: str | Path, texts: list[str], *, model: str | None = None,
 
     source = LocalSAE(path=folder, model=model, role=role, device=device)
     reader, sae, _ = source.load()
-    docs = tokenize(reader, texts, max_doc_tokens)
-    if max_tokens is not None:  # the longest prefix of documents within the budget
-        docs = docs[: int(np.searchsorted(np.cumsum([len(d) for d in docs]), max_tokens, side="right"))]
+    docs = tokenize(reader, texts)
+    if max_tokens is not None:  # the first max_tokens tokens: whole documents, the last one cut
+        ends = np.cumsum([len(d) for d in docs])
+        docs = [d[: max(0, max_tokens - (end - len(d)))] for d, end in zip(docs, ends)]
+        docs = [d for d in docs if len(d)]
     if not docs:
         raise ValueError("the corpus has no tokens to label from (empty texts, or max_tokens too small)")
     started = time.perf_counter()
-    labels, summaries, about = label_codes(sae, reader, docs, progress=progress)
+    labels, summaries, about = label_codes(sae, reader, docs, window_tokens=max_doc_tokens, progress=progress)
     write_labels(folder, labels, summaries, about)
     source.destroy()
     logger.info("%d features labelled from %d tokens in %.0f s", len(labels), about["labelling_tokens"],

@@ -1,79 +1,110 @@
-"""A reader's activations of documents given as token ids, read in order: the one path that training, held-out
+"""A reader's activations of documents given as token ids: the one path that encoding, SAE training, held-out
 evaluation and offline labels all read through.
 
-Each document is read after the reader's template prefix (the chat-template scaffolding, or BOS in raw mode), and
-only its own tokens' activations are kept.
+A document longer than a window is cut into windows that overlap by ``overlap`` tokens: each window after the first
+repeats that many tokens of the one before as left context and keeps only the tokens after them, so every token is
+read exactly once, and (with an overlap) never without context. Every window is read after the reader's template
+prefix (the chat-template scaffolding, or BOS in raw mode), whose keys and values are computed once and shared
+(:meth:`Reader.forward_documents`). Windows are sorted by length and packed into batches under a token budget, so
+little of a forward pass is padding.
+
+Encoding reads with overlapping windows (``EncodePlan``); SAE training and offline labels read windows of
+``max_doc_tokens`` without overlap, the recipe the shipped SAE was trained and labelled with.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..architectures import SparseAutoencoder
+from ..spec.plan import EncodePlan
 from .reader import Reader
 
 
-def tokenize(reader: Reader, texts: list[str], max_doc_tokens: int) -> list[np.ndarray]:
-    """Document token ids (no template), long documents cut into windows of ``max_doc_tokens``."""
-    docs = []
-    for text in texts:
-        ids = reader.document_tokens(text).ids
-        docs.extend(ids[start : start + max_doc_tokens] for start in range(0, len(ids), max_doc_tokens))
-    return [d for d in docs if len(d)]
+def tokenize(reader: Reader, texts: list[str]) -> list[np.ndarray]:
+    """The token ids of each text read as a document (no template), texts without a token left out."""
+    docs = (reader.document_tokens(text).ids for text in texts)
+    return [ids for ids in docs if len(ids)]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of one document fed to the reader at once."""
+
+    doc: int
+    """Index of the document among those cut."""
+    start: int
+    """Position in the document of the first token whose activations this window gives."""
+    ids: np.ndarray
+    """The token ids fed, from ``start - keep_from``: the context repeated from the window before, then its own."""
+    keep_from: int
+    """How many of ``ids`` are context: activations are kept from this index of ``ids`` on."""
+
+    @property
+    def kept(self) -> int:
+        """How many tokens' activations this window gives."""
+        return len(self.ids) - self.keep_from
+
+
+def cut_windows(docs: Sequence[np.ndarray], window_tokens: int, overlap: int = 0) -> list[Window]:
+    """Every document's windows in document order: a document of at most ``window_tokens`` tokens is one window
+    (an empty one none), a longer one is cut into windows of ``window_tokens`` tokens, each after the first
+    beginning with ``overlap`` tokens of context from the one before (``overlap`` < ``window_tokens / 2``)."""
+    if not 0 <= 2 * overlap < window_tokens:
+        raise ValueError(f"overlap must be in [0, window_tokens / 2), not {overlap} for window_tokens={window_tokens}")
+    windows = []
+    for doc, ids in enumerate(docs):
+        start = 0
+        while start < len(ids):
+            context = 0 if start == 0 else overlap
+            stop = min(start - context + window_tokens, len(ids))
+            windows.append(Window(doc, start, ids[start - context : stop], context))
+            start = stop
+    return windows
+
+
+def pack_batches(windows: list[Window], batch_tokens: int,
+                 max_padding: float | None = EncodePlan.max_padding) -> list[list[Window]]:
+    """Greedy packing of length-sorted windows: a batch holds at most ``batch_tokens`` once every window is
+    padded to the longest, and (unless ``max_padding`` is None) no more padding than ``max_padding`` times its
+    windows' own tokens; a window that would break either starts the next batch. Ties in length keep the order
+    of ``windows``, so the same windows always make the same batches.
+
+    Only document tokens count: the template prefix is computed once and shared (Reader.forward_documents).
+    """
+    ordered = sorted(windows, key=lambda w: len(w.ids))  # stable: equal lengths keep their order
+    batches, current, tokens = [], [], 0
+    for window in ordered:
+        longest = len(window.ids)  # sorted ascending: the newcomer is the longest
+        padded, own = (len(current) + 1) * longest, tokens + longest
+        too_padded = max_padding is not None and padded - own > max_padding * own
+        if current and (padded > batch_tokens or too_padded):
+            batches.append(current)
+            current, tokens = [], 0
+        current.append(window)
+        tokens += longest
+    if current:
+        batches.append(current)
+    return batches
 
 
 @torch.inference_mode()
-def document_activations(reader: Reader, docs: list[np.ndarray], doc_ids: np.ndarray, forward_tokens: int,
-                         device: str) -> torch.Tensor:
-    """Activations (tokens, d_model) of the documents ``docs[doc_ids]``' own tokens, in ``doc_ids`` order, float32
-    on ``device``. Documents of similar length share a forward pass of about ``forward_tokens`` padded tokens."""
-    prefix = list(reader.prefix_ids)
-    lengths = [len(docs[i]) for i in doc_ids]
-    out: list[torch.Tensor | None] = [None] * len(doc_ids)
-    by_length = sorted(range(len(doc_ids)), key=lambda i: -lengths[i])
-    start = 0
-    while start < len(by_length):
-        width = len(prefix) + lengths[by_length[start]]
-        rows = max(1, forward_tokens // width)
-        group = by_length[start : start + rows]
-        start += len(group)
-        ids = torch.full((len(group), width), reader.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for row, i in enumerate(group):
-            seq = prefix + docs[doc_ids[i]].tolist()
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        hidden = reader.forward(ids, mask)
-        for row, i in enumerate(group):
-            out[i] = hidden[row, len(prefix) : len(prefix) + lengths[i]].to(device, torch.float32)
-    return torch.cat(out)
-
-
-def activation_chunks(reader: Reader, docs: list[np.ndarray], device: str, chunk_tokens: int = 131_072,
-                      forward_tokens: int = 8192) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """(document indices, their document-token activations in order) over ``docs``, a chunk at a time."""
-    start = 0
-    while start < len(docs):
-        stop, tokens = start, 0
-        while stop < len(docs) and (tokens == 0 or tokens + len(docs[stop]) <= chunk_tokens):
-            tokens += len(docs[stop])
-            stop += 1
-        ids = np.arange(start, stop)
-        yield ids, document_activations(reader, docs, ids, forward_tokens, device)
-        start = stop
-
-
-@torch.inference_mode()
-def sparse_codes(sae: SparseAutoencoder, chunks, lengths: np.ndarray):
-    """Per chunk of :func:`activation_chunks`: (doc index, position, feature, value) arrays of every nonzero
-    activation of ``sae``, numpy."""
-    for doc_ids, x in chunks:
-        codes = sae.encode_sparse(x.to(sae.W_enc.device, sae.W_enc.dtype))
-        ptr = codes.ptr.cpu().numpy()
-        per_row = np.diff(ptr)
-        doc_of_row = np.repeat(doc_ids, lengths[doc_ids])
-        pos_of_row = np.concatenate([np.arange(lengths[d]) for d in doc_ids])
-        yield (np.repeat(doc_of_row, per_row), np.repeat(pos_of_row, per_row),
-               codes.features.cpu().numpy(), codes.values.float().cpu().numpy())
+def read_windows(reader: Reader, windows: list[Window], batch_tokens: int,
+                 max_padding: float | None = EncodePlan.max_padding) -> Iterator[tuple[list[Window], torch.Tensor]]:
+    """``(batch, activations)`` for each batch of :func:`pack_batches`: the activations at the reader's hook
+    point of the tokens each window of ``batch`` keeps, window after window, shape (tokens, width), on the
+    reader's device in its dtype."""
+    for batch in pack_batches(windows, batch_tokens, max_padding):
+        width = max(len(w.ids) for w in batch)
+        input_ids = np.full((len(batch), width), reader.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for i, window in enumerate(batch):
+            input_ids[i, : len(window.ids)] = window.ids
+            mask[i, : len(window.ids)] = 1
+        hidden = reader.forward_documents(torch.from_numpy(input_ids), torch.from_numpy(mask))
+        # Gather only the kept positions of every window into one (tokens, width) matrix.
+        rows = np.concatenate([np.full(w.kept, i) for i, w in enumerate(batch)])
+        cols = np.concatenate([np.arange(w.keep_from, len(w.ids)) for w in batch])
+        yield batch, hidden[torch.from_numpy(rows).to(hidden.device), torch.from_numpy(cols).to(hidden.device)]

@@ -5,46 +5,50 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
-from ..spec.reader import BUNDLED_READER, Role, check_role
+from ..spec.reader import ReaderSpec
 from ..validation import check_int
 
 B_DEC_INITS: tuple[str, ...] = ("geometric_median", "mean")
 
 
 @dataclass(frozen=True)
-class HarvestConfig:
-    """Which reader activations the SAE learns from, and how they are batched and shuffled.
+class HarvestConfig(ReaderSpec):
+    """Which reader activations the SAE learns from (the reader's model, layer, role and site, as a
+    :class:`~interp_embed.spec.reader.ReaderSpec` describes any reader), and how they are batched and shuffled.
 
-    Documents are wrapped in the reader's chat template as ``role`` (the encoding pipeline's default),
-    and only the document's own tokens are kept, exactly the tokens the pipeline pools.
+    Documents are wrapped in the reader's chat template as ``role`` (the encoding pipeline's default), and only
+    the document's own tokens are kept, exactly the tokens the pipeline pools. They are read by
+    :mod:`interp_embed.reading.activations`, the path encoding reads through, in windows without overlap.
 
     >>> HarvestConfig(layer=15).role
     'assistant'
+    >>> HarvestConfig(layer=3, site="mlp_out").reader
+    ReaderSpec(model='bundled:SmolLM2-135M-Instruct', layer=3, role='assistant', site='mlp_out')
     """
 
-    model: str = BUNDLED_READER
-    """The reader: a Hugging Face model name or local folder; the default is the bundled SmolLM2-135M-Instruct."""
-    layer: int = 15
-    """The decoder block whose output (the residual stream) is harvested, >= 0."""
-    role: Role = "assistant"
-    """The chat-template role documents are wrapped in (``"assistant"``, ``"user"``), or ``"raw"`` for plain text."""
     forward_tokens: int = 8192
-    """Padded tokens per reader forward pass, >= 1."""
+    """Padded document tokens per reader forward pass (the template prefix, computed once, not counted), >= 1."""
     buffer_tokens: int = 131_072
     """Activations shuffled together, >= 1; they take buffer_tokens × d_model × 4 bytes of memory."""
     max_doc_tokens: int = 512
-    """Longer documents are read in windows of this many tokens, >= 1."""
+    """Longer documents are read in windows of this many tokens (without overlap), >= 1."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model must be a model name or folder, not {self.model!r}")
-        check_int(self.layer, "layer", minimum=0)
-        check_role(self.role)
+        super().__post_init__()
         for name in ("forward_tokens", "buffer_tokens", "max_doc_tokens"):
             check_int(getattr(self, name), name, minimum=1)
 
-    def to_json(self) -> dict:
-        return asdict(self)
+    @property
+    def reader(self) -> ReaderSpec:
+        """The reader alone, as stores and SAE sources describe it."""
+        return ReaderSpec(model=self.model, layer=self.layer, role=self.role, site=self.site)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "HarvestConfig":
+        """The config :meth:`to_json` wrote (a run's ``state.json`` records it under ``harvest``)."""
+        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Held-out quality of an SAE on a reader: FVU, L0 and dead latents over the activations of
-:func:`~interp_embed.reading.activations.activation_chunks`."""
+:func:`~interp_embed.reading.activations.read_windows`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +22,10 @@ class Quality:
 
 @torch.inference_mode()
 def reconstruction_quality(sae: SparseAutoencoder, chunks) -> Quality:
-    """FVU = sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over all tokens; dead = latents that never fired."""
+    """FVU = sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over all tokens; dead = latents that never fired.
+
+    ``chunks`` yields ``(anything, activations)`` pairs, as :func:`~interp_embed.reading.activations.read_windows`
+    does."""
     sq_err = sum_x = sum_x2 = 0.0
     n = active = 0
     fired = None

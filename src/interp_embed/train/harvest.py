@@ -1,10 +1,11 @@
 """Reader activations streamed in shuffled buffers, in an order that a checkpoint can resume exactly.
 
-The stream is a pure function of (documents, seed): epoch ``e`` visits the documents in a permutation
-seeded by ``(seed, e)`` and cuts that order into buffers of about ``buffer_tokens`` tokens. A buffer's
-activations are harvested (document tokens only, prefix excluded), then shuffled by a generator seeded by
-``(seed, e, buffer)``. A position ``(epoch, buffer, batch)`` therefore names the same batch in every run,
-and resuming re-harvests one buffer instead of replaying the whole stream.
+Documents are cut into windows of ``max_doc_tokens`` (:func:`~interp_embed.reading.activations.cut_windows`). The
+stream is a pure function of (windows, seed): epoch ``e`` visits the windows in a permutation seeded by
+``(seed, e)`` and cuts that order into buffers of about ``buffer_tokens`` tokens. A buffer's activations are read
+(document tokens only, prefix excluded, :func:`~interp_embed.reading.activations.read_windows`), then shuffled by
+a generator seeded by ``(seed, e, buffer)``. A position ``(epoch, buffer, batch)`` therefore names the same batch
+in every run, and resuming re-reads one buffer instead of replaying the whole stream.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..reading.activations import document_activations
+from ..reading.activations import Window, cut_windows, read_windows
 from ..reading.reader import Reader
 from .config import HarvestConfig
 
@@ -33,7 +34,8 @@ class Position:
 
 
 def fingerprint(docs: list[np.ndarray]) -> str:
-    """A short hash of the token stream, so a checkpoint is never resumed on another corpus."""
+    """A short hash of the token stream (of the stream's windows), so a checkpoint is never resumed on another
+    corpus."""
     h = hashlib.blake2b(digest_size=8)
     for d in docs:
         h.update(np.asarray(d, dtype=np.int64).tobytes())
@@ -42,16 +44,17 @@ def fingerprint(docs: list[np.ndarray]) -> str:
 
 
 class ActivationStream:
-    """Shuffled batches of reader activations over ``docs`` for any number of epochs."""
+    """Shuffled batches of reader activations over the windows of ``docs`` for any number of epochs."""
 
     def __init__(self, reader: Reader, docs: list[np.ndarray], cfg: HarvestConfig, seed: int, device: str):
-        self.reader, self.docs, self.cfg, self.seed, self.device = reader, docs, cfg, seed, device
-        self.lengths = np.array([len(d) for d in docs], dtype=np.int64)
+        self.reader, self.cfg, self.seed, self.device = reader, cfg, seed, device
+        self.windows: list[Window] = cut_windows(docs, cfg.max_doc_tokens)
+        self.lengths = np.array([w.kept for w in self.windows], dtype=np.int64)
         self._cache: tuple[tuple[int, ...], torch.Tensor] | None = None
 
     def buffers(self, epoch: int) -> list[np.ndarray]:
-        """The document indices of each buffer of ``epoch`` (sorted within a buffer)."""
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.docs))
+        """The window indices of each buffer of ``epoch`` (sorted within a buffer)."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.windows))
         out, current, tokens = [], [], 0
         for i in order:  # close a buffer as soon as it holds buffer_tokens tokens
             current.append(i)
@@ -66,24 +69,26 @@ class ActivationStream:
     def batches_per_buffer(self, epoch: int, batch_size: int) -> list[int]:
         return [int(-(-self.lengths[b].sum() // batch_size)) for b in self.buffers(epoch)]
 
-    @torch.inference_mode()
-    def harvest(self, doc_ids: np.ndarray) -> torch.Tensor:
-        """Activations (tokens, d_model) of the documents' own tokens, in ``doc_ids`` order, float32."""
-        key = tuple(int(i) for i in doc_ids)
+    def harvest(self, window_ids: np.ndarray) -> torch.Tensor:
+        """Activations (tokens, d_model) of the windows' own tokens, float32 on the stream's device, in the order
+        the windows were read (a function of the windows alone)."""
+        key = tuple(int(i) for i in window_ids)
         if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]  # the whole corpus fits in one buffer: harvest it once for all epochs
-        acts = document_activations(self.reader, self.docs, doc_ids, self.cfg.forward_tokens, self.device)
-        if len(doc_ids) == len(self.docs):
+            return self._cache[1]  # the whole corpus fits in one buffer: read it once for all epochs
+        windows = [self.windows[i] for i in window_ids]
+        acts = torch.cat([hidden.to(self.device, torch.float32)
+                          for _, hidden in read_windows(self.reader, windows, self.cfg.forward_tokens)])
+        if len(window_ids) == len(self.windows):
             self._cache = (key, acts)
         return acts
 
     def iterate(self, batch_size: int, epochs: int, start: Position = Position()) -> Iterator[tuple[Position, torch.Tensor]]:
         """(position, batch) from ``start`` to the end of the last epoch; position names the batch yielded."""
         for epoch in range(start.epoch, epochs):
-            for b, doc_ids in enumerate(self.buffers(epoch)):
+            for b, window_ids in enumerate(self.buffers(epoch)):
                 if (epoch, b) < (start.epoch, start.buffer):
                     continue
-                acts = self.harvest(doc_ids)
+                acts = self.harvest(window_ids)
                 gen = torch.Generator().manual_seed(_mix(self.seed, epoch, b))
                 perm = torch.randperm(acts.shape[0], generator=gen).to(acts.device)
                 first = start.batch if (epoch, b) == (start.epoch, start.buffer) else 0

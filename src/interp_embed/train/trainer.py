@@ -30,7 +30,6 @@ from ..files import TRAINED_SAE, TRAINING_STATE, write_atomically
 from ..labeling import label_sae
 from ..reading.activations import tokenize
 from ..reading.reader import Reader, default_device
-from ..spec.reader import ReaderSpec
 from .config import HarvestConfig, TrainConfig
 from .corpus import read_texts
 from .harvest import ActivationStream, Position, fingerprint
@@ -50,10 +49,11 @@ def geometric_median(x: torch.Tensor, iters: int = 64) -> torch.Tensor:
 class SAETrainer:
     """One TopK or BatchTopK SAE with its optimiser and dead-latent counters; ``step`` trains on one batch."""
 
-    def __init__(self, cfg: TrainConfig, d_in: int, hook_layer: int, model_name: str, total_steps: int, device: str):
+    def __init__(self, cfg: TrainConfig, d_in: int, hook_layer: int, model_name: str, total_steps: int, device: str,
+                 hook_site: str = "resid_post"):
         self.cfg, self.total_steps, self.device = cfg, total_steps, device
-        shape = dict(d_in=d_in, d_sae=cfg.d_sae, hook_layer=hook_layer, k=cfg.k, model_name=model_name,
-                     extra={"trainer": "interp_embed.train"})
+        shape = dict(d_in=d_in, d_sae=cfg.d_sae, hook_layer=hook_layer, hook_site=hook_site, k=cfg.k,
+                     model_name=model_name, extra={"trainer": "interp_embed.train"})
         sae_cfg = (BatchTopKConfig(**shape, threshold_rate=cfg.batch_topk_threshold_rate) if cfg.batch_topk
                    else TopKConfig(**shape))
         self.sae = build_sae(sae_cfg)
@@ -163,7 +163,8 @@ def train_sae(
     resume: bool = True,
     progress: bool = True,
 ) -> SparseAutoencoder:
-    """Train an SAE on ``texts`` (or pre-tokenised ``docs``), save it to ``out_dir/sae`` and return it as saved.
+    """Train an SAE on ``texts`` (or pre-tokenised ``docs``: each document's token ids, no template), save it to
+    ``out_dir/sae`` and return it as saved. Documents are read in windows of ``harvest_cfg.max_doc_tokens``.
 
     A TopK SAE is saved as it trained; a BatchTopK SAE as the JumpReLU SAE it computes at inference.
 
@@ -175,18 +176,20 @@ def train_sae(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = train_cfg.device or default_device()
-    reader = reader or Reader(ReaderSpec(model=harvest_cfg.model, layer=harvest_cfg.layer, role=harvest_cfg.role))
+    reader = reader or Reader(harvest_cfg.reader)
     if docs is None:
         if texts is None:
             raise ValueError("train_sae needs texts or docs")
-        docs = tokenize(reader, texts, harvest_cfg.max_doc_tokens)
-    if not docs:
+        docs = tokenize(reader, texts)
+    if not any(len(d) for d in docs):
         raise ValueError("the corpus is empty: no document has a token")
     stream = ActivationStream(reader, docs, harvest_cfg, train_cfg.seed, device)
     per_epoch = [stream.batches_per_buffer(e, train_cfg.batch_size) for e in range(train_cfg.epochs)]
     total_steps = sum(sum(b) for b in per_epoch)
-    trainer = SAETrainer(train_cfg, reader.d_model, harvest_cfg.layer, harvest_cfg.model, total_steps, device)
-    meta = {"harvest": harvest_cfg.to_json(), "train": train_cfg.to_json(), "corpus": fingerprint(docs),
+    trainer = SAETrainer(train_cfg, reader.width, harvest_cfg.layer, harvest_cfg.model, total_steps, device,
+                         hook_site=harvest_cfg.site)
+    meta = {"harvest": harvest_cfg.to_json(), "train": train_cfg.to_json(),
+            "corpus": fingerprint([w.ids for w in stream.windows]),
             "corpus_tokens": int(stream.lengths.sum()), "total_steps": total_steps, "log": []}
 
     start, state_path = Position(), out_dir / TRAINING_STATE
