@@ -2,6 +2,7 @@
 byte-level BPE splits over two tokens reads whole instead of as two '\ufffd'."""
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -116,6 +117,8 @@ def test_any_sae_folder_is_labelled_from_a_corpus(tiny_model_dir, tmp_path, samp
     texts = sample.text.tolist()
     labels = label_sae(folder, texts, max_tokens=3000, progress=False)
     assert (folder / FEATURE_LABELS).is_file() and (folder / FEATURE_SUMMARIES).is_file()
+    about = json.loads((folder / FEATURE_SUMMARIES).read_text())["about"]
+    assert about["labelling_tokens"] == 3000  # the first 3,000 tokens: whole documents, then part of the next
     assert LocalSAE(path=folder).feature_labels() == labels and len(labels) >= 10
     summaries = load_summaries(folder)
     assert set(summaries) == set(labels)
