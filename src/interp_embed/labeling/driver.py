@@ -18,7 +18,7 @@ from .offline import build_labels, token_bytes, write_labels
 logger = logging.getLogger(__name__)
 
 
-def label_codes(sae, reader, docs: list[np.ndarray], window_tokens: int = 512, progress: bool = True
+def label_codes(sae, reader, docs: list[np.ndarray], progress: bool = True, window_tokens: int = 512
                 ) -> tuple[dict, dict, dict]:
     """``(labels, summaries, about)`` for every feature of ``sae`` that fires on the token-id documents ``docs``.
 
@@ -71,7 +71,7 @@ def label_sae(folder: str | Path, texts: list[str], *, model: str | None = None,
     if not docs:
         raise ValueError("the corpus has no tokens to label from (empty texts, or max_tokens too small)")
     started = time.perf_counter()
-    labels, summaries, about = label_codes(sae, reader, docs, window_tokens=max_doc_tokens, progress=progress)
+    labels, summaries, about = label_codes(sae, reader, docs, progress=progress, window_tokens=max_doc_tokens)
     write_labels(folder, labels, summaries, about)
     source.destroy()
     logger.info("%d features labelled from %d tokens in %.0f s", len(labels), about["labelling_tokens"],

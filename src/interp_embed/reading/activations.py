@@ -29,9 +29,9 @@ def tokenize(reader: Reader, texts: list[str]) -> list[np.ndarray]:
     return [ids for ids in docs if len(ids)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Window:
-    """A stretch of one document fed to the reader at once."""
+    """A stretch of one document fed to the reader at once (windows compare by identity: they hold arrays)."""
 
     doc: int
     """Index of the document among those cut."""
