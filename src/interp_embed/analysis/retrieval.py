@@ -51,9 +51,11 @@ def search_documents(
     - ``by="query"``: the reader and SAE that encoded ``ds`` read the query itself; its ``n_features`` (25) features
       of highest count × IDF rank documents by BM25 over per-document feature counts
       (:class:`~interp_embed.analysis.terms.Terms`: a feature firing in most documents counts for little, long
-      documents do not win by length), fused with BM25 over the documents' words: the query's own and those its
-      features fire on here (:mod:`~interp_embed.analysis.document_words`). Stop words and negation ("not",
-      "never") are read like any text.
+      documents do not win by length), fused with the features whose fired words or labels match the query (as
+      ``by="labels"`` ranks them, where any does) and with BM25 over the documents' words: the query's own and
+      those its features fire on here (:mod:`~interp_embed.analysis.document_words`). Stop words and negation
+      ("not", "never") are read like any text; a query fails only where neither its features nor its words
+      find anything.
     - ``by="example"``: ``examples`` (a list of texts; a ``query`` string counts as one more) are read by the
       models, and documents rank by the cosine of their IDF-weighted summed activations with the examples' (each
       example counts once whatever its length; a feature weighs by the squared share of examples it fires in),
@@ -169,26 +171,32 @@ def rank_documents(
             raise ValueError("query must be a non-empty string describing the property, e.g. query='questions'.")
         if by == "labels":
             used = query_features(ds, docs, query, k=n_features).assign(source="label match")
-            ranking = _activation_ranking(docs, used)
+            rankings = [_activation_ranking(docs, used)]
             feature_weight = None
         else:
             feature_weight = terms.strongest(np.asarray(_read(ds, [query]).todense(), dtype=np.float64).ravel(),
                                              n_features)
-            if not feature_weight.any():
-                raise explained(ValueError, f"the features the reader sees in {query!r} fire in none of this "
-                                "dataset's documents (or in more than half of them, which says nothing); try other "
-                                "words, search by examples (", EXAMPLES, "), or pass ", FEATURE_IDS, ".")
             used = _used(ds, labels, np.flatnonzero(feature_weight), feature_weight, "query text")
-            ranking = _Ranking(terms.bm25(feature_weight),
-                               lambda rows: terms.bm25_contributions(feature_weight, rows))
+            rankings = [_Ranking(terms.bm25(feature_weight), lambda rows: terms.bm25_contributions(feature_weight, rows))]
+            matched = _label_matches(ds, docs, query)
+            if matched is not None:
+                rankings.append(_activation_ranking(docs, matched))
+                used = pd.concat([used, matched.assign(source="label match")], ignore_index=True)
+            if not feature_weight.any():
+                if matched is None:
+                    raise explained(ValueError, f"the features the reader sees in {query!r} fire in none of this "
+                                    "dataset's documents (or in more than half of them, which says nothing), and no "
+                                    "feature's words or label match it; try other words, search by examples (",
+                                    EXAMPLES, "), or pass ", FEATURE_IDS, ".")
+                del rankings[0]
         words = DocumentWords.of(ds)
         if words is not None:
             word_weight, word_source = _query_words(ds, words, query, terms, feature_weight)
             if word_weight.any():
-                ranking = _Ranking(reciprocal_rank_fusion(ranking.score, words.terms.bm25(word_weight)),
-                                   ranking.contributions)
+                rankings.append(_Ranking(words.terms.bm25(word_weight), _no_features))
             else:
                 words = word_weight = word_source = None
+        ranking = rankings[0] if len(rankings) == 1 else _fused(*rankings)
     if feedback and features is None and ranking.found().size:
         first = ranking.found()[:FEEDBACK_DOCUMENTS]
         weight = terms.specific(terms.counts[first], FEEDBACK_FEATURES)
@@ -197,6 +205,39 @@ def rank_documents(
             used = pd.concat([used, _used(ds, labels, np.flatnonzero(weight), weight, "feedback")],
                              ignore_index=True)
     return Found(docs, ranking, used, words, word_weight, word_source)
+
+
+def _label_matches(ds: EncodedDataset, docs: Documents, query: str) -> pd.DataFrame | None:
+    """The features whose fired words or labels match ``query`` (as ``by="labels"`` finds them), or None where
+    none does: then the query's own features rank alone."""
+    try:
+        return query_features(ds, docs, query, k=DEFAULT_N_FEATURES["labels"])
+    except ValueError:  # query_features says why nothing matched; by query that is no error
+        return None
+
+
+def _no_features(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The contributions of a ranking by words: no feature adds to it."""
+    return np.zeros(0, dtype=np.int64), np.zeros((len(rows), 0))
+
+
+def _fused(*rankings: _Ranking) -> _Ranking:
+    """Rankings fused by their ranks (:func:`reciprocal_rank_fusion`); a document's fused score is split among the
+    features of each ranking by their shares of that ranking's score, so the evidence shown stays exact."""
+    fused = reciprocal_rank_fusion(*(r.score for r in rankings))
+    single = [reciprocal_rank_fusion(r.score) for r in rankings]  # what each ranking adds to the fused score
+
+    def contributions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts = [r.contributions(rows) for r in rankings]
+        every = np.unique(np.concatenate([ids for ids, _ in parts]))
+        out = np.zeros((len(rows), len(every)))
+        for (ids, contrib), added in zip(parts, single):
+            total = contrib.sum(axis=1, keepdims=True)
+            share = np.divide(contrib, total, out=np.zeros_like(contrib), where=total > 0)
+            np.add.at(out, (slice(None), np.searchsorted(every, ids)), share * added[rows, None])
+        return every, out
+
+    return _Ranking(fused, contributions)
 
 
 def _query_words(ds: EncodedDataset, words: DocumentWords, query: str, terms: Terms,
