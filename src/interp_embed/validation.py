@@ -156,7 +156,9 @@ class Number(Spec):
 
 
 def _number(name: str, value: Any, allowed: str) -> float:
-    """``value`` as a float (a bool or a string is not a number here), else the error saying what is allowed."""
+    """``value`` as a float (not a bool), else the error saying what is allowed."""
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidParameterError(f"{name} must be {allowed}, got {value!r}.")
     try:
         return float(value)
     except (TypeError, ValueError):
