@@ -309,6 +309,7 @@ def validate_params(**specs: Spec) -> Callable[[F], F]:
             return function(*bound.args, **bound.kwargs)
 
         checked.params = specs  # what each parameter may be, for a reader (and the tests)
+        checked.__kwdefaults__ = function.__kwdefaults__  # read as the function's own, as wraps does the signature
         return checked
 
     return decorate
