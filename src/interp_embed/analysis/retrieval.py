@@ -11,11 +11,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .document_words import DocumentWords
-from .inputs import Documents, EncodedDataset, label_array, load_documents
+from .inputs import Documents, Encoded, EncodedDataset, label_array, load_documents
 from .fires_on import fires_on
 from .label_search import dataset_words, query_features
 from .terms import Terms, reciprocal_rank_fusion
-from ..validation import EXAMPLES, FEATURE_IDS, check_bool, check_choice, check_features, check_int, explained
+from ..store.pooling import AGGREGATIONS
+from ..validation import (EXAMPLES, FEATURE_IDS, Bool, Choice, Features, Int, InvalidParameterError, OrNone, explained,
+                          validate_params)
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ FEEDBACK_DOCUMENTS = 10
 FEEDBACK_FEATURES = 50
 
 
+@validate_params(ds=Encoded(), k=Int(min=1), by=Choice(BY), features=Features(), n_features=OrNone(Int(min=1)),
+                 feedback=Bool(), aggregation=Choice(AGGREGATIONS), highlight=Bool())
 def search_documents(
     ds: EncodedDataset, query: str | Sequence[str] | None = None, k: int = 10, *, by: str = "labels",
     features: Iterable[int] | None = None, n_features: int | None = None, examples: Sequence[str] | None = None,
@@ -82,7 +86,6 @@ def search_documents(
         search_documents(ds, "questions", by="query", k=3)
         search_documents(ds, by="example", examples=["Guten Morgen!", "Wie geht es?"], k=3)
     """
-    check_int(k, "k", 1)
     found = rank_documents(ds, query, by=by, features=features, n_features=n_features, examples=examples,
                            negatives=negatives, feedback=feedback, aggregation=aggregation)
     docs, ranking, labels = found.documents, found.ranking, label_array(ds)
@@ -134,21 +137,21 @@ def rank_documents(
     negatives: Sequence[str] | None = None, feedback: bool = True, aggregation: str = "max",
 ) -> Found:
     """Every encoded document of ``ds`` scored for a property, as :func:`search_documents` describes (which shows
-    the first ``k``); directed clustering compares these scores across the parts of its axis."""
-    check_choice(by, "by", BY)
-    feedback = check_bool(feedback, "feedback")
+    the first ``k``); directed clustering compares these scores across the parts of its axis. Its callers check
+    the options."""
     if by == "example":
         texts = _texts(examples, "examples") + ([query] if isinstance(query, str) else _texts(query, "query"))
         if not texts:
-            raise ValueError("by='example' needs example texts: examples=['...', ...] (or one as query='...').")
+            raise InvalidParameterError("by='example' needs example texts: examples=['...', ...] (or one as "
+                                        "query='...').")
         if features is not None:
-            raise ValueError("pass examples=[...] or features=[...], not both.")
+            raise InvalidParameterError("pass examples=[...] or features=[...], not both.")
     elif (query is None) == (features is None):
-        raise ValueError("pass exactly one of query='...' or features=[...].")
+        raise InvalidParameterError("pass exactly one of query='...' or features=[...].")
     elif examples is not None or negatives is not None:
-        raise ValueError("examples= and negatives= go with by='example'.")
-    n_features = check_int(DEFAULT_N_FEATURES.get(by, DEFAULT_N_FEATURES["labels"]) if n_features is None
-                           else n_features, "n_features", 1)
+        raise InvalidParameterError("examples= and negatives= go with by='example'.")
+    if n_features is None:
+        n_features = DEFAULT_N_FEATURES.get(by, DEFAULT_N_FEATURES["labels"])
     labels = label_array(ds)
     docs = load_documents(ds, aggregation=aggregation)
     terms = Terms.of(load_documents(ds, aggregation="count").activations)
@@ -163,12 +166,12 @@ def rank_documents(
         used = used[used.score > 0]
         ranking = _Ranking(score, lambda rows: _profile_contributions(mass, weight, rows))
     elif features is not None:
-        ids = check_features(features, ds.d_sae, sae=getattr(ds, "encoder", None))
-        used = _used(ds, labels, ids, np.ones(ds.d_sae), "given")
+        used = _used(ds, labels, features, np.ones(ds.d_sae), "given")
         ranking = _activation_ranking(docs, used)
     else:
         if not isinstance(query, str) or not query.strip():
-            raise ValueError("query must be a non-empty string describing the property, e.g. query='questions'.")
+            raise InvalidParameterError("query must be a non-empty string describing the property, e.g. "
+                                        "query='questions'.")
         if by == "labels":
             used = query_features(ds, docs, query, k=n_features).assign(source="label match")
             rankings = [_activation_ranking(docs, used)]
@@ -294,10 +297,11 @@ def _texts(texts, name: str) -> list[str]:
     if texts is None:
         return []
     if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise ValueError(f"{name} must be a list of texts, e.g. {name}=['first text', 'second text'].")
+        raise InvalidParameterError(f"{name} must be a list of texts, e.g. {name}=['first text', 'second text'].")
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
-        raise ValueError(f"{name}[{bad[0]}] is not a non-empty string; every entry of {name} must be a text.")
+        raise InvalidParameterError(f"{name}[{bad[0]}] is not a non-empty string; every entry of {name} must be a "
+                                    "text.")
     return list(texts)
 
 
