@@ -127,3 +127,17 @@ def test_diff_features_and_diff_many_share_one_declaration():
     assert diff_features.params.items() >= diff_many.params.items()
     assert set(diff_many.params) == {"metric", "min_coverage", "max_coverage", "confidence", "aggregation",
                                      "activated_threshold"}
+
+
+def test_a_checked_coroutine_function_stays_one():
+    import asyncio
+    import inspect
+
+    @validate_params(k=Int(min=1))
+    async def top(k=10):
+        return k
+
+    assert inspect.iscoroutinefunction(top)
+    assert asyncio.run(top(k=3)) == 3
+    with pytest.raises(InvalidParameterError, match="k must be an integer >= 1, not 0"):
+        asyncio.run(top(k=0))

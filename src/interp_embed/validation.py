@@ -299,14 +299,24 @@ def validate_params(**specs: Spec) -> Callable[[F], F]:
         if unknown:  # a typo in the declaration fails at import, not at the first bad call
             raise TypeError(f"{function.__qualname__} has no parameter {', '.join(sorted(unknown))}")
 
-        @functools.wraps(function)
-        def checked(*args, **kwargs):
+        def bind(args, kwargs) -> inspect.BoundArguments:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             given = bound.arguments
             for name, spec in specs.items():
                 given[name] = spec.check(name, given[name], given)
-            return function(*bound.args, **bound.kwargs)
+            return bound
+
+        if inspect.iscoroutinefunction(function):  # stays a coroutine function: asyncio tells it apart by that
+            @functools.wraps(function)
+            async def checked(*args, **kwargs):
+                bound = bind(args, kwargs)
+                return await function(*bound.args, **bound.kwargs)
+        else:
+            @functools.wraps(function)
+            def checked(*args, **kwargs):
+                bound = bind(args, kwargs)
+                return function(*bound.args, **bound.kwargs)
 
         checked.params = specs  # what each parameter may be, for a reader (and the tests)
         checked.__kwdefaults__ = function.__kwdefaults__  # read as the function's own, as wraps does the signature
