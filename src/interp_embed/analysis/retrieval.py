@@ -135,10 +135,11 @@ def rank_documents(
     ds: EncodedDataset, query: str | Sequence[str] | None = None, *, by: str = "labels",
     features: Iterable[int] | None = None, n_features: int | None = None, examples: Sequence[str] | None = None,
     negatives: Sequence[str] | None = None, feedback: bool = True, aggregation: str = "max",
+    label_matches: bool = True,
 ) -> Found:
     """Every encoded document of ``ds`` scored for a property, as :func:`search_documents` describes (which shows
     the first ``k``); directed clustering compares these scores across the parts of its axis. Its callers check
-    the options."""
+    the options. ``label_matches=False`` leaves out, by query, the features whose words or labels match it."""
     if by == "example":
         texts = _texts(examples, "examples") + ([query] if isinstance(query, str) else _texts(query, "query"))
         if not texts:
@@ -181,7 +182,7 @@ def rank_documents(
                                              n_features)
             used = _used(ds, labels, np.flatnonzero(feature_weight), feature_weight, "query text")
             rankings = [_Ranking(terms.bm25(feature_weight), lambda rows: terms.bm25_contributions(feature_weight, rows))]
-            matched = _label_matches(ds, docs, query)
+            matched = _label_matches(ds, docs, query) if label_matches else None
             if matched is not None:
                 rankings.append(_activation_ranking(docs, matched))
                 used = pd.concat([used, matched.assign(source="label match")], ignore_index=True)
