@@ -260,7 +260,7 @@ def combine(cls: type[Store], parts: list[tuple[Store, np.ndarray]], path: Path,
                         break
                     docs.append(replace(doc, row=new))
                 else:
-                    commit_chunk(target, start, stop, docs)
+                    target.commit_chunk(start, stop, docs)
 
 
 def _copy_files(store: Store, path: Path) -> None:
