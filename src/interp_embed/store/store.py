@@ -45,7 +45,7 @@ import scipy.sparse as sp
 from ..spec.plan import ChunkCutter, EncodePlan
 from ..files import ADDED_COLUMNS, CHUNKS, DOCUMENTS, FEATURE_LABELS, LABEL_RECORDS, MANIFEST, TABLE_SUFFIXES, sha256_file
 from ..validation import with_command_line
-from . import writing
+from . import writing as write  # the write side (writing.py); `writing()` below is the writer lock
 from .chunk import Chunk, EncodedDocument
 from .columns import added_column_file, read_added_column
 from .documents import DocumentTexts, check_row_count
@@ -92,7 +92,7 @@ class Store:
         a full disk never leaves a half-made store. ``path`` must not exist, or be an empty folder; if another
         process makes a store there first, this one is a ``FileExistsError`` naming it (see placing.py).
         """
-        return writing.create(cls, Path(path), documents, field, encoder, plan, skipped, labels, dataset_description)
+        return write.create(cls, Path(path), documents, field, encoder, plan, skipped, labels, dataset_description)
 
     @classmethod
     def create_from_batches(cls, path: str | Path, schema: pa.Schema,
@@ -104,8 +104,8 @@ class Store:
 
         Whatever the batches raise (a check that refuses a bad row) leaves nothing at ``path``.
         """
-        return writing.create_from_batches(cls, Path(path), schema, batches, field, encoder, plan, labels,
-                                           dataset_description)
+        return write.create_from_batches(cls, Path(path), schema, batches, field, encoder, plan, labels,
+                                         dataset_description)
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -151,7 +151,7 @@ class Store:
             try:
                 self._writers = 1
                 self._reload()
-                writing.remove_leftovers(self.path, self.manifest)
+                write.remove_leftovers(self.path, self.manifest)
                 yield self
             finally:
                 self._writers = 0
@@ -165,31 +165,31 @@ class Store:
         """Drop every cached view of what a writer changes (the chunks, the added columns, the labels; all but
         :data:`READ_ONCE`): each is read again when next used. With ``labels_only``, the labels alone: a label
         this object wrote changes nothing else, and keeping the chunks spares checking their files again."""
-        forgotten = ["_labels"] if labels_only else [
+        forgotten = [Store._labels.attrname] if labels_only else [
             name for name, value in vars(Store).items() if isinstance(value, cached_property) and name not in READ_ONCE]
         for name in forgotten:
             self.__dict__.pop(name, None)
 
     def commit_chunk(self, start: int, stop: int, docs: list[EncodedDocument]) -> None:
         """Durably add the encoded documents of rows [start, stop) (skipped rows simply absent)."""
-        writing.commit_chunk(self, start, stop, docs)
+        write.commit_chunk(self, start, stop, docs)
 
     def commit_pooled(self, start: int, stop: int, rows: np.ndarray, n_tokens: np.ndarray,
                       pooled: PooledStatistics) -> None:
         """Durably add rows [start, stop) of a compact store from pooled statistics made elsewhere (one document
         per entry of ``rows``, ascending, with ``n_tokens`` tokens each), written as :meth:`commit_chunk` writes
         them; structure is checked when they are read, as for any chunk."""
-        writing.commit_pooled(self, start, stop, rows, n_tokens, pooled)
+        write.commit_pooled(self, start, stop, rows, n_tokens, pooled)
 
     def commit_written_chunk(self, entry: ChunkEntry) -> None:
         """Durably add a chunk that another process wrote into ``chunks/`` with :func:`~.chunk.write_chunk` (a Ray
         worker, see encode/distributed.py), once every file of it matches ``entry``: a folder that is incomplete,
         altered or written for other rows is a ``StoreCorruptError`` and is not committed."""
-        writing.commit_written_chunk(self, entry)
+        write.commit_written_chunk(self, entry)
 
     def set_description(self, text: str) -> None:
         """Record what the dataset is (kept in the manifest)."""
-        writing.set_description(self, text)
+        write.set_description(self, text)
 
     def add_column(self, name: str, values: pd.Series, overwrite: bool = False) -> None:
         """Keep ``values`` (one per row, in row order) as the documents table's column ``name``, durably and at once;
@@ -199,7 +199,7 @@ class Store:
         The values go to a file of their own, named by its checksum, and the manifest, rewritten atomically, lists
         it: a crash at any moment leaves the table as it was or with the column, never a mismatch (what a crash
         leaves unlisted is removed by the next writer)."""
-        writing.add_column(self, name, values, overwrite)
+        write.add_column(self, name, values, overwrite)
 
     def add_label(self, record: LabelRecord) -> None:
         """Keep ``record`` (durably, at once); it becomes its feature's label."""
@@ -220,7 +220,7 @@ class Store:
         The whole store is copied file by file — only the files its manifest lists, each checked first,
         never through a link. A subset is written as :meth:`combine` writes it.
         """
-        writing.copy_rows(self, rows, Path(path), overwrite)
+        write.copy_rows(self, rows, Path(path), overwrite)
         return Store.open(path)
 
     @classmethod
@@ -235,7 +235,7 @@ class Store:
         chunk is copied when every row of it that can be encoded has activations, and is left pending (to be
         encoded by ``resume``) otherwise.
         """
-        writing.combine(cls, parts, Path(path), overwrite)
+        write.combine(cls, parts, Path(path), overwrite)
         return cls.open(path)
 
     # ---- reading --------------------------------------------------------------------------------
