@@ -1,7 +1,8 @@
 """The user-facing ``Dataset`` and ``DatasetRow``: the original interp_embed's API, over a safe store.
 
 A ``Dataset`` is a view — a store on disk plus the positions of the rows it shows — so slicing, masking
-and sorting never copy activations. Encoding happens in ``interp_embed.encode.session``; the analyses
+and sorting never copy activations; a dataset and its views share one handle on the reader and SAE that read new
+text for them (``interp_embed.encode.models``). Encoding happens in ``interp_embed.encode.session``; the analyses
 are the functions of ``interp_embed.analysis``, bound here as methods. Loading and analysing never
 imports torch.
 """
@@ -339,8 +340,8 @@ class Dataset:
         overwrite = check_bool(overwrite, "overwrite")
         store = session.new_store(save_path, lambda path: Store.combine([(ds._store, ds._rows) for ds in datasets], path,
                                                                         overwrite))
-        # A new store, so a new handle; it starts from the first dataset's SAE, which encoded every part.
-        return cls._from_store(store, np.arange(store.n_documents), Models(store, first.sae), _check_name(name, save_path))
+        models = Models(store, first.sae)  # a new store, a new handle: with the SAE that encoded every part, if chosen
+        return cls._from_store(store, np.arange(store.n_documents), models, _check_name(name, save_path))
 
     def __add__(self, other: "Dataset") -> "Dataset":
         if not isinstance(other, Dataset):
