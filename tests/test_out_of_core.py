@@ -17,7 +17,7 @@ from interp_embed.cli import app
 from interp_embed.saes import DefaultSAE
 from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import StoreError
-from interp_embed.validation import check_memory_limit
+from interp_embed.validation import MemorySize
 from synthetic import synthetic_dataset
 
 STORES = ["synthetic", pytest.param("encoded", marks=pytest.mark.reader)]
@@ -31,7 +31,7 @@ def one_chunk(ds) -> int:
 @pytest.mark.parametrize("value, expected", [("4GB", 4 * 10**9), ("512 MiB", 512 * 2**20), ("1.5gb", 15 * 10**8),
                                              (123456, 123456), (None, None)])
 def test_memory_limit_is_read_in_bytes(value, expected):
-    assert check_memory_limit(value) == expected
+    assert MemorySize().check("memory_limit", value, {}) == expected
 
 
 @pytest.mark.parametrize("value, error, words", [("4 parsecs", ValueError, "'4 parsecs' is not a size"),

@@ -39,7 +39,8 @@ from .store.chunk import stored_values
 from .store.placing import replacing
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
 from .store.labels import SOURCES
-from .validation import check_bool, check_choice, check_features, check_int, check_threshold, explained, resume
+from .validation import (Bool, Choice, Features, Int, MemorySize, Number, OrNone, check_features, explained, resume,
+                         validate_params)
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class DatasetRow:
         """(tokens, 2): each token's character [start, end) in the document."""
         return self._encoded().spans
 
+    @validate_params(compress=Bool(), activated_threshold=Number())
     def latents(self, activation_type: str = "max", compress: bool = True, activated_threshold: float = 0.0):
         """This document's pooled 1 × features row (``max``, ``mean``, ``sum``, ``binarize``, ``count``; see
         :meth:`Dataset.latents`), or with ``"all"`` its token × features activations.
@@ -106,7 +108,7 @@ class DatasetRow:
         A scipy.sparse.csr_matrix; ``compress=False`` gives the same values as a dense numpy array.
         """
         matrix = self._latents(activation_type, activated_threshold)
-        return matrix if check_bool(compress, "compress") else matrix.toarray()
+        return matrix if compress else matrix.toarray()
 
     def _latents(self, aggregation: str, activated_threshold: float) -> sp.csr_matrix:
         d_sae = self._store.d_sae
@@ -114,7 +116,7 @@ class DatasetRow:
             doc = self._encoded()
             return sp.csr_matrix((doc.act_values, doc.act_features, doc.act_ptr), shape=(len(doc.spans), d_sae))
         check_aggregation(aggregation)
-        threshold = check_threshold(activated_threshold)
+        threshold = activated_threshold
         if not self._store.plan.token_level:  # the stored pooled row (a threshold on tokens is refused there)
             return self._store.row_latents(self._row, aggregation)
         doc = self._document()
@@ -191,6 +193,7 @@ class Dataset:
     (3, 8192)
     """
 
+    @validate_params(save_every_batch=Int(min=1), batch_size=OrNone(Int(min=1)), overwrite=Bool())
     def __init__(self, data, sae: SAE | None = None, field: str = "text", save_path: str | Path | None = None,
                  dataset_description: str = "", on_error: str = "raise", compute_activations: bool = True,
                  feature_labels: dict[int, str] | None = None, plan: EncodePlan | None = None,
@@ -201,7 +204,6 @@ class Dataset:
             raise TypeError("rows= (precomputed DatasetRow objects) is not supported: a Dataset views the rows of its "
                             "store, so take rows of an existing dataset with ds[...] or join datasets with "
                             "Dataset.concat([...]).")
-        check_int(save_every_batch, "save_every_batch", minimum=1)
         ray = engine_for(engine, num_workers, ray_address)
         if batch_size is not None:
             if plan is not None:
@@ -210,7 +212,7 @@ class Dataset:
             plan = _plan_for_batch_size(batch_size, EncodePlan())
         name = _check_name(name, save_path)
         sae = sae if sae is not None else DefaultSAE()
-        with replacing(save_path, check_bool(overwrite, "overwrite")) as path:  # save_path, or a store's replacement
+        with replacing(save_path, overwrite) as path:  # save_path, or a store's replacement
             store = session.create_store(data, sae, field, path, on_error, plan or EncodePlan(), feature_labels,
                                          dataset_description)
             if compute_activations:
@@ -259,6 +261,7 @@ class Dataset:
         return cls(jsonl_batches(path, field, batch_rows), field=field, **options)
 
     @classmethod
+    @validate_params(batch_size=OrNone(Int(min=1)))
     def load_from_file(cls, file_path: str | Path, resume: bool = False, batch_size: int | None = None,
                        sae: SAE | None = None, name: str | None = None, engine: str = "local",
                        num_workers: int | None = None, ray_address: str | None = None) -> "Dataset":
@@ -291,6 +294,7 @@ class Dataset:
             logger.warning(NOT_ENCODED_WARNING, file_path, store.pending_rows().size)
         return dataset
 
+    @validate_params(overwrite=Bool())
     def save_to_file(self, file_path: str | Path | None = None, dtype=np.float32, overwrite: bool = False) -> Path:
         """Write this dataset — all of it, or just the rows of this view, in its order — to a new store.
 
@@ -307,9 +311,10 @@ class Dataset:
         if self._extra is not None:
             logger.warning("columns %s belong to this view only and are not saved", list(self._extra.columns))
         session.warn_if_pickle_name(Path(file_path))
-        return self._store.copy_rows(self._rows, file_path, check_bool(overwrite, "overwrite")).path
+        return self._store.copy_rows(self._rows, file_path, overwrite).path
 
     @classmethod
+    @validate_params(overwrite=Bool())
     def concat(cls, datasets: Sequence["Dataset"], save_path: str | Path | None = None,
                name: str | None = None, overwrite: bool = False) -> "Dataset":
         """One dataset holding the rows of ``datasets`` (datasets or views), in order, with their activations.
@@ -337,7 +342,6 @@ class Dataset:
             raise ValueError(f"the datasets keep their text in different columns ({sorted(fields)}); rename one "
                              "column so that they match before concatenating.")
         first = datasets[0]
-        overwrite = check_bool(overwrite, "overwrite")
         store = session.new_store(save_path, lambda path: Store.combine([(ds._store, ds._rows) for ds in datasets], path,
                                                                         overwrite))
         models = Models(store, first.sae)  # a new store, a new handle: with the SAE that encoded every part, if chosen
@@ -413,6 +417,7 @@ class Dataset:
     def dataset_description(self, text: str) -> None:
         self._store.set_description(text)
 
+    @validate_params(compress=Bool(), activated_threshold=Number(), memory_limit=MemorySize())
     def latents(self, aggregation_method: str = "max", compress: bool = True, activated_threshold: float = 0.0,
                 memory_limit: int | str | None = None):
         """Document × feature matrix (scipy.sparse.csr_matrix, float32) pooled over each document's own tokens;
@@ -436,7 +441,7 @@ class Dataset:
             raise ValueError("latents('all') is per document here: ds[i].latents('all') is document i's token × "
                              "feature matrix.")
         check_aggregation(aggregation_method)
-        compress, threshold = check_bool(compress, "compress"), check_threshold(activated_threshold)
+        threshold = activated_threshold
         if self.stored.fits_in_memory(limit):
             matrix = self._store.latents(aggregation_method, threshold)[self._rows]
             return matrix if compress else matrix.toarray()
@@ -457,6 +462,7 @@ class Dataset:
         skipped = self._store.skipped
         return {i: skipped[int(r)] for i, r in enumerate(self._rows) if int(r) in skipped}
 
+    @validate_params(source=OrNone(Choice(("shipped", *SOURCES))))
     def feature_labels(self, source: str | None = None) -> dict[int, str]:
         """Each feature's newest label — whichever was written last of yours (:meth:`set_label`), an LLM's
         (:meth:`label_features`) and this dataset's own (:meth:`label_features_offline`), else the one shipped
@@ -464,7 +470,6 @@ class Dataset:
         source only. :meth:`label_sources` says where each came from."""
         if source is None:
             return self._store.feature_labels()
-        check_choice(source, "source", ("shipped", *SOURCES))
         if source == "shipped":
             return self._store.shipped_labels()
         return {r.feature: r.label for r in self._store.label_records() if r.source == source}  # the newest wins
@@ -477,13 +482,13 @@ class Dataset:
 
         return describe_feature(self, feature, k)
 
+    @validate_params(feature=Features("self", one=True))
     def set_label(self, feature: int, label: str) -> None:
         """Give ``feature`` a label of your own; it is kept in the store and wins over earlier labels."""
         from .store.labels import LabelRecord
 
         if not isinstance(label, str) or not label.strip():
             raise ValueError("label must be a non-empty string.")
-        feature = int(check_features([feature], self.d_sae, "feature", sae=self.encoder)[0])
         self._store.add_label(LabelRecord(feature=feature, label=" ".join(label.split()), source="user"))
 
     def label_sources(self) -> pd.DataFrame:
@@ -538,6 +543,7 @@ class Dataset:
     label_features_offline = _analysis_method(dataset_labels.label_features_offline, "label_features_offline")
     score_labels = _analysis_method(dataset_labels.score_labels, "score_labels")
 
+    @validate_params(feature=Features("self", one=True), k=Int(min=0), document_only=Bool(), select_top=Bool())
     def top_documents_for_feature(self, feature: int, aggregation_type: str = "max", document_only: bool = True,
                                   k: int = 10, select_top: bool = True, include_nonactive_samples: bool = False):
         """The ``k`` documents where ``feature`` is strongest, annotated with << >> (or a view if not ``document_only``):
@@ -550,9 +556,6 @@ class Dataset:
         >>> ds.top_documents_for_feature(feature=4436, k=3)   # doctest: +SKIP
         ['Good afternoon<<.>>', 'Good morning<<!>>', 'Hello there<<!>>']
         """
-        check_features([feature], self.d_sae, "feature", sae=self.encoder)
-        k = check_int(k, "k", minimum=0)
-        select_top, document_only = check_bool(select_top, "select_top"), check_bool(document_only, "document_only")
         ranked = self.sort_by_features([feature], aggregation_type, include_top_feature=not document_only,
                                        include_nonactive_samples=include_nonactive_samples)
         chosen = ranked[:k] if select_top else ranked[max(len(ranked) - k, 0):]
@@ -587,6 +590,7 @@ class Dataset:
         with self.models_loaded():
             yield
 
+    @validate_params(descending=Bool(), include_top_feature=Bool(), include_nonactive_samples=Bool())
     def sort_by_features(self, features: list[int], aggregation_type: str = "max", descending: bool = True,
                          include_top_feature: bool = True, include_nonactive_samples: bool = True) -> "Dataset":
         """A view of the rows sorted by the activations of ``features``, a list in order of priority.
@@ -608,9 +612,6 @@ class Dataset:
         features = list(features)
         check_features(features, self.d_sae, sae=self.encoder)
         features = [int(f) for f in features]
-        descending = check_bool(descending, "descending")
-        include_top_feature = check_bool(include_top_feature, "include_top_feature")
-        include_nonactive_samples = check_bool(include_nonactive_samples, "include_nonactive_samples")
         columns = self.latents(aggregation_type)[:, features].toarray()
         active = columns != 0
         any_active = active.any(axis=1)
@@ -690,6 +691,7 @@ class Dataset:
             return frame
         return frame.assign(**{column: self._extra[column].to_numpy() for column in self._extra.columns})
 
+    @validate_params(overwrite=Bool())
     def add_column(self, name: str, values, overwrite: bool = False) -> None:
         """Keep ``values`` as the column ``name`` of the dataset's store: it survives reloading, :meth:`concat` and
         :meth:`save_to_file`, and can be the target of :meth:`associate` or :meth:`trend`. The activations are not
@@ -708,7 +710,6 @@ class Dataset:
 
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty string, not {name!r}.")
-        overwrite = check_bool(overwrite, "overwrite")
         series = aligned(values, self.pandas(), f"the values of column {name!r}")
         if np.unique(self._rows).size != len(self._rows):
             raise ValueError("this view shows a document more than once, which could give it two values; add the "
@@ -732,10 +733,10 @@ class Dataset:
     def columns(self) -> list:
         return self.pandas().columns.tolist()
 
+    @validate_params(feature=Features("self", one=True))
     def token_activations(self, feature: int) -> list[str]:
         """Every document annotated with << >> around the tokens where ``feature`` is active (see
         :meth:`DatasetRow.token_activations`)."""
-        check_features([feature], self.d_sae, "feature", sae=self.encoder)
         return [row.token_activations(feature) for row in self]
 
     def dataset_rows(self) -> list[DatasetRow]:
@@ -773,7 +774,6 @@ class Dataset:
 
 def _plan_for_batch_size(batch_size, plan: EncodePlan) -> EncodePlan:
     """``plan`` with room per batch for ``batch_size`` documents of a full window each (the original's batch_size)."""
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
     return dataclasses.replace(plan, batch_tokens=batch_size * plan.window_tokens)
 
 
