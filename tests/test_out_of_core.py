@@ -210,6 +210,24 @@ def test_a_compact_store_loads_the_models_once_for_several_highlights(twins, mon
 
 
 @pytest.mark.reader
+def test_the_sae_rebuilt_from_the_record_is_shared_by_views_taken_before_it(twins, monkeypatch):
+    from interp_embed.encode import session
+
+    full, compact = twins
+    loads, loaded_models = [], session.loaded_models
+    monkeypatch.setattr(session, "loaded_models", lambda sae: loads.append(sae.is_loaded()) or loaded_models(sae))
+    reopened = Dataset.load_from_file(compact.path)  # no SAE given: rebuilt from the store's record on first use
+    early = reopened[2:5]
+    assert reopened.sae is None and early.sae is None
+    feature = int(full[2:5].latents("binarize").sum(axis=0).A1.argmax())
+    with reopened.models_loaded():
+        highlighted = [row.token_activations(feature) for row in early]  # a compact store encodes each row again
+    assert loads.count(False) == 1  # the view used the models its parent loaded, not models of its own
+    assert early.sae is reopened.sae is not None and not reopened.sae.is_loaded()  # kept, and freed
+    assert highlighted == [row.token_activations(feature) for row in full[2:5]] and "<<" in "".join(highlighted)
+
+
+@pytest.mark.reader
 def test_a_compact_store_searches_by_labels_alone_and_says_so(twins, caplog):
     full, compact = twins
     labels = compact.feature_labels()

@@ -1,7 +1,8 @@
 """The user-facing ``Dataset`` and ``DatasetRow``: the original interp_embed's API, over a safe store.
 
 A ``Dataset`` is a view — a store on disk plus the positions of the rows it shows — so slicing, masking
-and sorting never copy activations. Encoding happens in ``interp_embed.encode.session``; the analyses
+and sorting never copy activations; a dataset and its views share one handle on the reader and SAE that read new
+text for them (``interp_embed.encode.models``). Encoding happens in ``interp_embed.encode.session``; the analyses
 are the functions of ``interp_embed.analysis``, bound here as methods. Loading and analysing never
 imports torch.
 """
@@ -22,6 +23,7 @@ from . import analysis
 from .analysis.blockwise import check_blockwise
 from .encode import session
 from .encode.distributed import engine_for
+from .encode.models import Models
 from .encode.table_files import ROWS_PER_BATCH, jsonl_batches, parquet_batches
 from .highlight import Highlighted, HighlightedDocuments
 from .labeling import dataset_labels
@@ -68,9 +70,7 @@ class DatasetRow:
             elif not self._store.encoded_mask()[self._row]:
                 self._read = None
             else:
-                dataset = self._dataset
-                dataset.sae = session.encoder_of(self._store, dataset.sae)
-                doc = session.encode_text(self._store, dataset.sae, self.document)
+                doc = self._dataset._models.encode_text(self.document)
                 # As a stored row reads: values as the store keeps them, read as float32.
                 self._read = dataclasses.replace(doc, row=self._row,
                                                  act_values=stored_values(doc.act_values).astype(np.float32))
@@ -210,16 +210,31 @@ class Dataset:
                 raise TypeError("give plan= or batch_size=, not both (batch_size=n is "
                                 "EncodePlan(batch_tokens=n * window_tokens)).")
             plan = _plan_for_batch_size(batch_size, EncodePlan())
-        self.name = _check_name(name, save_path)
-
-        self.sae = sae if sae is not None else DefaultSAE()
+        name = _check_name(name, save_path)
+        sae = sae if sae is not None else DefaultSAE()
         with replacing(save_path, overwrite) as path:  # save_path, or a store's replacement
-            store = session.create_store(data, self.sae, field, path, on_error, plan or EncodePlan(), feature_labels,
+            store = session.create_store(data, sae, field, path, on_error, plan or EncodePlan(), feature_labels,
                                          dataset_description)
             if compute_activations:
-                session.encode_pending(store, self.sae, ray)
-        self._store = store if path == save_path else Store.open(save_path)  # swapped in for the old store
-        self._rows = np.arange(self._store.n_documents)
+                session.encode_pending(store, sae, ray)
+        store = store if path == save_path else Store.open(save_path)  # swapped in for the old store
+        self._show(store, np.arange(store.n_documents), Models(store, sae), name, None)
+
+    @classmethod
+    def _from_store(cls, store: Store, rows, models: Models | None = None, name: str | None = None,
+                    columns: pd.DataFrame | None = None) -> "Dataset":
+        """A dataset over ``rows`` of a store that already exists — what loading, concatenating, slicing, masking and
+        sorting return. It shares the store (nothing is copied) and encodes nothing. ``models`` is the handle of the
+        dataset it is taken from (shared, see :mod:`interp_embed.encode.models`), a new one for a store just opened;
+        ``columns`` are the view's own columns, one row per row shown (see :meth:`sort_by_features`)."""
+        dataset = cls.__new__(cls)  # not __init__: that creates a store and encodes
+        dataset._show(store, rows, models if models is not None else Models(store), name, columns)
+        return dataset
+
+    def _show(self, store: Store, rows, models: Models, name: str | None, columns: pd.DataFrame | None) -> None:
+        """Every attribute a dataset has, set once, by ``__init__`` and :meth:`_from_store` alike."""
+        self._store, self._rows, self._models = store, np.asarray(rows, dtype=np.int64), models
+        self.name, self._extra = name, columns
 
     @classmethod
     def from_parquet(cls, path: str | Path, field: str = "text", batch_rows: int = ROWS_PER_BATCH,
@@ -272,10 +287,9 @@ class Dataset:
                            "the activations match an uninterrupted run", file_path, batch_size, store.plan.batch_tokens)
         if sae is not None:
             session.check_encoder(store, sae)
-        dataset = DatasetView(store, np.arange(store.n_documents), sae, name=_check_name(name, file_path))
+        dataset = cls._from_store(store, np.arange(store.n_documents), Models(store, sae), _check_name(name, file_path))
         if resume and not store.is_complete():
-            dataset.sae = session.encoder_of(store, sae)
-            session.encode_pending(store, dataset.sae, ray)
+            session.encode_pending(store, dataset._models.encoder(), ray)
         elif not store.is_complete():
             logger.warning(NOT_ENCODED_WARNING, file_path, store.pending_rows().size)
         return dataset
@@ -330,19 +344,33 @@ class Dataset:
         first = datasets[0]
         store = session.new_store(save_path, lambda path: Store.combine([(ds._store, ds._rows) for ds in datasets], path,
                                                                         overwrite))
-        return DatasetView(store, np.arange(store.n_documents), first.sae, name=_check_name(name, save_path))
+        models = Models(store, first.sae)  # a new store, a new handle: with the SAE that encoded every part, if chosen
+        return cls._from_store(store, np.arange(store.n_documents), models, _check_name(name, save_path))
 
     def __add__(self, other: "Dataset") -> "Dataset":
         if not isinstance(other, Dataset):
             return NotImplemented
         return Dataset.concat([self, other])
 
-    def _view(self, positions: np.ndarray, **columns) -> "DatasetView":
-        """The rows at ``positions``, with this view's added columns (and ``columns``, one value per row) kept."""
+    def _view(self, positions: np.ndarray, **columns) -> "Dataset":
+        """The rows at ``positions``, with this view's added columns (and ``columns``, one value per row) kept; the
+        view shares this dataset's models."""
         extra = None if self._extra is None else self._extra.iloc[positions].reset_index(drop=True)
         if columns:
             extra = (extra if extra is not None else pd.DataFrame(index=range(len(positions)))).assign(**columns)
-        return DatasetView(self._store, self._rows[positions], self.sae, extra=extra)
+        return type(self)._from_store(self._store, self._rows[positions], self._models, columns=extra)
+
+    @property
+    def sae(self) -> SAE | None:
+        """The SAE that encoded this dataset and reads new text for it: the one given, or once text has been read,
+        the bundled default rebuilt from the store's record (None until then). Setting it gives this dataset (and the
+        views taken from it afterwards) that SAE, checked against the store at every use; views taken before keep
+        theirs."""
+        return self._models.sae
+
+    @sae.setter
+    def sae(self, sae: SAE | None) -> None:
+        self._models = Models(self._store, sae)  # a handle of its own: the shared one's SAE is never replaced
 
     # ---- activations ----------------------------------------------------------------------------
     @property
@@ -533,8 +561,7 @@ class Dataset:
         chosen = ranked[:k] if select_top else ranked[max(len(ranked) - k, 0):]
         if not document_only:
             return chosen
-        with self.recomputing():
-            chosen.sae = self.sae  # the view was taken before the models were loaded: its rows use them too
+        with self.recomputing():  # the view shares this dataset's models, loaded once for all its rows
             return HighlightedDocuments(row.token_activations(feature) for row in chosen)
 
     @contextlib.contextmanager
@@ -542,14 +569,14 @@ class Dataset:
         """Keep the reader and SAE that encoded this dataset loaded for the block, so that what reads text in it —
         searches by query or by example, :meth:`latents_of_texts`, a compact store's tokens — does not load them
         each time (a few seconds a call with the bundled models; a search then takes a fraction of a second).
-        Views taken inside the block share them. Models loaded here are freed when the block ends; models you
-        loaded yourself (``sae.load()``) stay loaded.
+        This dataset and every view of it share one reader and SAE (:mod:`interp_embed.encode.models`), so views taken
+        before or inside the block use them too. Models loaded here are freed when the block ends; models you loaded
+        yourself (``sae.load()``) stay loaded.
 
         >>> with ds.models_loaded():                                   # doctest: +SKIP
         ...     hits = [ds.search(q, by="query") for q in ["questions", "food and cooking"]]
         """
-        self.sae = session.encoder_of(self._store, self.sae)
-        with session.loaded_models(self.sae):
+        with self._models.loaded():
             yield self
 
     @contextlib.contextmanager
@@ -565,7 +592,7 @@ class Dataset:
 
     @validate_params(descending=Bool(), include_top_feature=Bool(), include_nonactive_samples=Bool())
     def sort_by_features(self, features: list[int], aggregation_type: str = "max", descending: bool = True,
-                         include_top_feature: bool = True, include_nonactive_samples: bool = True) -> "DatasetView":
+                         include_top_feature: bool = True, include_nonactive_samples: bool = True) -> "Dataset":
         """A view of the rows sorted by the activations of ``features``, a list in order of priority.
 
         A row's top feature is the first of ``features`` active in it. Rows are sorted by two keys: the position
@@ -604,12 +631,12 @@ class Dataset:
         return self._view(order, feature_activation=value[order], top_feature_label=top_labels,
                           top_feature_index=top_ids)
 
-    def sort_by_columns(self, columns, descending: bool = True) -> "DatasetView":
+    def sort_by_columns(self, columns, descending: bool = True) -> "Dataset":
         """A view sorted by metadata columns."""
         frame = self.pandas().reset_index(drop=True)
         return self._view(frame.sort_values(by=columns, ascending=not descending, kind="stable").index.to_numpy())
 
-    def filter_na_rows(self) -> "DatasetView":
+    def filter_na_rows(self) -> "Dataset":
         """A view without the rows that have no activations."""
         return self._view(np.flatnonzero(self.encoded_mask()))
 
@@ -630,11 +657,10 @@ class Dataset:
         check_aggregation(aggregation_method)
         if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
             raise ValueError("texts must be a non-empty list of strings.")
-        self.sae = session.encoder_of(self._store, self.sae)
         rows = []
-        with session.loaded_models(self.sae):
+        with self._models.loaded():
             for text in texts:
-                doc = session.encode_text(self._store, self.sae, text)
+                doc = self._models.encode_text(text)
                 stats = pool_tokens(np.array([len(doc.token_ids)]), np.diff(doc.act_ptr), doc.act_features,
                                     doc.act_values, self.d_sae)
                 rows.append(aggregate(stats, aggregation_method, self.d_sae))
@@ -658,8 +684,6 @@ class Dataset:
         return [int(f) for f in ranked if weight[f] > 0]
 
     # ---- table access -----------------------------------------------------------------------------
-    _extra: pd.DataFrame | None = None  # columns added to a view by sort_by_features, one row per row of the view
-
     def pandas(self) -> pd.DataFrame:
         """The documents table of this dataset (text and every metadata column), in its row order."""
         frame = self._store.documents().iloc[self._rows]
@@ -762,11 +786,7 @@ def _check_name(name, path: str | Path | None) -> str | None:
     return name
 
 
-class DatasetView(Dataset):
-    """A ``Dataset`` over rows of a store that already exists: what slicing, masking, sorting and
-    :meth:`Dataset.load_from_file` return. It shares the store (nothing is copied) and encodes nothing."""
 
-    def __init__(self, store: Store, rows: np.ndarray, sae: SAE | None = None,
-                 name: str | None = None, extra: pd.DataFrame | None = None):  # no call to Dataset.__init__: it encodes
-        self._store, self._rows, self.sae, self.name = store, np.asarray(rows, dtype=np.int64), sae, name
-        self._extra = extra
+DatasetView = Dataset
+"""What slicing, masking, sorting and :meth:`Dataset.load_from_file` return: a ``Dataset`` (once a class of its own;
+the name is kept for code that imports it)."""
