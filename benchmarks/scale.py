@@ -128,9 +128,9 @@ def measure(name: str, store: Path, memory_limit: str, correlation_features: int
 
 
 def ds_limit(memory_limit: str) -> int:
-    from interp_embed.validation import check_memory_limit
+    from interp_embed.validation import MemorySize
 
-    return check_memory_limit(memory_limit)
+    return MemorySize().check("memory_limit", memory_limit, {})
 
 
 def run_child(name: str, args: argparse.Namespace) -> dict:

@@ -20,6 +20,7 @@ from interp_embed.cli import app
 from interp_embed.data import demo_sample
 from interp_embed.files import ADDED_COLUMNS, MANIFEST
 from interp_embed.store import Store, StoreCorruptError
+from interp_embed.store import writing
 from interp_embed.store.errors import StoreLockedError
 from synthetic import NON_ASCII, synthetic_dataset
 
@@ -308,12 +309,11 @@ def test_a_column_added_after_encoding_survives_reload_concat_and_save(fresh, tm
 
 def test_adding_a_column_is_atomic_and_locked(fresh, monkeypatch):
     german = fresh.pandas()["language"] == "de"
-    store = fresh._store
 
-    def crash():
+    def crash(store):
         raise KeyboardInterrupt("killed before the manifest was written")
 
-    monkeypatch.setattr(store, "_write_manifest", crash)
+    monkeypatch.setattr(writing, "write_manifest", crash)
     with pytest.raises(KeyboardInterrupt):
         fresh.add_column("german", german)
     monkeypatch.undo()

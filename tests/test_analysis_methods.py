@@ -16,6 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from statsmodels.stats.multitest import multipletests
 
 from interp_embed import analysis as A
+from interp_embed.validation import InvalidParameterError
 from interp_embed.analysis.diff import canonical_diff
 from interp_embed.analysis import grouping
 from interp_embed.store import FeatureWords
@@ -505,27 +506,31 @@ def test_plots_return_figures_and_save(tmp_path, english, german):
 # ---------------------------------------------------------------- validation at the door
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda e, g: A.diff_features(e, g, metric="ratio"), ValueError, "'absolute', 'relative'"),
-    (lambda e, g: A.diff_features(e, g, min_coverage=0.6, max_coverage=0.5), ValueError, "must not exceed"),
-    (lambda e, g: A.diff_features(e, "not a dataset"), TypeError, "Dataset"),
-    (lambda e, g: A.diff_many({"a": e}), ValueError, "at least two"),
-    (lambda e, g: A.feature_correlations(e, features=[0, 99]), ValueError, "outside"),
-    (lambda e, g: A.top_correlations(e, k=0), ValueError, "k must be"),
-    (lambda e, g: A.top_correlations(e, exact_q_below=1.0), ValueError, "exact_q_below must lie"),
+    (lambda e, g: A.diff_features(e, g, metric="ratio"), InvalidParameterError, "'absolute', 'relative'"),
+    (lambda e, g: A.diff_features(e, g, min_coverage=0.6, max_coverage=0.5), InvalidParameterError, "must not exceed"),
+    (lambda e, g: A.diff_features(e, "not a dataset"), InvalidParameterError, "Dataset"),
+    (lambda e, g: A.diff_many({"a": e}), InvalidParameterError, "at least two"),
+    (lambda e, g: A.feature_correlations(e, features=[0, 99]), InvalidParameterError, "outside"),
+    (lambda e, g: A.top_correlations(e, k=0), InvalidParameterError, "k must be"),
+    (lambda e, g: A.top_correlations(e, exact_q_below=1.0), InvalidParameterError, "exact_q_below must lie"),
     (lambda e, g: A.associate_features(e, target="nope"), KeyError, "columns are"),
     (lambda e, g: A.associate_features(e, target="text"), ValueError, "no two documents sharing one"),
-    (lambda e, g: A.cluster_documents(e, method="dbscan"), ValueError, "'kmeans', 'hdbscan'"),
-    (lambda e, g: A.cluster_documents(e, features=[1], query="x"), ValueError, "not both"),
+    (lambda e, g: A.cluster_documents(e, method="dbscan"), InvalidParameterError, "'kmeans', 'hdbscan'"),
+    (lambda e, g: A.cluster_documents(e, features=[1], query="x"), InvalidParameterError, "not both"),
     (lambda e, g: A.search_documents(e, query="zebra"), ValueError, "no word of query"),
-    (lambda e, g: A.search_documents(e), ValueError, "exactly one"),
-    (lambda e, g: A.diff_features(e, g, activated_threshold=-1), ValueError, "activated_threshold"),
-    (lambda e, g: A.diff_features(e, g, grouped="yes"), TypeError, "grouped must be True or False"),
-    (lambda e, g: A.diff_features(e, g, min_overlap=0), ValueError, "min_overlap must lie"),
-    (lambda e, g: A.associate_features(e, target="topic", alpha=2), ValueError, "alpha must lie"),
+    (lambda e, g: A.search_documents(e), InvalidParameterError, "exactly one"),
+    (lambda e, g: A.diff_features(e, g, activated_threshold=-1), InvalidParameterError, "activated_threshold"),
+    (lambda e, g: A.diff_features(e, g, grouped="yes"), InvalidParameterError, "grouped must be True or False"),
+    (lambda e, g: A.diff_features(e, g, min_overlap=0), InvalidParameterError, "min_overlap must lie"),
+    (lambda e, g: A.associate_features(e, target="topic", alpha=2), InvalidParameterError, "alpha must lie"),
 ])
 def test_bad_parameters_say_what_to_do(english, german, call, error, message):
-    with pytest.raises(error, match=message):
+    """A bad parameter raises InvalidParameterError, which is both a ValueError and a TypeError (code that catches
+    either keeps working); a missing column (KeyError) or data that admit no answer are other errors."""
+    with pytest.raises(error, match=message) as raised:
         call(english, german)
+    if error is InvalidParameterError:
+        assert isinstance(raised.value, ValueError) and isinstance(raised.value, TypeError)
 
 
 def test_dataset_with_nothing_encoded_is_refused(german):

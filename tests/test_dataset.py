@@ -227,9 +227,10 @@ def test_concat_keeps_skipped_and_pending_rows_and_refuses_mixed_encoders(tmp_pa
     other = synthetic_store(tmp_path / "other.iembed", sample.head(3))
     other.manifest.encoder = replace(other.encoder, sae={"architecture": "synthetic", "d_sae": D_SAE, "k": 3})
     with pytest.raises(ValueError, match=r"datasets\[0\] and datasets\[1\] were encoded differently"):
-        Dataset.concat([whole, DatasetView(other, np.arange(3))])
-    renamed = DatasetView(synthetic_store(tmp_path / "body.iembed", sample.head(3).rename(columns={"text": "body"}),
-                                          field="body"), np.arange(3))
+        Dataset.concat([whole, Dataset._from_store(other, np.arange(3))])
+    renamed = Dataset._from_store(synthetic_store(tmp_path / "body.iembed",
+                                                  sample.head(3).rename(columns={"text": "body"}), field="body"),
+                                  np.arange(3))
     with pytest.raises(ValueError, match="different columns"):
         whole + renamed
     with pytest.raises(TypeError, match="non-empty list"):

@@ -17,7 +17,7 @@ from interp_embed.cli import app
 from interp_embed.saes import DefaultSAE
 from interp_embed.spec.plan import EncodePlan
 from interp_embed.store import StoreError
-from interp_embed.validation import check_memory_limit
+from interp_embed.validation import MemorySize
 from synthetic import synthetic_dataset
 
 STORES = ["synthetic", pytest.param("encoded", marks=pytest.mark.reader)]
@@ -31,7 +31,7 @@ def one_chunk(ds) -> int:
 @pytest.mark.parametrize("value, expected", [("4GB", 4 * 10**9), ("512 MiB", 512 * 2**20), ("1.5gb", 15 * 10**8),
                                              (123456, 123456), (None, None)])
 def test_memory_limit_is_read_in_bytes(value, expected):
-    assert check_memory_limit(value) == expected
+    assert MemorySize().check("memory_limit", value, {}) == expected
 
 
 @pytest.mark.parametrize("value, error, words", [("4 parsecs", ValueError, "'4 parsecs' is not a size"),
@@ -207,6 +207,24 @@ def test_a_compact_store_loads_the_models_once_for_several_highlights(twins, mon
     feature = int(full.latents("binarize").sum(axis=0).A1.argmax())
     assert reopened.top_documents_for_feature(feature, k=3) == full.top_documents_for_feature(feature, k=3)
     assert loads.count(False) == 1  # loaded once, reused by the three documents
+
+
+@pytest.mark.reader
+def test_the_sae_rebuilt_from_the_record_is_shared_by_views_taken_before_it(twins, monkeypatch):
+    from interp_embed.encode import session
+
+    full, compact = twins
+    loads, loaded_models = [], session.loaded_models
+    monkeypatch.setattr(session, "loaded_models", lambda sae: loads.append(sae.is_loaded()) or loaded_models(sae))
+    reopened = Dataset.load_from_file(compact.path)  # no SAE given: rebuilt from the store's record on first use
+    early = reopened[2:5]
+    assert reopened.sae is None and early.sae is None
+    feature = int(full[2:5].latents("binarize").sum(axis=0).A1.argmax())
+    with reopened.models_loaded():
+        highlighted = [row.token_activations(feature) for row in early]  # a compact store encodes each row again
+    assert loads.count(False) == 1  # the view used the models its parent loaded, not models of its own
+    assert early.sae is reopened.sae is not None and not reopened.sae.is_loaded()  # kept, and freed
+    assert highlighted == [row.token_activations(feature) for row in full[2:5]] and "<<" in "".join(highlighted)
 
 
 @pytest.mark.reader

@@ -266,7 +266,7 @@ def test_a_kill_at_any_moment_of_an_overwrite_leaves_the_old_store_or_the_new_on
 def test_encode_overwrite_on_the_command_line(old, tmp_path, monkeypatch):
     from interp_embed.cli import app
 
-    monkeypatch.setattr("interp_embed.cli.store_commands.sae_from_spec", lambda spec, device, dtype: NoModel())
+    monkeypatch.setattr("interp_embed.cli.store_commands.sae_of_option", lambda spec, device, dtype: NoModel())
     monkeypatch.setattr("interp_embed.encode.session.encode_pending", lambda store, sae, ray=None: None)
     table = tmp_path / "t.csv"
     _part(1).to_csv(table, index=False)

@@ -121,6 +121,21 @@ def test_search_by_query_beats_label_search_and_keywords(packages):
     assert table.by_query.mean() >= 0.75 and table.by_query.mean() > table.keywords.mean() + 0.1, table.to_string()
 
 
+def test_search_by_query_fuses_the_features_its_words_name(packages):
+    # "games" names features by their fired words and labels as well as through the model: both rank, and the
+    # evidence shown is a feature of the fused ranking; a query no feature's words match ranks by the model alone.
+    hits = packages.search("games", by="query", k=K, highlight=False)
+    used = hits.attrs["features"]
+    assert {"query text", "label match", "feedback"} <= set(used.source)
+    matched = set(used.feature_id[used.source == "label match"])
+    first = packages.search("games", by="query", k=K, highlight=False, feedback=False)
+    assert set(first.feature_id) <= set(first.attrs["features"].feature_id)
+    assert any(matched & set(active) for active in first.active_features)  # label matches add to the scores
+    assert precision(packages, hits.document.to_numpy(), "games") >= 0.8
+    alone = packages.search("not", by="query", k=K, highlight=False, feedback=False).attrs["features"]
+    assert set(alone.source) == {"query text"}
+
+
 def test_search_by_several_examples_and_negatives(packages):
     sound, games = EXAMPLES["sound"], EXAMPLES["games"]
     more_sound = "A digital audio workstation to record, mix and edit music tracks, with MIDI and effects plugins."

@@ -53,6 +53,28 @@ def test_models_loaded_for_an_operation_are_freed_after_it(saes, tmp_path):
     assert held.is_loaded()
 
 
+def test_a_dataset_and_its_views_hold_one_sae_loaded_once_and_freed_after(saes, tmp_path, monkeypatch):
+    from interp_embed.encode import session
+
+    path = tmp_path / "d.iembed"
+    Dataset(pd.DataFrame({"text": TEXTS}), sae=LocalSAE(path=saes[0], role="raw"), save_path=path)
+    sae = LocalSAE(path=saes[0], role="raw")
+    ds = Dataset.load_from_file(path, sae=sae)
+    early = ds[1:]  # taken before any model is loaded
+    loads, loaded_models = [], session.loaded_models
+    monkeypatch.setattr(session, "loaded_models", lambda sae: loads.append(sae.is_loaded()) or loaded_models(sae))
+    with ds.models_loaded():
+        late = early[[0]]  # a view of a view, taken inside the block
+        assert ds._models is early._models is late._models and late.sae is sae and sae.is_loaded()
+        early.latents_of_texts(["Good evening!"])
+        late.features_of_text("Buenas noches.", max_coverage=1.0)
+    assert loads.count(False) == 1  # loaded once, by the block: the views used its models
+    assert not sae.is_loaded() and ds.sae is early.sae is late.sae is sae  # freed, and still the same SAE
+    other = LocalSAE(path=saes[0], role="raw")
+    late.sae = other  # the view gets a handle of its own; the one its parents share keeps its SAE
+    assert late.sae is other and late[:1].sae is other and ds.sae is early.sae is sae
+
+
 def test_an_sae_that_did_not_encode_the_store_is_refused(saes, tmp_path):
     path = tmp_path / "d.iembed"
     Dataset(pd.DataFrame({"text": TEXTS}), sae=LocalSAE(path=saes[0], role="raw"), save_path=path)

@@ -83,3 +83,53 @@ def test_a_label_another_writer_added_is_seen_after_the_next_write(tmp_path, sam
     with mine.writing():  # taking the writer lock reloads what other writers changed
         pass
     assert [(r.feature, r.label) for r in mine.label_records()] == [(3, "dogs")]
+
+
+def test_a_reload_forgets_every_view_another_writer_changed(tmp_path, sample):
+    """Every view a store keeps of what a writer changes (chunks, pooled statistics, words, added columns, labels)
+    is read again once another writer has changed them and the writer lock reloads the store: each view then
+    equals a fresh store's, and differs from what it was. A new kept view must be added here."""
+    from functools import cached_property
+
+    from interp_embed.store import Store
+    from interp_embed.store.labels import DatasetLabels, LabelRecord
+    from interp_embed.store.store import READ_ONCE
+    from synthetic import encode_text
+
+    def views(store: Store) -> dict[str, object]:  # by the cache each one is read through
+        rows = store.pooled().n_tokens.nonzero()[0]
+        return {
+            "_chunks": [(c.entry.start, c.entry.stop) for c in store.chunks()],
+            "_pooled": store.pooled().n_tokens.tolist(),
+            "_feature_words": sorted(store.feature_words().words.tolist()),
+            "_word_index": store.document_words(rows)[1].tolist(),
+            "_documents": store.documents().columns.tolist(),
+            "_labels": ([(r.feature, r.label) for r in store.label_records()],
+                        [sorted(d.labels.items()) for d in store.dataset_labels()]),
+        }
+
+    kept = {name for name, value in vars(Store).items() if isinstance(value, cached_property)} - READ_ONCE
+    frame = sample.head(24)
+    store = synthetic_store(tmp_path / "s.iembed", frame, chunk_chars=300, encode_chunks=0)
+    path, pending = store.path, store.pending_chunks()
+    with store.writing():  # the first and third chunks: a store reloaded reads the second after them, a fresh one before
+        for start, stop in pending[0:3:2]:
+            store.commit_chunk(start, stop, [encode_text(frame.text.iloc[r], r) for r in range(start, stop)])
+    mine = Store.open(path)
+    before = views(mine)
+    assert set(before) == kept and kept <= set(mine.__dict__)  # every view was read, and is kept
+
+    theirs = Store.open(path)
+    with theirs.writing():
+        for start, stop in theirs.pending_chunks():
+            theirs.commit_chunk(start, stop, [encode_text(frame.text.iloc[r], r) for r in range(start, stop)])
+        theirs.add_column("language_again", frame.language)
+        theirs.add_label(LabelRecord(feature=3, label="dogs", source="user"))
+        theirs.add_dataset_labels(DatasetLabels(labels={4: "cats"}, scores={}, rows="all", seed=0, held_out=0.0,
+                                                version="test"))
+    assert views(mine) == before  # kept: nothing is read again before the store is reloaded
+    with mine.writing():
+        pass
+    after, fresh = views(mine), views(Store.open(path))
+    assert after == fresh
+    assert all(before[name] != fresh[name] for name in kept), [name for name in kept if before[name] == fresh[name]]

@@ -114,7 +114,7 @@ def test_the_command_line_streams_parquet_and_jsonl(table, tmp_path, monkeypatch
     """``interp-embed encode`` hands the file to the store a batch at a time (the table is never read whole)."""
     monkeypatch.setattr(pd, "read_parquet", None)
     monkeypatch.setattr(pd, "read_json", None)
-    monkeypatch.setattr("interp_embed.cli.store_commands.sae_from_spec", lambda spec, device, dtype: NoModel())
+    monkeypatch.setattr("interp_embed.cli.store_commands.sae_of_option", lambda spec, device, dtype: NoModel())
     monkeypatch.setattr("interp_embed.encode.session.encode_pending", lambda store, sae, ray=None: None)
     table.to_parquet(tmp_path / "t.parquet")
     table.to_json(tmp_path / "t.jsonl", orient="records", lines=True)

@@ -1,7 +1,8 @@
 """The user-facing ``Dataset`` and ``DatasetRow``: the original interp_embed's API, over a safe store.
 
 A ``Dataset`` is a view — a store on disk plus the positions of the rows it shows — so slicing, masking
-and sorting never copy activations. Encoding happens in ``interp_embed.encode.session``; the analyses
+and sorting never copy activations; a dataset and its views share one handle on the reader and SAE that read new
+text for them (``interp_embed.encode.models``). Encoding happens in ``interp_embed.encode.session``; the analyses
 are the functions of ``interp_embed.analysis``, bound here as methods. Loading and analysing never
 imports torch.
 """
@@ -22,6 +23,7 @@ from . import analysis
 from .analysis.blockwise import check_blockwise
 from .encode import session
 from .encode.distributed import engine_for
+from .encode.models import Models
 from .encode.table_files import ROWS_PER_BATCH, jsonl_batches, parquet_batches
 from .highlight import Highlighted, HighlightedDocuments
 from .labeling import dataset_labels
@@ -37,7 +39,8 @@ from .store.chunk import stored_values
 from .store.placing import replacing
 from .store.pooling import aggregate, above_threshold, check_aggregation, pool_tokens
 from .store.labels import SOURCES
-from .validation import check_bool, check_choice, check_features, check_int, check_threshold, explained, resume
+from .validation import (Bool, Choice, Features, Int, MemorySize, Number, OrNone, check_features, explained, resume,
+                         validate_params)
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +70,7 @@ class DatasetRow:
             elif not self._store.encoded_mask()[self._row]:
                 self._read = None
             else:
-                dataset = self._dataset
-                dataset.sae = session.encoder_of(self._store, dataset.sae)
-                doc = session.encode_text(self._store, dataset.sae, self.document)
+                doc = self._dataset._models.encode_text(self.document)
                 # As a stored row reads: values as the store keeps them, read as float32.
                 self._read = dataclasses.replace(doc, row=self._row,
                                                  act_values=stored_values(doc.act_values).astype(np.float32))
@@ -99,6 +100,7 @@ class DatasetRow:
         """(tokens, 2): each token's character [start, end) in the document."""
         return self._encoded().spans
 
+    @validate_params(compress=Bool(), activated_threshold=Number())
     def latents(self, activation_type: str = "max", compress: bool = True, activated_threshold: float = 0.0):
         """This document's pooled 1 × features row (``max``, ``mean``, ``sum``, ``binarize``, ``count``; see
         :meth:`Dataset.latents`), or with ``"all"`` its token × features activations.
@@ -106,7 +108,7 @@ class DatasetRow:
         A scipy.sparse.csr_matrix; ``compress=False`` gives the same values as a dense numpy array.
         """
         matrix = self._latents(activation_type, activated_threshold)
-        return matrix if check_bool(compress, "compress") else matrix.toarray()
+        return matrix if compress else matrix.toarray()
 
     def _latents(self, aggregation: str, activated_threshold: float) -> sp.csr_matrix:
         d_sae = self._store.d_sae
@@ -114,7 +116,7 @@ class DatasetRow:
             doc = self._encoded()
             return sp.csr_matrix((doc.act_values, doc.act_features, doc.act_ptr), shape=(len(doc.spans), d_sae))
         check_aggregation(aggregation)
-        threshold = check_threshold(activated_threshold)
+        threshold = activated_threshold
         if not self._store.plan.token_level:  # the stored pooled row (a threshold on tokens is refused there)
             return self._store.row_latents(self._row, aggregation)
         doc = self._document()
@@ -191,6 +193,7 @@ class Dataset:
     (3, 8192)
     """
 
+    @validate_params(save_every_batch=Int(min=1), batch_size=OrNone(Int(min=1)), overwrite=Bool())
     def __init__(self, data, sae: SAE | None = None, field: str = "text", save_path: str | Path | None = None,
                  dataset_description: str = "", on_error: str = "raise", compute_activations: bool = True,
                  feature_labels: dict[int, str] | None = None, plan: EncodePlan | None = None,
@@ -201,23 +204,37 @@ class Dataset:
             raise TypeError("rows= (precomputed DatasetRow objects) is not supported: a Dataset views the rows of its "
                             "store, so take rows of an existing dataset with ds[...] or join datasets with "
                             "Dataset.concat([...]).")
-        check_int(save_every_batch, "save_every_batch", minimum=1)
         ray = engine_for(engine, num_workers, ray_address)
         if batch_size is not None:
             if plan is not None:
                 raise TypeError("give plan= or batch_size=, not both (batch_size=n is "
                                 "EncodePlan(batch_tokens=n * window_tokens)).")
             plan = _plan_for_batch_size(batch_size, EncodePlan())
-        self.name = _check_name(name, save_path)
-
-        self.sae = sae if sae is not None else DefaultSAE()
-        with replacing(save_path, check_bool(overwrite, "overwrite")) as path:  # save_path, or a store's replacement
-            store = session.create_store(data, self.sae, field, path, on_error, plan or EncodePlan(), feature_labels,
+        name = _check_name(name, save_path)
+        sae = sae if sae is not None else DefaultSAE()
+        with replacing(save_path, overwrite) as path:  # save_path, or a store's replacement
+            store = session.create_store(data, sae, field, path, on_error, plan or EncodePlan(), feature_labels,
                                          dataset_description)
             if compute_activations:
-                session.encode_pending(store, self.sae, ray)
-        self._store = store if path == save_path else Store.open(save_path)  # swapped in for the old store
-        self._rows = np.arange(self._store.n_documents)
+                session.encode_pending(store, sae, ray)
+        store = store if path == save_path else Store.open(save_path)  # swapped in for the old store
+        self._show(store, np.arange(store.n_documents), Models(store, sae), name, None)
+
+    @classmethod
+    def _from_store(cls, store: Store, rows, models: Models | None = None, name: str | None = None,
+                    columns: pd.DataFrame | None = None) -> "Dataset":
+        """A dataset over ``rows`` of a store that already exists — what loading, concatenating, slicing, masking and
+        sorting return. It shares the store (nothing is copied) and encodes nothing. ``models`` is the handle of the
+        dataset it is taken from (shared, see :mod:`interp_embed.encode.models`), a new one for a store just opened;
+        ``columns`` are the view's own columns, one row per row shown (see :meth:`sort_by_features`)."""
+        dataset = cls.__new__(cls)  # not __init__: that creates a store and encodes
+        dataset._show(store, rows, models if models is not None else Models(store), name, columns)
+        return dataset
+
+    def _show(self, store: Store, rows, models: Models, name: str | None, columns: pd.DataFrame | None) -> None:
+        """Every attribute a dataset has, set once, by ``__init__`` and :meth:`_from_store` alike."""
+        self._store, self._rows, self._models = store, np.asarray(rows, dtype=np.int64), models
+        self.name, self._extra = name, columns
 
     @classmethod
     def from_parquet(cls, path: str | Path, field: str = "text", batch_rows: int = ROWS_PER_BATCH,
@@ -244,6 +261,7 @@ class Dataset:
         return cls(jsonl_batches(path, field, batch_rows), field=field, **options)
 
     @classmethod
+    @validate_params(batch_size=OrNone(Int(min=1)))
     def load_from_file(cls, file_path: str | Path, resume: bool = False, batch_size: int | None = None,
                        sae: SAE | None = None, name: str | None = None, engine: str = "local",
                        num_workers: int | None = None, ray_address: str | None = None) -> "Dataset":
@@ -269,14 +287,14 @@ class Dataset:
                            "the activations match an uninterrupted run", file_path, batch_size, store.plan.batch_tokens)
         if sae is not None:
             session.check_encoder(store, sae)
-        dataset = DatasetView(store, np.arange(store.n_documents), sae, name=_check_name(name, file_path))
+        dataset = cls._from_store(store, np.arange(store.n_documents), Models(store, sae), _check_name(name, file_path))
         if resume and not store.is_complete():
-            dataset.sae = session.encoder_of(store, sae)
-            session.encode_pending(store, dataset.sae, ray)
+            session.encode_pending(store, dataset._models.encoder(), ray)
         elif not store.is_complete():
             logger.warning(NOT_ENCODED_WARNING, file_path, store.pending_rows().size)
         return dataset
 
+    @validate_params(overwrite=Bool())
     def save_to_file(self, file_path: str | Path | None = None, dtype=np.float32, overwrite: bool = False) -> Path:
         """Write this dataset — all of it, or just the rows of this view, in its order — to a new store.
 
@@ -293,9 +311,10 @@ class Dataset:
         if self._extra is not None:
             logger.warning("columns %s belong to this view only and are not saved", list(self._extra.columns))
         session.warn_if_pickle_name(Path(file_path))
-        return self._store.copy_rows(self._rows, file_path, check_bool(overwrite, "overwrite")).path
+        return self._store.copy_rows(self._rows, file_path, overwrite).path
 
     @classmethod
+    @validate_params(overwrite=Bool())
     def concat(cls, datasets: Sequence["Dataset"], save_path: str | Path | None = None,
                name: str | None = None, overwrite: bool = False) -> "Dataset":
         """One dataset holding the rows of ``datasets`` (datasets or views), in order, with their activations.
@@ -323,22 +342,35 @@ class Dataset:
             raise ValueError(f"the datasets keep their text in different columns ({sorted(fields)}); rename one "
                              "column so that they match before concatenating.")
         first = datasets[0]
-        overwrite = check_bool(overwrite, "overwrite")
         store = session.new_store(save_path, lambda path: Store.combine([(ds._store, ds._rows) for ds in datasets], path,
                                                                         overwrite))
-        return DatasetView(store, np.arange(store.n_documents), first.sae, name=_check_name(name, save_path))
+        models = Models(store, first.sae)  # a new store, a new handle: with the SAE that encoded every part, if chosen
+        return cls._from_store(store, np.arange(store.n_documents), models, _check_name(name, save_path))
 
     def __add__(self, other: "Dataset") -> "Dataset":
         if not isinstance(other, Dataset):
             return NotImplemented
         return Dataset.concat([self, other])
 
-    def _view(self, positions: np.ndarray, **columns) -> "DatasetView":
-        """The rows at ``positions``, with this view's added columns (and ``columns``, one value per row) kept."""
+    def _view(self, positions: np.ndarray, **columns) -> "Dataset":
+        """The rows at ``positions``, with this view's added columns (and ``columns``, one value per row) kept; the
+        view shares this dataset's models."""
         extra = None if self._extra is None else self._extra.iloc[positions].reset_index(drop=True)
         if columns:
             extra = (extra if extra is not None else pd.DataFrame(index=range(len(positions)))).assign(**columns)
-        return DatasetView(self._store, self._rows[positions], self.sae, extra=extra)
+        return type(self)._from_store(self._store, self._rows[positions], self._models, columns=extra)
+
+    @property
+    def sae(self) -> SAE | None:
+        """The SAE that encoded this dataset and reads new text for it: the one given, or once text has been read,
+        the bundled default rebuilt from the store's record (None until then). Setting it gives this dataset (and the
+        views taken from it afterwards) that SAE, checked against the store at every use; views taken before keep
+        theirs."""
+        return self._models.sae
+
+    @sae.setter
+    def sae(self, sae: SAE | None) -> None:
+        self._models = Models(self._store, sae)  # a handle of its own: the shared one's SAE is never replaced
 
     # ---- activations ----------------------------------------------------------------------------
     @property
@@ -385,6 +417,7 @@ class Dataset:
     def dataset_description(self, text: str) -> None:
         self._store.set_description(text)
 
+    @validate_params(compress=Bool(), activated_threshold=Number(), memory_limit=MemorySize())
     def latents(self, aggregation_method: str = "max", compress: bool = True, activated_threshold: float = 0.0,
                 memory_limit: int | str | None = None):
         """Document × feature matrix (scipy.sparse.csr_matrix, float32) pooled over each document's own tokens;
@@ -408,7 +441,7 @@ class Dataset:
             raise ValueError("latents('all') is per document here: ds[i].latents('all') is document i's token × "
                              "feature matrix.")
         check_aggregation(aggregation_method)
-        compress, threshold = check_bool(compress, "compress"), check_threshold(activated_threshold)
+        threshold = activated_threshold
         if self.stored.fits_in_memory(limit):
             matrix = self._store.latents(aggregation_method, threshold)[self._rows]
             return matrix if compress else matrix.toarray()
@@ -429,6 +462,7 @@ class Dataset:
         skipped = self._store.skipped
         return {i: skipped[int(r)] for i, r in enumerate(self._rows) if int(r) in skipped}
 
+    @validate_params(source=OrNone(Choice(("shipped", *SOURCES))))
     def feature_labels(self, source: str | None = None) -> dict[int, str]:
         """Each feature's newest label — whichever was written last of yours (:meth:`set_label`), an LLM's
         (:meth:`label_features`) and this dataset's own (:meth:`label_features_offline`), else the one shipped
@@ -436,7 +470,6 @@ class Dataset:
         source only. :meth:`label_sources` says where each came from."""
         if source is None:
             return self._store.feature_labels()
-        check_choice(source, "source", ("shipped", *SOURCES))
         if source == "shipped":
             return self._store.shipped_labels()
         return {r.feature: r.label for r in self._store.label_records() if r.source == source}  # the newest wins
@@ -449,13 +482,13 @@ class Dataset:
 
         return describe_feature(self, feature, k)
 
+    @validate_params(feature=Features("self", one=True))
     def set_label(self, feature: int, label: str) -> None:
         """Give ``feature`` a label of your own; it is kept in the store and wins over earlier labels."""
         from .store.labels import LabelRecord
 
         if not isinstance(label, str) or not label.strip():
             raise ValueError("label must be a non-empty string.")
-        feature = int(check_features([feature], self.d_sae, "feature", sae=self.encoder)[0])
         self._store.add_label(LabelRecord(feature=feature, label=" ".join(label.split()), source="user"))
 
     def label_sources(self) -> pd.DataFrame:
@@ -510,6 +543,7 @@ class Dataset:
     label_features_offline = _analysis_method(dataset_labels.label_features_offline, "label_features_offline")
     score_labels = _analysis_method(dataset_labels.score_labels, "score_labels")
 
+    @validate_params(feature=Features("self", one=True), k=Int(min=0), document_only=Bool(), select_top=Bool())
     def top_documents_for_feature(self, feature: int, aggregation_type: str = "max", document_only: bool = True,
                                   k: int = 10, select_top: bool = True, include_nonactive_samples: bool = False):
         """The ``k`` documents where ``feature`` is strongest, annotated with << >> (or a view if not ``document_only``):
@@ -522,16 +556,12 @@ class Dataset:
         >>> ds.top_documents_for_feature(feature=4436, k=3)   # doctest: +SKIP
         ['Good afternoon<<.>>', 'Good morning<<!>>', 'Hello there<<!>>']
         """
-        check_features([feature], self.d_sae, "feature", sae=self.encoder)
-        k = check_int(k, "k", minimum=0)
-        select_top, document_only = check_bool(select_top, "select_top"), check_bool(document_only, "document_only")
         ranked = self.sort_by_features([feature], aggregation_type, include_top_feature=not document_only,
                                        include_nonactive_samples=include_nonactive_samples)
         chosen = ranked[:k] if select_top else ranked[max(len(ranked) - k, 0):]
         if not document_only:
             return chosen
-        with self.recomputing():
-            chosen.sae = self.sae  # the view was taken before the models were loaded: its rows use them too
+        with self.recomputing():  # the view shares this dataset's models, loaded once for all its rows
             return HighlightedDocuments(row.token_activations(feature) for row in chosen)
 
     @contextlib.contextmanager
@@ -539,14 +569,14 @@ class Dataset:
         """Keep the reader and SAE that encoded this dataset loaded for the block, so that what reads text in it —
         searches by query or by example, :meth:`latents_of_texts`, a compact store's tokens — does not load them
         each time (a few seconds a call with the bundled models; a search then takes a fraction of a second).
-        Views taken inside the block share them. Models loaded here are freed when the block ends; models you
-        loaded yourself (``sae.load()``) stay loaded.
+        This dataset and every view of it share one reader and SAE (:mod:`interp_embed.encode.models`), so views taken
+        before or inside the block use them too. Models loaded here are freed when the block ends; models you loaded
+        yourself (``sae.load()``) stay loaded.
 
         >>> with ds.models_loaded():                                   # doctest: +SKIP
         ...     hits = [ds.search(q, by="query") for q in ["questions", "food and cooking"]]
         """
-        self.sae = session.encoder_of(self._store, self.sae)
-        with session.loaded_models(self.sae):
+        with self._models.loaded():
             yield self
 
     @contextlib.contextmanager
@@ -560,8 +590,9 @@ class Dataset:
         with self.models_loaded():
             yield
 
+    @validate_params(descending=Bool(), include_top_feature=Bool(), include_nonactive_samples=Bool())
     def sort_by_features(self, features: list[int], aggregation_type: str = "max", descending: bool = True,
-                         include_top_feature: bool = True, include_nonactive_samples: bool = True) -> "DatasetView":
+                         include_top_feature: bool = True, include_nonactive_samples: bool = True) -> "Dataset":
         """A view of the rows sorted by the activations of ``features``, a list in order of priority.
 
         A row's top feature is the first of ``features`` active in it. Rows are sorted by two keys: the position
@@ -581,9 +612,6 @@ class Dataset:
         features = list(features)
         check_features(features, self.d_sae, sae=self.encoder)
         features = [int(f) for f in features]
-        descending = check_bool(descending, "descending")
-        include_top_feature = check_bool(include_top_feature, "include_top_feature")
-        include_nonactive_samples = check_bool(include_nonactive_samples, "include_nonactive_samples")
         columns = self.latents(aggregation_type)[:, features].toarray()
         active = columns != 0
         any_active = active.any(axis=1)
@@ -603,12 +631,12 @@ class Dataset:
         return self._view(order, feature_activation=value[order], top_feature_label=top_labels,
                           top_feature_index=top_ids)
 
-    def sort_by_columns(self, columns, descending: bool = True) -> "DatasetView":
+    def sort_by_columns(self, columns, descending: bool = True) -> "Dataset":
         """A view sorted by metadata columns."""
         frame = self.pandas().reset_index(drop=True)
         return self._view(frame.sort_values(by=columns, ascending=not descending, kind="stable").index.to_numpy())
 
-    def filter_na_rows(self) -> "DatasetView":
+    def filter_na_rows(self) -> "Dataset":
         """A view without the rows that have no activations."""
         return self._view(np.flatnonzero(self.encoded_mask()))
 
@@ -629,11 +657,10 @@ class Dataset:
         check_aggregation(aggregation_method)
         if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
             raise ValueError("texts must be a non-empty list of strings.")
-        self.sae = session.encoder_of(self._store, self.sae)
         rows = []
-        with session.loaded_models(self.sae):
+        with self._models.loaded():
             for text in texts:
-                doc = session.encode_text(self._store, self.sae, text)
+                doc = self._models.encode_text(text)
                 stats = pool_tokens(np.array([len(doc.token_ids)]), np.diff(doc.act_ptr), doc.act_features,
                                     doc.act_values, self.d_sae)
                 rows.append(aggregate(stats, aggregation_method, self.d_sae))
@@ -657,8 +684,6 @@ class Dataset:
         return [int(f) for f in ranked if weight[f] > 0]
 
     # ---- table access -----------------------------------------------------------------------------
-    _extra: pd.DataFrame | None = None  # columns added to a view by sort_by_features, one row per row of the view
-
     def pandas(self) -> pd.DataFrame:
         """The documents table of this dataset (text and every metadata column), in its row order."""
         frame = self._store.documents().iloc[self._rows]
@@ -666,6 +691,7 @@ class Dataset:
             return frame
         return frame.assign(**{column: self._extra[column].to_numpy() for column in self._extra.columns})
 
+    @validate_params(overwrite=Bool())
     def add_column(self, name: str, values, overwrite: bool = False) -> None:
         """Keep ``values`` as the column ``name`` of the dataset's store: it survives reloading, :meth:`concat` and
         :meth:`save_to_file`, and can be the target of :meth:`associate` or :meth:`trend`. The activations are not
@@ -684,7 +710,6 @@ class Dataset:
 
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty string, not {name!r}.")
-        overwrite = check_bool(overwrite, "overwrite")
         series = aligned(values, self.pandas(), f"the values of column {name!r}")
         if np.unique(self._rows).size != len(self._rows):
             raise ValueError("this view shows a document more than once, which could give it two values; add the "
@@ -708,10 +733,10 @@ class Dataset:
     def columns(self) -> list:
         return self.pandas().columns.tolist()
 
+    @validate_params(feature=Features("self", one=True))
     def token_activations(self, feature: int) -> list[str]:
         """Every document annotated with << >> around the tokens where ``feature`` is active (see
         :meth:`DatasetRow.token_activations`)."""
-        check_features([feature], self.d_sae, "feature", sae=self.encoder)
         return [row.token_activations(feature) for row in self]
 
     def dataset_rows(self) -> list[DatasetRow]:
@@ -749,7 +774,6 @@ class Dataset:
 
 def _plan_for_batch_size(batch_size, plan: EncodePlan) -> EncodePlan:
     """``plan`` with room per batch for ``batch_size`` documents of a full window each (the original's batch_size)."""
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
     return dataclasses.replace(plan, batch_tokens=batch_size * plan.window_tokens)
 
 
@@ -762,11 +786,7 @@ def _check_name(name, path: str | Path | None) -> str | None:
     return name
 
 
-class DatasetView(Dataset):
-    """A ``Dataset`` over rows of a store that already exists: what slicing, masking, sorting and
-    :meth:`Dataset.load_from_file` return. It shares the store (nothing is copied) and encodes nothing."""
 
-    def __init__(self, store: Store, rows: np.ndarray, sae: SAE | None = None,
-                 name: str | None = None, extra: pd.DataFrame | None = None):  # no call to Dataset.__init__: it encodes
-        self._store, self._rows, self.sae, self.name = store, np.asarray(rows, dtype=np.int64), sae, name
-        self._extra = extra
+DatasetView = Dataset
+"""What slicing, masking, sorting and :meth:`Dataset.load_from_file` return: a ``Dataset`` (once a class of its own;
+the name is kept for code that imports it)."""

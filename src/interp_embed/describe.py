@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .highlight import Highlighted
+from .validation import Features, Int, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +72,10 @@ class FeatureDescription:
                 f"<ol>{rows}</ol>{summary}</div>")
 
 
+@validate_params(feature=Features(one=True), k=Int(min=0))
 def describe_feature(ds, feature: int, k: int = 5) -> FeatureDescription:
     """Describe ``feature`` in ``ds``: its label and where it came from, how often and how strongly it fires here,
     the words it fires on, its ``k`` strongest documents highlighted, and the summary its SAE shipped."""
-    from .validation import check_features, check_int
-
-    feature = int(check_features([feature], ds.d_sae, "feature", sae=ds.encoder)[0])
-    k = check_int(k, "k", 0)
     sources = ds.label_sources().set_index("feature_id")
     label, source = "", "none"
     if feature in sources.index:

@@ -11,13 +11,13 @@ from scipy import stats
 
 from .blockwise import GatheredRows, PresenceBlocks, check_blockwise
 from .fires_on import add_fires_on, words_of
-from .grouping import RULES, add_groups, one_row_per_group
-from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
+from .grouping import GroupingOptions
+from .inputs import PRESENCE, Encoded, EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import (benjamini_hochberg, fisher_two_sided, newcombe_interval, permutation_p_values, rank_sum_p_values,
                     welch_t_test)
 from .targets import encode_target, target_series
 from ..store.reading import BLOCK_SHARE, BYTES_PER_ENTRY
-from ..validation import check_bool, check_choice, check_fraction, check_int
+from ..validation import Bool, Fraction, Int, MemorySize, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +198,9 @@ def fit_sparse_model(
     }
 
 
+@validate_params(ds=Encoded(), min_count=Int(min=2), **PRESENCE,
+                 confidence=Fraction(above_zero=True), n_permutations=Int(min=100), test_size=Fraction(above_zero=True),
+                 max_model_features=Int(min=1), max_train_docs=Int(min=10), memory_limit=MemorySize(), model=Bool())
 def associate_features(
     ds: EncodedDataset, target, *, min_count: int = 2, aggregation: str = "max", activated_threshold: float = 0.0,
     confidence: float = 0.95, n_permutations: int = 10_000, test_size: float = 0.25, max_model_features: int = 2000,
@@ -270,17 +273,7 @@ def associate_features(
         associate_features(ds, ds.pandas()["section"] == "games")      # values you computed
         associate_features(ds, "section").attrs["levels"]              # each section against the rest
     """
-    check_int(min_count, "min_count", 2)
-    confidence = check_fraction(confidence, "confidence", open_low=True)
-    check_int(n_permutations, "n_permutations", 100)
-    test_size = check_fraction(test_size, "test_size", open_low=True)
-    check_int(max_model_features, "max_model_features", 1)
-    check_int(max_train_docs, "max_train_docs", 10)
-    check_bool(grouped, "grouped")
-    check_bool(model, "model")
-    check_choice(grouping, "grouping", RULES)
-    alpha = check_fraction(alpha, "alpha", open_low=True)
-    min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
+    grouping_options = GroupingOptions(grouped, grouping, alpha, min_overlap)
     limit = check_blockwise(ds, memory_limit)
     if limit is None:
         docs = load_documents(ds, aggregation=aggregation)
@@ -320,7 +313,7 @@ def associate_features(
     study = _Study(ds, counted, counts, column_sums, P, P_model, block_order, label_array(ds), dict(
         min_count=min_count, confidence=confidence, n_permutations=n_permutations, test_size=test_size,
         max_model_features=max_model_features, max_train_docs=max_train_docs, random_state=random_state,
-        max_test_docs=max_test_docs, alpha=alpha, min_overlap=min_overlap, grouping=grouping, model=model))
+        max_test_docs=max_test_docs, grouping=grouping_options, model=model))
     if encoded.kind == "categorical":
         table = study.categorical(y, encoded.levels, name)
     else:
@@ -337,7 +330,7 @@ def associate_features(
         table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
         table = study.grouped_and_grounded(table, y, binary)
         table.attrs["model"] = fitted
-    return one_row_per_group(table) if grouped else table
+    return grouping_options.rows(table)
 
 
 def _check_one_value_per_row(store_rows: np.ndarray, y: np.ndarray, name: str) -> None:
@@ -388,8 +381,7 @@ class _Study:
         scores = y if binary else stats.rankdata(y)
         if self.block_order is not None:
             scores = scores[self.block_order]  # the blocks list the documents by store row
-        table = add_groups(table, self.P, "separation", o["alpha"], o["min_overlap"], first_group,
-                           scores=scores, rule=o["grouping"])
+        table = o["grouping"].add_groups(table, self.P, "separation", scores=scores, first_group=first_group)
         if binary:
             sides = [words_of(self.ds, self.counted[y == 1]), words_of(self.ds, self.counted[y == 0])]
         else:
@@ -426,7 +418,7 @@ class _Study:
             done.append(self.grouped_and_grounded(table, ys[level], True, sum(len(t) for t in done)))
         table = pd.concat(done, ignore_index=True)
         table.attrs["model"] = models if o["model"] else None
-        table.attrs["levels"] = _level_summary(table, summary, models, o["alpha"])
+        table.attrs["levels"] = _level_summary(table, summary, models, o["grouping"].alpha)
         return table
 
 

@@ -19,18 +19,17 @@ import scipy.sparse as sp
 
 from .cooccurrence import FeatureOrder, add_pairs, feature_blocks
 from .inputs import presence
-from ..store.pooling import aggregate, check_aggregation
+from ..store.pooling import aggregate
 from ..store.reading import BLOCK_SHARE, StoredRows
-from ..validation import check_memory_limit, check_threshold
+from ..validation import InvalidParameterError
 
 
-def check_blockwise(ds, memory_limit) -> int | None:
-    """``memory_limit`` in bytes (see :func:`~interp_embed.validation.check_memory_limit`), after checking that
-    ``ds`` is a dataset over a store (its ``stored`` rows), which the blockwise analyses read."""
-    limit = check_memory_limit(memory_limit)
+def check_blockwise(ds, limit: int | None) -> int | None:
+    """``limit`` (a ``memory_limit`` in bytes, checked by :class:`~interp_embed.validation.MemorySize`), after
+    checking that ``ds`` is a dataset over a store (its ``stored`` rows), which the blockwise analyses read."""
     if limit is not None and not isinstance(getattr(ds, "stored", None), StoredRows):
-        raise TypeError(f"memory_limit needs an interp_embed Dataset (whose store is read block by block), not a "
-                        f"{type(ds).__name__}; leave memory_limit=None to analyse it in memory.")
+        raise InvalidParameterError(f"memory_limit needs an interp_embed Dataset (whose store is read block by block), "
+                                    f"not a {type(ds).__name__}; leave memory_limit=None to analyse it in memory.")
     return limit
 
 
@@ -65,9 +64,8 @@ class PresenceBlocks:
     def of_rows(cls, stored: StoredRows, aggregation: str, activated_threshold: float,
                 memory_limit: int) -> "PresenceBlocks":
         """The presence blocks of the encoded ones among ``stored.rows`` (a row listed twice counts twice)."""
-        check_aggregation(aggregation)
         multiplicity = np.bincount(stored.rows, minlength=stored.n_documents).astype(np.int32)
-        return cls([(stored, multiplicity)], aggregation, check_threshold(activated_threshold), memory_limit,
+        return cls([(stored, multiplicity)], aggregation, activated_threshold, memory_limit,
                    stored.d_sae)
 
     @classmethod

@@ -11,9 +11,9 @@ import scipy.sparse as sp
 from .blockwise import PresenceBlocks, check_blockwise
 from .cooccurrence import FeatureOrder, add_pairs, feature_blocks
 from .fires_on import add_fires_on, words_of
-from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
+from .inputs import PRESENCE, Encoded, EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import benjamini_hochberg, fisher_greater, fisher_greater_threshold
-from ..validation import check_fraction, check_features, check_int
+from ..validation import Features, Fraction, Int, MemorySize, OrNone, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ class _Screen:
         return ab >= self.threshold[self.cls[i], self.cls[j]]
 
 
+PAIRS = dict(min_count=Int(min=1), max_coverage=Fraction(above_zero=True),
+             exact_q_below=Fraction(above_zero=True, below_one=True), block_size=Int(min=1))
+"""What the options of every correlation analysis may be."""
+
+
+@validate_params(**PAIRS, top=OrNone(Int(min=1)))
 def correlate_presence(
     P: sp.csr_matrix | PresenceBlocks, labels: np.ndarray | None = None, *, features: np.ndarray | None = None,
     min_count: int = 5, max_coverage: float = 1.0, top: int | None = None, exact_q_below: float = 0.05,
@@ -119,9 +125,14 @@ def correlate_presence(
     q-value computed from the kept p-values is exact whenever it is below α; at or above α it is an upper
     bound (a minimum over fewer terms). A pair with p > τ gets the bound min(1, p·m/R(τ)), which is > α.
     """
+    return _correlate(P, labels, features, min_count, max_coverage, top, exact_q_below, block_size, block_bytes)
+
+
+def _correlate(P: sp.csr_matrix | PresenceBlocks, labels: np.ndarray | None, features: np.ndarray | None,
+               min_count: int, max_coverage: float, top: int | None, exact_q_below: float, block_size: int,
+               block_bytes: int = BLOCK_BYTES) -> pd.DataFrame:
+    """:func:`correlate_presence` of checked options."""
     n, d = P.shape
-    if not 0.0 < exact_q_below < 1.0:
-        raise ValueError(f"exact_q_below must lie in (0, 1), got {exact_q_below!r}.")
     counts = P.counts if isinstance(P, PresenceBlocks) else feature_counts(P)
     labels = np.full(d, "", dtype=object) if labels is None else labels
     cand = _candidates(counts, n, features, min_count, max_coverage)
@@ -252,6 +263,7 @@ def _top_pairs(*columns: np.ndarray, top: int) -> tuple[np.ndarray, ...]:
     return tuple(col[keep] for col in columns)
 
 
+@validate_params(ds=Encoded(), features=Features(), **PAIRS, **PRESENCE)
 def feature_correlations(
     ds: EncodedDataset, features: Iterable[int] | None = None, min_count: int = 10, *, max_coverage: float = 0.5,
     aggregation: str = "max", activated_threshold: float = 0.0, exact_q_below: float = 0.05, block_size: int = 4096,
@@ -278,11 +290,8 @@ def feature_correlations(
         pairs.query("q_value < 0.05").head()
     """
     P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
-    return _with_words(ds, correlate_presence(
-        P, label_array(ds), features=check_features(features, ds.d_sae, sae=ds.encoder),
-        min_count=check_int(min_count, "min_count", 1),
-        max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True), exact_q_below=exact_q_below,
-        block_size=check_int(block_size, "block_size", 1)))
+    return _with_words(ds, _correlate(P, label_array(ds), features, min_count, max_coverage, None, exact_q_below,
+                                      block_size))
 
 
 def _with_words(ds: EncodedDataset, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -292,6 +301,7 @@ def _with_words(ds: EncodedDataset, pairs: pd.DataFrame) -> pd.DataFrame:
                         feature_column="feature_b", column="fires_on_b")
 
 
+@validate_params(ds=Encoded(), k=Int(min=1), features=Features(), **PAIRS, **PRESENCE, memory_limit=MemorySize())
 def top_correlations(
     ds: EncodedDataset, k: int = 20, features: Iterable[int] | None = None, min_count: int = 10, *,
     max_coverage: float = 0.5, aggregation: str = "max", activated_threshold: float = 0.0, exact_q_below: float = 0.05,
@@ -316,13 +326,9 @@ def top_correlations(
         top_correlations(ds, k=10)[["label_a", "label_b", "npmi", "q_value"]]
     """
     limit = check_blockwise(ds, memory_limit)
-    features = check_features(features, ds.d_sae, sae=ds.encoder)
-    options = dict(min_count=check_int(min_count, "min_count", 1),
-                   max_coverage=check_fraction(max_coverage, "max_coverage", open_low=True), top=check_int(k, "k", 1),
-                   exact_q_below=exact_q_below, block_size=check_int(block_size, "block_size", 1))
+    options = (features, min_count, max_coverage, k, exact_q_below, block_size)
     if limit is None:
         P = presence(load_documents(ds, aggregation=aggregation).activations, activated_threshold)
-        return _with_words(ds, correlate_presence(P, label_array(ds), features=features, **options))
+        return _with_words(ds, _correlate(P, label_array(ds), *options))
     P = PresenceBlocks.of(ds, "ds", aggregation, activated_threshold, limit)
-    return _with_words(ds, correlate_presence(P, label_array(ds), features=features, block_bytes=limit // 8,
-                                              **options))
+    return _with_words(ds, _correlate(P, label_array(ds), *options, block_bytes=limit // 8))

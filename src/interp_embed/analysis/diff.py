@@ -10,17 +10,20 @@ import scipy.sparse as sp
 
 from .blockwise import PresenceBlocks, check_blockwise
 from .fires_on import add_fires_on, words_of
-from .grouping import RULES, add_groups, one_row_per_group
-from .inputs import (EncodedDataset, check_dataset, check_same_encoder, feature_counts, label_array, load_documents,
-                     presence)
+from .grouping import GroupingOptions
+from .inputs import (PRESENCE, Encoded, EncodedDataset, check_dataset, check_same_encoder, feature_counts,
+                     label_array, load_documents, presence)
 from .stats import benjamini_hochberg, fisher_two_sided, newcombe_interval
-from ..validation import check_bool, check_choice, check_coverage, check_fraction
+from ..validation import Choice, Fraction, InvalidParameterError, MemorySize, validate_params
 
 logger = logging.getLogger(__name__)
 
 METRICS = ("absolute", "relative")
 CANONICAL_COLUMNS = "canonical_columns"
 """The key in a diff table's ``attrs`` of ``{shown column: canonical column}``: ``freq_german`` → ``freq_a``."""
+STATISTICS = dict(metric=Choice(METRICS), min_coverage=Fraction(), max_coverage=Fraction(at_least="min_coverage"),
+                  confidence=Fraction(above_zero=True))
+"""What the statistics of every diff may be given (diff_counts, diff_features, diff_many)."""
 
 
 def _diff_table(
@@ -56,6 +59,7 @@ def _diff_table(
     })
 
 
+@validate_params(**STATISTICS)
 def diff_counts(
     count_a: np.ndarray, n_a: int, count_b: np.ndarray, n_b: int, labels: np.ndarray | None = None, *,
     metric: str = "absolute", min_coverage: float = 0.0, max_coverage: float = 1.0, confidence: float = 0.95,
@@ -67,14 +71,18 @@ def diff_counts(
     >>> diff_counts(np.array([90, 5]), 100, np.array([10, 5]), 100)[["feature_id", "freq_a", "freq_b"]].values.tolist()
     [[0.0, 0.9, 0.1], [1.0, 0.05, 0.05]]
     """
-    check_choice(metric, "metric", METRICS)
-    min_coverage, max_coverage = check_coverage(min_coverage, max_coverage)
-    confidence = check_fraction(confidence, "confidence", open_low=True)
+    return _counts_table(count_a, n_a, count_b, n_b, labels, metric, min_coverage, max_coverage, confidence)
+
+
+def _counts_table(count_a: np.ndarray, n_a: int, count_b: np.ndarray, n_b: int, labels: np.ndarray | None,
+                  metric: str, min_coverage: float, max_coverage: float, confidence: float) -> pd.DataFrame:
+    """:func:`diff_counts` of checked options."""
     count_a, count_b = np.asarray(count_a, dtype=np.int64), np.asarray(count_b, dtype=np.int64)
     if count_a.shape != count_b.shape or count_a.ndim != 1:
-        raise ValueError(f"count_a and count_b must be 1-D of equal length, got {count_a.shape} and {count_b.shape}.")
+        raise InvalidParameterError(f"count_a and count_b must be 1-D of equal length, got {count_a.shape} and "
+                                    f"{count_b.shape}.")
     if n_a < 1 or n_b < 1:
-        raise ValueError(f"both datasets need at least one encoded document (got n_a={n_a}, n_b={n_b}).")
+        raise InvalidParameterError(f"both datasets need at least one encoded document (got n_a={n_a}, n_b={n_b}).")
     if labels is None:
         labels = np.full(count_a.size, "", dtype=object)
     table = _diff_table(count_a, n_a, count_b, n_b, labels, metric, min_coverage, max_coverage, confidence)
@@ -82,6 +90,7 @@ def diff_counts(
     return table.sort_values(["frequency_difference", "freq_a"], ascending=False, ignore_index=True)
 
 
+@validate_params(ds_a=Encoded(), ds_b=Encoded(), **STATISTICS, **PRESENCE, memory_limit=MemorySize())
 def diff_features(
     ds_a: EncodedDataset, ds_b: EncodedDataset, metric: str = "absolute", min_coverage: float = 0.0,
     max_coverage: float = 1.0, *, aggregation: str = "max", activated_threshold: float = 0.0, confidence: float = 0.95,
@@ -128,19 +137,13 @@ def diff_features(
         table.query("q_value < 0.05").head(10)[["feature_id", "label", "freq_a", "freq_b", "q_value"]]
         diff_features(english, german, grouped=True).head(5)[["feature_id", "label", "n_members"]]
     """
-    check_choice(metric, "metric", METRICS)
-    check_dataset(ds_a, "ds_a")
-    check_dataset(ds_b, "ds_b")
+    options = GroupingOptions(grouped, grouping, alpha, min_overlap)
     check_same_encoder({"ds_a": ds_a, "ds_b": ds_b})
     if ds_a.d_sae != ds_b.d_sae:
-        raise ValueError(
+        raise InvalidParameterError(
             f"ds_a and ds_b were encoded with different SAEs ({ds_a.d_sae} vs {ds_b.d_sae} features); "
             "diff datasets encoded with the same SAE."
         )
-    check_bool(grouped, "grouped")
-    check_choice(grouping, "grouping", RULES)
-    alpha = check_fraction(alpha, "alpha", open_low=True)
-    min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
     limit = check_blockwise(ds_a, memory_limit)
     check_blockwise(ds_b, memory_limit)
     if limit is None:
@@ -155,13 +158,10 @@ def diff_features(
         P = PresenceBlocks.stack([P_a, P_b])
     logger.info("diffing %d vs %d encoded documents over %d features", n_a, n_b, count_a.size)
     labels = label_array(ds_a)
-    table = diff_counts(count_a, n_a, count_b, n_b, labels, metric=metric,
-                        min_coverage=min_coverage, max_coverage=max_coverage, confidence=confidence)
+    table = _counts_table(count_a, n_a, count_b, n_b, labels, metric, min_coverage, max_coverage, confidence)
     side = np.r_[np.ones(n_a), np.zeros(n_b)]  # the rows of P: ds_a's, then ds_b's
-    table = add_groups(table, P, "frequency_difference", alpha, min_overlap, scores=side, rule=grouping)
-    table = add_fires_on(table, [words_of(ds_a), words_of(ds_b)], side=table["freq_a"] < table["freq_b"])
-    if grouped:
-        table = one_row_per_group(table)
+    table = options.add_groups(table, P, "frequency_difference", scores=side)
+    table = options.rows(add_fires_on(table, [words_of(ds_a), words_of(ds_b)], side=table["freq_a"] < table["freq_b"]))
     named = _named_columns(ds_a, ds_b)
     table = table.rename(columns=named)
     table.attrs[CANONICAL_COLUMNS] = {shown: canonical for canonical, shown in named.items()}
@@ -190,6 +190,7 @@ def _named_columns(ds_a: EncodedDataset, ds_b: EncodedDataset) -> dict[str, str]
             for side, name in (("a", name_a), ("b", name_b))}
 
 
+@validate_params(**STATISTICS, **PRESENCE)
 def diff_many(
     datasets: Mapping[str, EncodedDataset], metric: str = "absolute", min_coverage: float = 0.0,
     max_coverage: float = 1.0, *, aggregation: str = "max", activated_threshold: float = 0.0, confidence: float = 0.95,
@@ -212,21 +213,16 @@ def diff_many(
         table.groupby("dataset").head(5)
     """
     if not isinstance(datasets, Mapping) or len(datasets) < 2:
-        raise ValueError("datasets must be a dict of at least two named datasets, e.g. {'a': ds_a, 'b': ds_b}.")
-    check_choice(metric, "metric", METRICS)
-    min_coverage, max_coverage = check_coverage(min_coverage, max_coverage)
-    confidence = check_fraction(confidence, "confidence", open_low=True)
-    check_bool(grouped, "grouped")
-    check_choice(grouping, "grouping", RULES)
-    alpha = check_fraction(alpha, "alpha", open_low=True)
-    min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
+        raise InvalidParameterError("datasets must be a dict of at least two named datasets, e.g. "
+                                    "{'a': ds_a, 'b': ds_b}.")
+    options = GroupingOptions(grouped, grouping, alpha, min_overlap)
     names = list(datasets)
     for name in names:
         check_dataset(datasets[name], f"datasets[{name!r}]")
     check_same_encoder({f"datasets[{name!r}]": ds for name, ds in datasets.items()})
     d_sae = {name: ds.d_sae for name, ds in datasets.items()}
     if len(set(d_sae.values())) > 1:
-        raise ValueError(f"all datasets must share one SAE; feature counts differ: {d_sae}.")
+        raise InvalidParameterError(f"all datasets must share one SAE; feature counts differ: {d_sae}.")
     counts, sizes, present = {}, {}, []
     for name in names:
         docs = load_documents(datasets[name], f"datasets[{name!r}]", aggregation)
@@ -247,9 +243,8 @@ def diff_many(
     P, parts = sp.vstack(present).tocsc(), []
     owner = np.repeat(np.arange(len(names)), [sizes[name] for name in names])  # the dataset of each row of P
     for i, name in enumerate(names):
-        part = add_groups(table[table["dataset"] == name], P, "frequency_difference", alpha, min_overlap,
-                          first_group=sum(len(p) for p in parts), scores=(owner == i).astype(np.float64),
-                          rule=grouping)
+        part = options.add_groups(table[table["dataset"] == name], P, "frequency_difference",
+                                  scores=(owner == i).astype(np.float64), first_group=sum(len(p) for p in parts))
         parts.append(part)
     # Words from the named dataset where the feature is more frequent there, else from the other dataset where it
     # is most frequent (the rest is several datasets, whose words are read one dataset at a time).
@@ -262,4 +257,4 @@ def diff_many(
     order = {name: i for i, name in enumerate(names)}
     table = table.sort_values(["dataset", "frequency_difference"], ascending=[True, False],
                               key=lambda s: s.map(order) if s.name == "dataset" else s, ignore_index=True)
-    return one_row_per_group(table) if grouped else table
+    return options.rows(table)

@@ -22,12 +22,14 @@ A feature that is not significant is a group of its own.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .stats import stratified_score_test
+from ..validation import Bool, Choice, Fraction, InvalidParameterError, validate_fields
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ def group_features(P, features: np.ndarray, direction: np.ndarray, min_overlap: 
     (a warning says how many).
     """
     if rule not in RULES:
-        raise ValueError(f"grouping={rule!r} is not supported; use one of {', '.join(map(repr, RULES))}.")
+        raise InvalidParameterError(f"grouping={rule!r} is not supported; use one of {', '.join(map(repr, RULES))}.")
     if rule == "explained" and scores is None:
         raise ValueError("grouping='explained' needs the documents' scores (the side of each document)")
     features = np.asarray(features, dtype=np.int64)
@@ -211,3 +213,39 @@ def one_row_per_group(table: pd.DataFrame) -> pd.DataFrame:
     rows = rows.drop(columns=["overlap", "p_given_representative"], errors="ignore").reset_index(drop=True)
     rows.attrs = dict(table.attrs)
     return rows
+
+
+@dataclass(frozen=True)
+class GroupingOptions:
+    """How an analysis groups its significant findings: the ``grouped``, ``grouping``, ``alpha`` and ``min_overlap``
+    keyword arguments that :func:`~interp_embed.analysis.diff.diff_features`, ``diff_many``, ``associate_features``
+    and ``feature_trends`` share, checked once here.
+
+    >>> GroupingOptions(alpha=0)
+    Traceback (most recent call last):
+    ...
+    interp_embed.validation.InvalidParameterError: alpha must lie in (0, 1], got 0.
+    """
+
+    grouped: bool = False
+    """Return one row per group (its representative's, with ``members`` and ``n_members``) instead of one per
+    feature."""
+    grouping: str = "explained"
+    """How a significant feature joins a group (module docstring): ``"explained"`` or ``"overlap"``."""
+    alpha: float = 0.05
+    """Features with a q-value below it are significant and grouped; every other feature is a group of its own."""
+    min_overlap: float = 0.5
+    """The Jaccard index of their document sets at which a feature joins a representative's group."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self, grouped=Bool(), grouping=Choice(RULES), alpha=Fraction(above_zero=True),
+                        min_overlap=Fraction(above_zero=True))
+
+    def add_groups(self, table: pd.DataFrame, P, effect: str, scores: np.ndarray | None = None,
+                   first_group: int = 0) -> pd.DataFrame:
+        """``table`` with its groups (see :func:`add_groups`)."""
+        return add_groups(table, P, effect, self.alpha, self.min_overlap, first_group, scores, self.grouping)
+
+    def rows(self, table: pd.DataFrame) -> pd.DataFrame:
+        """A grouped ``table`` as asked for: one row per group when ``grouped``, else as it is."""
+        return one_row_per_group(table) if self.grouped else table

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..store.pooling import check_aggregation
-from ..validation import check_threshold
+from ..store.pooling import AGGREGATIONS
+from ..validation import Choice, InvalidParameterError, Number, Spec
 
 
 @runtime_checkable
@@ -52,11 +52,23 @@ def check_dataset(ds, name: str = "ds") -> EncodedDataset:
     if not isinstance(ds, EncodedDataset):
         missing = [m for m in ("d_sae", "latents", "encoded_mask", "feature_labels", "pandas", "__getitem__",
                                "__len__") if not hasattr(ds, m)]
-        raise TypeError(
+        raise InvalidParameterError(
             f"{name} must be an interp_embed Dataset (it lacks {', '.join(missing)}); got {type(ds).__name__}. "
             f"Build one with Dataset(data=df, field='text') or open one with Dataset.load_from_file(path)."
         )
     return ds
+
+
+class Encoded(Spec):
+    """An encoded dataset (see :func:`check_dataset`), for :func:`~interp_embed.validation.validate_params`."""
+
+    def check(self, name, value, given):
+        return check_dataset(value, name)
+
+
+PRESENCE = dict(aggregation=Choice(AGGREGATIONS), activated_threshold=Number())
+"""What the analyses' ``aggregation`` and ``activated_threshold`` may be: together they decide that a feature is
+present in a document (see :func:`presence`)."""
 
 
 def check_same_encoder(datasets: dict[str, EncodedDataset]) -> None:
@@ -92,8 +104,6 @@ class Documents:
 def load_documents(ds: EncodedDataset, name: str = "ds", aggregation: str = "max") -> Documents:
     """Pooled activations (``aggregation``: max, mean, sum, binarize, count) of the encoded rows of ``ds``;
     raise if none was encoded."""
-    check_dataset(ds, name)
-    check_aggregation(aggregation)
     mask = np.asarray(ds.encoded_mask(), dtype=bool)
     if not mask.any():
         raise ValueError(f"{name} has no encoded documents; encode it first (the analyses skip rows not encoded).")
@@ -112,7 +122,7 @@ def presence(X: sp.spmatrix, activated_threshold: float = 0.0) -> sp.csr_matrix:
 
     Stored entries are exactly the active pairs, so column counts are a bincount of the indices.
     """
-    t = check_threshold(activated_threshold)
+    t = activated_threshold
     X = sp.csr_matrix(X)
     if not X.has_canonical_format:  # duplicate entries would be counted twice; never modify the caller's matrix
         X = X.copy()

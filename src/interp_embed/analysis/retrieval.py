@@ -11,11 +11,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .document_words import DocumentWords
-from .inputs import Documents, EncodedDataset, label_array, load_documents
+from .inputs import Documents, Encoded, EncodedDataset, label_array, load_documents
 from .fires_on import fires_on
 from .label_search import dataset_words, query_features
 from .terms import Terms, reciprocal_rank_fusion
-from ..validation import EXAMPLES, FEATURE_IDS, check_bool, check_choice, check_features, check_int, explained
+from ..store.pooling import AGGREGATIONS
+from ..validation import (EXAMPLES, FEATURE_IDS, Bool, Choice, Features, Int, InvalidParameterError, OrNone, explained,
+                          validate_params)
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ FEEDBACK_DOCUMENTS = 10
 FEEDBACK_FEATURES = 50
 
 
+@validate_params(ds=Encoded(), k=Int(min=1), by=Choice(BY), features=Features(), n_features=OrNone(Int(min=1)),
+                 feedback=Bool(), aggregation=Choice(AGGREGATIONS), highlight=Bool())
 def search_documents(
     ds: EncodedDataset, query: str | Sequence[str] | None = None, k: int = 10, *, by: str = "labels",
     features: Iterable[int] | None = None, n_features: int | None = None, examples: Sequence[str] | None = None,
@@ -51,9 +55,11 @@ def search_documents(
     - ``by="query"``: the reader and SAE that encoded ``ds`` read the query itself; its ``n_features`` (25) features
       of highest count × IDF rank documents by BM25 over per-document feature counts
       (:class:`~interp_embed.analysis.terms.Terms`: a feature firing in most documents counts for little, long
-      documents do not win by length), fused with BM25 over the documents' words: the query's own and those its
-      features fire on here (:mod:`~interp_embed.analysis.document_words`). Stop words and negation ("not",
-      "never") are read like any text.
+      documents do not win by length), fused with the features whose fired words or labels match the query (as
+      ``by="labels"`` ranks them, where any does) and with BM25 over the documents' words: the query's own and
+      those its features fire on here (:mod:`~interp_embed.analysis.document_words`). Stop words and negation
+      ("not", "never") are read like any text; a query fails only where neither its features nor its words
+      find anything.
     - ``by="example"``: ``examples`` (a list of texts; a ``query`` string counts as one more) are read by the
       models, and documents rank by the cosine of their IDF-weighted summed activations with the examples' (each
       example counts once whatever its length; a feature weighs by the squared share of examples it fires in),
@@ -80,7 +86,6 @@ def search_documents(
         search_documents(ds, "questions", by="query", k=3)
         search_documents(ds, by="example", examples=["Guten Morgen!", "Wie geht es?"], k=3)
     """
-    check_int(k, "k", 1)
     found = rank_documents(ds, query, by=by, features=features, n_features=n_features, examples=examples,
                            negatives=negatives, feedback=feedback, aggregation=aggregation)
     docs, ranking, labels = found.documents, found.ranking, label_array(ds)
@@ -130,23 +135,24 @@ def rank_documents(
     ds: EncodedDataset, query: str | Sequence[str] | None = None, *, by: str = "labels",
     features: Iterable[int] | None = None, n_features: int | None = None, examples: Sequence[str] | None = None,
     negatives: Sequence[str] | None = None, feedback: bool = True, aggregation: str = "max",
+    label_matches: bool = True,
 ) -> Found:
     """Every encoded document of ``ds`` scored for a property, as :func:`search_documents` describes (which shows
-    the first ``k``); directed clustering compares these scores across the parts of its axis."""
-    check_choice(by, "by", BY)
-    feedback = check_bool(feedback, "feedback")
+    the first ``k``); directed clustering compares these scores across the parts of its axis. Its callers check
+    the options. ``label_matches=False`` leaves out, by query, the features whose words or labels match it."""
     if by == "example":
         texts = _texts(examples, "examples") + ([query] if isinstance(query, str) else _texts(query, "query"))
         if not texts:
-            raise ValueError("by='example' needs example texts: examples=['...', ...] (or one as query='...').")
+            raise InvalidParameterError("by='example' needs example texts: examples=['...', ...] (or one as "
+                                        "query='...').")
         if features is not None:
-            raise ValueError("pass examples=[...] or features=[...], not both.")
+            raise InvalidParameterError("pass examples=[...] or features=[...], not both.")
     elif (query is None) == (features is None):
-        raise ValueError("pass exactly one of query='...' or features=[...].")
+        raise InvalidParameterError("pass exactly one of query='...' or features=[...].")
     elif examples is not None or negatives is not None:
-        raise ValueError("examples= and negatives= go with by='example'.")
-    n_features = check_int(DEFAULT_N_FEATURES.get(by, DEFAULT_N_FEATURES["labels"]) if n_features is None
-                           else n_features, "n_features", 1)
+        raise InvalidParameterError("examples= and negatives= go with by='example'.")
+    if n_features is None:
+        n_features = DEFAULT_N_FEATURES.get(by, DEFAULT_N_FEATURES["labels"])
     labels = label_array(ds)
     docs = load_documents(ds, aggregation=aggregation)
     terms = Terms.of(load_documents(ds, aggregation="count").activations)
@@ -161,34 +167,40 @@ def rank_documents(
         used = used[used.score > 0]
         ranking = _Ranking(score, lambda rows: _profile_contributions(mass, weight, rows))
     elif features is not None:
-        ids = check_features(features, ds.d_sae, sae=getattr(ds, "encoder", None))
-        used = _used(ds, labels, ids, np.ones(ds.d_sae), "given")
+        used = _used(ds, labels, features, np.ones(ds.d_sae), "given")
         ranking = _activation_ranking(docs, used)
     else:
         if not isinstance(query, str) or not query.strip():
-            raise ValueError("query must be a non-empty string describing the property, e.g. query='questions'.")
+            raise InvalidParameterError("query must be a non-empty string describing the property, e.g. "
+                                        "query='questions'.")
         if by == "labels":
             used = query_features(ds, docs, query, k=n_features).assign(source="label match")
-            ranking = _activation_ranking(docs, used)
+            rankings = [_activation_ranking(docs, used)]
             feature_weight = None
         else:
             feature_weight = terms.strongest(np.asarray(_read(ds, [query]).todense(), dtype=np.float64).ravel(),
                                              n_features)
-            if not feature_weight.any():
-                raise explained(ValueError, f"the features the reader sees in {query!r} fire in none of this "
-                                "dataset's documents (or in more than half of them, which says nothing); try other "
-                                "words, search by examples (", EXAMPLES, "), or pass ", FEATURE_IDS, ".")
             used = _used(ds, labels, np.flatnonzero(feature_weight), feature_weight, "query text")
-            ranking = _Ranking(terms.bm25(feature_weight),
-                               lambda rows: terms.bm25_contributions(feature_weight, rows))
+            rankings = [_Ranking(terms.bm25(feature_weight), lambda rows: terms.bm25_contributions(feature_weight, rows))]
+            matched = _label_matches(ds, docs, query) if label_matches else None
+            if matched is not None:
+                rankings.append(_activation_ranking(docs, matched))
+                used = pd.concat([used, matched.assign(source="label match")], ignore_index=True)
+            if not feature_weight.any():
+                if matched is None:
+                    raise explained(ValueError, f"the features the reader sees in {query!r} fire in none of this "
+                                    "dataset's documents (or in more than half of them, which says nothing), and no "
+                                    "feature's words or label match it; try other words, search by examples (",
+                                    EXAMPLES, "), or pass ", FEATURE_IDS, ".")
+                del rankings[0]
         words = DocumentWords.of(ds)
         if words is not None:
             word_weight, word_source = _query_words(ds, words, query, terms, feature_weight)
             if word_weight.any():
-                ranking = _Ranking(reciprocal_rank_fusion(ranking.score, words.terms.bm25(word_weight)),
-                                   ranking.contributions)
+                rankings.append(_Ranking(words.terms.bm25(word_weight), _no_features))
             else:
                 words = word_weight = word_source = None
+        ranking = rankings[0] if len(rankings) == 1 else _fused(*rankings)
     if feedback and features is None and ranking.found().size:
         first = ranking.found()[:FEEDBACK_DOCUMENTS]
         weight = terms.specific(terms.counts[first], FEEDBACK_FEATURES)
@@ -197,6 +209,39 @@ def rank_documents(
             used = pd.concat([used, _used(ds, labels, np.flatnonzero(weight), weight, "feedback")],
                              ignore_index=True)
     return Found(docs, ranking, used, words, word_weight, word_source)
+
+
+def _label_matches(ds: EncodedDataset, docs: Documents, query: str) -> pd.DataFrame | None:
+    """The features whose fired words or labels match ``query`` (as ``by="labels"`` finds them), or None where
+    none does: then the query's own features rank alone."""
+    try:
+        return query_features(ds, docs, query, k=DEFAULT_N_FEATURES["labels"])
+    except ValueError:  # query_features says why nothing matched; by query that is no error
+        return None
+
+
+def _no_features(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The contributions of a ranking by words: no feature adds to it."""
+    return np.zeros(0, dtype=np.int64), np.zeros((len(rows), 0))
+
+
+def _fused(*rankings: _Ranking) -> _Ranking:
+    """Rankings fused by their ranks (:func:`reciprocal_rank_fusion`); a document's fused score is split among the
+    features of each ranking by their shares of that ranking's score, so the evidence shown stays exact."""
+    fused = reciprocal_rank_fusion(*(r.score for r in rankings))
+    single = [reciprocal_rank_fusion(r.score) for r in rankings]  # what each ranking adds to the fused score
+
+    def contributions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts = [r.contributions(rows) for r in rankings]
+        every = np.unique(np.concatenate([ids for ids, _ in parts]))
+        out = np.zeros((len(rows), len(every)))
+        for (ids, contrib), added in zip(parts, single):
+            total = contrib.sum(axis=1, keepdims=True)
+            share = np.divide(contrib, total, out=np.zeros_like(contrib), where=total > 0)
+            np.add.at(out, (slice(None), np.searchsorted(every, ids)), share * added[rows, None])
+        return every, out
+
+    return _Ranking(fused, contributions)
 
 
 def _query_words(ds: EncodedDataset, words: DocumentWords, query: str, terms: Terms,
@@ -253,10 +298,11 @@ def _texts(texts, name: str) -> list[str]:
     if texts is None:
         return []
     if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise ValueError(f"{name} must be a list of texts, e.g. {name}=['first text', 'second text'].")
+        raise InvalidParameterError(f"{name} must be a list of texts, e.g. {name}=['first text', 'second text'].")
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
-        raise ValueError(f"{name}[{bad[0]}] is not a non-empty string; every entry of {name} must be a text.")
+        raise InvalidParameterError(f"{name}[{bad[0]}] is not a non-empty string; every entry of {name} must be a "
+                                    "text.")
     return list(texts)
 
 

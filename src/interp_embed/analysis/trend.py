@@ -11,15 +11,16 @@ from scipy import stats
 
 from .association import MIN_NORMAL_GROUP
 from .fires_on import add_fires_on, words_of
-from .grouping import RULES, add_groups, one_row_per_group
-from .inputs import EncodedDataset, feature_counts, label_array, load_documents, presence
+from .grouping import GroupingOptions
+from .inputs import PRESENCE, Encoded, EncodedDataset, feature_counts, label_array, load_documents, presence
 from .stats import benjamini_hochberg, permutation_p_values, rank_sum_p_values
 from .targets import target_series
-from ..validation import check_bool, check_choice, check_fraction, check_int
+from ..validation import Int, validate_params
 
 logger = logging.getLogger(__name__)
 
 
+@validate_params(ds=Encoded(), max_levels=Int(min=2), min_count=Int(min=2), **PRESENCE, n_permutations=Int(min=100))
 def feature_trends(
     ds: EncodedDataset, column, *, order: list | None = None, max_levels: int = 10, min_count: int = 2,
     aggregation: str = "max", activated_threshold: float = 0.0, n_permutations: int = 10_000, random_state: int = 0,
@@ -56,13 +57,7 @@ def feature_trends(
         table.query("q_value < 0.05").head()
         plot_trends(table, path="trends.png")
     """
-    max_levels = check_int(max_levels, "max_levels", 2)
-    check_int(min_count, "min_count", 2)
-    check_int(n_permutations, "n_permutations", 100)
-    check_bool(grouped, "grouped")
-    check_choice(grouping, "grouping", RULES)
-    alpha = check_fraction(alpha, "alpha", open_low=True)
-    min_overlap = check_fraction(min_overlap, "min_overlap", open_low=True)
+    options = GroupingOptions(grouped, grouping, alpha, min_overlap)
     docs = load_documents(ds, aggregation=aggregation)
     values, name = target_series(ds.pandas(), column)
     values = values.iloc[docs.rows].reset_index(drop=True)
@@ -102,13 +97,13 @@ def feature_trends(
     table["q_value"] = benjamini_hochberg(p)
     logger.info("trends of %d features along %r over %d documents in %d levels", tested.size, name, n, len(levels))
     table = table.sort_values(["p_value", "feature_id"], ignore_index=True)
-    table = add_groups(table, P, "spearman", alpha, min_overlap, scores=ranks, rule=grouping)
+    table = options.add_groups(table, P, "spearman", scores=ranks)
     table = add_fires_on(table, [words_of(ds, docs.rows[known])])
     table.attrs["levels"] = pd.DataFrame({
         "level": names, "n_documents": np.bincount(bins, minlength=len(names)),
         "values": [[_name(levels[i]) for i in np.unique(code[bins == b])] for b in range(len(names))]})
     table.attrs["column"] = name
-    return one_row_per_group(table) if grouped else table
+    return options.rows(table)
 
 
 def _ordered_levels(values: pd.Series, name: str, order: list | None) -> list:

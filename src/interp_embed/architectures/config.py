@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..spec.hook_point import HookPoint
-from ..validation import check_choice, check_int
+from ..validation import Choice, Int, OrNone, validate_fields
 
 NORMALIZATIONS = ("layer_norm", "constant_norm_rescale")
 
@@ -53,12 +53,9 @@ class SAEConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.architecture, str) or not self.architecture:
             raise ValueError(f"architecture must be the non-empty name of an architecture, not {self.architecture!r}")
-        check_int(self.d_in, "d_in", minimum=1)
-        check_int(self.d_sae, "d_sae", minimum=1)
-        check_int(self.hook_layer, "hook_layer", minimum=0)
+        validate_fields(self, d_in=Int(min=1), d_sae=Int(min=1), hook_layer=Int(),
+                        normalize_activations=OrNone(Choice(NORMALIZATIONS)))
         HookPoint(self.hook_layer, self.hook_site)  # refuses a site that does not exist
-        if self.normalize_activations is not None:
-            check_choice(self.normalize_activations, "normalize_activations", NORMALIZATIONS)
 
     @property
     def hook_point(self) -> HookPoint:
@@ -86,7 +83,7 @@ class TopKConfig(SAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_int(self.k, "k", minimum=1, maximum=self.d_sae, maximum_name="d_sae")
+        validate_fields(self, k=Int(min=1, max="d_sae"))
 
 
 @dataclass(frozen=True, kw_only=True)

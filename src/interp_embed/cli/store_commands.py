@@ -47,7 +47,7 @@ class OnError(str, enum.Enum):
     skip = "skip"
 
 
-def sae_from_spec(spec: str, device: str | None, dtype: str):
+def sae_of_option(spec: str, device: str | None, dtype: str):
     """The SAE a ``--sae`` value names, its reader on ``device`` in ``dtype``."""
     from ..saes import DefaultSAE, GoodfireSAE, LocalSAE
 
@@ -176,7 +176,7 @@ def encode(ctx: typer.Context,
                  f"store's record, so pass the SAE that encoded it: `{resume_command(out)} --sae PATH` "
                  "(or saelens:RELEASE/SAE_ID, goodfire:VARIANT)")
         chosen = any(_typed(ctx, name) for name in ("sae", "device", "dtype"))
-        encoder = sae_from_spec(sae, device, dtype.value) if chosen else None
+        encoder = sae_of_option(sae, device, dtype.value) if chosen else None
         run = functools.partial(Dataset.load_from_file, out, resume=True, sae=encoder, **where)
     else:
         if input is None:
@@ -185,7 +185,7 @@ def encode(ctx: typer.Context,
             raise typer.BadParameter(f"{plain(input)} is not a file", param_hint="INPUT")
         _refuse_taken(out, overwrite)
         table = read_table(input, field)
-        encoder = sae_from_spec(sae, device, dtype.value)
+        encoder = sae_of_option(sae, device, dtype.value)
         run = functools.partial(Dataset, table, sae=encoder, field=field, save_path=out, on_error=on_error.value,
                                 plan=plan, overwrite=overwrite, **where)
     with _stops_said(resume_command):

@@ -38,7 +38,7 @@ from ..saes.base import SAE, Device, split_device
 from ..spec.plan import EncodePlan
 from ..store import ChunkEntry, Store, StoreError
 from ..store.chunk import write_chunk
-from ..validation import check_int
+from ..validation import Int, OrNone, validate_fields
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ class RayEngine:
     keeps the cluster it joined."""
 
     def __post_init__(self) -> None:
-        if self.num_workers is not None:
-            check_int(self.num_workers, "num_workers", minimum=1)
+        validate_fields(self, num_workers=OrNone(Int(min=1)))
         if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
             raise ValueError(f"ray_address must be a Ray cluster address such as 'auto' or '10.0.0.5:6379', or None "
                              f"to start Ray on this machine, not {self.address!r}")

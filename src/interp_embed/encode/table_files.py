@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..store.documents import open_parquet
-from ..validation import check_int
+from ..validation import Int, validate_params
 
 ROWS_PER_BATCH = 10_000
 """Rows read (and held in memory) at a time."""
@@ -64,10 +64,11 @@ def read_json(path: str | Path) -> pd.DataFrame:
     return pd.read_json(path, dtype=False)
 
 
+@validate_params(batch_rows=Int(min=1))
 def parquet_batches(path: str | Path, batch_rows: int = ROWS_PER_BATCH) -> pa.RecordBatchReader:
     """The rows of a Parquet file, ``batch_rows`` at a time, with the file's schema (a pandas index it
     records included)."""
-    path, batch_rows = Path(path), check_int(batch_rows, "batch_rows", minimum=1)
+    path = Path(path)
     try:
         parquet = open_parquet(path)
         schema = parquet.schema_arrow
@@ -83,6 +84,7 @@ def _parquet_batches(path: Path, parquet, batch_rows: int) -> Iterator[pa.Record
         raise ValueError(f"{path} cannot be read as a .parquet table: {err}") from err
 
 
+@validate_params(batch_rows=Int(min=1))
 def jsonl_batches(path: str | Path, field: str = "text", batch_rows: int = ROWS_PER_BATCH) -> pa.RecordBatchReader:
     """The rows of a JSON lines file (one JSON object per line; blank lines are ignored), ``batch_rows`` at a time.
 
@@ -91,7 +93,7 @@ def jsonl_batches(path: str | Path, field: str = "text", batch_rows: int = ROWS_
     ``field``'s values must be strings (null where a row has no text): a number there is refused by its line,
     since no column type holds both.
     """
-    path, batch_rows = Path(path), check_int(batch_rows, "batch_rows", minimum=1)
+    path = Path(path)
     schema = None
     for records, lines in _records(path, field, batch_rows):
         names = list(dict.fromkeys(name for record in records for name in record))

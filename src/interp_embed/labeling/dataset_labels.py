@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..analysis.fires_on import SEPARATOR
 from ..store.labels import DatasetLabels
 from ..store.words import STRONG, FeatureWords
-from ..validation import check_bool, check_features, check_fraction, check_int
+from ..validation import Bool, Features, Fraction, Int, InvalidParameterError, check_features, validate_params
 from .offline import label_words
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ CONTEXT = (40, 20)
 """Characters of text shown before and after the marked token of a label's excerpt."""
 
 
+@validate_params(features=Features(), held_out=Fraction(), seed=Int(), n_words=Int(min=1), progress=Bool())
 def label_features_offline(ds, features=None, *, held_out: float = 0.3, seed: int = 0, n_words: int = 5,
                            progress: bool = True) -> pd.DataFrame:
     """Write a label for each feature from this dataset's own words (no LLM, no network), and score it.
@@ -54,11 +55,8 @@ def label_features_offline(ds, features=None, *, held_out: float = 0.3, seed: in
     ``no words``: it never fires strongly on a word here), the held-out ``balanced_accuracy`` and its counts;
     ``attrs["held_out"]`` holds the positions in ``ds`` of the held-out documents.
     """
-    held_out = check_fraction(held_out, "held_out")
     if held_out >= 1:
-        raise ValueError("held_out must be below 1: some documents must be left to write the labels from.")
-    seed, n_words = check_int(seed, "seed", 0), check_int(n_words, "n_words", 1)
-    progress = check_bool(progress, "progress")
+        raise InvalidParameterError("held_out must be below 1: some documents must be left to write the labels from.")
     store = ds.stored
     store.require_tokens("label_features_offline (labels from the words features fire on)")
     encoded = np.flatnonzero(ds.encoded_mask())
@@ -70,8 +68,6 @@ def label_features_offline(ds, features=None, *, held_out: float = 0.3, seed: in
     words = written.feature_words()
     if features is None:
         features = np.flatnonzero(words.mass.getnnz(axis=1))
-    else:
-        features = np.unique(check_features(features, ds.d_sae, sae=ds.encoder))
     rows = hashlib.sha256(np.unique(ds.store_rows[encoded]).astype(np.int64).tobytes()).hexdigest()
     kept = {f: (label, labels.scores.get(f)) for labels in store.dataset_labels()
             if (labels.version, labels.seed, labels.held_out, labels.rows) == (VERSION, seed, held_out, rows)

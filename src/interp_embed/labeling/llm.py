@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..store.labels import InvalidLabelRecord, LabelRecord
-from ..validation import check_int
+from ..validation import Int, InvalidParameterError, Number, OrNone, validate_fields
 from .examples import ExampleSets
 from .prompts import (PROMPT_VERSION, SYSTEM, LabelReply, ReplyError, detection_prompt, fuzzing_prompt,
                       labelling_prompt, parse_label, parse_verdicts, repair_message)
@@ -79,22 +79,12 @@ class LabelingConfig:
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
-            raise ValueError("model must name a chat model, e.g. 'google/gemini-2.5-flash' or 'openai/gpt-4o-mini'.")
-        check_int(self.k, "k", 1)
-        check_int(self.n_score, "n_score", 1)
-        check_int(self.window_tokens, "window_tokens", 4)
-        check_int(self.seed, "seed", 0)
-        check_int(self.concurrency, "concurrency", 1)
-        check_int(self.batch_size, "batch_size", 1)
-        check_int(self.max_retries, "max_retries", 0)
-        if self.max_tokens_total is not None:
-            check_int(self.max_tokens_total, "max_tokens_total", 1)
-        for name in ("timeout", "temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+            raise InvalidParameterError("model must name a chat model, e.g. 'google/gemini-2.5-flash' or 'openai/gpt-4o-mini'.")
+        validate_fields(self, k=Int(min=1), n_score=Int(min=1), window_tokens=Int(min=4), seed=Int(),
+                        concurrency=Int(min=1), batch_size=Int(min=1), max_retries=Int(),
+                        max_tokens_total=OrNone(Int(min=1)), timeout=Number(), temperature=Number())
         if self.timeout == 0:
-            raise ValueError("timeout must be positive (seconds).")
+            raise InvalidParameterError("timeout must be positive (seconds).")
 
 
 def make_config(**options) -> LabelingConfig:
@@ -102,7 +92,7 @@ def make_config(**options) -> LabelingConfig:
     known = {f.name for f in fields(LabelingConfig)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise TypeError(f"unknown labelling option(s) {unknown}; the options are {sorted(known)}.")
+        raise InvalidParameterError(f"unknown labelling option(s) {unknown}; the options are {sorted(known)}.")
     return LabelingConfig(**options)
 
 

@@ -18,17 +18,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..store.labels import LabelRecord
-from ..validation import check_bool, check_features, check_fraction, check_int
+from ..validation import Bool, Features, Fraction, Int, OrNone, check_features, validate_params
 from .examples import draw_examples
 from .llm import (DEFAULT_MODEL, BudgetExhausted, FeatureLabel, LabelingConfig, LabelingError, Labeller, LabelScore,
                   Usage, make_config)
 from .prompts import PROMPT_VERSION
 
 logger = logging.getLogger(__name__)
-
-
-def _check_feature(ds, feature) -> int:
-    return int(check_features([feature], ds.d_sae, "feature", sae=ds.encoder)[0])
 
 
 def earlier_labels(ds, config: LabelingConfig) -> tuple[dict[int, LabelRecord], dict[int, LabelRecord]]:
@@ -82,6 +78,7 @@ async def _label_one(labeller: Labeller, ds, feature: int, positive_dataset, neg
     return result
 
 
+@validate_params(feature=Features(one=True), score=Bool())
 async def label_feature(ds, feature: int, model: str = DEFAULT_MODEL, label_and_score=None, positive_dataset=None,
                         negative_dataset=None, k: int = 20, *, score: bool = False, base_url: str | None = None,
                         api_key: str | None = None, save: bool = True, **options) -> FeatureLabel:
@@ -100,8 +97,6 @@ async def label_feature(ds, feature: int, model: str = DEFAULT_MODEL, label_and_
     Returns a :class:`~interp_embed.labeling.llm.FeatureLabel` (``label``, ``brief_description``,
     ``detailed_explanation``, ``examples``, ``usage``, ``score``).
     """
-    feature = _check_feature(ds, feature)
-    check_bool(score, "score")
     config = make_config(model=model, k=k, base_url=base_url, **options)
     previous = None if label_and_score is None else str(label_and_score)
     with _writing(ds, save):
@@ -110,6 +105,7 @@ async def label_feature(ds, feature: int, model: str = DEFAULT_MODEL, label_and_
                                     previous, save)
 
 
+@validate_params(feature=Features(one=True), k=Int(min=1))
 async def score_feature(ds, feature: int, label: str | None = None, model: str = DEFAULT_MODEL,
                         positive_dataset=None, negative_dataset=None, k: int = 10, *, description: str = "",
                         base_url: str | None = None, api_key: str | None = None, **options) -> LabelScore:
@@ -121,7 +117,6 @@ async def score_feature(ds, feature: int, label: str | None = None, model: str =
     counts), fuzzing (are the << >> marks where the label says?) and every verdict; ``result["score"]`` is
     the original interp_embed's share of right answers.
     """
-    feature = _check_feature(ds, feature)
     kept = None
     if label is None:
         records = [r for r in ds.stored.label_records() if r.feature == feature]
@@ -132,7 +127,7 @@ async def score_feature(ds, feature: int, label: str | None = None, model: str =
             raise ValueError(f"feature {feature} has no label to score; pass label='...' or label it first.")
     if not isinstance(label, str) or not label.strip():
         raise ValueError("label must be a non-empty string.")
-    config = make_config(model=model, n_score=check_int(k, "k", 1), base_url=base_url, **options)
+    config = make_config(model=model, n_score=k, base_url=base_url, **options)
     # A kept label's own examples are left out; for a label given here, those label_feature would show with
     # this seed are (whoever wrote it may have seen them).
     examples = draw_examples(feature, positive_dataset or ds, negative_dataset or ds, 0 if kept else config.k,
@@ -141,6 +136,7 @@ async def score_feature(ds, feature: int, label: str | None = None, model: str =
         return await labeller.score(feature, label, description, examples)
 
 
+@validate_params(score=Bool())
 async def label_features(ds, features: Iterable[int], *, model: str = DEFAULT_MODEL, concurrency: int = 8,
                          score: bool = True, base_url: str | None = None, api_key: str | None = None,
                          progress: bool = True, **options) -> pd.DataFrame:
@@ -160,7 +156,6 @@ async def label_features(ds, features: Iterable[int], *, model: str = DEFAULT_MO
         features = [features]
     check_features(features := list(features), ds.d_sae, sae=ds.encoder)
     wanted = list(dict.fromkeys(int(f) for f in features))  # in the order given
-    check_bool(score, "score")
     config = make_config(model=model, concurrency=concurrency, base_url=base_url, **options)
     with _writing(ds, True):
         return await _label_features(ds, Labeller(config, api_key), wanted, score, progress)
@@ -211,6 +206,7 @@ def _row(record: LabelRecord) -> dict:
             "completion_tokens": record.usage.get("completion_tokens", 0)}
 
 
+@validate_params(k=Int(min=1), min_accuracy=Fraction())
 async def describe_diff(ds_a, ds_b, k: int = 10, *, model: str = DEFAULT_MODEL, min_accuracy: float = 0.7,
                         alpha: float = 0.05, base_url: str | None = None, api_key: str | None = None,
                         **options) -> pd.DataFrame:
@@ -228,8 +224,6 @@ async def describe_diff(ds_a, ds_b, k: int = 10, *, model: str = DEFAULT_MODEL, 
     """
     from ..analysis.diff import canonical_diff, diff_features
 
-    check_int(k, "k", 1)
-    min_accuracy = check_fraction(min_accuracy, "min_accuracy")
     config = make_config(model=model, base_url=base_url, **options)
     labeller = Labeller(config, api_key)
     table = canonical_diff(diff_features(ds_a, ds_b, grouped=True, alpha=alpha))
@@ -257,6 +251,7 @@ async def describe_diff(ds_a, ds_b, k: int = 10, *, model: str = DEFAULT_MODEL, 
     return out
 
 
+@validate_params(k=Int(min=1), min_accuracy=Fraction(), offline=OrNone(Bool()))
 async def describe_association(ds, target, k: int = 10, *, model: str = DEFAULT_MODEL, min_accuracy: float = 0.7,
                                alpha: float = 0.05, offline: bool | None = None, base_url: str | None = None,
                                api_key: str | None = None, **options) -> pd.DataFrame:
@@ -284,12 +279,9 @@ async def describe_association(ds, target, k: int = 10, *, model: str = DEFAULT_
     from ..analysis import associate_features
     from ..analysis.targets import encode_target, target_series
 
-    check_int(k, "k", 1)
-    min_accuracy = check_fraction(min_accuracy, "min_accuracy")
     config = make_config(model=model, base_url=base_url, **options)
     if offline is None:
         offline = _no_key(config, api_key)
-    check_bool(offline, "offline")
     table = associate_features(ds, target, grouped=True, alpha=alpha, model=False)
     values, name = target_series(ds.pandas(), target)
     encoded = encode_target(values.reset_index(drop=True), name)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..spec.plan import EncodePlan
+from ..validation import InvalidParameterError
 from .reader import Reader
 
 
@@ -53,7 +54,8 @@ def cut_windows(docs: Sequence[np.ndarray], window_tokens: int, overlap: int = 0
     (an empty one none), a longer one is cut into windows of ``window_tokens`` tokens, each after the first
     beginning with ``overlap`` tokens of context from the one before (``overlap`` < ``window_tokens / 2``)."""
     if not 0 <= 2 * overlap < window_tokens:
-        raise ValueError(f"overlap must be in [0, window_tokens / 2), not {overlap} for window_tokens={window_tokens}")
+        raise InvalidParameterError(f"overlap must be in [0, window_tokens / 2), not {overlap} for "
+                                    f"window_tokens={window_tokens}")
     windows = []
     for doc, ids in enumerate(docs):
         start = 0

@@ -15,9 +15,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..spec.arithmetic import ARITHMETICS
-from ..validation import check_choice
-
 logger = logging.getLogger(__name__)
 
 CPU_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
@@ -99,4 +96,4 @@ def torch_dtype(arithmetic: str):
     """The torch dtype of ``float32`` or ``bfloat16``."""
     import torch
 
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[check_choice(arithmetic, "arithmetic", ARITHMETICS)]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[arithmetic]

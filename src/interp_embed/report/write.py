@@ -8,7 +8,8 @@ import pandas as pd
 
 from ..analysis.inputs import check_dataset
 from ..files import write_atomically
-from ..validation import check_features, check_int, with_command_line
+from ..validation import (Features, Int, InvalidParameterError, OrNone, Spec, validate_params,
+                          with_command_line)
 from .collect import collect
 from .render import render
 
@@ -18,6 +19,17 @@ MAX_CORRELATED = 50
 CLUSTER_COLUMNS = ("cluster", "size", "rank", "feature_id", "label", "freq_in", "freq_out", "lift")
 
 
+class _Stored(Spec):
+    """A dataset saved in a store (see :func:`_check_stored`)."""
+
+    def check(self, name, value, given):
+        _check_stored(value, name)
+        return value
+
+
+@validate_params(ds=_Stored(), vs=OrNone(_Stored()), features=Features(), max_features=Int(min=1, max=MAX_FEATURES),
+                 top_documents=Int(max=MAX_DOCUMENTS), quantile_documents=Int(max=MAX_DOCUMENTS),
+                 correlated=Int(max=MAX_CORRELATED))
 def write_report(ds, path, *, vs=None, features=None, max_features: int = 200, top_documents: int = 10,
                  quantile_documents: int = 10, correlated: int = 5, clusters=None, title: str | None = None,
                  title_column: str | None = None) -> Path:
@@ -43,23 +55,15 @@ def write_report(ds, path, *, vs=None, features=None, max_features: int = 200, t
 
     >>> ds.report("report.html", vs=other)           # doctest: +SKIP
     """
-    _check_stored(ds, "ds")
     path = _check_path(path)
-    if vs is not None:
-        _check_stored(vs, "vs")
-    max_features = check_int(max_features, "max_features", 1, MAX_FEATURES)
-    features = check_features(features, ds.d_sae, sae=ds.encoder)
     if features is not None and features.size > max_features:
-        raise ValueError(f"features lists {features.size} features, more than max_features={max_features}; pass "
+        raise InvalidParameterError(f"features lists {features.size} features, more than max_features={max_features}; pass "
                          f"fewer, or raise max_features (up to {MAX_FEATURES}).")
-    top_documents = check_int(top_documents, "top_documents", 0, MAX_DOCUMENTS)
-    quantile_documents = check_int(quantile_documents, "quantile_documents", 0, MAX_DOCUMENTS)
-    correlated = check_int(correlated, "correlated", 0, MAX_CORRELATED)
     _check_clusters(clusters, len(ds))
     if title is None:
         title = f"Features of {ds.name or ds.path.name}"
     elif not isinstance(title, str) or not title.strip():
-        raise TypeError(f"title must be a non-empty string (or None for the default), not {title!r}.")
+        raise InvalidParameterError(f"title must be a non-empty string (or None for the default), not {title!r}.")
     _check_title_column(title_column, ds)
     data = collect(ds, vs=vs, features=None if features is None else features.tolist(), max_features=max_features,
                    top_documents=top_documents, quantile_documents=quantile_documents, correlated=correlated,
@@ -74,13 +78,13 @@ def _check_stored(ds, name: str) -> None:
     check_dataset(ds, name)
     missing = [member for member in ("path", "store_rows", "encoder") if not hasattr(ds, member)]
     if missing:
-        raise TypeError(f"{name} must be an interp_embed Dataset saved in a store (it lacks {', '.join(missing)}); "
+        raise InvalidParameterError(f"{name} must be an interp_embed Dataset saved in a store (it lacks {', '.join(missing)}); "
                         f"got {type(ds).__name__}. Open one with Dataset.load_from_file(path).")
 
 
 def _check_path(path) -> Path:
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a file path (str or Path), not {type(path).__name__}.")
+        raise InvalidParameterError(f"path must be a file path (str or Path), not {type(path).__name__}.")
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"path {str(path)!r} is a folder; give the name of the HTML file to write.")
@@ -93,11 +97,11 @@ def _check_title_column(column, ds) -> None:
     if column is None:
         return
     if not isinstance(column, str):
-        raise TypeError(f"title_column must be the name of a column (or None), not {column!r}.")
+        raise InvalidParameterError(f"title_column must be the name of a column (or None), not {column!r}.")
     columns = [str(c) for c in ds.pandas().columns if c != ds.field]
     if column not in columns:
         problem = f"is not a column of the dataset's table; its columns are {columns}"
-        raise with_command_line(ValueError(f"title_column={column!r} {problem}."), f"--title-column {column} {problem}.")
+        raise with_command_line(InvalidParameterError(f"title_column={column!r} {problem}."), f"--title-column {column} {problem}.")
 
 
 def _check_clusters(clusters, n_documents: int) -> None:
@@ -106,13 +110,13 @@ def _check_clusters(clusters, n_documents: int) -> None:
         return
     if not (isinstance(clusters, tuple) and len(clusters) == 2
             and all(isinstance(t, pd.DataFrame) for t in clusters)):
-        raise TypeError("clusters must be the result of ds.cluster(...) (a Clustering of two tables), or None.")
+        raise InvalidParameterError("clusters must be the result of ds.cluster(...) (a Clustering of two tables), or None.")
     assignments, table = clusters
     missing = [c for c in CLUSTER_COLUMNS if c not in table.columns] + [
         c for c in ("document", "cluster") if c not in assignments.columns]
     if missing:
-        raise ValueError(f"clusters lacks the columns {missing}; pass the result of ds.cluster(...) unchanged.")
+        raise InvalidParameterError(f"clusters lacks the columns {missing}; pass the result of ds.cluster(...) unchanged.")
     documents = assignments["document"]
     if len(assignments) > n_documents or (len(documents) and not documents.between(0, n_documents - 1).all()):
-        raise ValueError(f"clusters assigns documents outside this dataset's {n_documents} rows; pass the result of "
+        raise InvalidParameterError(f"clusters assigns documents outside this dataset's {n_documents} rows; pass the result of "
                          "cluster() on the same dataset.")

@@ -13,10 +13,10 @@ from pathlib import Path
 from ..architectures.config import read_config, sae_file
 from ..files import FEATURE_LABELS, SAE_ACTIVATION_SCALER, SAE_CONFIG, SAE_WEIGHTS, sha256_file
 from ..reading.arithmetic import choose_arithmetic
-from ..spec.arithmetic import check_dtype
+from ..spec.arithmetic import DTYPES
 from ..spec.reader import ReaderSpec, check_role
 from ..store.manifest import EncoderRecord, encoder_identity
-from ..validation import check_bool
+from ..validation import Bool, Choice, validate_params
 
 Device = str | dict | None
 
@@ -67,14 +67,14 @@ class SAE:
 
     kind = "base"
 
+    @validate_params(truncate=Bool(), dtype=Choice(DTYPES))
     def __init__(self, device: Device = None, role: str = "assistant", use_assistant_role: bool | None = None,
                  truncate: bool = True, dtype: str = "auto"):
-        check_bool(truncate, "truncate")
         if use_assistant_role is not None:
             role = "assistant" if use_assistant_role else "user"
         self.device = device
         self.role = check_role(role)
-        self.dtype = check_dtype(dtype)
+        self.dtype = dtype
         self._arithmetic = None if dtype == "auto" else dtype
         self._loaded = None
 

@@ -11,7 +11,7 @@ from ..architectures.config import sae_file
 from ..data import default_sae_folder
 from ..files import FEATURE_LABELS, SAE_CONFIG, atomic_folder, write_atomically
 from ..spec.reader import BUNDLED_READER
-from ..validation import check_bool
+from ..validation import Bool, validate_params
 from .base import SAE, Device
 
 logger = logging.getLogger(__name__)
@@ -133,13 +133,14 @@ class GoodfireSAE(SAE):
 
     kind = "goodfire"
 
+    @validate_params(quantize=Bool())
     def __init__(self, variant_name: str = "Llama-3.1-8B-Instruct-SAE-l19", device: Device = None,
                  quantize: bool = False, **kwargs):
         super().__init__(device=device, **kwargs)
         if variant_name not in GOODFIRE_VARIANTS:
             raise ValueError(f"variant_name must be one of {sorted(GOODFIRE_VARIANTS)}, not {variant_name!r}")
         self.variant_name = variant_name
-        self.quantize = check_bool(quantize, "quantize")
+        self.quantize = quantize
         self._labels_unreachable = False
 
     def params(self) -> dict:

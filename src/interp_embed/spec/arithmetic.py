@@ -4,7 +4,6 @@ Which one ``dtype="auto"`` settles on, on this machine, is :mod:`interp_embed.re
 """
 from __future__ import annotations
 
-from ..validation import check_choice
 
 DTYPES = ("auto", "float32", "bfloat16")
 """What an SAE may be asked to run its reader in; ``auto`` is decided on the machine that runs it by
@@ -13,6 +12,3 @@ ARITHMETICS = ("float32", "bfloat16")
 """What a store records: the arithmetic that encoded it."""
 
 
-def check_dtype(dtype) -> str:
-    """``dtype`` if it is one of :data:`DTYPES`, else a ValueError naming them."""
-    return check_choice(dtype, "dtype", DTYPES)

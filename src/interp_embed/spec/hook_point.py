@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..validation import check_int
+from ..validation import Int, validate_fields
 
 SITE_NAMES: dict[str, str] = {
     "resid_pre": "hook_resid_pre",
@@ -43,7 +43,7 @@ class HookPoint:
     all heads side by side (heads × head size wide), as SAELens' ``reshape_activations="hook_z"`` SAEs read it."""
 
     def __post_init__(self) -> None:
-        check_int(self.layer, "layer", minimum=0)
+        validate_fields(self, layer=Int())
         if self.site not in SITE_NAMES:
             raise ValueError(f"hook site {self.site!r} is not supported; use one of {', '.join(map(repr, SITE_NAMES))}")
         # One point, one spelling: stores compare hook points, and the two spellings read the same tensor.

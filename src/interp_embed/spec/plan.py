@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from ..validation import check_int
+from ..validation import Int, InvalidParameterError, OrNone, validate_fields
 
 
 BYTES_PER_TOKEN = 3
@@ -73,17 +73,16 @@ class EncodePlan:
             raise ValueError("give exactly one of chunk_tokens and chunk_chars (chunk_chars with chunk_tokens=None)")
         if self.chunk_chars is not None:  # the older rule cut chunks of one size
             object.__setattr__(self, "first_chunk_tokens", None)
-        for name in ("chunk_tokens", "first_chunk_tokens", "chunk_chars", "batch_tokens", "window_tokens"):
-            if getattr(self, name) is not None:
-                check_int(getattr(self, name), name, minimum=1)
+        validate_fields(self, chunk_tokens=OrNone(Int(min=1)), first_chunk_tokens=OrNone(Int(min=1)),
+                        chunk_chars=OrNone(Int(min=1)), batch_tokens=Int(min=1), window_tokens=Int(min=1))
         if self.max_padding is not None and (isinstance(self.max_padding, bool) or
                                              not isinstance(self.max_padding, (int, float)) or self.max_padding < 0):
-            raise ValueError(f"max_padding must be a number >= 0 (or None), not {self.max_padding!r}")
+            raise InvalidParameterError(f"max_padding must be a number >= 0 (or None), not {self.max_padding!r}")
         if not isinstance(self.token_level, bool):
-            raise TypeError(f"token_level must be True or False, not {self.token_level!r}")
+            raise InvalidParameterError(f"token_level must be True or False, not {self.token_level!r}")
         # Fewer than half the window repeated, so every window moves on by more than it repeats.
-        check_int(self.window_overlap, "window_overlap", minimum=0, maximum=self.window_tokens // 2 - 1,
-                  maximum_name="window_tokens // 2 - 1")
+        half = "window_tokens // 2 - 1"
+        Int(max=half).check("window_overlap", self.window_overlap, {half: self.window_tokens // 2 - 1})
 
     def to_json(self) -> dict:
         return asdict(self)

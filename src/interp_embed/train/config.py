@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from ..spec.reader import ReaderSpec
-from ..validation import check_int
+from ..validation import Int, InvalidParameterError, validate_fields
 
 B_DEC_INITS: tuple[str, ...] = ("geometric_median", "mean")
 
@@ -35,10 +35,9 @@ class HarvestConfig(ReaderSpec):
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"model must be a model name or folder, not {self.model!r}")
+            raise InvalidParameterError(f"model must be a model name or folder, not {self.model!r}")
         super().__post_init__()
-        for name in ("forward_tokens", "buffer_tokens", "max_doc_tokens"):
-            check_int(getattr(self, name), name, minimum=1)
+        validate_fields(self, forward_tokens=Int(min=1), buffer_tokens=Int(min=1), max_doc_tokens=Int(min=1))
 
     @property
     def reader(self) -> ReaderSpec:
@@ -97,26 +96,21 @@ class TrainConfig:
     """Where to train (``"cpu"``, ``"cuda:1"``...); None: CUDA when present, else the CPU."""
 
     def __post_init__(self) -> None:
-        check_int(self.d_sae, "d_sae", minimum=1)
-        check_int(self.k, "k", minimum=1, maximum=self.d_sae, maximum_name="d_sae")
+        validate_fields(self, d_sae=Int(min=1), k=Int(min=1, max="d_sae"), k_aux=Int(min=1), dead_tokens=Int(min=1),
+                        warmup_steps=Int(), batch_size=Int(min=1), epochs=Int(min=1), seed=Int(),
+                        checkpoint_every=Int(), log_every=Int(min=1))
         if not 0 < self.batch_topk_threshold_rate <= 1:
-            raise ValueError(f"batch_topk_threshold_rate must be in (0, 1], not {self.batch_topk_threshold_rate!r}")
-        check_int(self.k_aux, "k_aux", minimum=1)
+            raise InvalidParameterError(f"batch_topk_threshold_rate must be in (0, 1], not "
+                                        f"{self.batch_topk_threshold_rate!r}")
         if not self.auxk_alpha >= 0:
-            raise ValueError(f"auxk_alpha must be >= 0, not {self.auxk_alpha!r}")
-        check_int(self.dead_tokens, "dead_tokens", minimum=1)
+            raise InvalidParameterError(f"auxk_alpha must be >= 0, not {self.auxk_alpha!r}")
         if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0 or None (the scaling law), not {self.lr!r}")
-        check_int(self.warmup_steps, "warmup_steps", minimum=0)
+            raise InvalidParameterError(f"lr must be > 0 or None (the scaling law), not {self.lr!r}")
         if not 0 <= self.decay_fraction < 1:
-            raise ValueError(f"decay_fraction must be in [0, 1), not {self.decay_fraction!r}")
-        check_int(self.batch_size, "batch_size", minimum=1)
-        check_int(self.epochs, "epochs", minimum=1)
+            raise InvalidParameterError(f"decay_fraction must be in [0, 1), not {self.decay_fraction!r}")
         if self.b_dec_init not in B_DEC_INITS:
-            raise ValueError(f"b_dec_init must be one of {', '.join(map(repr, B_DEC_INITS))}, not {self.b_dec_init!r}")
-        check_int(self.seed, "seed", minimum=0)
-        check_int(self.checkpoint_every, "checkpoint_every", minimum=0)
-        check_int(self.log_every, "log_every", minimum=1)
+            raise InvalidParameterError(f"b_dec_init must be one of {', '.join(map(repr, B_DEC_INITS))}, not "
+                                        f"{self.b_dec_init!r}")
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else 2e-4 / math.sqrt(self.d_sae / 2**14)
