@@ -432,7 +432,7 @@ def test_search_matches_the_words_features_fire_on():
     hits = A.search_documents(fired, query="cats", k=30, feedback=False)
     assert set(hits.feature_id) == {2} and len(hits) == 20
     assert (fired.pandas().topic.iloc[hits.document] == "pets").all()
-    assert hits.attrs["features"].fires_on.tolist() == ["cat, dog"]
+    assert hits.attrs["features"].fires_on.tolist() == ["cat · dog"]
     labels_only = standin(60, "en", lambda i: "pets")  # a dataset that cannot tell: labels alone count
     with pytest.raises(ValueError, match="no word of query"):
         A.search_documents(labels_only, query="cats")

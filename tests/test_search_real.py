@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from interp_embed import Dataset
+from interp_embed.analysis.fires_on import fires_on
 from interp_embed.analysis.label_search import label_terms, query_terms, stem
 from interp_embed.saes import DefaultSAE
 
@@ -128,6 +129,7 @@ def test_search_by_query_fuses_the_features_its_words_name(packages):
     used = hits.attrs["features"]
     assert {"query text", "label match", "feedback"} <= set(used.source)
     matched = set(used.feature_id[used.source == "label match"])
+    assert (used.fires_on == fires_on(packages, used.feature_id)).all()  # one way of showing a feature's words
     first = packages.search("games", by="query", k=K, highlight=False, feedback=False)
     assert set(first.feature_id) <= set(first.attrs["features"].feature_id)
     assert any(matched & set(active) for active in first.active_features)  # label matches add to the scores

@@ -27,7 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..store.words import OFFLINE_LABEL, WORD, FeatureWords
-from .fires_on import words_of
+from .fires_on import fires_on_text, words_of
 from .inputs import Documents, EncodedDataset, label_array
 from ..validation import BY_EXAMPLE, BY_QUERY, EXAMPLES, FEATURE_IDS, explained
 
@@ -110,7 +110,7 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
     ``labels`` (object array indexed by feature id, "" for none) and ``words`` (None when the dataset cannot
     tell, then labels alone count) describe the features as the module says; ``candidates`` (feature ids,
     default all) are those that may match — the features active in the dataset. Returns ``feature_id``,
-    ``label``, ``score`` (in [0, 1]) and ``fires_on`` (its top fired words) for at most ``k`` features scoring
+    ``label``, ``score`` (in [0, 1]) and ``fires_on`` (as every feature table shows it) for at most ``k`` features scoring
     at least ``min_score``, best first; raises ValueError saying so when none does.
 
     >>> labels = np.array(["German words", "code", "german compound nouns", ""], dtype=object)
@@ -155,7 +155,7 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
                         f"{score[order[0]]:.2f} < min_score={min_score}); try other words, search by an example "
                         "text (", BY_EXAMPLE, "), or pass feature ids with ", FEATURE_IDS, ".")
     f = candidates[good]
-    fired = [", ".join(words.top(int(i))) for i in f] if words is not None else [""] * f.size
+    fired = fires_on_text(words if words is not None else "", f)  # as every other table shows them
     return pd.DataFrame({"feature_id": f, "label": labels[f], "score": score[good], "fires_on": fired})
 
 
