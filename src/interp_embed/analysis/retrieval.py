@@ -181,18 +181,17 @@ def rank_documents(
             feature_weight = terms.strongest(np.asarray(_read(ds, [query]).todense(), dtype=np.float64).ravel(),
                                              n_features)
             used = _used(ds, labels, np.flatnonzero(feature_weight), feature_weight, "query text")
-            rankings = [_Ranking(terms.bm25(feature_weight), lambda rows: terms.bm25_contributions(feature_weight, rows))]
+            rankings = [_Ranking(terms.bm25(feature_weight), lambda rows: terms.bm25_contributions(feature_weight, rows))
+                        ] if feature_weight.any() else []
             matched = _label_matches(ds, docs, query) if label_matches else None
             if matched is not None:
                 rankings.append(_activation_ranking(docs, matched))
                 used = pd.concat([used, matched.assign(source="label match")], ignore_index=True)
-            if not feature_weight.any():
-                if matched is None:
-                    raise explained(ValueError, f"the features the reader sees in {query!r} fire in none of this "
-                                    "dataset's documents (or in more than half of them, which says nothing), and no "
-                                    "feature's words or label match it; try other words, search by examples (",
-                                    EXAMPLES, "), or pass ", FEATURE_IDS, ".")
-                del rankings[0]
+            if not rankings:
+                raise explained(ValueError, f"the features the reader sees in {query!r} fire in none of this "
+                                "dataset's documents (or in more than half of them, which says nothing), and no "
+                                "feature's words or label match it; try other words, search by examples (",
+                                EXAMPLES, "), or pass ", FEATURE_IDS, ".")
         words = DocumentWords.of(ds)
         if words is not None:
             word_weight, word_source = _query_words(ds, words, query, terms, feature_weight)
@@ -228,7 +227,6 @@ def _no_features(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _fused(*rankings: _Ranking) -> _Ranking:
     """Rankings fused by their ranks (:func:`reciprocal_rank_fusion`); a document's fused score is split among the
     features of each ranking by their shares of that ranking's score, so the evidence shown stays exact."""
-    fused = reciprocal_rank_fusion(*(r.score for r in rankings))
     single = [reciprocal_rank_fusion(r.score) for r in rankings]  # what each ranking adds to the fused score
 
     def contributions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -241,7 +239,7 @@ def _fused(*rankings: _Ranking) -> _Ranking:
             np.add.at(out, (slice(None), np.searchsorted(every, ids)), share * added[rows, None])
         return every, out
 
-    return _Ranking(fused, contributions)
+    return _Ranking(np.sum(single, axis=0), contributions)
 
 
 def _query_words(ds: EncodedDataset, words: DocumentWords, query: str, terms: Terms,
