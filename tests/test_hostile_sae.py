@@ -82,6 +82,21 @@ def test_resuming_and_describing_never_fetch_the_sae_a_store_names(sample, tmp_p
     assert described.shipped_summary is None and described.feature == 3
 
 
+@pytest.mark.parametrize("source", list(HOSTILE_SOURCES))
+def test_search_and_clustering_by_default_match_labels_where_the_sae_must_be_asked_for(sample, tmp_path,
+                                                                                      nothing_leaves, source):
+    # By default a search reads the query through the models where the dataset can; a store naming any SAE but
+    # the bundled default cannot say which to read with, so the default matches the features' words and labels.
+    store = _store(tmp_path / "s.iembed", sample, HOSTILE_SOURCES[source], token_level=True)
+    ds = Dataset.load_from_file(store.path)
+    assert not ds.reads_text()
+    hits = ds.search("rabbits", k=3)
+    assert hits.attrs["by"] == "labels" and set(hits.attrs["features"].source) <= {"label match", "feedback"}
+    assert ds.cluster(query="rabbits", n_clusters=2).clusters.attrs["by"] == "labels"
+    with pytest.raises(StoreError, match="pass sae="):  # asked for by name, never guessed
+        ds.search("rabbits", by="query")
+
+
 def test_resuming_on_the_command_line_asks_for_the_sae_by_its_flag(sample, tmp_path, nothing_leaves):
     from typer.testing import CliRunner
 

@@ -126,7 +126,7 @@ def test_any_sae_folder_is_labelled_from_a_corpus(tiny_model_dir, tmp_path, samp
     words = {w.strip("'") for label in labels.values() for w in label.split(" — ")[0].split(", ")}
     word = max((w for w in words if w.isalpha()), key=len)  # the longest: not a stop word
     assert ds.feature_labels() == labels
-    hits = ds.search(word, k=3)
+    hits = ds.search(word, by="labels", k=3)
     matched = hits.attrs["features"].query("source == 'label match'").label  # feedback may add features of its own
     assert len(hits) >= 1 and len(matched) and all(word.lower() in label.lower() for label in matched)
     with pytest.raises(ValueError, match="no tokens"):

@@ -234,7 +234,7 @@ def test_a_compact_store_searches_by_labels_alone_and_says_so(twins, caplog):
     active = np.flatnonzero(compact.latents("binarize").sum(axis=0).A1)
     word = next(match.group(1) for f in active for match in [re.search(r"'([a-z]{4,})'", labels.get(int(f), ""))]
                 if match)
-    hits = compact.search(word, k=2)
+    hits = compact.search(word, by="labels", k=2)
     assert "matched against feature labels alone" in caplog.text
     assert all("<<" in text for text in hits.highlighted)  # recomputed, as a token-level store shows them
     assert not compact.sae.is_loaded()

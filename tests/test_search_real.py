@@ -83,7 +83,7 @@ def test_search_by_label_reaches_the_keyword_baseline(packages):
     assert len(covered) >= 10, covered
     rows = []
     for query in covered:
-        hits = packages.search(query, k=K, highlight=False)
+        hits = packages.search(query, by="labels", k=K, highlight=False)
         used = hits.attrs["features"].feature_id.to_numpy()
         assert (packages.latents()[:, used].getnnz(axis=0) > 0).all()  # never a feature that does not fire here
         rows.append((query, precision(packages, hits.document.to_numpy(), QUERIES[query]),
@@ -91,7 +91,7 @@ def test_search_by_label_reaches_the_keyword_baseline(packages):
     table = pd.DataFrame(rows, columns=["query", "search", "keywords"]).set_index("query")
     assert table.search.mean() >= table.keywords.mean(), table.to_string()
     with pytest.raises(ValueError, match="by='example'"):
-        packages.search("astronomy")  # no feature fires on it or is labelled with it: said so, not guessed
+        packages.search("astronomy", by="labels")  # no feature fires on it or is labelled with it: said so, not guessed
 
 
 def test_search_by_example_beats_the_keyword_baseline(packages):
@@ -105,11 +105,21 @@ def test_search_by_query_reads_stop_words_and_negation(packages):
     # A query of stop words says nothing by its words (search by labels says so and what to try), but the model
     # reads it like any text: every query returns a ranking.
     with pytest.raises(ValueError, match="by='query'"):
-        packages.search("not")
+        packages.search("not", by="labels")
     for query in ("not", "never", "negation", "the"):
         hits = packages.search(query, by="query", k=K, highlight=False)
         assert len(hits) == K, query
         assert {"query text", "feedback"} <= set(hits.attrs["features"].source)
+
+
+def test_search_and_clustering_read_the_query_through_the_models_by_default(packages):
+    # The bundled default SAE is rebuilt from the store's record, so the default reads the query (measured best).
+    assert packages.reads_text()
+    hits = packages.search("games", k=K, highlight=False)
+    assert hits.attrs["by"] == "query"
+    assert hits.document.tolist() == packages.search("games", by="query", k=K, highlight=False).document.tolist()
+    assert packages.search(examples=[EXAMPLES["games"]], k=K, highlight=False).attrs["by"] == "example"
+    assert packages.search("games", by="labels", k=K, highlight=False).attrs["by"] == "labels"
 
 
 def test_search_by_query_beats_label_search_and_keywords(packages):
@@ -176,6 +186,7 @@ def test_directed_clustering_keeps_every_part_of_its_axis(packages, tmp_path):
     assignments, clusters = view.cluster(query="games, fonts, music, mathematics, email", n_clusters=5)
     truth = section[np.isin(section, sections)][assignments.document.to_numpy()]
     assert (assignments.cluster >= 0).all() and len(assignments) == len(view)
+    assert clusters.attrs["by"] == "query"  # the parts read by the models, the default where they can run
     assert adjusted_rand_score(truth, assignments.cluster) >= 0.5
     axis = clusters.attrs["axis_table"]  # every part contributes, with its own features
     assert set(axis.part) == {"games", "fonts", "music", "mathematics", "email"}

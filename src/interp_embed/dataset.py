@@ -564,6 +564,13 @@ class Dataset:
         with self.recomputing():  # the view shares this dataset's models, loaded once for all its rows
             return HighlightedDocuments(row.token_activations(feature) for row in chosen)
 
+    def reads_text(self) -> bool:
+        """Whether this dataset can read new text with the reader and SAE that encoded it (searches by query or by
+        example, :meth:`latents_of_texts`): True when its SAE was given (``sae=``) or is the bundled default, which
+        is rebuilt from the store's record; a store encoded with another SAE needs it passed to
+        :meth:`load_from_file`. Nothing is loaded to answer."""
+        return self._models.known()
+
     @contextlib.contextmanager
     def models_loaded(self):
         """Keep the reader and SAE that encoded this dataset loaded for the block, so that what reads text in it —

@@ -16,7 +16,7 @@ from .terms import Terms
 from .inputs import PRESENCE, Encoded, EncodedDataset, feature_counts, label_array, load_documents, presence
 from .fires_on import fires_on
 from .label_search import dataset_words, stop_words
-from .retrieval import BY, rank_documents
+from .retrieval import BY, rank_documents, resolved_by
 from ..validation import Choice, Features, Int, InvalidParameterError, validate_params
 
 logger = logging.getLogger(__name__)
@@ -204,11 +204,11 @@ def _axis(parts: list[str], weights: list[np.ndarray], n_query_features: int) ->
 
 
 @validate_params(ds=Encoded(), features=Features(), n_clusters=Int(min=1), method=Choice(METHODS),
-                 by=Choice(BY[:2]), n_query_features=Int(min=1), top_features=Int(min=1), n_words=Int(min=1),
+                 by=Choice(BY[:3]), n_query_features=Int(min=1), top_features=Int(min=1), n_words=Int(min=1),
                  min_cluster_size=Int(min=2), **PRESENCE)
 def cluster_documents(
     ds: EncodedDataset, features: Iterable[int] | None = None, query: str | None = None, n_clusters: int = 8,
-    method: str = "kmeans", *, examples: Sequence[str | Sequence[str]] | None = None, by: str = "labels",
+    method: str = "kmeans", *, examples: Sequence[str | Sequence[str]] | None = None, by: str = "auto",
     n_query_features: int = 20, top_features: int = 5, n_words: int = 8, min_cluster_size: int = 5,
     aggregation: str = "max", activated_threshold: float = 0.0, random_state: int = 0,
 ) -> Clustering:
@@ -220,8 +220,8 @@ def cluster_documents(
     - ``features``: feature ids, each weighing 1;
     - ``query``: its comma-separated parts (without commas, its words), each contributing the
       ``n_query_features`` features most specific to the first documents that part finds (``search(part, by=by)``
-      with feedback: ``by="labels"`` matches the words features fire on, ``by="query"`` also runs the models on
-      the part). Every part weighs the same on the axis, so no term crowds out another; a feature's weight is how
+      with feedback: ``by="labels"`` matches the words features fire on, ``by="query"`` runs the models on the
+      part, ``by="auto"`` (default) is ``"query"`` where ``ds`` can read text, else ``"labels"``). Every part weighs the same on the axis, so no term crowds out another; a feature's weight is how
       specific it is to its part;
     - ``examples``: a list of parts, each an example text or a list of them; a part contributes the
       ``n_query_features`` features weighing most in the examples' IDF-weighted profile (runs the models);
@@ -239,7 +239,8 @@ def cluster_documents(
     its 3 most typical documents) and its ``top_features`` most over-represented features (``rank``,
     ``feature_id``, ``label``, ``fires_on``, ``freq_in``, ``freq_out``, ``difference``, ``lift``; no p-values: the
     clusters come from the same data). ``clusters.attrs["axis"]`` lists the axis feature ids and
-    ``attrs["axis_table"]`` each with its weight, words and part (``attrs["query_features"]``: a query's).
+    ``attrs["axis_table"]`` each with its weight, words and part (``attrs["query_features"]``: a query's, and
+    ``attrs["by"]`` how it was read).
 
     Example::
 
@@ -262,6 +263,7 @@ def cluster_documents(
                 raise InvalidParameterError("query must be a non-empty string naming the axis, e.g. "
                                             "query='sports, food, law'.")
             parts = query_parts(query)
+            by = resolved_by(ds, by)
             # By query, an axis part is the part as the models read it: fusing in the features its words or
             # labels match (as a search does) lowered the ARI on both development corpora of
             # benchmarks/retrieval.py (package descriptions 0.80 -> 0.79, other fortunes 0.26 -> 0.21).
@@ -307,6 +309,7 @@ def cluster_documents(
         clusters.attrs["axis_table"] = axis.table(ds, labels)
     if query is not None:
         clusters.attrs["query_features"] = axis.features.tolist()
+        clusters.attrs["by"] = by
     return Clustering(assignments, clusters)
 
 

@@ -22,7 +22,7 @@ from ..validation import (EXAMPLES, FEATURE_IDS, Bool, Choice, Features, Int, In
 logger = logging.getLogger(__name__)
 
 
-BY = ("labels", "query", "example")
+BY = ("auto", "labels", "query", "example")
 # How many features a query names: its best label matches (by="labels"), or its own features of highest count × IDF
 # (by="query"; chosen on the development corpora of benchmarks/retrieval.py, where 20 to 30 measured alike and all
 # of them — general features firing on "and" or on the query's position too — less well).
@@ -38,7 +38,7 @@ FEEDBACK_FEATURES = 50
 @validate_params(ds=Encoded(), k=Int(min=1), by=Choice(BY), features=Features(), n_features=OrNone(Int(min=1)),
                  feedback=Bool(), aggregation=Choice(AGGREGATIONS), highlight=Bool())
 def search_documents(
-    ds: EncodedDataset, query: str | Sequence[str] | None = None, k: int = 10, *, by: str = "labels",
+    ds: EncodedDataset, query: str | Sequence[str] | None = None, k: int = 10, *, by: str = "auto",
     features: Iterable[int] | None = None, n_features: int | None = None, examples: Sequence[str] | None = None,
     negatives: Sequence[str] | None = None, feedback: bool = True, aggregation: str = "max", highlight: bool = True,
     left_marker: str = "<<", right_marker: str = ">>",
@@ -47,7 +47,12 @@ def search_documents(
 
     How the property is given:
 
-    - ``by="labels"`` (default; no model runs): ``query``'s words are matched to the words features fire on in
+    - ``by="auto"`` (default): ``"example"`` where ``examples`` are given, else ``"query"`` where ``ds`` can read
+      text (:meth:`~interp_embed.Dataset.reads_text`: its SAE was given or is the bundled default), else
+      ``"labels"``; ``table.attrs["by"]`` says which ran. By query ranked better than by labels on both
+      development corpora of ``benchmarks/retrieval.py`` (P@10 on topic queries 0.91 and 0.68 against 0.86 and
+      0.65, on property queries 0.52 and 0.60 against 0.40 and 0.41) and refuses no query; by labels runs no model.
+    - ``by="labels"`` (no model runs): ``query``'s words are matched to the words features fire on in
       this dataset and to their labels (:func:`~interp_embed.analysis.label_search.match_features`); the
       ``n_features`` (5) best matches rank documents by their pooled activation (``aggregation``, max by
       default) over each feature's peak, weighted by the match score. Where the query's words occur in the
@@ -77,7 +82,8 @@ def search_documents(
     ranked: the query's words and its features' words it holds) and ``highlighted`` (the text with that feature's
     tokens between the markers). ``table.attrs["features"]`` lists the features used: ``feature_id``, ``label``,
     ``fires_on`` (the words it fires on here), ``score`` (its weight) and ``source`` (``label match``, ``query
-    text``, ``examples``, ``feedback`` or ``given``); ``table.attrs["words"]`` the words ranked: ``word``, ``weight``
+    text``, ``examples``, ``feedback`` or ``given``); ``table.attrs["by"]`` how the property was read;
+    ``table.attrs["words"]`` the words ranked: ``word``, ``weight``
     and ``source`` (``query``, or the features whose ``fires_on`` words brought it).
 
     Example::
@@ -86,6 +92,7 @@ def search_documents(
         search_documents(ds, "questions", by="query", k=3)
         search_documents(ds, by="example", examples=["Guten Morgen!", "Wie geht es?"], k=3)
     """
+    by = resolved_by(ds, by, examples)
     found = rank_documents(ds, query, by=by, features=features, n_features=n_features, examples=examples,
                            negatives=negatives, feedback=feedback, aggregation=aggregation)
     docs, ranking, labels = found.documents, found.ranking, label_array(ds)
@@ -109,6 +116,7 @@ def search_documents(
                 ds[int(d)].token_activations(int(f), as_string=True, left_marker=left_marker, right_marker=right_marker)
                 for d, f in zip(table["document"], table["feature_id"])
             ]
+    table.attrs["by"] = by
     table.attrs["features"] = found.features.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     if found.word_weight is not None:
         table.attrs["words"] = found.words.table(found.word_weight, found.word_source)
@@ -129,6 +137,15 @@ class Found(NamedTuple):
     """Each stem's weight in the word ranking (None where words were not ranked)."""
     word_source: list[str] | None
     """Where each weighted stem came from: ``query``, or the features whose fired words brought it."""
+
+
+def resolved_by(ds: EncodedDataset, by: str, examples: Sequence[str] | None = None) -> str:
+    """``by``, with ``"auto"`` replaced by what it means for ``ds`` (see :func:`search_documents`)."""
+    if by != "auto":
+        return by
+    if examples is not None:
+        return "example"
+    return "query" if getattr(ds, "reads_text", lambda: False)() else "labels"
 
 
 def rank_documents(

@@ -29,12 +29,14 @@ class Method(str, enum.Enum):
 
 
 class By(str, enum.Enum):
+    auto = "auto"
     labels = "labels"
     query = "query"
     example = "example"
 
 
 class AxisBy(str, enum.Enum):
+    auto = "auto"
     labels = "labels"
     query = "query"
 
@@ -179,8 +181,9 @@ def cluster(store: Path = typer.Argument(..., help="A store folder."),
                                                  "contributing the features specific to what it finds."),
             example: list[str] = typer.Option(None, help="The axis: an example text per part (repeat the option)."),
             by: AxisBy = typer.Option(default(cluster_documents, "by"), help="How --query finds its features: labels "
-                                                                             "(words they fire on) or query (also "
-                                                                             "runs the models)."),
+                                                                             "(words they fire on), query (also runs "
+                                                                             "the models) or auto (query where the "
+                                                                             "store's models can run)."),
             n_clusters: int = typer.Option(default(cluster_documents, "n_clusters"), min=1, help="k-means clusters."),
             method: Method = typer.Option(default(cluster_documents, "method"), help="kmeans or hdbscan."),
             rows: int = ROWS,
@@ -223,15 +226,18 @@ def search(store: Path = typer.Argument(..., help="A store folder."),
            by: By = typer.Option(default(search_documents, "by"), help="labels: match the words features fire on "
                                                                        "and their labels; query: also run the "
                                                                        "models on QUERY; example: run them on the "
-                                                                       "examples."),
+                                                                       "examples; auto: example with --example, "
+                                                                       "else query where the store's models can "
+                                                                       "run, else labels."),
            rows: int = ROWS, csv: Path = CSV, json: Path = JSON) -> None:
     """The documents that most express a property, with the evidence marked."""
-    if by != By.example and (query is None) == (features is None):
+    if by != By.example and not example and (query is None) == (features is None):
         raise typer.BadParameter("give exactly one of QUERY or --features")
     hits = search_documents(open_dataset(store), query, k=k, by=by.value, features=feature_list(features),
                             examples=example or None, negatives=negative or None)
     used = hits.attrs["features"]
     if hits.empty:
         fail(f"no document of {store} has any of the features used active: {', '.join(map(str, used.feature_id))}")
-    show(used, ["feature_id", "source", "score", "fires_on", "label"], min(rows, 10), "features used", None, None)
+    show(used, ["feature_id", "source", "score", "fires_on", "label"], min(rows, 10),
+         f"features used (by {hits.attrs['by']})", None, None)
     show(hits, ["document", "score", "feature_id", "fires_on", "highlighted"], rows, "documents found", csv, json)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from . import session
 from ..saes.base import SAE
-from ..store import EncodedDocument, Store
+from ..store import EncodedDocument, Store, StoreError
 
 
 @dataclasses.dataclass(eq=False)
@@ -34,6 +34,15 @@ class Models:
         else:
             session.check_encoder(self.store, self.sae)
         return self.sae
+
+    def known(self) -> bool:
+        """Whether the SAE is known without asking: given, or the bundled default that the store records (the only
+        one rebuilt from a record, see :func:`~interp_embed.encode.session.encoder_of`)."""
+        try:
+            self.encoder()
+        except StoreError:
+            return False
+        return True
 
     @contextlib.contextmanager
     def loaded(self) -> Iterator[SAE]:
