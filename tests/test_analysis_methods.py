@@ -570,3 +570,14 @@ def test_label_match_below_the_minimum_score_is_an_error():
     assert A.match_features(labels, "German", k=2)["feature_id"].tolist() == [0]
     with pytest.raises(ValueError, match="well enough"):
         A.match_features(labels, "German", min_score=0.99)
+
+
+def test_an_axis_query_without_commas_keeps_names_whole_and_drops_stop_words():
+    from interp_embed.analysis.clustering import query_parts
+
+    # The issue's own axis: "Star" and "Trek" apart made six parts for five clusters and lost the topic.
+    assert query_parts("computers food law sports Star Trek") == ["computers", "food", "law", "sports", "Star Trek"]
+    assert query_parts("law and order New York") == ["law", "order", "New York"]
+    assert query_parts("Computers Food Law") == ["Computers", "Food", "Law"]  # all capitalised: words, not one name
+    assert query_parts("computers, law and order, Star Trek") == ["computers", "law and order", "Star Trek"]
+    assert query_parts("the and") == ["the", "and"]  # nothing but stop words: kept, so the search says what it finds

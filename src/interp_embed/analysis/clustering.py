@@ -172,16 +172,29 @@ class Axis(NamedTuple):
 
 def query_parts(query: str) -> list[str]:
     """The parts of a query that each define a piece of the axis: its comma-separated parts, or, without commas,
-    its words (stop words kept with the word after them: "law and order" stays one part only with commas).
+    its words, where a run of capitalised words is one name (unless every word is capitalised) and English stop
+    words are dropped (a part of its own, "and" would say nothing).
 
-    >>> query_parts("computers, food, Star Trek")
-    ['computers', 'food', 'Star Trek']
-    >>> query_parts("computers food")
-    ['computers', 'food']
+    >>> query_parts("computers, food, law and order")
+    ['computers', 'food', 'law and order']
+    >>> query_parts("computers food law and order Star Trek")
+    ['computers', 'food', 'law', 'order', 'Star Trek']
+    >>> query_parts("Computers Food")
+    ['Computers', 'Food']
     """
     if "," in query:
         return [p.strip() for p in query.split(",") if p.strip()]
-    return query.split()
+    words = [w for w in query.split() if w.lower() not in stop_words()] or query.split()
+    capitalised = [w[:1].isupper() for w in words]
+    if all(capitalised):
+        return words
+    parts: list[str] = []
+    for i, word in enumerate(words):
+        if i and capitalised[i] and capitalised[i - 1]:
+            parts[-1] += " " + word  # a name of several words ("Star Trek", "New York") stays one part
+        else:
+            parts.append(word)
+    return parts
 
 
 def _axis(parts: list[str], weights: list[np.ndarray], n_query_features: int) -> Axis:
@@ -218,7 +231,7 @@ def cluster_documents(
     The axis is one of:
 
     - ``features``: feature ids, each weighing 1;
-    - ``query``: its comma-separated parts (without commas, its words), each contributing the
+    - ``query``: its comma-separated parts (without commas, its words: see :func:`query_parts`), each contributing the
       ``n_query_features`` features most specific to the first documents that part finds (``search(part, by=by)``
       with feedback: ``by="labels"`` matches the words features fire on, ``by="query"`` runs the models on the
       part, ``by="auto"`` (default) is ``"query"`` where ``ds`` can read text, else ``"labels"``). Every part weighs the same on the axis, so no term crowds out another; a feature's weight is how
