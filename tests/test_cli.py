@@ -66,6 +66,11 @@ def test_encode_info_top_and_a_resumable_interrupt(tmp_path, monkeypatch, caplog
     assert again.exit_code == 1 and "already holds a complete store (12 of 12 rows encoded)" in again.output
     assert f"interp-embed info {store}" in again.output and "--overwrite" in again.output
     assert "--resume" not in again.output
+    # Search reads the query through the store's models by default, and --example alone searches by example.
+    found = runner.invoke(app, ["search", str(store), "good morning", "--k", "2"], terminal_width=250)
+    assert found.exit_code == 0 and "features used (by query)" in found.output, found.output
+    alike = runner.invoke(app, ["search", str(store), "--example", "Guten Morgen!", "--k", "2"], terminal_width=250)
+    assert alike.exit_code == 0 and "features used (by example)" in alike.output, alike.output
 
 
 def test_train_sae_writes_a_loadable_sae(tmp_path):

@@ -219,9 +219,9 @@ def cluster(store: Path = typer.Argument(..., help="A store folder."),
 def search(store: Path = typer.Argument(..., help="A store folder."),
            query: str = typer.Argument(None, help="Words naming a property, or (with --by example) an example text."),
            features: str = typer.Option(None, help="Instead of QUERY: feature ids, e.g. 12,345."),
-           example: list[str] = typer.Option(None, help="With --by example: an example text (repeat the option)."),
-           negative: list[str] = typer.Option(None, help="With --by example: a text the documents should not be "
-                                                         "like (repeat the option)."),
+           example: list[str] = typer.Option(None, help="An example text (repeat the option): search by example."),
+           negative: list[str] = typer.Option(None, help="With --example: a text the documents should not be like "
+                                                         "(repeat the option)."),
            k: int = typer.Option(default(search_documents, "k"), min=1, help="Documents to return."),
            by: By = typer.Option(default(search_documents, "by"), help="labels: match the words features fire on "
                                                                        "and their labels; query: also run the "
