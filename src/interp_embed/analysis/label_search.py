@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -38,6 +40,40 @@ OFFLINE_LABEL_WEIGHT = 0.5  # an offline label matching alone scores at most thi
 PLURALS = (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"), ("s", ""))
 ENDINGS = (("ically", "ic"), ("ical", "ic"), ("ation", ""), ("ing", ""), ("ed", ""), ("er", ""), ("or", ""),
            ("ly", ""), ("al", ""))
+
+
+# The long names of the Unicode general categories (the Unicode Character Database's PropertyValueAliases.txt).
+CATEGORY_NAMES = {
+    "Lu": "uppercase letter", "Ll": "lowercase letter", "Lt": "titlecase letter", "Lm": "modifier letter",
+    "Lo": "other letter", "Mn": "nonspacing mark", "Mc": "spacing mark", "Me": "enclosing mark",
+    "Nd": "decimal number", "Nl": "letter number", "No": "other number", "Pc": "connector punctuation",
+    "Pd": "dash punctuation", "Ps": "open punctuation", "Pe": "close punctuation", "Pi": "initial punctuation",
+    "Pf": "final punctuation", "Po": "other punctuation", "Sm": "math symbol", "Sc": "currency symbol",
+    "Sk": "modifier symbol", "So": "other symbol", "Zs": "space separator", "Zl": "line separator",
+    "Zp": "paragraph separator", "Cc": "control", "Cf": "format", "Cs": "surrogate", "Co": "private use",
+    "Cn": "unassigned",
+}
+
+
+@functools.cache
+def word_terms(word: str) -> tuple[str, ...]:
+    """The terms a word a feature fires on is matched by: its stem; for a word without letters (a symbol, a
+    number) the stemmed words of what Unicode calls its characters instead — each one's name and general category,
+    a digit by its category only (its name spells the digit) — so that a query for "exclamations" meets a feature
+    firing on "!" (EXCLAMATION MARK) and one for "numbers" a feature firing on "1984" (decimal number).
+
+    >>> word_terms("games"), word_terms("!"), word_terms("1984")
+    (('gam',), ('exclam', 'mark', 'punctu'), ('decim', 'numb'))
+    """
+    if any(c.isalpha() for c in word):
+        return (stem(word),)
+    names = []
+    for c in word:
+        category = unicodedata.category(c)
+        names += [CATEGORY_NAMES.get(category, "")] if category == "Nd" else [unicodedata.name(c, ""),
+                                                                             CATEGORY_NAMES.get(category, "")]
+    terms = [stem(w) for w in re.findall(r"[a-z]+", " ".join(names).lower()) if w not in stop_words()]
+    return tuple(dict.fromkeys(terms)) or (word,)
 
 
 def stem(word: str) -> str:
@@ -128,8 +164,12 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
         label_rows += [f] * len(found)
         label_terms_ids += [vocabulary.setdefault(t, len(vocabulary)) for t in found]
         label_weight[f] = weight if found else 0.0
-    if words is not None:  # each fired word's mass goes to its stem's column
-        stem_ids = np.array([vocabulary.setdefault(stem(w), len(vocabulary)) for w in words.words], dtype=np.int64)
+    if words is not None:  # each fired word's mass goes to its terms' columns, shared among them
+        described = [word_terms(w) for w in words.words]
+        term_word = np.repeat(np.arange(len(described)), [len(t) for t in described])
+        term_ids = np.array([vocabulary.setdefault(t, len(vocabulary)) for ts in described for t in ts],
+                            dtype=np.int64)
+        term_share = np.repeat([1 / len(t) for t in described], [len(t) for t in described])
     query_ids = [vocabulary[t] for t in query_terms(query) if t in vocabulary]
     if not query_terms(query):
         raise explained(ValueError, f"query {query!r} has only stop words, which say nothing about a feature by its "
@@ -143,8 +183,7 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
     bags = sp.csr_matrix((np.ones(len(label_rows)), (label_rows, label_terms_ids)), shape=(d_sae, n_terms))
     score = _cosines(bags, candidates, query_ids)
     if words is not None:
-        to_stem = sp.csr_matrix((np.ones(stem_ids.size), (np.arange(stem_ids.size), stem_ids)),
-                                shape=(stem_ids.size, n_terms))
+        to_stem = sp.csr_matrix((term_share, (term_word, term_ids)), shape=(len(described), n_terms))
         fired = _cosines((words.mass @ to_stem).tocsr(), candidates, query_ids)
         score = 1 - (1 - fired) * (1 - label_weight[candidates] * score)
     order = np.argsort(-score, kind="stable")[:k]
