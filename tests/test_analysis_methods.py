@@ -581,3 +581,19 @@ def test_an_axis_query_without_commas_keeps_names_whole_and_drops_stop_words():
     assert query_parts("Computers Food Law") == ["Computers", "Food", "Law"]  # all capitalised: words, not one name
     assert query_parts("computers, law and order, Star Trek") == ["computers", "law and order", "Star Trek"]
     assert query_parts("the and") == ["the", "and"]  # nothing but stop words: kept, so the search says what it finds
+
+
+def test_a_symbol_or_number_a_feature_fires_on_is_described_by_its_unicode_name_and_category():
+    from interp_embed.analysis.label_search import query_terms, word_terms
+
+    assert word_terms("games") == ("gam",)
+    assert set(query_terms("exclamations")) <= set(word_terms("!"))  # EXCLAMATION MARK, other punctuation
+    assert set(query_terms("questions")) <= set(word_terms("¿"))  # INVERTED QUESTION MARK
+    assert set(query_terms("currency")) <= set(word_terms("€")) and "dollar" in word_terms("$")
+    assert word_terms("1984") == word_terms("7") == ("decim", "numb")  # a number by its category, not spelled out
+    assert set(query_terms("numbers")) <= set(word_terms("1984"))
+    assert word_terms("\x00") == ("control",) and word_terms("\ue000") == ("privat", "use")
+    labels = np.array(["", "", ""], dtype=object)
+    words = FeatureWords(words=np.array(["!", "?", "game"], dtype=object),
+                         mass=sp.csr_matrix(np.eye(3, dtype=np.float32)))
+    assert A.match_features(labels, "exclamations", words=words)["feature_id"].tolist() == [0]

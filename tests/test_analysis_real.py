@@ -110,6 +110,19 @@ def test_planted_phrase_is_recovered(corpus):
     assert largest.iloc[0] >= by_overlap[by_overlap.q_value < 0.05].group.value_counts().iloc[0]
 
 
+@pytest.mark.parametrize("query, rule", [("exclamations", r"!"), ("numbers", r"\d")])
+def test_search_by_labels_finds_symbols_and_numbers_by_their_names(corpus, query, rule):
+    # The planted phrase " Call 555-0199 now!" gives half the English fortunes a "!" and digits. The features firing
+    # on them are described by what Unicode calls their characters (EXCLAMATION MARK, decimal number), so a query
+    # naming the property finds them; before, a symbol or number matched no word of any query.
+    ds, _, _ = corpus
+    hits = ds.search(query, by="labels", k=10, highlight=False, feedback=False)
+    matched = hits.attrs["features"]
+    assert set(matched.source) == {"label match"} and re.search(rule, matched.fires_on.iloc[0]), matched.to_string()
+    texts = ds.pandas().text.to_numpy()[hits.document.to_numpy()]
+    assert len(texts) >= 4 and all(re.search(rule, t) for t in texts), texts
+
+
 def test_random_splits_of_one_dataset_find_nothing(corpus):
     _, _, german = corpus
     keep = german.encoded_mask()

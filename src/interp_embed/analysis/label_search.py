@@ -9,8 +9,9 @@ A feature is described by two bags of words:
   German, it is not about German) nor the example sentence, whose other words say nothing about the feature; a
   written (LLM) label whole.
 
-Words are lower-cased and stemmed (:func:`stem`); a query's English stop words are dropped, but a feature's
-stay in its bag, where they dilute the rest (a feature firing on "the" and once on "game" is no game feature).
+Words are lower-cased and stemmed (:func:`stem`); a symbol or number a feature fires on stands for what Unicode
+calls its characters (:func:`word_terms`: "!" is an exclamation mark, "1984" a decimal number). A query's English
+stop words are dropped, but a feature's stay in its bag, where they dilute the rest (a feature firing on "the" and once on "game" is no game feature).
 Each bag is a TF-IDF vector over the candidate features, and the query's cosine with each is a match in [0, 1].
 A feature matches if what it fires on matches or its label does, best if both: its score is
 ``1 − (1 − fired) · (1 − weight · label)``, where a written label weighs 1 and an offline label's tokens 0.5 (they
