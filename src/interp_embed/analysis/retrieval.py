@@ -51,7 +51,7 @@ def search_documents(
       text (:meth:`~interp_embed.Dataset.reads_text`: its SAE was given or is the bundled default), else
       ``"labels"``; ``table.attrs["by"]`` says which ran. By query ranked better than by labels on both
       development corpora of ``benchmarks/retrieval.py`` (P@10 on topic queries 0.91 and 0.68 against 0.86 and
-      0.65, on property queries 0.52 and 0.60 against 0.40 and 0.41) and refuses no query; by labels runs no model.
+      0.65, on property queries 0.54 and 0.66 against 0.40 and 0.55) and refuses no query; by labels runs no model.
     - ``by="labels"`` (no model runs): ``query``'s words are matched to the words features fire on in
       this dataset and to their labels (:func:`~interp_embed.analysis.label_search.match_features`); the
       ``n_features`` (5) best matches rank documents by their pooled activation (``aggregation``, max by
