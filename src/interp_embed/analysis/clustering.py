@@ -16,7 +16,7 @@ from .terms import Terms
 from .inputs import PRESENCE, Encoded, EncodedDataset, feature_counts, label_array, load_documents, presence
 from .fires_on import fires_on
 from .label_search import dataset_words, stop_words
-from .retrieval import BY, rank_documents, resolved_by
+from .retrieval import BY_WORDS, rank_documents, resolved_by
 from ..validation import Choice, Features, Int, InvalidParameterError, validate_params
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def _axis(parts: list[str], weights: list[np.ndarray], n_query_features: int) ->
 
 
 @validate_params(ds=Encoded(), features=Features(), n_clusters=Int(min=1), method=Choice(METHODS),
-                 by=Choice(BY[:3]), n_query_features=Int(min=1), top_features=Int(min=1), n_words=Int(min=1),
+                 by=Choice(BY_WORDS), n_query_features=Int(min=1), top_features=Int(min=1), n_words=Int(min=1),
                  min_cluster_size=Int(min=2), **PRESENCE)
 def cluster_documents(
     ds: EncodedDataset, features: Iterable[int] | None = None, query: str | None = None, n_clusters: int = 8,
@@ -231,11 +231,12 @@ def cluster_documents(
     The axis is one of:
 
     - ``features``: feature ids, each weighing 1;
-    - ``query``: its comma-separated parts (without commas, its words: see :func:`query_parts`), each contributing the
-      ``n_query_features`` features most specific to the first documents that part finds (``search(part, by=by)``
+    - ``query``: its comma-separated parts (without commas, its words: see :func:`query_parts`), each contributing
+      the ``n_query_features`` features most specific to the first documents that part finds (``search(part, by=by)``
       with feedback: ``by="labels"`` matches the words features fire on, ``by="query"`` runs the models on the
-      part, ``by="auto"`` (default) is ``"query"`` where ``ds`` can read text, else ``"labels"``). Every part weighs the same on the axis, so no term crowds out another; a feature's weight is how
-      specific it is to its part;
+      part, ``by="auto"`` (default) is ``"query"`` where ``ds`` can read text, else ``"labels"``). Every part
+      weighs the same on the axis, so no term crowds out another; a feature's weight is how specific it is to its
+      part;
     - ``examples``: a list of parts, each an example text or a list of them; a part contributes the
       ``n_query_features`` features weighing most in the examples' IDF-weighted profile (runs the models);
     - nothing: every feature, weighing 1.

@@ -11,7 +11,8 @@ A feature is described by two bags of words:
 
 Words are lower-cased and stemmed (:func:`stem`); a symbol or number a feature fires on stands for what Unicode
 calls its characters (:func:`word_terms`: "!" is an exclamation mark, "1984" a decimal number). A query's English
-stop words are dropped, but a feature's stay in its bag, where they dilute the rest (a feature firing on "the" and once on "game" is no game feature).
+stop words are dropped, but a feature's stay in its bag, where they dilute the rest (a feature firing on "the" and
+once on "game" is no game feature).
 Each bag is a TF-IDF vector over the candidate features, and the query's cosine with each is a match in [0, 1].
 A feature matches if what it fires on matches or its label does, best if both: its score is
 ``1 − (1 − fired) · (1 − weight · label)``, where a written label weighs 1 and an offline label's tokens 0.5 (they
@@ -71,8 +72,9 @@ def word_terms(word: str) -> tuple[str, ...]:
     names = []
     for c in word:
         category = unicodedata.category(c)
-        names += [CATEGORY_NAMES.get(category, "")] if category == "Nd" else [unicodedata.name(c, ""),
-                                                                             CATEGORY_NAMES.get(category, "")]
+        if category != "Nd":  # a digit's name spells it out ("DIGIT SEVEN"): its category says what it is
+            names.append(unicodedata.name(c, ""))
+        names.append(CATEGORY_NAMES.get(category, ""))
     terms = [stem(w) for w in re.findall(r"[a-z]+", " ".join(names).lower()) if w not in stop_words()]
     return tuple(dict.fromkeys(terms)) or (word,)
 
@@ -167,10 +169,10 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
         label_weight[f] = weight if found else 0.0
     if words is not None:  # each fired word's mass goes to its terms' columns, shared among them
         described = [word_terms(w) for w in words.words]
-        term_word = np.repeat(np.arange(len(described)), [len(t) for t in described])
+        n_terms_of = np.array([len(t) for t in described])
+        term_word = np.repeat(np.arange(len(described)), n_terms_of)
         term_ids = np.array([vocabulary.setdefault(t, len(vocabulary)) for ts in described for t in ts],
                             dtype=np.int64)
-        term_share = np.repeat([1 / len(t) for t in described], [len(t) for t in described])
     query_ids = [vocabulary[t] for t in query_terms(query) if t in vocabulary]
     if not query_terms(query):
         raise explained(ValueError, f"query {query!r} has only stop words, which say nothing about a feature by its "
@@ -184,7 +186,7 @@ def match_features(labels: np.ndarray, query: str, k: int = 10, min_score: float
     bags = sp.csr_matrix((np.ones(len(label_rows)), (label_rows, label_terms_ids)), shape=(d_sae, n_terms))
     score = _cosines(bags, candidates, query_ids)
     if words is not None:
-        to_stem = sp.csr_matrix((term_share, (term_word, term_ids)), shape=(len(described), n_terms))
+        to_stem = sp.csr_matrix((1 / n_terms_of[term_word], (term_word, term_ids)), shape=(len(described), n_terms))
         fired = _cosines((words.mass @ to_stem).tocsr(), candidates, query_ids)
         score = 1 - (1 - fired) * (1 - label_weight[candidates] * score)
     order = np.argsort(-score, kind="stable")[:k]

@@ -22,7 +22,9 @@ from ..validation import (EXAMPLES, FEATURE_IDS, Bool, Choice, Features, Int, In
 logger = logging.getLogger(__name__)
 
 
-BY = ("auto", "labels", "query", "example")
+BY_WORDS = ("auto", "labels", "query")
+"""How a query's words are read (see :func:`search_documents`); clustering's axis parts are read the same ways."""
+BY = (*BY_WORDS, "example")
 # How many features a query names: its best label matches (by="labels"), or its own features of highest count × IDF
 # (by="query"; chosen on the development corpora of benchmarks/retrieval.py, where 20 to 30 measured alike and all
 # of them — general features firing on "and" or on the query's position too — less well).

@@ -13,6 +13,7 @@ from .common import (CSV, JSON, console, default, fail, feature_list, friendly, 
 from .subsets import chosen, where_option
 from ..analysis import (associate_features, cluster_documents, diff_features, feature_trends, plot_trends,
                         search_documents, top_correlations, where_mask)
+from ..analysis.retrieval import BY, BY_WORDS
 from ..analysis.trend import level_columns
 
 ROWS = typer.Option(20, "--rows", min=1, help="Rows shown on the terminal (--csv / --json write them all).")
@@ -28,17 +29,9 @@ class Method(str, enum.Enum):
     hdbscan = "hdbscan"
 
 
-class By(str, enum.Enum):
-    auto = "auto"
-    labels = "labels"
-    query = "query"
-    example = "example"
-
-
-class AxisBy(str, enum.Enum):
-    auto = "auto"
-    labels = "labels"
-    query = "query"
+# The choices of search_documents' and cluster_documents' ``by``, as they declare them.
+By = enum.Enum("By", {b: b for b in BY}, type=str)
+AxisBy = enum.Enum("AxisBy", {b: b for b in BY_WORDS}, type=str)
 
 
 class Grouping(str, enum.Enum):
